@@ -1,0 +1,16 @@
+# Every dependency comes from a Debian 12 package; nothing is downloaded at build time.
+
+find_package(Threads REQUIRED)
+find_package(OpenSSL 3.0 REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(nlohmann_json 3.11 CONFIG REQUIRED)
+find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+if(TRELLIS_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()
+if(TRELLIS_BUILD_BENCH)
+  find_package(benchmark REQUIRED)
+endif()

@@ -1,0 +1,24 @@
+# Compiler flags shared by every target: warnings, hardening, sanitizers, ccache.
+
+find_program(TRELLIS_CCACHE ccache)
+if(TRELLIS_CCACHE)
+  set(CMAKE_CXX_COMPILER_LAUNCHER ${TRELLIS_CCACHE})
+  message(STATUS "Trellis: using ccache at ${TRELLIS_CCACHE}")
+endif()
+
+add_compile_options(-Wall -Wextra -Wno-unused-parameter)
+
+# Hardening applies to every build type: stack protector, FORTIFY (needs optimisation, so
+# only where the build optimises), PIE and full RELRO with immediate binding.
+set(CMAKE_POSITION_INDEPENDENT_CODE ON)
+add_compile_options(-fstack-protector-strong -fPIE)
+if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug" AND NOT TRELLIS_SANITIZE)
+  add_compile_definitions(_FORTIFY_SOURCE=2)
+endif()
+add_link_options(-pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack)
+
+if(TRELLIS_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer
+                      -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
