@@ -385,7 +385,11 @@ absl::StatusOr<SpiffeId> Certificate::GetSpiffeId() const {
   return id;
 }
 
-bool Certificate::IsCa() const { return X509_check_ca(x509_.get()) != 0 && (X509_get_extension_flags(x509_.get()) & EXFLAG_CA); }
+bool Certificate::IsCa() const {
+  // basicConstraints cA = TRUE; key usage is checked separately where it matters.
+  uint32_t flags = X509_get_extension_flags(x509_.get());
+  return (flags & EXFLAG_BCONS) && (flags & EXFLAG_CA);
+}
 
 uint32_t Certificate::key_usage() const {
   if (!HasKeyUsageExtension()) return 0;

@@ -58,6 +58,7 @@ class Certificate {
   std::vector<std::string> DnsSans() const;
   // The SPIFFE ID: exactly one URI SAN that parses as a SPIFFE ID, else INVALID_ARGUMENT.
   absl::StatusOr<SpiffeId> GetSpiffeId() const;
+  // True when basicConstraints says cA = TRUE.
   bool IsCa() const;
   // Bitmask of kKeyUsage*; 0 when the extension is absent.
   uint32_t key_usage() const;
