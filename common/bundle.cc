@@ -166,7 +166,11 @@ absl::StatusOr<std::string> SpiffeBundleToJson(const Bundle& bundle) {
   if (bundle.refresh_hint_seconds().has_value()) {
     doc["spiffe_refresh_hint"] = *bundle.refresh_hint_seconds();
   }
-  return doc.dump(2);
+  try {
+    return doc.dump(2);
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(std::string("SPIFFE bundle: cannot serialise: ") + e.what());
+  }
 }
 
 absl::StatusOr<Bundle> BundleFromPem(const TrustDomain& trust_domain, std::string_view pem) {

@@ -420,7 +420,7 @@ absl::StatusOr<PublicKey> PublicKeyFromJwk(const json& jwk) {
     return OpenSslError(absl::StatusCode::kInvalidArgument, "JWK: invalid " + kty + " key");
   }
   EvpPkeyPtr pkey(raw);
-  auto pub = PublicKey::FromEvpPkey(pkey.get());
+  auto pub = PublicKey::SharePublicEvpPkey(pkey.get());
   if (!pub.ok()) return Annotate(pub.status(), "JWK");
   return pub;
 }
@@ -432,7 +432,11 @@ absl::StatusOr<std::string> JwksToJson(const std::map<std::string, PublicKey>& k
     TRELLIS_ASSIGN_OR_RETURN(json jwk, PublicKeyToJwk(key, kid));
     arr.push_back(std::move(jwk));
   }
-  return json{{"keys", arr}}.dump();
+  try {
+    return json{{"keys", arr}}.dump();
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(std::string("JWKS: cannot serialise: ") + e.what());
+  }
 }
 
 absl::StatusOr<std::map<std::string, PublicKey>> JwksFromJson(std::string_view text) {

@@ -132,6 +132,14 @@ absl::StatusOr<PublicKey> PublicKey::FromEvpPkey(EVP_PKEY* pkey) {
   return PublicKey(Share(pub), type, std::move(spki));
 }
 
+absl::StatusOr<PublicKey> PublicKey::SharePublicEvpPkey(EVP_PKEY* pkey) {
+  if (pkey == nullptr) return absl::InvalidArgumentError("no public key");
+  TRELLIS_ASSIGN_OR_RETURN(KeyType type, Classify(pkey));
+  TRELLIS_ASSIGN_OR_RETURN(std::string spki, SpkiOf(pkey));
+  if (EVP_PKEY_up_ref(pkey) != 1) return OpenSslError("referencing public key");
+  return PublicKey(Share(pkey), type, std::move(spki));
+}
+
 absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(std::string_view der) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   EvpPkeyPtr pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));

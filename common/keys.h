@@ -32,8 +32,11 @@ class PublicKey {
   // SubjectPublicKeyInfo DER / "PUBLIC KEY" PEM. Refuses unsupported curves and RSA sizes.
   static absl::StatusOr<PublicKey> FromSpkiDer(std::string_view der);
   static absl::StatusOr<PublicKey> FromPem(std::string_view pem);
-  // Takes a reference on `pkey` after checking its type; for internal wiring.
+  // Copies the public half of `pkey` (which may hold a private key) after checking its type.
   static absl::StatusOr<PublicKey> FromEvpPkey(EVP_PKEY* pkey);
+  // Shares `pkey` (taking a reference) when the caller knows it holds no private material,
+  // e.g. a certificate's key; avoids re-decoding it.
+  static absl::StatusOr<PublicKey> SharePublicEvpPkey(EVP_PKEY* pkey);
 
   KeyType type() const { return type_; }
   int bits() const;

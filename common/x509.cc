@@ -268,22 +268,17 @@ constexpr std::string_view kEmptyName = "\x30\x00"sv;
 
 // ---- Certificate ----
 
-absl::StatusOr<Certificate> Certificate::FromOwned(X509* raw) {
+absl::StatusOr<Certificate> Certificate::FromOwned(X509* raw, std::string der) {
   X509Ptr x(raw);
-  unsigned char* der = nullptr;
-  int len = i2d_X509(x.get(), &der);
-  if (len <= 0) return OpenSslError(absl::StatusCode::kInvalidArgument, "encoding certificate");
-  std::string der_str(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-  OPENSSL_free(der);
   // Force extension caching now so that malformed extensions are reported at parse time.
   if (X509_get_extension_flags(x.get()) & EXFLAG_INVALID) {
     return absl::InvalidArgumentError("certificate has malformed or duplicate extensions");
   }
-  auto pub = PublicKey::FromEvpPkey(X509_get0_pubkey(x.get()));
+  auto pub = PublicKey::SharePublicEvpPkey(X509_get0_pubkey(x.get()));
   if (!pub.ok()) return Annotate(pub.status(), "certificate public key");
   absl::Time nb = Asn1ToTime(X509_get0_notBefore(x.get()));
   absl::Time na = Asn1ToTime(X509_get0_notAfter(x.get()));
-  return Certificate(ShareX509(x.release()), std::move(der_str), *std::move(pub), nb, na);
+  return Certificate(ShareX509(x.release()), std::move(der), *std::move(pub), nb, na);
 }
 
 absl::StatusOr<Certificate> Certificate::FromDer(std::string_view der) {
@@ -295,8 +290,10 @@ absl::StatusOr<Certificate> Certificate::FromDer(std::string_view der) {
   if (!r.empty()) return absl::InvalidArgumentError("trailing bytes after certificate DER");
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   X509* x = d2i_X509(nullptr, &p, static_cast<long>(der.size()));
-  if (x == nullptr) return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed certificate DER");
-  return FromOwned(x);
+  if (x == nullptr) {
+    return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed certificate DER");
+  }
+  return FromOwned(x, std::string(der));
 }
 
 absl::StatusOr<Certificate> Certificate::FromPem(std::string_view pem) {

@@ -79,7 +79,7 @@ class Certificate {
               absl::Time na)
       : x509_(std::move(x509)), der_(std::move(der)), public_key_(std::move(pub)),
         not_before_(nb), not_after_(na) {}
-  static absl::StatusOr<Certificate> FromOwned(X509* x509);
+  static absl::StatusOr<Certificate> FromOwned(X509* x509, std::string der);
   std::shared_ptr<X509> x509_;
   std::string der_;
   PublicKey public_key_;
@@ -121,6 +121,7 @@ class X509SvidIssuer {
                                                                const Clock& clock);
 
   // Parses the PKCS#10 CSR (strict DER), verifies its signature, and returns the leaf DER.
+  // The identity comes from `id` alone: names requested inside the CSR are ignored.
   // INVALID_ARGUMENT for a malformed CSR, a bad CSR signature, an unsupported key, a SPIFFE ID
   // outside the CA's trust domain or a trust-domain-only ID, bad DNS names, or ttl <= 0.
   // FAILED_PRECONDITION when the CA has expired.

@@ -116,6 +116,12 @@ TEST(Jwks, NotJsonIsInvalidArgument) {
   EXPECT_EQ(JwksFromJson("{\"keys\": [").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(Jwks, NonUtf8KidIsInvalidArgumentNotACrash) {
+  std::map<std::string, PublicKey> keys;
+  keys.emplace("\xff\xfe", Unwrap(PrivateKey::Generate()).public_key());
+  EXPECT_EQ(JwksToJson(keys).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(Jwks, EmptyKeysIsEmptySet) {
   EXPECT_TRUE(Unwrap(JwksFromJson("{\"keys\":[]}")).empty());
 }

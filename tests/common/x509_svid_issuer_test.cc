@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "common/csr.h"
@@ -338,6 +339,30 @@ TEST(X509SvidIssuer, ReferenceOpenSslPathProducesVerifiableLeaf) {
   Certificate leaf = Unwrap(Certificate::FromDer(Unwrap(IssueX509SvidWithOpenSsl(
       pki.inter, pki.inter_key, Unwrap(BuildCsr(key)), pki.id, absl::Hours(1), pki.clock))));
   EXPECT_EQ(Unwrap(VerifyX509Svid({leaf, pki.inter}, {pki.root}, pki.td, pki.clock.Now())), pki.id);
+}
+
+TEST(X509SvidIssuer, ConcurrentIssuanceProducesValidLeaves) {
+  TestPki pki;
+  std::vector<std::string> csrs;
+  for (int i = 0; i < 4; ++i) csrs.push_back(Unwrap(BuildCsr(Unwrap(PrivateKey::Generate()))));
+  std::vector<std::vector<std::string>> out(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto leaf = pki.issuer->IssueFromCsr(csrs[t], pki.id, absl::Hours(1));
+        out[t].push_back(leaf.ok() ? *leaf : "");
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (const auto& leaves : out) {
+    for (const auto& der : leaves) {
+      auto cert = Certificate::FromDer(der);
+      ASSERT_TRUE(cert.ok()) << cert.status();
+      EXPECT_TRUE(VerifyX509Svid({*cert, pki.inter}, {pki.root}, pki.td, pki.clock.Now()).ok());
+    }
+  }
 }
 
 }  // namespace
