@@ -63,6 +63,9 @@ absl::StatusOr<std::string> SpkiOf(EVP_PKEY* pkey) {
   return out;
 }
 
+// Encrypted PEM is not supported; without this OpenSSL would prompt on the terminal.
+int NoPassphrase(char*, int, int, void*) { return -1; }
+
 BioPtr MemBio(std::string_view data) {
   return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
 }
@@ -156,7 +159,7 @@ absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(std::string_view der) {
 
 absl::StatusOr<PublicKey> PublicKey::FromPem(std::string_view pem) {
   BioPtr bio = MemBio(pem);
-  EvpPkeyPtr pkey(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  EvpPkeyPtr pkey(PEM_read_bio_PUBKEY(bio.get(), nullptr, NoPassphrase, nullptr));
   if (!pkey) return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed public key PEM");
   TRELLIS_ASSIGN_OR_RETURN(KeyType type, Classify(pkey.get()));
   TRELLIS_ASSIGN_OR_RETURN(std::string spki, SpkiOf(pkey.get()));
@@ -246,7 +249,7 @@ absl::StatusOr<PrivateKey> PrivateKey::FromPkcs8Der(std::string_view der) {
 
 absl::StatusOr<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
   BioPtr bio = MemBio(pem);
-  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  EVP_PKEY* pkey = PEM_read_bio_PrivateKey(bio.get(), nullptr, NoPassphrase, nullptr);
   if (pkey == nullptr) {
     return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed private key PEM");
   }

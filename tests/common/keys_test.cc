@@ -3,6 +3,7 @@
 
 #include <openssl/ec.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
@@ -91,6 +92,17 @@ TEST(PrivateKey, GarbagePemIsInvalidArgument) {
   EXPECT_EQ(PrivateKey::FromPem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
                 .status()
                 .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(PrivateKey, EncryptedPemIsInvalidArgumentWithoutPrompting) {
+  PrivateKey key = Unwrap(PrivateKey::Generate());
+  BioPtr bio(BIO_new(BIO_s_mem()));
+  static char kPass[] = "secret";
+  ASSERT_EQ(PEM_write_bio_PKCS8PrivateKey(bio.get(), key.pkey(), EVP_aes_128_cbc(), kPass, 6,
+                                          nullptr, nullptr),
+            1);
+  EXPECT_EQ(PrivateKey::FromPem(BioToString(bio.get())).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
