@@ -2,7 +2,6 @@
 // verify, measured in the same run in CPU time. Target: issuance >= 0.7 x floor.
 #include <openssl/evp.h>
 #include <openssl/sha.h>
-
 #include <time.h>
 
 #include <algorithm>

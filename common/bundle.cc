@@ -2,7 +2,6 @@
 #include "common/bundle.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
@@ -120,7 +119,8 @@ absl::StatusOr<Bundle> ParseSpiffeBundle(const TrustDomain& trust_domain, std::s
         return Bad(where + ": x509-svid key must have exactly one x5c certificate");
       }
       auto der = StdBase64Decode((*x5c)[0].get<std::string>());
-      if (!der.ok()) return Bad(where + ": x5c is not standard base64: " + std::string(der.status().message()));
+      if (!der.ok())
+        return Bad(where + ": x5c is not standard base64: " + std::string(der.status().message()));
       auto cert = Certificate::FromDer(*der);
       if (!cert.ok()) return Bad(where + ": x5c: " + std::string(cert.status().message()));
       auto jwk_key = PublicKeyFromJwk(key);
@@ -204,8 +204,8 @@ std::string BundleToDer(const Bundle& bundle) {
   return Certificate::ChainToDer(bundle.x509_authorities());
 }
 
-absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
-                                        const Bundle& bundle, absl::Time now) {
+absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain, const Bundle& bundle,
+                                        absl::Time now) {
   return VerifyX509Svid(chain, bundle.x509_authorities(), bundle.trust_domain(), now);
 }
 

@@ -65,7 +65,7 @@ absl::StatusOr<Bundle> BundleFromDer(const TrustDomain& trust_domain, std::strin
 std::string BundleToDer(const Bundle& bundle);
 
 // VerifyX509Svid against this bundle's X.509 authorities and trust domain.
-absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
-                                        const Bundle& bundle, absl::Time now);
+absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain, const Bundle& bundle,
+                                        absl::Time now);
 
 }  // namespace trellis::common

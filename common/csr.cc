@@ -35,10 +35,10 @@ constexpr size_t kMaxSpkiBytes = 1200;
 
 absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError("CSR: " + what); }
 
-#define CSR_READ(var, reader, tag, what)                            \
-  auto var##_or = (reader).Read(tag);                               \
-  if (!var##_or.ok()) return Bad(std::string(what) + ": " +         \
-                                 std::string(var##_or.status().message())); \
+#define CSR_READ(var, reader, tag, what)                                             \
+  auto var##_or = (reader).Read(tag);                                                \
+  if (!var##_or.ok())                                                                \
+    return Bad(std::string(what) + ": " + std::string(var##_or.status().message())); \
   der::Element var = *var##_or
 
 // Domain-parameter-only EC keys, one per curve, built once. Duplicating one and setting the
@@ -46,13 +46,12 @@ absl::Status Bad(const std::string& what) { return absl::InvalidArgumentError("C
 EVP_PKEY* NewEcParams(const char* group) {
   EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
   OSSL_PARAM params[2];
-  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
-                                               const_cast<char*>(group), 0);
+  params[0] =
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>(group), 0);
   params[1] = OSSL_PARAM_construct_end();
   EVP_PKEY* out = nullptr;
   if (!ctx || EVP_PKEY_paramgen_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_params(ctx.get(), params) != 1 ||
-      EVP_PKEY_paramgen(ctx.get(), &out) != 1) {
+      EVP_PKEY_CTX_set_params(ctx.get(), params) != 1 || EVP_PKEY_paramgen(ctx.get(), &out) != 1) {
     return nullptr;
   }
   return out;
@@ -177,9 +176,9 @@ absl::Status VerifyCsrView(const CsrView& v) {
     pkey.reset(EVP_PKEY_dup(const_cast<EVP_PKEY*>(params)));
     if (!pkey) return OpenSslError("copying EC parameters");
     // Decoding the point checks that it lies on the curve.
-    if (EVP_PKEY_set1_encoded_public_key(
-            pkey.get(), reinterpret_cast<const unsigned char*>(v.ec_point.data()),
-            v.ec_point.size()) != 1) {
+    if (EVP_PKEY_set1_encoded_public_key(pkey.get(),
+                                         reinterpret_cast<const unsigned char*>(v.ec_point.data()),
+                                         v.ec_point.size()) != 1) {
       ClearOpenSslErrors();
       return Bad("EC public key is not a point on the curve");
     }
@@ -229,9 +228,10 @@ absl::StatusOr<std::string> BuildCsr(const PrivateKey& key, const std::optional<
     GENERAL_NAME_set0_value(gn, GEN_URI, uri);
     sk_GENERAL_NAME_push(names.get(), gn);
     STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-    bool ok = exts != nullptr &&
-              X509V3_add1_i2d(&exts, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) == 1 &&
-              X509_REQ_add_extensions(req.get(), exts) == 1;
+    bool ok =
+        exts != nullptr &&
+        X509V3_add1_i2d(&exts, NID_subject_alt_name, names.get(), 0, X509V3_ADD_DEFAULT) == 1 &&
+        X509_REQ_add_extensions(req.get(), exts) == 1;
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     if (!ok) return OpenSslError("adding CSR extension request");
   }
@@ -277,8 +277,8 @@ absl::StatusOr<std::vector<std::string>> CertificateRequest::UriSans() const {
   std::vector<std::string> out;
   STACK_OF(X509_EXTENSION)* exts = X509_REQ_get_extensions(req.get());
   if (exts == nullptr) return out;
-  auto* names = static_cast<GENERAL_NAMES*>(
-      X509V3_get_d2i(exts, NID_subject_alt_name, nullptr, nullptr));
+  auto* names =
+      static_cast<GENERAL_NAMES*>(X509V3_get_d2i(exts, NID_subject_alt_name, nullptr, nullptr));
   sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
   if (names == nullptr) return out;
   GeneralNamesPtr owned(names);

@@ -41,10 +41,10 @@ namespace internal {
 
 // The pieces of a CSR the issuance hot path needs, as views into the caller's buffer.
 struct CsrView {
-  std::string_view info;       // CertificationRequestInfo, full encoding (what is signed)
-  std::string_view spki;       // SubjectPublicKeyInfo, full encoding
-  std::string_view signature;  // signature bytes (BIT STRING content after the pad byte)
-  std::string_view ec_point;   // EC public point (empty for RSA)
+  std::string_view info;           // CertificationRequestInfo, full encoding (what is signed)
+  std::string_view spki;           // SubjectPublicKeyInfo, full encoding
+  std::string_view signature;      // signature bytes (BIT STRING content after the pad byte)
+  std::string_view ec_point;       // EC public point (empty for RSA)
   const char* ec_group = nullptr;  // OpenSSL group name for EC keys
   bool rsa = false;
   HashAlg hash = HashAlg::kSha256;

@@ -21,9 +21,7 @@ using json = nlohmann::json;
 absl::Status Malformed(const std::string& what) {
   return absl::InvalidArgumentError("JWT: " + what);
 }
-absl::Status Refused(const std::string& what) {
-  return absl::UnauthenticatedError("JWT: " + what);
-}
+absl::Status Refused(const std::string& what) { return absl::UnauthenticatedError("JWT: " + what); }
 
 struct AlgInfo {
   JwtAlg alg;
@@ -171,8 +169,8 @@ absl::Status CheckJwtAlgMatchesKey(JwtAlg alg, KeyType type) {
   const AlgInfo& info = Info(alg);
   bool ok = info.ec ? DefaultJwtAlg(type) == alg : !IsEcKeyType(type);
   if (!ok) {
-    return Refused(absl::StrCat("algorithm ", info.name, " does not match the ",
-                                KeyTypeName(type), " key"));
+    return Refused(
+        absl::StrCat("algorithm ", info.name, " does not match the ", KeyTypeName(type), " key"));
   }
   return absl::OkStatus();
 }
@@ -265,7 +263,8 @@ absl::StatusOr<JwtSvid> VerifyJwtSvid(std::string_view token,
   if (typ_it != header.end()) {
     if (!typ_it->is_string()) return Malformed("typ is not a string");
     std::string typ = typ_it->get<std::string>();
-    if (typ != "JWT" && typ != "JOSE") return Refused("typ \"" + typ.substr(0, 32) + "\" not allowed");
+    if (typ != "JWT" && typ != "JOSE")
+      return Refused("typ \"" + typ.substr(0, 32) + "\" not allowed");
   }
   auto kid_it = header.find("kid");
   if (kid_it == header.end() || !kid_it->is_string() || kid_it->get<std::string>().empty()) {
@@ -406,7 +405,8 @@ absl::StatusOr<PublicKey> PublicKeyFromJwk(const json& jwk) {
                          static_cast<int>(n.size()), nullptr));
     e_bn.reset(BN_bin2bn(reinterpret_cast<const unsigned char*>(e.data()),
                          static_cast<int>(e.size()), nullptr));
-    if (!n_bn || !e_bn || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n_bn.get()) != 1 ||
+    if (!n_bn || !e_bn ||
+        OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n_bn.get()) != 1 ||
         OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e_bn.get()) != 1) {
       return OpenSslError("building RSA key parameters");
     }

@@ -2,12 +2,11 @@
 #pragma once
 
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -37,12 +36,11 @@ absl::StatusOr<std::string> SignJwt(const PrivateKey& key, const std::string& ki
                                     std::optional<JwtAlg> alg = std::nullopt);
 
 // Signs a JWT-SVID with claims sub, aud (always an array), exp and iat, plus `extra_claims`.
-absl::StatusOr<std::string> SignJwtSvid(const PrivateKey& key, const std::string& kid,
-                                        const SpiffeId& subject,
-                                        const std::vector<std::string>& audience,
-                                        absl::Time issued_at, absl::Time expiry,
-                                        std::optional<JwtAlg> alg = std::nullopt,
-                                        const nlohmann::json& extra_claims = nlohmann::json::object());
+absl::StatusOr<std::string> SignJwtSvid(
+    const PrivateKey& key, const std::string& kid, const SpiffeId& subject,
+    const std::vector<std::string>& audience, absl::Time issued_at, absl::Time expiry,
+    std::optional<JwtAlg> alg = std::nullopt,
+    const nlohmann::json& extra_claims = nlohmann::json::object());
 
 struct JwtSvid {
   SpiffeId subject;

@@ -117,9 +117,10 @@ absl::StatusOr<KeyType> ParseKeyType(std::string_view name) {
                     KeyType::kRsa3072, KeyType::kRsa4096}) {
     if (name == KeyTypeName(t)) return t;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown key type \"", std::string(name), "\" (want ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or "
-      "rsa-4096)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown key type \"", std::string(name),
+                   "\" (want ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072 or "
+                   "rsa-4096)"));
 }
 
 // ---- PublicKey ----
@@ -147,8 +148,7 @@ absl::StatusOr<PublicKey> PublicKey::FromSpkiDer(std::string_view der) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
   EvpPkeyPtr pkey(d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size())));
   if (!pkey) {
-    return OpenSslError(absl::StatusCode::kInvalidArgument,
-                        "malformed SubjectPublicKeyInfo DER");
+    return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed SubjectPublicKeyInfo DER");
   }
   if (p != reinterpret_cast<const unsigned char*>(der.data()) + der.size()) {
     return absl::InvalidArgumentError("trailing bytes after SubjectPublicKeyInfo");
@@ -258,8 +258,8 @@ absl::StatusOr<PrivateKey> PrivateKey::FromPem(std::string_view pem) {
 
 absl::StatusOr<SecretBytes> PrivateKey::ToPkcs8Der() const {
   BioPtr bio(BIO_new(BIO_s_secmem()));
-  if (!bio || i2d_PKCS8PrivateKey_bio(bio.get(), pkey_.get(), nullptr, nullptr, 0, nullptr,
-                                       nullptr) != 1) {
+  if (!bio ||
+      i2d_PKCS8PrivateKey_bio(bio.get(), pkey_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
     return OpenSslError("encoding PKCS#8 private key");
   }
   char* data = nullptr;
@@ -289,8 +289,7 @@ HashAlg PrivateKey::DefaultHash() const {
   }
 }
 
-absl::StatusOr<std::string> PrivateKey::Sign(std::string_view data, HashAlg hash,
-                                             bool pss) const {
+absl::StatusOr<std::string> PrivateKey::Sign(std::string_view data, HashAlg hash, bool pss) const {
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   EVP_PKEY_CTX* pctx = nullptr;
   if (!ctx || EVP_DigestSignInit(ctx.get(), &pctx, HashMd(hash), nullptr, pkey_.get()) != 1) {

@@ -84,8 +84,8 @@ absl::StatusOr<std::vector<std::string>> PemCertificateBlocks(std::string_view p
     while (pos < pem.size() && IsSpace(pem[pos])) ++pos;
     if (pos == pem.size()) break;
     if (pem.substr(pos, kBegin.size()) != kBegin) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("PEM: unexpected text at byte ", pos, " (want -----BEGIN CERTIFICATE-----)"));
+      return absl::InvalidArgumentError(absl::StrCat("PEM: unexpected text at byte ", pos,
+                                                     " (want -----BEGIN CERTIFICATE-----)"));
     }
     size_t label_start = pos + kBegin.size();
     size_t label_end = pem.find("-----", label_start);
@@ -145,8 +145,8 @@ absl::Status ValidateDnsName(const std::string& name) {
       continue;
     }
     char c = rest[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
     if (!ok) return absl::InvalidArgumentError("DNS name \"" + name + "\" has a bad character");
     ++label_len;
   }
@@ -165,7 +165,8 @@ absl::Status AddExt(X509* cert, X509* issuer, int nid, const std::string& value)
 }
 
 absl::Status ValidateCaSubject(const CaSubject& s) {
-  if (s.country.size() > 2) return absl::InvalidArgumentError("CA subject country is not 2 letters");
+  if (s.country.size() > 2)
+    return absl::InvalidArgumentError("CA subject country is not 2 letters");
   if (s.organization.size() > 64 || s.common_name.size() > 64) {
     return absl::InvalidArgumentError("CA subject attribute longer than 64 bytes");
   }
@@ -187,10 +188,9 @@ absl::StatusOr<X509Ptr> NewCaCertificate(const PublicKey& pub, const TrustDomain
   }
   X509_NAME* name = X509_get_subject_name(x.get());
   auto add = [&](const char* field, const std::string& v) {
-    return v.empty() || X509_NAME_add_entry_by_txt(
-                            name, field, MBSTRING_UTF8,
-                            reinterpret_cast<const unsigned char*>(v.data()),
-                            static_cast<int>(v.size()), -1, 0) == 1;
+    return v.empty() || X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                                                   reinterpret_cast<const unsigned char*>(v.data()),
+                                                   static_cast<int>(v.size()), -1, 0) == 1;
   };
   if (!add("C", subject.country) || !add("O", subject.organization) ||
       !add("CN", subject.common_name)) {
@@ -202,8 +202,7 @@ absl::StatusOr<X509Ptr> NewCaCertificate(const PublicKey& pub, const TrustDomain
   }
   if (X509_set_pubkey(x.get(), pub.pkey()) != 1) return OpenSslError("setting public key");
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), nullptr, NID_basic_constraints, "critical,CA:TRUE"));
-  TRELLIS_RETURN_IF_ERROR(
-      AddExt(x.get(), nullptr, NID_key_usage, "critical,keyCertSign,cRLSign"));
+  TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), nullptr, NID_key_usage, "critical,keyCertSign,cRLSign"));
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), nullptr, NID_subject_key_identifier, "hash"));
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), nullptr, NID_subject_alt_name, "URI:" + td.IdString()));
   return x;
@@ -358,7 +357,9 @@ std::string Certificate::SerialHex() const {
   return bytes.empty() ? "00" : HexEncode(bytes);
 }
 
-std::string Certificate::Subject() const { return NameToString(X509_get_subject_name(x509_.get())); }
+std::string Certificate::Subject() const {
+  return NameToString(X509_get_subject_name(x509_.get()));
+}
 std::string Certificate::Issuer() const { return NameToString(X509_get_issuer_name(x509_.get())); }
 
 std::string Certificate::SubjectNameDer() const {
@@ -631,11 +632,12 @@ absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
                                         const TrustDomain& trust_domain, absl::Time now) {
   if (chain.empty()) return absl::InvalidArgumentError("empty X509-SVID chain");
   if (chain.size() > kMaxChainLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("X509-SVID chain has ", chain.size(), " certificates (max ",
-                     kMaxChainLength, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("X509-SVID chain has ", chain.size(),
+                                                   " certificates (max ", kMaxChainLength, ")"));
   }
-  auto fail = [](const std::string& why) { return absl::UnauthenticatedError("X509-SVID: " + why); };
+  auto fail = [](const std::string& why) {
+    return absl::UnauthenticatedError("X509-SVID: " + why);
+  };
   const Certificate& leaf = chain[0];
   auto id = leaf.GetSpiffeId();
   if (!id.ok()) return fail(std::string(id.status().message()));
@@ -655,7 +657,8 @@ absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
       return fail(absl::StrCat("chain certificate ", i + 1, " is not a CA with keyCertSign"));
     }
   }
-  if (authorities.empty()) return fail("no X.509 authorities for trust domain " + trust_domain.name());
+  if (authorities.empty())
+    return fail("no X.509 authorities for trust domain " + trust_domain.name());
 
   X509StorePtr store(X509_STORE_new());
   X509StackPtr untrusted(sk_X509_new_null());
@@ -701,9 +704,8 @@ absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
 
 absl::StatusOr<std::string> IssueX509SvidWithOpenSsl(const Certificate& ca,
                                                      const PrivateKey& ca_key,
-                                                     std::string_view csr_der,
-                                                     const SpiffeId& id, absl::Duration ttl,
-                                                     const Clock& clock) {
+                                                     std::string_view csr_der, const SpiffeId& id,
+                                                     absl::Duration ttl, const Clock& clock) {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(csr_der.data());
   X509ReqPtr req(d2i_X509_REQ(nullptr, &p, static_cast<long>(csr_der.size())));
   if (!req) return OpenSslError(absl::StatusCode::kInvalidArgument, "malformed CSR");
@@ -725,8 +727,7 @@ absl::StatusOr<std::string> IssueX509SvidWithOpenSsl(const Certificate& ca,
   if (X509_set_pubkey(x.get(), pub) != 1) return OpenSslError("setting public key");
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), ca.x509(), NID_basic_constraints, "critical,CA:FALSE"));
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), ca.x509(), NID_key_usage, "critical,digitalSignature"));
-  TRELLIS_RETURN_IF_ERROR(
-      AddExt(x.get(), ca.x509(), NID_ext_key_usage, "serverAuth,clientAuth"));
+  TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), ca.x509(), NID_ext_key_usage, "serverAuth,clientAuth"));
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), ca.x509(), NID_subject_key_identifier, "hash"));
   TRELLIS_RETURN_IF_ERROR(AddExt(x.get(), ca.x509(), NID_authority_key_identifier, "keyid"));
   TRELLIS_RETURN_IF_ERROR(

@@ -77,8 +77,11 @@ class Certificate {
  private:
   Certificate(std::shared_ptr<X509> x509, std::string der, PublicKey pub, absl::Time nb,
               absl::Time na)
-      : x509_(std::move(x509)), der_(std::move(der)), public_key_(std::move(pub)),
-        not_before_(nb), not_after_(na) {}
+      : x509_(std::move(x509)),
+        der_(std::move(der)),
+        public_key_(std::move(pub)),
+        not_before_(nb),
+        not_after_(na) {}
   static absl::StatusOr<Certificate> FromOwned(X509* x509, std::string der);
   std::shared_ptr<X509> x509_;
   std::string der_;
@@ -107,8 +110,7 @@ absl::StatusOr<Certificate> CreateIntermediateCa(const Certificate& parent,
                                                  const PrivateKey& parent_key,
                                                  const PublicKey& ca_public_key,
                                                  const TrustDomain& td, absl::Duration ttl,
-                                                 const Clock& clock,
-                                                 const CaSubject& subject = {});
+                                                 const Clock& clock, const CaSubject& subject = {});
 
 // Issues X509-SVID leaves from one CA. The TBSCertificate is written directly in DER with
 // the requester's SubjectPublicKeyInfo copied verbatim and the issuer Name / key identifier
@@ -118,7 +120,7 @@ class X509SvidIssuer {
  public:
   // FAILED_PRECONDITION when `ca` is not a CA with keyCertSign or `ca_key` does not match it.
   static absl::StatusOr<std::unique_ptr<X509SvidIssuer>> Create(Certificate ca, PrivateKey ca_key,
-                                                               const Clock& clock);
+                                                                const Clock& clock);
 
   // Parses the PKCS#10 CSR (strict DER), verifies its signature, and returns the leaf DER.
   // The identity comes from `id` alone: names requested inside the CSR are ignored.
@@ -152,11 +154,11 @@ class X509SvidIssuer {
   mutable std::mutex pool_mu_;
   mutable std::vector<EvpPkeyCtxPtr> sign_ctx_pool_;  // guarded by pool_mu_
   std::optional<TrustDomain> ca_trust_domain_;
-  std::string issuer_name_der_;     // the CA subject Name, verbatim
-  std::string aki_extension_der_;   // complete AuthorityKeyIdentifier extension
-  std::string sig_alg_der_;         // AlgorithmIdentifier for the CA's signatures
+  std::string issuer_name_der_;    // the CA subject Name, verbatim
+  std::string aki_extension_der_;  // complete AuthorityKeyIdentifier extension
+  std::string sig_alg_der_;        // AlgorithmIdentifier for the CA's signatures
   HashAlg hash_ = HashAlg::kSha256;
-  int64_t ca_not_after_ = 0;        // unix seconds
+  int64_t ca_not_after_ = 0;  // unix seconds
 };
 
 // Verifies an X509-SVID chain (leaf first, optional intermediates) against the X.509
@@ -175,8 +177,7 @@ absl::Status CheckKeyMatchesCertificate(const PrivateKey& key, const Certificate
 // comparison in tests and benchmarks, not for production issuance.
 absl::StatusOr<std::string> IssueX509SvidWithOpenSsl(const Certificate& ca,
                                                      const PrivateKey& ca_key,
-                                                     std::string_view csr_der,
-                                                     const SpiffeId& id, absl::Duration ttl,
-                                                     const Clock& clock);
+                                                     std::string_view csr_der, const SpiffeId& id,
+                                                     absl::Duration ttl, const Clock& clock);
 
 }  // namespace trellis::common

@@ -1,9 +1,8 @@
 // SPIFFE bundle documents, PEM and DER bundles: round trips and malformed input.
 #include "common/bundle.h"
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/strings/escaping.h"
 #include "common/jwt.h"
@@ -108,7 +107,8 @@ TEST(SpiffeBundle, StringRefreshHintIsInvalidArgument) {
 
 TEST(SpiffeBundle, SequenceKeepsFull64Bits) {
   TestPki pki;
-  Bundle b = Unwrap(ParseSpiffeBundle(pki.td, R"({"keys":[],"spiffe_sequence":18446744073709551615})"));
+  Bundle b =
+      Unwrap(ParseSpiffeBundle(pki.td, R"({"keys":[],"spiffe_sequence":18446744073709551615})"));
   EXPECT_EQ(b.sequence(), UINT64_MAX);
 }
 
@@ -116,18 +116,16 @@ TEST(SpiffeBundle, KeyWithoutUseIsIgnored) {
   TestPki pki;
   json key = X509Key(pki.root);
   key.erase("use");
-  EXPECT_TRUE(Unwrap(ParseSpiffeBundle(pki.td, json{{"keys", {key}}}.dump()))
-                  .x509_authorities()
-                  .empty());
+  EXPECT_TRUE(
+      Unwrap(ParseSpiffeBundle(pki.td, json{{"keys", {key}}}.dump())).x509_authorities().empty());
 }
 
 TEST(SpiffeBundle, KeyWithUnknownUseIsIgnored) {
   TestPki pki;
   json key = X509Key(pki.root);
   key["use"] = "enc";
-  EXPECT_TRUE(Unwrap(ParseSpiffeBundle(pki.td, json{{"keys", {key}}}.dump()))
-                  .x509_authorities()
-                  .empty());
+  EXPECT_TRUE(
+      Unwrap(ParseSpiffeBundle(pki.td, json{{"keys", {key}}}.dump())).x509_authorities().empty());
 }
 
 TEST(SpiffeBundle, X509KeyWithTwoCertificatesIsInvalidArgument) {

@@ -156,8 +156,7 @@ TEST(Csr, SignatureAlgorithmMismatchIsRefused) {
   der[pos + 7] = 0x09;
   auto csr = CertificateRequest::FromDer(der);
   ASSERT_EQ(csr.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(csr.status().message().find("signature algorithm"), std::string::npos)
-      << csr.status();
+  EXPECT_NE(csr.status().message().find("signature algorithm"), std::string::npos) << csr.status();
 }
 
 }  // namespace

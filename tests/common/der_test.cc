@@ -60,8 +60,12 @@ TEST(DerWriter, UnsignedIntegerPadsHighBit) {
 }
 
 TEST(DerWriter, TimeSwitchesToGeneralizedIn2050) {
-  EXPECT_EQ(*Time(0), "\x17\x0d" "700101000000Z"sv);
-  EXPECT_EQ(*Time(2524608000), "\x18\x0f" "20500101000000Z"sv);
+  EXPECT_EQ(*Time(0),
+            "\x17\x0d"
+            "700101000000Z"sv);
+  EXPECT_EQ(*Time(2524608000),
+            "\x18\x0f"
+            "20500101000000Z"sv);
 }
 
 }  // namespace

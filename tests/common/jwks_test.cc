@@ -122,9 +122,7 @@ TEST(Jwks, NonUtf8KidIsInvalidArgumentNotACrash) {
   EXPECT_EQ(JwksToJson(keys).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(Jwks, EmptyKeysIsEmptySet) {
-  EXPECT_TRUE(Unwrap(JwksFromJson("{\"keys\":[]}")).empty());
-}
+TEST(Jwks, EmptyKeysIsEmptySet) { EXPECT_TRUE(Unwrap(JwksFromJson("{\"keys\":[]}")).empty()); }
 
 }  // namespace
 }  // namespace trellis::common

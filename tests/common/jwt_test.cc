@@ -30,8 +30,7 @@ class JwtTest : public ::testing::Test {
   std::string Signed(const json& claims) { return Unwrap(SignJwt(key_, "k1", claims)); }
   // A validly signed token with an arbitrary header.
   std::string WithHeader(const json& header, const json& claims) {
-    std::string input =
-        Base64UrlEncode(header.dump()) + "." + Base64UrlEncode(claims.dump());
+    std::string input = Base64UrlEncode(header.dump()) + "." + Base64UrlEncode(claims.dump());
     return input + "." + Base64UrlEncode(RawFromDer(Unwrap(key_.Sign(input))));
   }
   static std::string RawFromDer(const std::string& der) {
@@ -49,7 +48,9 @@ class JwtTest : public ::testing::Test {
     return r + read_int();
   }
   json GoodClaims() {
-    return {{"sub", id_.String()}, {"aud", {"svc"}}, {"exp", absl::ToUnixSeconds(kNow) + 300},
+    return {{"sub", id_.String()},
+            {"aud", {"svc"}},
+            {"exp", absl::ToUnixSeconds(kNow) + 300},
             {"iat", absl::ToUnixSeconds(kNow)}};
   }
   absl::StatusCode Code(const std::string& token, const std::string& aud = "svc",
@@ -100,7 +101,8 @@ TEST_F(JwtTest, OneOfSeveralAudiencesMatches) {
 
 TEST_F(JwtTest, AlgNoneIsUnauthenticated) {
   json header = {{"alg", "none"}, {"kid", "k1"}, {"typ", "JWT"}};
-  std::string token = Base64UrlEncode(header.dump()) + "." + Base64UrlEncode(GoodClaims().dump()) + ".";
+  std::string token =
+      Base64UrlEncode(header.dump()) + "." + Base64UrlEncode(GoodClaims().dump()) + ".";
   EXPECT_EQ(Code(token), absl::StatusCode::kUnauthenticated);
 }
 
@@ -129,8 +131,7 @@ TEST_F(JwtTest, MissingAlgIsInvalidArgument) {
 }
 
 TEST_F(JwtTest, MissingKidIsInvalidArgument) {
-  EXPECT_EQ(Code(WithHeader({{"alg", "ES256"}}, GoodClaims())),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Code(WithHeader({{"alg", "ES256"}}, GoodClaims())), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(JwtTest, UnknownKidIsUnauthenticated) {
@@ -139,16 +140,16 @@ TEST_F(JwtTest, UnknownKidIsUnauthenticated) {
 }
 
 TEST_F(JwtTest, TypAbsentIsAccepted) {
-  EXPECT_TRUE(VerifyJwtSvid(WithHeader({{"alg", "ES256"}, {"kid", "k1"}}, GoodClaims()), keys_,
-                            "svc", kNow)
-                  .ok());
+  EXPECT_TRUE(
+      VerifyJwtSvid(WithHeader({{"alg", "ES256"}, {"kid", "k1"}}, GoodClaims()), keys_, "svc", kNow)
+          .ok());
 }
 
 TEST_F(JwtTest, TypJoseIsAccepted) {
-  EXPECT_TRUE(VerifyJwtSvid(WithHeader({{"alg", "ES256"}, {"kid", "k1"}, {"typ", "JOSE"}},
-                                       GoodClaims()),
-                            keys_, "svc", kNow)
-                  .ok());
+  EXPECT_TRUE(
+      VerifyJwtSvid(WithHeader({{"alg", "ES256"}, {"kid", "k1"}, {"typ", "JOSE"}}, GoodClaims()),
+                    keys_, "svc", kNow)
+          .ok());
 }
 
 TEST_F(JwtTest, BadTypIsUnauthenticated) {
@@ -296,17 +297,16 @@ TEST_P(JwtAlgs, RoundTrip) {
   EXPECT_EQ(JwtAlgName(svid.alg), JwtAlgName(GetParam().alg));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    All, JwtAlgs,
-    ::testing::Values(AlgCase{JwtAlg::kEs256, KeyType::kEcP256},
-                      AlgCase{JwtAlg::kEs384, KeyType::kEcP384},
-                      AlgCase{JwtAlg::kEs512, KeyType::kEcP521},
-                      AlgCase{JwtAlg::kRs256, KeyType::kRsa2048},
-                      AlgCase{JwtAlg::kRs384, KeyType::kRsa2048},
-                      AlgCase{JwtAlg::kRs512, KeyType::kRsa2048},
-                      AlgCase{JwtAlg::kPs256, KeyType::kRsa2048},
-                      AlgCase{JwtAlg::kPs384, KeyType::kRsa2048},
-                      AlgCase{JwtAlg::kPs512, KeyType::kRsa2048}));
+INSTANTIATE_TEST_SUITE_P(All, JwtAlgs,
+                         ::testing::Values(AlgCase{JwtAlg::kEs256, KeyType::kEcP256},
+                                           AlgCase{JwtAlg::kEs384, KeyType::kEcP384},
+                                           AlgCase{JwtAlg::kEs512, KeyType::kEcP521},
+                                           AlgCase{JwtAlg::kRs256, KeyType::kRsa2048},
+                                           AlgCase{JwtAlg::kRs384, KeyType::kRsa2048},
+                                           AlgCase{JwtAlg::kRs512, KeyType::kRsa2048},
+                                           AlgCase{JwtAlg::kPs256, KeyType::kRsa2048},
+                                           AlgCase{JwtAlg::kPs384, KeyType::kRsa2048},
+                                           AlgCase{JwtAlg::kPs512, KeyType::kRsa2048}));
 
 TEST(JwtEs512, RawSignatureIs132Bytes) {
   PrivateKey key = Unwrap(PrivateKey::Generate(KeyType::kEcP521));

@@ -103,8 +103,8 @@ TEST(IntermediateCa, ExpiredParentIsFailedPrecondition) {
   TestPki pki;
   pki.clock.Advance(absl::Hours(24 * 31));
   PrivateKey key = Unwrap(PrivateKey::Generate());
-  EXPECT_EQ(CreateIntermediateCa(pki.root, pki.root_key, key.public_key(), pki.td,
-                                 absl::Hours(1), pki.clock)
+  EXPECT_EQ(CreateIntermediateCa(pki.root, pki.root_key, key.public_key(), pki.td, absl::Hours(1),
+                                 pki.clock)
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
@@ -113,8 +113,7 @@ TEST(IntermediateCa, ExpiredParentIsFailedPrecondition) {
 TEST(IntermediateCa, WrongParentKeyIsFailedPrecondition) {
   TestPki pki;
   PrivateKey key = Unwrap(PrivateKey::Generate());
-  EXPECT_EQ(CreateIntermediateCa(pki.root, key, key.public_key(), pki.td, absl::Hours(1),
-                                 pki.clock)
+  EXPECT_EQ(CreateIntermediateCa(pki.root, key, key.public_key(), pki.td, absl::Hours(1), pki.clock)
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);

@@ -48,7 +48,8 @@ TEST(Certificate, ChainDerRoundTripKeepsOrder) {
 
 TEST(Certificate, PemWithOtherBlockIsRefused) {
   TestPki pki;
-  std::string pem = pki.root.ToPem() + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  std::string pem =
+      pki.root.ToPem() + "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
   auto chain = Certificate::ChainFromPem(pem);
   ASSERT_EQ(chain.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(chain.status().message().find("PRIVATE KEY"), std::string::npos) << chain.status();
@@ -61,10 +62,11 @@ TEST(Certificate, PemWithGarbageTextIsRefused) {
 }
 
 TEST(Certificate, PemWithBadBase64IsRefused) {
-  EXPECT_EQ(Certificate::ChainFromPem("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      Certificate::ChainFromPem("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n")
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Certificate, EmptyPemIsRefused) {

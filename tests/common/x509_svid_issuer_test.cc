@@ -29,8 +29,7 @@ struct Issued {
   Certificate leaf;
 };
 
-Issued IssueLeaf(TestPki& pki, KeyType type = KeyType::kEcP256,
-                 absl::Duration ttl = absl::Hours(1),
+Issued IssueLeaf(TestPki& pki, KeyType type = KeyType::kEcP256, absl::Duration ttl = absl::Hours(1),
                  const std::vector<std::string>& dns = {}) {
   PrivateKey key = Unwrap(PrivateKey::Generate(type));
   std::string csr = Unwrap(BuildCsr(key, pki.id));
@@ -75,8 +74,7 @@ TEST(X509SvidIssuer, ChainVerifiesWithX509VerifyCert) {
   sk_X509_push(untrusted.get(), pki.inter.x509());
   X509StoreCtxPtr ctx(X509_STORE_CTX_new());
   ASSERT_EQ(X509_STORE_CTX_init(ctx.get(), store.get(), leaf.leaf.x509(), untrusted.get()), 1);
-  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()),
-                             absl::ToTimeT(pki.clock.Now()));
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx.get()), absl::ToTimeT(pki.clock.Now()));
   X509_VERIFY_PARAM_set_flags(X509_STORE_CTX_get0_param(ctx.get()), X509_V_FLAG_X509_STRICT);
   EXPECT_EQ(X509_verify_cert(ctx.get()), 1)
       << X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get()));
@@ -84,12 +82,11 @@ TEST(X509SvidIssuer, ChainVerifiesWithX509VerifyCert) {
 
 // Runs `openssl verify` on PEM files in a temp dir; returns its exit status and output.
 std::pair<int, std::string> OpenSslVerify(const TestPki& pki, const Certificate& leaf) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                              absl::StrCat("trellis-verify-", getpid(), "-",
-                                           ::testing::UnitTest::GetInstance()->random_seed(), "-",
-                                           ::testing::UnitTest::GetInstance()
-                                               ->current_test_info()
-                                               ->name());
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      absl::StrCat("trellis-verify-", getpid(), "-",
+                   ::testing::UnitTest::GetInstance()->random_seed(), "-",
+                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
   std::filesystem::create_directories(dir);
   auto write = [&](const std::string& name, const std::string& data) {
     std::ofstream(dir / name) << data;
@@ -97,11 +94,10 @@ std::pair<int, std::string> OpenSslVerify(const TestPki& pki, const Certificate&
   write("root.pem", pki.root.ToPem());
   write("inter.pem", pki.inter.ToPem());
   write("leaf.pem", leaf.ToPem());
-  std::string cmd = absl::StrCat("openssl verify -x509_strict -attime ",
-                                 absl::ToUnixSeconds(pki.clock.Now()), " -CAfile ",
-                                 (dir / "root.pem").string(), " -untrusted ",
-                                 (dir / "inter.pem").string(), " ", (dir / "leaf.pem").string(),
-                                 " 2>&1");
+  std::string cmd =
+      absl::StrCat("openssl verify -x509_strict -attime ", absl::ToUnixSeconds(pki.clock.Now()),
+                   " -CAfile ", (dir / "root.pem").string(), " -untrusted ",
+                   (dir / "inter.pem").string(), " ", (dir / "leaf.pem").string(), " 2>&1");
   std::string output;
   FILE* f = popen(cmd.c_str(), "r");
   if (f == nullptr) return {-1, "popen failed"};
@@ -191,7 +187,8 @@ TEST(X509SvidIssuer, RsaLeafAddsKeyEncipherment) {
 TEST(X509SvidIssuer, ExtendedKeyUsageServerAndClientAuth) {
   TestPki pki;
   Issued leaf = IssueLeaf(pki);
-  EXPECT_EQ(X509_get_extended_key_usage(leaf.leaf.x509()), uint32_t{XKU_SSL_SERVER | XKU_SSL_CLIENT});
+  EXPECT_EQ(X509_get_extended_key_usage(leaf.leaf.x509()),
+            uint32_t{XKU_SSL_SERVER | XKU_SSL_CLIENT});
   EXPECT_EQ(ExtCritical(leaf.leaf, NID_ext_key_usage), 0);
 }
 
@@ -273,8 +270,9 @@ TEST(X509SvidIssuer, TamperedCsrSignatureIsInvalidArgument) {
 
 TEST(X509SvidIssuer, MalformedCsrIsInvalidArgument) {
   TestPki pki;
-  EXPECT_EQ(pki.issuer->IssueFromCsr("\x30\x03\x02\x01\x00", pki.id, absl::Hours(1)).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      pki.issuer->IssueFromCsr("\x30\x03\x02\x01\x00", pki.id, absl::Hours(1)).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(X509SvidIssuer, OtherTrustDomainIsInvalidArgument) {
@@ -296,8 +294,7 @@ TEST(X509SvidIssuer, TrustDomainOnlyIdIsInvalidArgument) {
 TEST(X509SvidIssuer, BadDnsNameIsInvalidArgument) {
   TestPki pki;
   PrivateKey key = Unwrap(PrivateKey::Generate());
-  EXPECT_EQ(pki.issuer
-                ->IssueFromCsr(Unwrap(BuildCsr(key)), pki.id, absl::Hours(1), {"bad name"})
+  EXPECT_EQ(pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), pki.id, absl::Hours(1), {"bad name"})
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -306,10 +303,9 @@ TEST(X509SvidIssuer, BadDnsNameIsInvalidArgument) {
 TEST(X509SvidIssuer, NonPositiveTtlIsInvalidArgument) {
   TestPki pki;
   PrivateKey key = Unwrap(PrivateKey::Generate());
-  EXPECT_EQ(pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), pki.id, absl::ZeroDuration())
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), pki.id, absl::ZeroDuration()).status().code(),
+      absl::StatusCode::kInvalidArgument);
 }
 
 TEST(X509SvidIssuer, ExpiredCaIsFailedPrecondition) {

@@ -17,8 +17,8 @@ using testing::Unwrap;
 
 Certificate Leaf(TestPki& pki, const SpiffeId& id, absl::Duration ttl = absl::Hours(1)) {
   PrivateKey key = Unwrap(PrivateKey::Generate());
-  return Unwrap(Certificate::FromDer(
-      Unwrap(pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), id, ttl))));
+  return Unwrap(
+      Certificate::FromDer(Unwrap(pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), id, ttl))));
 }
 
 // A leaf with an arbitrary profile, built with the OpenSSL API and signed by the intermediate.
@@ -55,8 +55,7 @@ void ExpectUnauthenticated(const absl::StatusOr<SpiffeId>& r, const std::string&
 TEST(VerifyX509Svid, ValidChainReturnsId) {
   TestPki pki;
   Certificate leaf = Leaf(pki, pki.id);
-  EXPECT_EQ(Unwrap(VerifyX509Svid({leaf, pki.inter}, {pki.root}, pki.td, pki.clock.Now())),
-            pki.id);
+  EXPECT_EQ(Unwrap(VerifyX509Svid({leaf, pki.inter}, {pki.root}, pki.td, pki.clock.Now())), pki.id);
 }
 
 TEST(VerifyX509Svid, IntermediateAsAuthorityIsAnAnchor) {
@@ -186,10 +185,9 @@ TEST(VerifyX509Svid, LeafWithoutDigitalSignatureIsUnauthenticated) {
 
 TEST(VerifyX509Svid, LeafWithKeyCertSignIsUnauthenticated) {
   TestPki pki;
-  Certificate leaf =
-      CustomLeaf(pki, {{NID_basic_constraints, "critical,CA:FALSE"},
-                       {NID_key_usage, "critical,digitalSignature,keyCertSign"},
-                       {NID_subject_alt_name, "URI:spiffe://example.org/a"}});
+  Certificate leaf = CustomLeaf(pki, {{NID_basic_constraints, "critical,CA:FALSE"},
+                                      {NID_key_usage, "critical,digitalSignature,keyCertSign"},
+                                      {NID_subject_alt_name, "URI:spiffe://example.org/a"}});
   ExpectUnauthenticated(VerifyX509Svid({leaf, pki.inter}, {pki.root}, pki.td, pki.clock.Now()),
                         "keyCertSign");
 }
@@ -223,14 +221,14 @@ TEST(VerifyX509Svid, IntermediateWithoutKeyCertSignIsUnauthenticated) {
   X509_sign(x.get(), pki.root_key.pkey(), EVP_sha256());
   unsigned char* der = nullptr;
   int len = i2d_X509(x.get(), &der);
-  Certificate bad_ca = Unwrap(Certificate::FromDer(
-      std::string(reinterpret_cast<char*>(der), static_cast<size_t>(len))));
+  Certificate bad_ca = Unwrap(
+      Certificate::FromDer(std::string(reinterpret_cast<char*>(der), static_cast<size_t>(len))));
   OPENSSL_free(der);
   auto issuer = X509SvidIssuer::Create(bad_ca, key, pki.clock);
   EXPECT_EQ(issuer.status().code(), absl::StatusCode::kFailedPrecondition);
   Certificate leaf = Leaf(pki, pki.id);
-  ExpectUnauthenticated(
-      VerifyX509Svid({leaf, bad_ca}, {pki.root}, pki.td, pki.clock.Now()), "keyCertSign");
+  ExpectUnauthenticated(VerifyX509Svid({leaf, bad_ca}, {pki.root}, pki.td, pki.clock.Now()),
+                        "keyCertSign");
 }
 
 }  // namespace
