@@ -79,6 +79,17 @@ class PostgresTestBackend final : public TestBackend {
       return absl::InternalError(std::string("raw postgres: ") + e.what());
     }
   }
+  absl::StatusOr<int64_t> ServerConnections() override {
+    try {
+      pqxx::connection c(dsn_);
+      pqxx::nontransaction tx(c);
+      pqxx::result r = tx.exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = " +
+                               tx.quote(schema_));
+      return r[0][0].as<int64_t>();
+    } catch (const std::exception& e) {
+      return absl::InternalError(std::string("raw postgres: ") + e.what());
+    }
+  }
   const std::string& schema() const { return schema_; }
 
  private:

@@ -20,6 +20,8 @@ class TestBackend {
   absl::StatusOr<std::unique_ptr<DataStore>> Open(const DataStoreOptions& options);
   // Runs SQL beside the store, e.g. to plant rows the store would never write.
   virtual absl::Status ExecRaw(const std::string& sql) = 0;
+  // Client connections the database server sees from stores opened on this backend.
+  virtual absl::StatusOr<int64_t> ServerConnections() { return 0; }
 };
 
 // "Sqlite" or "Postgres". Postgres needs TRELLIS_TEST_POSTGRES_DSN; without it this returns
