@@ -5,7 +5,6 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
-#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -80,14 +79,10 @@ std::string Sha256Hex(const std::string& data) {
   return absl::BytesToHexString(std::string(reinterpret_cast<char*>(md), len));
 }
 
-std::string NewEntryId() {
+absl::StatusOr<std::string> NewEntryId() {
   unsigned char b[16];
   if (RAND_bytes(b, sizeof(b)) != 1) {
-    // RAND_bytes only fails when the OS entropy source is broken; fall back to the clock
-    // mixed through SHA-256 so ids stay unique rather than crash.
-    std::string seed = absl::StrCat(absl::ToUnixNanos(absl::Now()), reinterpret_cast<uintptr_t>(b));
-    std::string h = Sha256Hex(seed);
-    for (int i = 0; i < 16; ++i) b[i] = static_cast<unsigned char>(h[i] * 31 + h[16 + i]);
+    return absl::UnavailableError("no randomness available to generate an entry id");
   }
   b[6] = (b[6] & 0x0f) | 0x40;  // version 4
   b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
@@ -433,11 +428,14 @@ absl::StatusOr<std::optional<LoadedEntry>> LoadEntry(Tx& tx, const std::string& 
   return std::optional<LoadedEntry>(std::move(v[0]));
 }
 
+// Writes the chosen child collections; `fresh` rows have none yet, so nothing to clear.
 absl::Status WriteEntryChildren(Tx& tx, int64_t seq, const RegistrationEntry& e, bool selectors,
-                                bool federates, bool dns) {
+                                bool federates, bool dns, bool fresh) {
   if (selectors) {
-    TRELLIS_RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM entry_selectors WHERE entry_seq = $1", {seq}).status());
+    if (!fresh) {
+      TRELLIS_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM entry_selectors WHERE entry_seq = $1", {seq}).status());
+    }
     for (const Selector& s : e.selectors) {
       TRELLIS_RETURN_IF_ERROR(
           tx.Exec("INSERT INTO entry_selectors (entry_seq, type, value) VALUES ($1, $2, $3)",
@@ -446,8 +444,10 @@ absl::Status WriteEntryChildren(Tx& tx, int64_t seq, const RegistrationEntry& e,
     }
   }
   if (federates) {
-    TRELLIS_RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM entry_federates_with WHERE entry_seq = $1", {seq}).status());
+    if (!fresh) {
+      TRELLIS_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM entry_federates_with WHERE entry_seq = $1", {seq}).status());
+    }
     for (const std::string& td : e.federates_with) {
       TRELLIS_RETURN_IF_ERROR(
           tx.Exec("INSERT INTO entry_federates_with (entry_seq, trust_domain) VALUES ($1, $2)",
@@ -456,8 +456,10 @@ absl::Status WriteEntryChildren(Tx& tx, int64_t seq, const RegistrationEntry& e,
     }
   }
   if (dns) {
-    TRELLIS_RETURN_IF_ERROR(
-        tx.Exec("DELETE FROM entry_dns_names WHERE entry_seq = $1", {seq}).status());
+    if (!fresh) {
+      TRELLIS_RETURN_IF_ERROR(
+          tx.Exec("DELETE FROM entry_dns_names WHERE entry_seq = $1", {seq}).status());
+    }
     int64_t pos = 0;
     for (const std::string& name : e.dns_names) {
       TRELLIS_RETURN_IF_ERROR(
@@ -499,10 +501,6 @@ absl::Status ValidatePageSize(int32_t size) {
 }
 
 // ---- bundles ----
-
-struct BundleRow {
-  Bundle bundle;
-};
 
 absl::StatusOr<Bundle> NormalizeBundle(Bundle b) {
   TRELLIS_ASSIGN_OR_RETURN(b.trust_domain, NormalizeTrustDomain(b.trust_domain, "bundle"));
@@ -745,16 +743,28 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
         tx.Query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))")
             .status());
   }
+  // Multi-row inserts in chunks of a fixed size keep batches to a few statements while the
+  // set of distinct statement texts (and so the statement cache) stays small.
+  constexpr size_t kChunk = 32;
   int64_t now = NowSeconds();
-  for (const PendingEvent& e : events) {
-    bool entry = e.kind == EventKind::kEntryCreated || e.kind == EventKind::kEntryUpdated ||
-                 e.kind == EventKind::kEntryDeleted;
-    TRELLIS_RETURN_IF_ERROR(
-        tx.Exec("INSERT INTO events (kind, entry_id, node_spiffe_id, created_at)"
-                " VALUES ($1, $2, $3, $4)",
-                {std::string(EventKindName(e.kind)), entry ? e.id : std::string(),
-                 entry ? std::string() : e.id, now})
-            .status());
+  for (size_t begin = 0; begin < events.size(); begin += kChunk) {
+    size_t end = std::min(events.size(), begin + kChunk);
+    std::string sql = "INSERT INTO events (kind, entry_id, node_spiffe_id, created_at) VALUES ";
+    Params params;
+    params.reserve((end - begin) * 4);
+    for (size_t i = begin; i < end; ++i) {
+      const PendingEvent& e = events[i];
+      bool entry = e.kind == EventKind::kEntryCreated || e.kind == EventKind::kEntryUpdated ||
+                   e.kind == EventKind::kEntryDeleted;
+      size_t n = params.size();
+      absl::StrAppend(&sql, i == begin ? "" : ", ", "($", n + 1, ", $", n + 2, ", $", n + 3,
+                      ", $", n + 4, ")");
+      params.emplace_back(std::in_place_type<std::string>, EventKindName(e.kind));
+      params.emplace_back(std::in_place_type<std::string>, entry ? e.id : "");
+      params.emplace_back(std::in_place_type<std::string>, entry ? "" : e.id);
+      params.emplace_back(std::in_place_type<int64_t>, now);
+    }
+    TRELLIS_RETURN_IF_ERROR(tx.Exec(sql, params).status());
   }
   return absl::OkStatus();
 }
@@ -929,7 +939,7 @@ absl::Status SqlDataStore::DeleteBundle(const std::string& trust_domain, BundleD
 namespace {
 // Applies `change` to the stored bundle and bumps its sequence number.
 template <typename F>
-absl::Status MutateBundle(SqlDataStore* self, Engine& engine, const std::string& trust_domain,
+absl::Status MutateBundle(Engine& engine, const std::string& trust_domain,
                           const std::string& for_update, F change,
                           const std::function<absl::Status(Tx&, const Bundle&)>& store) {
   TRELLIS_ASSIGN_OR_RETURN(std::string td, NormalizeTrustDomain(trust_domain, "bundle"));
@@ -946,7 +956,7 @@ absl::Status MutateBundle(SqlDataStore* self, Engine& engine, const std::string&
 }  // namespace
 
 #define TRELLIS_BUNDLE_MUTATION(td, body)                                                    \
-  MutateBundle(this, *engine_, td, ForUpdate(), body,                                        \
+  MutateBundle(*engine_, td, ForUpdate(), body,                                        \
                [this](Tx& tx, const Bundle& b) { return StoreBundle(tx, b); })
 
 absl::Status SqlDataStore::TaintX509Authority(const std::string& trust_domain,
@@ -1045,9 +1055,10 @@ absl::StatusOr<bool> SqlDataStore::PruneBundle(const std::string& trust_domain,
 absl::StatusOr<RegistrationEntry> SqlDataStore::CreateEntryTx(Tx& tx, Events& events,
                                                               const RegistrationEntry& in) {
   RegistrationEntry e = in;
-  if (e.id.empty()) e.id = NewEntryId();
+  if (e.id.empty()) {
+    TRELLIS_ASSIGN_OR_RETURN(e.id, NewEntryId());
+  }
   std::string key = UniqueKey(e);
-  TRELLIS_RETURN_IF_ERROR(CheckEntryConflicts(tx, e.id, key, true));
   e.revision_number = 0;
   int64_t now = NowSeconds();
   e.created_at = absl::FromUnixSeconds(now);
@@ -1055,15 +1066,22 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::CreateEntryTx(Tx& tx, Events& ev
       Rows rows,
       tx.Query("INSERT INTO entries (id, spiffe_id, parent_id, unique_key, x509_svid_ttl,"
                " jwt_svid_ttl, admin, downstream, expires_at, revision_number, created_at, hint)"
-               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11) RETURNING seq",
+               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)"
+               " ON CONFLICT DO NOTHING RETURNING seq",
                {e.id, e.spiffe_id, e.parent_id, key, int64_t{e.x509_svid_ttl},
                 int64_t{e.jwt_svid_ttl}, B(e.admin), B(e.downstream), EntryExpiry(e.expires_at),
                 now, e.hint}));
+  if (rows.empty()) {
+    // A unique key is taken; find which one to say so. (DO NOTHING keeps the transaction
+    // usable on PostgreSQL, where a failed statement would abort it.)
+    TRELLIS_RETURN_IF_ERROR(CheckEntryConflicts(tx, e.id, key, true));
+    return absl::AlreadyExistsError("entry " + e.id + " conflicts with a stored entry");
+  }
   int64_t seq = 0;
-  if (rows.empty() || !rows[0][0] || !absl::SimpleAtoi(*rows[0][0], &seq)) {
+  if (!rows[0][0] || !absl::SimpleAtoi(*rows[0][0], &seq)) {
     return absl::InternalError("entry insert returned no sequence number");
   }
-  TRELLIS_RETURN_IF_ERROR(WriteEntryChildren(tx, seq, e, true, true, true));
+  TRELLIS_RETURN_IF_ERROR(WriteEntryChildren(tx, seq, e, true, true, true, /*fresh=*/true));
   events.push_back({EventKind::kEntryCreated, e.id});
   return e;
 }
@@ -1143,7 +1161,8 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::UpdateEntry(const RegistrationEn
                  B(e.admin), B(e.downstream), EntryExpiry(e.expires_at), e.hint, le->seq})
             .status());
     TRELLIS_RETURN_IF_ERROR(
-        WriteEntryChildren(tx, le->seq, e, m.selectors, m.federates_with, m.dns_names));
+        WriteEntryChildren(tx, le->seq, e, m.selectors, m.federates_with, m.dns_names,
+                           /*fresh=*/false));
     e.revision_number = le->entry.revision_number + 1;
     out = std::move(e);
     events.push_back({EventKind::kEntryUpdated, out.id});

@@ -164,6 +164,7 @@ TEST_P(DataStoreConformance, CreateEntriesIsAllOrNothing) {
                                           MakeEntry("/1", "/agent", {{"a", "1"}})};
   EXPECT_EQ(store_->CreateEntries(batch).status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(*store_->CountEntries(), 0);
+  EXPECT_EQ(*store_->MaxEventId(), 0);  // the failed batch left no events either
   batch.pop_back();
   auto ok = store_->CreateEntries(batch);
   ASSERT_TRUE(ok.ok()) << ok.status();
