@@ -44,6 +44,10 @@ class PostgresEngine final : public sql::Engine {
     std::lock_guard<std::mutex> lock(mu_);
     return open_;
   }
+  int64_t DiscardedConnections() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return discarded_;
+  }
 
   absl::Status Run(bool write, const std::function<absl::Status(sql::Tx&)>& fn) override {
     absl::Status last;
@@ -229,6 +233,7 @@ class PostgresEngine final : public sql::Engine {
     if (fresh) {
       // Connections older than a failure are suspect; close them all.
       open_ -= static_cast<int>(idle_.size());
+      discarded_ += static_cast<int64_t>(idle_.size());
       idle_.clear();
     }
     bool ready = cv_.wait_for(lock, absl::ToChronoMilliseconds(acquire_timeout_), [&] {
@@ -262,6 +267,7 @@ class PostgresEngine final : public sql::Engine {
       if (broken || !conn->conn->is_open()) {
         doomed = std::move(conn);
         --open_;
+        ++discarded_;
       } else {
         idle_.push_back(std::move(conn));
       }
@@ -283,6 +289,7 @@ class PostgresEngine final : public sql::Engine {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Connection>> idle_;  // guarded by mu_
   int open_ = 0;                                    // guarded by mu_: idle + in use
+  int64_t discarded_ = 0;                           // guarded by mu_
 };
 
 PostgresDataStore::PostgresDataStore(std::unique_ptr<PostgresEngine> engine,
@@ -304,5 +311,7 @@ absl::StatusOr<std::unique_ptr<PostgresDataStore>> PostgresDataStore::Open(
 }
 
 int PostgresDataStore::OpenConnections() const { return pg_->OpenConnections(); }
+
+int64_t PostgresDataStore::DiscardedConnections() const { return pg_->DiscardedConnections(); }
 
 }  // namespace trellis::datastore

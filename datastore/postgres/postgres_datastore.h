@@ -25,6 +25,8 @@ class PostgresDataStore final : public sql::SqlDataStore {
 
   // Connections currently open, idle or in use; never above options.pool_size.
   int OpenConnections() const;
+  // Connections dropped because they broke (or were idle when another one broke).
+  int64_t DiscardedConnections() const;
 
  private:
   PostgresDataStore(std::unique_ptr<PostgresEngine> engine, const DataStoreOptions& options,

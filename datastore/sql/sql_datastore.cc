@@ -739,8 +739,11 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
   if (engine_->dialect() == Dialect::kPostgres) {
     // Held to commit, so event ids become visible in increasing order: a reader that has
     // seen id N never later finds a committed id below N. Taken last to avoid deadlocks.
+    // The notification goes out at commit, so servers sharing the database can LISTEN on
+    // trellis_events and read the log at once instead of polling it.
     TRELLIS_RETURN_IF_ERROR(
-        tx.Query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events'))")
+        tx.Query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events')),"
+                 " pg_notify('trellis_events', current_schema())")
             .status());
   }
   // Multi-row inserts in chunks of a fixed size keep batches to a few statements while the

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <pqxx/pqxx>
 #include <thread>
 #include <vector>
 
@@ -72,6 +73,27 @@ TEST_F(PostgresDataStoreTest, PoolNeverOpensMoreThanItsSize) {
   EXPECT_GE(max_server.load(), 1);
   EXPECT_GE(max_open.load(), 1);
   EXPECT_EQ(*(*store)->CountEntries(), 60);
+}
+
+// Collects notifications on the channel the store announces committed events on.
+class EventListener : public pqxx::notification_receiver {
+ public:
+  explicit EventListener(pqxx::connection_base& c)
+      : pqxx::notification_receiver(c, "trellis_events") {}
+  void operator()(const std::string& payload, int) override { payloads.push_back(payload); }
+  std::vector<std::string> payloads;
+};
+
+TEST_F(PostgresDataStoreTest, CommittedEntryWriteIsAnnouncedToListeners) {
+  auto store = Open(1);
+  ASSERT_TRUE(store.ok()) << store.status();
+  pqxx::connection listen_conn(backend_->ConnectionString());
+  EventListener listener(listen_conn);
+  listen_conn.get_notifs();  // sends LISTEN
+  ASSERT_TRUE((*store)->CreateEntry(EntryNumber(1)).ok());
+  for (int i = 0; i < 10 && listener.payloads.empty(); ++i) listen_conn.await_notification(1, 0);
+  ASSERT_EQ(listener.payloads.size(), 1u);
+  EXPECT_EQ(listener.payloads[0].rfind("t_", 0), 0u);  // the store's schema
 }
 
 TEST_F(PostgresDataStoreTest, UnreachableServerIsUnavailable) {

@@ -65,6 +65,8 @@ TEST(PostgresServerRestart, NextCallAfterServerRestartSucceeds) {
   auto count = (*store)->CountEntries();
   ASSERT_TRUE(count.ok()) << count.status();
   EXPECT_EQ(*count, 1);
+  // The call went through the recovery path: the dead pooled connection was dropped.
+  EXPECT_GE((*store)->DiscardedConnections(), 1);
   EXPECT_TRUE((*store)->CreateEntry(EntryNumber(2)).ok());
 }
 

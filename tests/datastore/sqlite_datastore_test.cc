@@ -2,6 +2,7 @@
 #include "datastore/sqlite/sqlite_datastore.h"
 
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -92,6 +93,22 @@ TEST(SqliteDataStore, FileThatIsNotADatabaseIsRefused) {
   ::close(fd);
   auto store = SqliteDataStore::Open(path, {});
   EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(SqliteDataStore, WriteWhileAnotherProcessHoldsTheLockIsUnavailable) {
+  TempDir dir;
+  std::string path = dir.path() + "/ds.sqlite3";
+  DataStoreOptions options;
+  options.busy_timeout = absl::Milliseconds(50);
+  auto store = SqliteDataStore::Open(path, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_EQ((*store)->CreateEntry(SomeEntry()).status().code(), absl::StatusCode::kUnavailable);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  EXPECT_TRUE((*store)->CreateEntry(SomeEntry()).ok());
 }
 
 TEST(DataStoreFactory, CreatesSqliteStore) {
