@@ -140,9 +140,8 @@ bool RunSqlite(const std::string& dir) {
   // The floor gets the same schema and indexes, created by the store, then plain inserts.
   auto schema_only = SqliteDataStore::Open(raw_path, {});
   if (!store.ok() || !schema_only.ok()) {
-    std::printf("sqlite: cannot open: %s\n", (!store.ok() ? store.status() : schema_only.status())
-                                                 .ToString()
-                                                 .c_str());
+    std::printf("sqlite: cannot open: %s\n",
+                (!store.ok() ? store.status() : schema_only.status()).ToString().c_str());
     return false;
   }
   schema_only->reset();
@@ -281,8 +280,9 @@ int main() {
   if (dsn != nullptr && *dsn != '\0') {
     ok &= trellis::datastore::RunPostgres(dsn);
   } else {
-    std::printf("postgres: not measured (TRELLIS_TEST_POSTGRES_DSN unset; run through "
-                "scripts/with-postgres.sh)\n");
+    std::printf(
+        "postgres: not measured (TRELLIS_TEST_POSTGRES_DSN unset; run through "
+        "scripts/with-postgres.sh)\n");
   }
   return ok ? 0 : 1;
 }

@@ -59,8 +59,8 @@ class DataStore {
       const std::vector<RegistrationEntry>& entries) = 0;
   virtual absl::StatusOr<RegistrationEntry> GetEntry(const std::string& id) = 0;
   // Writes the fields in `mask` (all fields when absent) and bumps revision_number.
-  virtual absl::StatusOr<RegistrationEntry> UpdateEntry(
-      const RegistrationEntry& entry, const std::optional<EntryMask>& mask) = 0;
+  virtual absl::StatusOr<RegistrationEntry> UpdateEntry(const RegistrationEntry& entry,
+                                                        const std::optional<EntryMask>& mask) = 0;
   virtual absl::StatusOr<RegistrationEntry> DeleteEntry(const std::string& id) = 0;
   // All or nothing.
   virtual absl::Status DeleteEntries(const std::vector<std::string>& ids) = 0;
@@ -81,16 +81,14 @@ class DataStore {
   // Replaces the node's selectors (the node need not be attested yet).
   virtual absl::Status SetNodeSelectors(const std::string& spiffe_id,
                                         const std::vector<Selector>& selectors) = 0;
-  virtual absl::StatusOr<std::vector<Selector>> GetNodeSelectors(
-      const std::string& spiffe_id) = 0;
+  virtual absl::StatusOr<std::vector<Selector>> GetNodeSelectors(const std::string& spiffe_id) = 0;
 
   // ---- Join tokens ----
   virtual absl::Status CreateJoinToken(const JoinToken& token) = 0;
   // Deletes and returns the token in one transaction: of racing callers exactly one gets it.
   // NOT_FOUND if absent or already used; FAILED_PRECONDITION if expired (it is still
   // removed, since a token is single use).
-  virtual absl::StatusOr<JoinToken> ConsumeJoinToken(const std::string& token,
-                                                     absl::Time now) = 0;
+  virtual absl::StatusOr<JoinToken> ConsumeJoinToken(const std::string& token, absl::Time now) = 0;
   virtual absl::Status DeleteJoinToken(const std::string& token) = 0;
   // Returns how many tokens were removed.
   virtual absl::StatusOr<int64_t> PruneJoinTokens(absl::Time expired_before) = 0;

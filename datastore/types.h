@@ -76,9 +76,9 @@ struct RegistrationEntry {
   std::string id;  // generated (UUID form) when empty on create
   std::string spiffe_id;
   std::string parent_id;
-  std::vector<Selector> selectors;  // at least one
-  int32_t x509_svid_ttl = 0;        // seconds; 0 means the server default
-  int32_t jwt_svid_ttl = 0;         // seconds; 0 means the server default
+  std::vector<Selector> selectors;          // at least one
+  int32_t x509_svid_ttl = 0;                // seconds; 0 means the server default
+  int32_t jwt_svid_ttl = 0;                 // seconds; 0 means the server default
   std::vector<std::string> federates_with;  // trust domain names
   bool admin = false;
   bool downstream = false;

@@ -164,12 +164,12 @@ class PostgresEngine final : public sql::Engine {
         if (state.rfind("53", 0) == 0) {
           return absl::UnavailableError(std::string("postgres: ") + e.what());
         }
-        return absl::InternalError(std::string("postgres: ") + e.what() + " in: " +
-                                   sql.substr(0, 120));
+        return absl::InternalError(std::string("postgres: ") + e.what() +
+                                   " in: " + sql.substr(0, 120));
       } catch (const std::exception& e) {
         if (!conn_.conn->is_open()) broken_ = true;
-        return (broken_ ? absl::UnavailableError : absl::InternalError)(
-            std::string("postgres: ") + e.what());
+        return (broken_ ? absl::UnavailableError
+                        : absl::InternalError)(std::string("postgres: ") + e.what());
       }
     }
 
@@ -211,8 +211,8 @@ class PostgresEngine final : public sql::Engine {
       return absl::InternalError(std::string("postgres: ") + e.what());
     } catch (const std::exception& e) {
       broken = !conn.conn->is_open();
-      return (broken ? absl::UnavailableError : absl::InternalError)(std::string("postgres: ") +
-                                                                     e.what());
+      return (broken ? absl::UnavailableError
+                     : absl::InternalError)(std::string("postgres: ") + e.what());
     }
   }
 
@@ -236,9 +236,8 @@ class PostgresEngine final : public sql::Engine {
       discarded_ += static_cast<int64_t>(idle_.size());
       idle_.clear();
     }
-    bool ready = cv_.wait_for(lock, absl::ToChronoMilliseconds(acquire_timeout_), [&] {
-      return !idle_.empty() || open_ < pool_size_;
-    });
+    bool ready = cv_.wait_for(lock, absl::ToChronoMilliseconds(acquire_timeout_),
+                              [&] { return !idle_.empty() || open_ < pool_size_; });
     if (!ready) {
       return absl::UnavailableError(absl::StrCat("no free postgres connection within ",
                                                  absl::FormatDuration(acquire_timeout_),
@@ -288,8 +287,8 @@ class PostgresEngine final : public sql::Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Connection>> idle_;  // guarded by mu_
-  int open_ = 0;                                    // guarded by mu_: idle + in use
-  int64_t discarded_ = 0;                           // guarded by mu_
+  int open_ = 0;                                   // guarded by mu_: idle + in use
+  int64_t discarded_ = 0;                          // guarded by mu_
 };
 
 PostgresDataStore::PostgresDataStore(std::unique_ptr<PostgresEngine> engine,
@@ -301,11 +300,10 @@ absl::StatusOr<std::unique_ptr<PostgresDataStore>> PostgresDataStore::Open(
   if (options.pool_size < 1) {
     return absl::InvalidArgumentError("postgres pool size must be at least 1");
   }
-  auto engine = std::make_unique<PostgresEngine>(connection_string, options.pool_size,
-                                                 options.busy_timeout);
+  auto engine =
+      std::make_unique<PostgresEngine>(connection_string, options.pool_size, options.busy_timeout);
   PostgresEngine* raw = engine.get();
-  std::unique_ptr<PostgresDataStore> store(
-      new PostgresDataStore(std::move(engine), options, raw));
+  std::unique_ptr<PostgresDataStore> store(new PostgresDataStore(std::move(engine), options, raw));
   TRELLIS_RETURN_IF_ERROR(store->Initialize());
   return store;
 }

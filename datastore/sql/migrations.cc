@@ -129,9 +129,9 @@ const char* const kV2[] = {
 
 std::string Expand(const char* sql, Dialect dialect) {
   if (dialect == Dialect::kSqlite) {
-    return absl::StrReplaceAll(sql, {{"{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT"},
-                                     {"{INT}", "INTEGER"},
-                                     {"{BLOB}", "BLOB"}});
+    return absl::StrReplaceAll(
+        sql,
+        {{"{ID}", "INTEGER PRIMARY KEY AUTOINCREMENT"}, {"{INT}", "INTEGER"}, {"{BLOB}", "BLOB"}});
   }
   return absl::StrReplaceAll(
       sql, {{"{ID}", "BIGSERIAL PRIMARY KEY"}, {"{INT}", "BIGINT"}, {"{BLOB}", "BYTEA"}});
@@ -150,8 +150,7 @@ std::vector<std::string> MigrationSteps(Dialect dialect, int version) {
 }
 
 absl::StatusOr<int> ReadSchemaVersion(Tx& tx) {
-  TRELLIS_ASSIGN_OR_RETURN(Rows rows,
-                           tx.Query("SELECT version FROM schema_version WHERE id = 1"));
+  TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT version FROM schema_version WHERE id = 1"));
   if (rows.empty()) return 0;
   int version = 0;
   if (!rows[0][0] || !absl::SimpleAtoi(*rows[0][0], &version) || version < 0) {
@@ -164,8 +163,8 @@ absl::Status Migrate(Engine& engine, int target) {
   if (target == 0) target = kLatestSchemaVersion;
   if (target < 0 || target > kLatestSchemaVersion) {
     return absl::InvalidArgumentError(absl::StrCat("unknown target schema version ", target,
-                                                   " (this binary knows 1..",
-                                                   kLatestSchemaVersion, ")"));
+                                                   " (this binary knows 1..", kLatestSchemaVersion,
+                                                   ")"));
   }
   return engine.Run(true, [&](Tx& tx) -> absl::Status {
     if (engine.dialect() == Dialect::kPostgres) {
@@ -179,9 +178,9 @@ absl::Status Migrate(Engine& engine, int target) {
             .status());
     TRELLIS_ASSIGN_OR_RETURN(int current, ReadSchemaVersion(tx));
     if (current > target) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "database schema version ", current, " is newer than version ", target,
-          " that this binary runs; refusing to start"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("database schema version ", current, " is newer than version ", target,
+                       " that this binary runs; refusing to start"));
     }
     for (int v = current + 1; v <= target; ++v) {
       for (const std::string& step : MigrationSteps(engine.dialect(), v)) {
@@ -190,11 +189,10 @@ absl::Status Migrate(Engine& engine, int target) {
       }
     }
     if (current != target) {
-      TRELLIS_RETURN_IF_ERROR(
-          tx.Exec("INSERT INTO schema_version (id, version) VALUES (1, $1)"
-                  " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
-                  {int64_t{target}})
-              .status());
+      TRELLIS_RETURN_IF_ERROR(tx.Exec("INSERT INTO schema_version (id, version) VALUES (1, $1)"
+                                      " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                                      {int64_t{target}})
+                                  .status());
     }
     return absl::OkStatus();
   });

@@ -26,21 +26,31 @@ NodeMask NodeMask::All() { return NodeMask{true, true, true, true, true, true, t
 
 const char* MatchModeName(MatchMode m) {
   switch (m) {
-    case MatchMode::kExact: return "exact";
-    case MatchMode::kSubset: return "subset";
-    case MatchMode::kSuperset: return "superset";
-    case MatchMode::kAny: return "any";
+    case MatchMode::kExact:
+      return "exact";
+    case MatchMode::kSubset:
+      return "subset";
+    case MatchMode::kSuperset:
+      return "superset";
+    case MatchMode::kAny:
+      return "any";
   }
   return "?";
 }
 const char* EventKindName(EventKind k) {
   switch (k) {
-    case EventKind::kEntryCreated: return "entry_created";
-    case EventKind::kEntryUpdated: return "entry_updated";
-    case EventKind::kEntryDeleted: return "entry_deleted";
-    case EventKind::kNodeCreated: return "node_created";
-    case EventKind::kNodeUpdated: return "node_updated";
-    case EventKind::kNodeDeleted: return "node_deleted";
+    case EventKind::kEntryCreated:
+      return "entry_created";
+    case EventKind::kEntryUpdated:
+      return "entry_updated";
+    case EventKind::kEntryDeleted:
+      return "entry_deleted";
+    case EventKind::kNodeCreated:
+      return "node_created";
+    case EventKind::kNodeUpdated:
+      return "node_updated";
+    case EventKind::kNodeDeleted:
+      return "node_deleted";
   }
   return "?";
 }
@@ -49,9 +59,12 @@ const char* AuthorityKindName(AuthorityKind k) {
 }
 const char* AuthorityStatusName(AuthorityStatus s) {
   switch (s) {
-    case AuthorityStatus::kPrepared: return "prepared";
-    case AuthorityStatus::kActive: return "active";
-    case AuthorityStatus::kOld: return "old";
+    case AuthorityStatus::kPrepared:
+      return "prepared";
+    case AuthorityStatus::kActive:
+      return "active";
+    case AuthorityStatus::kOld:
+      return "old";
   }
   return "?";
 }
@@ -209,18 +222,18 @@ std::string SetFilterSql(Query& q, const std::string& table, const std::string& 
   }
   std::string m = "(" + absl::StrJoin(ors, " OR ") + ")";
   std::string n = absl::StrCat(items.size());
-  std::string superset = absl::StrCat(outer_key, " IN (SELECT x.", key_col, " FROM ", table,
-                                      " x WHERE ", m, " GROUP BY x.", key_col,
-                                      " HAVING COUNT(*) = ", n, ")");
+  std::string superset =
+      absl::StrCat(outer_key, " IN (SELECT x.", key_col, " FROM ", table, " x WHERE ", m,
+                   " GROUP BY x.", key_col, " HAVING COUNT(*) = ", n, ")");
   switch (mode) {
     case MatchMode::kAny:
-      return absl::StrCat(outer_key, " IN (SELECT x.", key_col, " FROM ", table, " x WHERE ",
-                          m, ")");
+      return absl::StrCat(outer_key, " IN (SELECT x.", key_col, " FROM ", table, " x WHERE ", m,
+                          ")");
     case MatchMode::kSuperset:
       return superset;
     case MatchMode::kExact:
-      return absl::StrCat(superset, " AND (SELECT COUNT(*) FROM ", table, " y WHERE y.",
-                          key_col, " = ", outer_key, ") = ", n);
+      return absl::StrCat(superset, " AND (SELECT COUNT(*) FROM ", table, " y WHERE y.", key_col,
+                          " = ", outer_key, ") = ", n);
     case MatchMode::kSubset:
       return absl::StrCat("NOT EXISTS (SELECT 1 FROM ", table, " x WHERE x.", key_col, " = ",
                           outer_key, " AND NOT ", m, ")");
@@ -231,8 +244,8 @@ std::string SetFilterSql(Query& q, const std::string& table, const std::string& 
 absl::Status ValidateSelectors(const std::vector<Selector>& selectors, const char* what) {
   for (const Selector& s : selectors) {
     if (s.type.empty() || s.value.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, ": selector \"", s.type, ":", s.value, "\" needs a non-empty type and value"));
+      return absl::InvalidArgumentError(absl::StrCat(what, ": selector \"", s.type, ":", s.value,
+                                                     "\" needs a non-empty type and value"));
     }
   }
   return absl::OkStatus();
@@ -278,8 +291,7 @@ absl::StatusOr<RegistrationEntry> NormalizeEntry(RegistrationEntry e) {
   e.selectors = SortedUnique(std::move(e.selectors));
   if (e.x509_svid_ttl < 0 || e.jwt_svid_ttl < 0) {
     return absl::InvalidArgumentError(absl::StrCat("entry TTLs must not be negative (x509 ",
-                                                   e.x509_svid_ttl, ", jwt ", e.jwt_svid_ttl,
-                                                   ")"));
+                                                   e.x509_svid_ttl, ", jwt ", e.jwt_svid_ttl, ")"));
   }
   std::set<std::string> tds;
   for (const std::string& td : e.federates_with) {
@@ -297,8 +309,8 @@ absl::StatusOr<RegistrationEntry> NormalizeEntry(RegistrationEntry e) {
 }
 
 std::string UniqueKey(const RegistrationEntry& e) {
-  std::string s = absl::StrCat(e.spiffe_id.size(), ":", e.spiffe_id, e.parent_id.size(), ":",
-                               e.parent_id);
+  std::string s =
+      absl::StrCat(e.spiffe_id.size(), ":", e.spiffe_id, e.parent_id.size(), ":", e.parent_id);
   for (const Selector& sel : e.selectors) {
     absl::StrAppend(&s, sel.type.size(), ":", sel.type, sel.value.size(), ":", sel.value);
   }
@@ -393,8 +405,8 @@ absl::Status LoadEntryChildren(Tx& tx, std::vector<LoadedEntry>& entries) {
   }
   {
     Query q;
-    std::string sql = "SELECT entry_seq, name FROM entry_dns_names" + scope(q) +
-                      " ORDER BY entry_seq, position";
+    std::string sql =
+        "SELECT entry_seq, name FROM entry_dns_names" + scope(q) + " ORDER BY entry_seq, position";
     TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
     for (const Row& row : rows) {
       RowReader r(row, "entry_dns_names");
@@ -417,10 +429,9 @@ absl::Status LoadEntryChildren(Tx& tx, std::vector<LoadedEntry>& entries) {
 absl::StatusOr<std::optional<LoadedEntry>> LoadEntry(Tx& tx, const std::string& id,
                                                      const std::string& for_update) {
   TRELLIS_ASSIGN_OR_RETURN(
-      Rows rows,
-      tx.Query(absl::StrCat("SELECT ", kEntryColumns, " FROM entries e WHERE e.id = $1",
-                            for_update),
-               {id}));
+      Rows rows, tx.Query(absl::StrCat("SELECT ", kEntryColumns, " FROM entries e WHERE e.id = $1",
+                                       for_update),
+                          {id}));
   if (rows.empty()) return std::optional<LoadedEntry>();
   TRELLIS_ASSIGN_OR_RETURN(LoadedEntry le, ReadEntryRow(rows[0]));
   std::vector<LoadedEntry> v{std::move(le)};
@@ -477,8 +488,8 @@ absl::Status CheckEntryConflicts(Tx& tx, const std::string& id, const std::strin
     TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT 1 FROM entries WHERE id = $1", {id}));
     if (!rows.empty()) return absl::AlreadyExistsError("entry id " + id + " already exists");
   }
-  TRELLIS_ASSIGN_OR_RETURN(
-      Rows rows, tx.Query("SELECT id FROM entries WHERE unique_key = $1", {unique_key}));
+  TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                           tx.Query("SELECT id FROM entries WHERE unique_key = $1", {unique_key}));
   if (!rows.empty() && rows[0][0].value_or("") != id) {
     return absl::AlreadyExistsError("entry " + rows[0][0].value_or("") +
                                     " already has the same spiffe_id, parent_id and selectors");
@@ -530,7 +541,8 @@ absl::StatusOr<std::optional<Bundle>> LoadBundle(Tx& tx, const std::string& td,
                                                  const std::string& for_update) {
   TRELLIS_ASSIGN_OR_RETURN(
       Rows rows, tx.Query("SELECT trust_domain, refresh_hint, sequence_number FROM bundles"
-                          " WHERE trust_domain = $1" + for_update,
+                          " WHERE trust_domain = $1" +
+                              for_update,
                           {td}));
   if (rows.empty()) return std::optional<Bundle>();
   Bundle b;
@@ -540,10 +552,10 @@ absl::StatusOr<std::optional<Bundle>> LoadBundle(Tx& tx, const std::string& td,
   b.refresh_hint_seconds = r.NonNegative("refresh_hint");
   b.sequence_number = r.NonNegative("sequence_number");
   TRELLIS_RETURN_IF_ERROR(r.status());
-  TRELLIS_ASSIGN_OR_RETURN(
-      Rows xs, tx.Query("SELECT ca_der, expires_at, tainted FROM x509_authorities"
-                        " WHERE trust_domain = $1 ORDER BY expires_at, fingerprint",
-                        {td}));
+  TRELLIS_ASSIGN_OR_RETURN(Rows xs,
+                           tx.Query("SELECT ca_der, expires_at, tainted FROM x509_authorities"
+                                    " WHERE trust_domain = $1 ORDER BY expires_at, fingerprint",
+                                    {td}));
   for (const Row& row : xs) {
     RowReader ar(row, "x509_authorities");
     ar.SetKey("trust_domain " + td);
@@ -585,8 +597,10 @@ absl::StatusOr<std::pair<int64_t, AttestedNode>> ReadNodeRow(const Row& row) {
   n.spiffe_id = r.Text("spiffe_id");
   r.SetKey("spiffe_id " + n.spiffe_id);
   if (r.status().ok() && !SpiffeId::Parse(n.spiffe_id).ok()) {
-    return absl::DataLossError("stored row of attested_nodes is invalid: column spiffe_id "
-                               "holds \"" + n.spiffe_id + "\" (not a SPIFFE ID)");
+    return absl::DataLossError(
+        "stored row of attested_nodes is invalid: column spiffe_id "
+        "holds \"" +
+        n.spiffe_id + "\" (not a SPIFFE ID)");
   }
   n.attestation_data_type = r.Text("attestation_data_type");
   n.cert_serial_number = r.Text("cert_serial_number");
@@ -600,10 +614,10 @@ absl::StatusOr<std::pair<int64_t, AttestedNode>> ReadNodeRow(const Row& row) {
 }
 
 absl::StatusOr<std::vector<Selector>> LoadNodeSelectors(Tx& tx, const std::string& id) {
-  TRELLIS_ASSIGN_OR_RETURN(
-      Rows rows, tx.Query("SELECT type, value FROM node_selectors WHERE spiffe_id = $1"
-                          " ORDER BY type, value",
-                          {id}));
+  TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                           tx.Query("SELECT type, value FROM node_selectors WHERE spiffe_id = $1"
+                                    " ORDER BY type, value",
+                                    {id}));
   std::vector<Selector> out;
   for (const Row& row : rows) {
     RowReader r(row, "node_selectors");
@@ -615,13 +629,11 @@ absl::StatusOr<std::vector<Selector>> LoadNodeSelectors(Tx& tx, const std::strin
   return out;
 }
 
-absl::StatusOr<std::optional<AttestedNode>> LoadNode(Tx& tx, const std::string& id,
-                                                     bool selectors,
+absl::StatusOr<std::optional<AttestedNode>> LoadNode(Tx& tx, const std::string& id, bool selectors,
                                                      const std::string& for_update) {
   TRELLIS_ASSIGN_OR_RETURN(
       Rows rows, tx.Query(absl::StrCat("SELECT ", kNodeColumns,
-                                       " FROM attested_nodes n WHERE n.spiffe_id = $1",
-                                       for_update),
+                                       " FROM attested_nodes n WHERE n.spiffe_id = $1", for_update),
                           {id}));
   if (rows.empty()) return std::optional<AttestedNode>();
   TRELLIS_ASSIGN_OR_RETURN(auto sn, ReadNodeRow(rows[0]));
@@ -640,14 +652,9 @@ absl::Status ValidateNode(const AttestedNode& n) {
 }
 
 Params NodeParams(const AttestedNode& n) {
-  return {n.spiffe_id,
-          n.attestation_data_type,
-          n.cert_serial_number,
-          Sec(n.cert_not_after),
-          n.new_cert_serial_number,
-          Sec(n.new_cert_not_after),
-          B(n.banned),
-          B(n.can_reattest)};
+  return {n.spiffe_id,           n.attestation_data_type,  n.cert_serial_number,
+          Sec(n.cert_not_after), n.new_cert_serial_number, Sec(n.new_cert_not_after),
+          B(n.banned),           B(n.can_reattest)};
 }
 
 // ---- CA journal / federation ----
@@ -690,8 +697,7 @@ absl::StatusOr<FederationRelationship> ReadRelationshipRow(const Row& row) {
   f.trust_domain = r.Domain("trust_domain");
   r.SetKey("trust_domain " + f.trust_domain);
   f.bundle_endpoint_url = r.NonEmpty("bundle_endpoint_url");
-  f.profile = static_cast<BundleEndpointProfile>(
-      r.Enum("profile", {"https_web", "https_spiffe"}));
+  f.profile = static_cast<BundleEndpointProfile>(r.Enum("profile", {"https_web", "https_spiffe"}));
   f.endpoint_spiffe_id = r.Text("endpoint_spiffe_id");
   TRELLIS_RETURN_IF_ERROR(r.status());
   if (f.profile == BundleEndpointProfile::kHttpsSpiffe &&
@@ -712,7 +718,9 @@ SqlDataStore::SqlDataStore(std::unique_ptr<Engine> engine, const DataStoreOption
 
 SqlDataStore::~SqlDataStore() = default;
 
-absl::Status SqlDataStore::Initialize() { return Migrate(*engine_, options_.target_schema_version); }
+absl::Status SqlDataStore::Initialize() {
+  return Migrate(*engine_, options_.target_schema_version);
+}
 
 int64_t SqlDataStore::NowSeconds() const {
   return Sec(options_.clock != nullptr ? options_.clock->Now() : absl::Now());
@@ -760,8 +768,8 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
       bool entry = e.kind == EventKind::kEntryCreated || e.kind == EventKind::kEntryUpdated ||
                    e.kind == EventKind::kEntryDeleted;
       size_t n = params.size();
-      absl::StrAppend(&sql, i == begin ? "" : ", ", "($", n + 1, ", $", n + 2, ", $", n + 3,
-                      ", $", n + 4, ")");
+      absl::StrAppend(&sql, i == begin ? "" : ", ", "($", n + 1, ", $", n + 2, ", $", n + 3, ", $",
+                      n + 4, ")");
       params.emplace_back(std::in_place_type<std::string>, EventKindName(e.kind));
       params.emplace_back(std::in_place_type<std::string>, entry ? e.id : "");
       params.emplace_back(std::in_place_type<std::string>, entry ? "" : e.id);
@@ -888,9 +896,9 @@ absl::StatusOr<std::vector<Bundle>> SqlDataStore::ListBundles() {
   std::vector<Bundle> out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
     out.clear();
-    TRELLIS_ASSIGN_OR_RETURN(
-        Rows rows, tx.Query("SELECT trust_domain FROM bundles WHERE sequence_number > 0"
-                            " ORDER BY trust_domain"));
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                             tx.Query("SELECT trust_domain FROM bundles WHERE sequence_number > 0"
+                                      " ORDER BY trust_domain"));
     for (const Row& row : rows) {
       std::string td = row[0].value_or("");
       TRELLIS_ASSIGN_OR_RETURN(auto b, LoadBundle(tx, td, ""));
@@ -914,8 +922,8 @@ absl::Status SqlDataStore::DeleteBundle(const std::string& trust_domain, BundleD
                             {td}));
     if (!rows.empty()) {
       if (mode == BundleDeleteMode::kRestrict) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "bundle for ", td, " is federated with by ", rows.size(), " entries"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("bundle for ", td, " is federated with by ", rows.size(), " entries"));
       }
       for (const Row& row : rows) {
         std::string id = row[0].value_or("");
@@ -958,8 +966,8 @@ absl::Status MutateBundle(Engine& engine, const std::string& trust_domain,
 }
 }  // namespace
 
-#define TRELLIS_BUNDLE_MUTATION(td, body)                                                    \
-  MutateBundle(*engine_, td, ForUpdate(), body,                                        \
+#define TRELLIS_BUNDLE_MUTATION(td, body)       \
+  MutateBundle(*engine_, td, ForUpdate(), body, \
                [this](Tx& tx, const Bundle& b) { return StoreBundle(tx, b); })
 
 absl::Status SqlDataStore::TaintX509Authority(const std::string& trust_domain,
@@ -1001,8 +1009,7 @@ absl::Status SqlDataStore::TaintJwtAuthority(const std::string& trust_domain,
       a.tainted = changed = true;
       return absl::OkStatus();
     }
-    return absl::NotFoundError("no JWT authority " + kid + " in the bundle of " +
-                               b.trust_domain);
+    return absl::NotFoundError("no JWT authority " + kid + " in the bundle of " + b.trust_domain);
   });
 }
 
@@ -1020,8 +1027,7 @@ absl::Status SqlDataStore::RevokeJwtAuthority(const std::string& trust_domain,
       changed = true;
       return absl::OkStatus();
     }
-    return absl::NotFoundError("no JWT authority " + kid + " in the bundle of " +
-                               b.trust_domain);
+    return absl::NotFoundError("no JWT authority " + kid + " in the bundle of " + b.trust_domain);
   });
 }
 
@@ -1033,18 +1039,20 @@ absl::StatusOr<bool> SqlDataStore::PruneBundle(const std::string& trust_domain,
         pruned = false;
         auto& x = b.x509_authorities;
         size_t had = x.size();
-        x.erase(std::remove_if(x.begin(), x.end(),
-                               [&](const X509Authority& a) { return a.expires_at < expired_before; }),
-                x.end());
+        x.erase(
+            std::remove_if(x.begin(), x.end(),
+                           [&](const X509Authority& a) { return a.expires_at < expired_before; }),
+            x.end());
         if (had > 0 && x.empty()) {
-          return absl::FailedPreconditionError(
-              "pruning would remove every X.509 authority of " + b.trust_domain);
+          return absl::FailedPreconditionError("pruning would remove every X.509 authority of " +
+                                               b.trust_domain);
         }
         auto& j = b.jwt_authorities;
         size_t had_jwt = j.size();
-        j.erase(std::remove_if(j.begin(), j.end(),
-                               [&](const JwtAuthority& a) { return a.expires_at < expired_before; }),
-                j.end());
+        j.erase(
+            std::remove_if(j.begin(), j.end(),
+                           [&](const JwtAuthority& a) { return a.expires_at < expired_before; }),
+            j.end());
         changed = pruned = x.size() != had || j.size() != had_jwt;
         return absl::OkStatus();
       }));
@@ -1067,13 +1075,13 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::CreateEntryTx(Tx& tx, Events& ev
   e.created_at = absl::FromUnixSeconds(now);
   TRELLIS_ASSIGN_OR_RETURN(
       Rows rows,
-      tx.Query("INSERT INTO entries (id, spiffe_id, parent_id, unique_key, x509_svid_ttl,"
-               " jwt_svid_ttl, admin, downstream, expires_at, revision_number, created_at, hint)"
-               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)"
-               " ON CONFLICT DO NOTHING RETURNING seq",
-               {e.id, e.spiffe_id, e.parent_id, key, int64_t{e.x509_svid_ttl},
-                int64_t{e.jwt_svid_ttl}, B(e.admin), B(e.downstream), EntryExpiry(e.expires_at),
-                now, e.hint}));
+      tx.Query(
+          "INSERT INTO entries (id, spiffe_id, parent_id, unique_key, x509_svid_ttl,"
+          " jwt_svid_ttl, admin, downstream, expires_at, revision_number, created_at, hint)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)"
+          " ON CONFLICT DO NOTHING RETURNING seq",
+          {e.id, e.spiffe_id, e.parent_id, key, int64_t{e.x509_svid_ttl}, int64_t{e.jwt_svid_ttl},
+           B(e.admin), B(e.downstream), EntryExpiry(e.expires_at), now, e.hint}));
   if (rows.empty()) {
     // A unique key is taken; find which one to say so. (DO NOTHING keeps the transaction
     // usable on PostgreSQL, where a failed statement would abort it.)
@@ -1163,9 +1171,9 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::UpdateEntry(const RegistrationEn
                 {e.spiffe_id, e.parent_id, key, int64_t{e.x509_svid_ttl}, int64_t{e.jwt_svid_ttl},
                  B(e.admin), B(e.downstream), EntryExpiry(e.expires_at), e.hint, le->seq})
             .status());
-    TRELLIS_RETURN_IF_ERROR(
-        WriteEntryChildren(tx, le->seq, e, m.selectors, m.federates_with, m.dns_names,
-                           /*fresh=*/false));
+    TRELLIS_RETURN_IF_ERROR(WriteEntryChildren(tx, le->seq, e, m.selectors, m.federates_with,
+                                               m.dns_names,
+                                               /*fresh=*/false));
     e.revision_number = le->entry.revision_number + 1;
     out = std::move(e);
     events.push_back({EventKind::kEntryUpdated, out.id});
@@ -1248,8 +1256,8 @@ absl::StatusOr<ListEntriesResponse> SqlDataStore::ListEntries(const ListEntriesR
   }
   if (req.by_downstream) q.Where("e.downstream = " + q.Bind(B(*req.by_downstream)));
   if (req.by_hint) q.Where("e.hint = " + q.Bind(*req.by_hint));
-  std::string sql = absl::StrCat("SELECT ", kEntryColumns, " FROM entries e", q.WhereClause(),
-                                 " ORDER BY e.seq");
+  std::string sql =
+      absl::StrCat("SELECT ", kEntryColumns, " FROM entries e", q.WhereClause(), " ORDER BY e.seq");
   Params params = q.params();
   if (req.page_size > 0) {
     params.push_back(int64_t{req.page_size} + 1);
@@ -1397,8 +1405,8 @@ absl::StatusOr<ListNodesResponse> SqlDataStore::ListNodes(const ListNodesRequest
     }
     q.Where(cond);
   }
-  std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM attested_nodes n",
-                                 q.WhereClause(), " ORDER BY n.seq");
+  std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM attested_nodes n", q.WhereClause(),
+                                 " ORDER BY n.seq");
   Params params = q.params();
   if (req.page_size > 0) {
     params.push_back(int64_t{req.page_size} + 1);
@@ -1455,8 +1463,7 @@ absl::Status SqlDataStore::SetNodeSelectors(const std::string& spiffe_id,
   });
 }
 
-absl::StatusOr<std::vector<Selector>> SqlDataStore::GetNodeSelectors(
-    const std::string& spiffe_id) {
+absl::StatusOr<std::vector<Selector>> SqlDataStore::GetNodeSelectors(const std::string& spiffe_id) {
   std::vector<Selector> out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
     TRELLIS_ASSIGN_OR_RETURN(out, LoadNodeSelectors(tx, spiffe_id));
@@ -1470,17 +1477,17 @@ absl::StatusOr<std::vector<Selector>> SqlDataStore::GetNodeSelectors(
 absl::Status SqlDataStore::CreateJoinToken(const JoinToken& token) {
   if (token.token.empty()) return absl::InvalidArgumentError("join token is empty");
   return Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(
-        Rows rows, tx.Query("SELECT 1 FROM join_tokens WHERE token = $1", {token.token}));
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                             tx.Query("SELECT 1 FROM join_tokens WHERE token = $1", {token.token}));
     if (!rows.empty()) return absl::AlreadyExistsError("join token already exists");
-    return tx.Exec("INSERT INTO join_tokens (token, expires_at) VALUES ($1, $2)",
-                   {token.token, Sec(token.expires_at)})
+    return tx
+        .Exec("INSERT INTO join_tokens (token, expires_at) VALUES ($1, $2)",
+              {token.token, Sec(token.expires_at)})
         .status();
   });
 }
 
-absl::StatusOr<JoinToken> SqlDataStore::ConsumeJoinToken(const std::string& token,
-                                                         absl::Time now) {
+absl::StatusOr<JoinToken> SqlDataStore::ConsumeJoinToken(const std::string& token, absl::Time now) {
   if (token.empty()) return absl::InvalidArgumentError("join token is empty");
   JoinToken out;
   bool expired = false;
@@ -1513,8 +1520,8 @@ absl::Status SqlDataStore::DeleteJoinToken(const std::string& token) {
 absl::StatusOr<int64_t> SqlDataStore::PruneJoinTokens(absl::Time expired_before) {
   int64_t n = 0;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(n, tx.Exec("DELETE FROM join_tokens WHERE expires_at < $1",
-                                        {Sec(expired_before)}));
+    TRELLIS_ASSIGN_OR_RETURN(
+        n, tx.Exec("DELETE FROM join_tokens WHERE expires_at < $1", {Sec(expired_before)}));
     return absl::OkStatus();
   }));
   return n;
@@ -1592,11 +1599,12 @@ absl::StatusOr<FederationRelationship> SqlDataStore::CreateFederationRelationshi
       return absl::AlreadyExistsError("federation relationship with " + f.trust_domain +
                                       " already exists");
     }
-    return tx.Exec("INSERT INTO federation_relationships (trust_domain, bundle_endpoint_url,"
-                   " profile, endpoint_spiffe_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-                   {f.trust_domain, f.bundle_endpoint_url,
-                    std::string(BundleEndpointProfileName(f.profile)), f.endpoint_spiffe_id,
-                    NowSeconds()})
+    return tx
+        .Exec(
+            "INSERT INTO federation_relationships (trust_domain, bundle_endpoint_url,"
+            " profile, endpoint_spiffe_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            {f.trust_domain, f.bundle_endpoint_url,
+             std::string(BundleEndpointProfileName(f.profile)), f.endpoint_spiffe_id, NowSeconds()})
         .status();
   }));
   return f;
@@ -1607,11 +1615,11 @@ absl::StatusOr<FederationRelationship> SqlDataStore::GetFederationRelationship(
   TRELLIS_ASSIGN_OR_RETURN(std::string td, NormalizeTrustDomain(trust_domain, "federation"));
   FederationRelationship out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(
-        Rows rows, tx.Query("SELECT trust_domain, bundle_endpoint_url, profile,"
-                            " endpoint_spiffe_id FROM federation_relationships"
-                            " WHERE trust_domain = $1",
-                            {td}));
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                             tx.Query("SELECT trust_domain, bundle_endpoint_url, profile,"
+                                      " endpoint_spiffe_id FROM federation_relationships"
+                                      " WHERE trust_domain = $1",
+                                      {td}));
     if (rows.empty()) return absl::NotFoundError("no federation relationship with " + td);
     TRELLIS_ASSIGN_OR_RETURN(out, ReadRelationshipRow(rows[0]));
     return absl::OkStatus();
@@ -1624,11 +1632,11 @@ absl::StatusOr<FederationRelationship> SqlDataStore::UpdateFederationRelationshi
   TRELLIS_ASSIGN_OR_RETURN(FederationRelationship f, NormalizeRelationship(relationship));
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
     TRELLIS_ASSIGN_OR_RETURN(
-        int64_t n, tx.Exec("UPDATE federation_relationships SET bundle_endpoint_url = $2,"
-                           " profile = $3, endpoint_spiffe_id = $4 WHERE trust_domain = $1",
-                           {f.trust_domain, f.bundle_endpoint_url,
-                            std::string(BundleEndpointProfileName(f.profile)),
-                            f.endpoint_spiffe_id}));
+        int64_t n,
+        tx.Exec("UPDATE federation_relationships SET bundle_endpoint_url = $2,"
+                " profile = $3, endpoint_spiffe_id = $4 WHERE trust_domain = $1",
+                {f.trust_domain, f.bundle_endpoint_url,
+                 std::string(BundleEndpointProfileName(f.profile)), f.endpoint_spiffe_id}));
     if (n == 0) return absl::NotFoundError("no federation relationship with " + f.trust_domain);
     return absl::OkStatus();
   }));
@@ -1645,15 +1653,14 @@ absl::Status SqlDataStore::DeleteFederationRelationship(const std::string& trust
   });
 }
 
-absl::StatusOr<std::vector<FederationRelationship>>
-SqlDataStore::ListFederationRelationships() {
+absl::StatusOr<std::vector<FederationRelationship>> SqlDataStore::ListFederationRelationships() {
   std::vector<FederationRelationship> out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
     out.clear();
-    TRELLIS_ASSIGN_OR_RETURN(
-        Rows rows, tx.Query("SELECT trust_domain, bundle_endpoint_url, profile,"
-                            " endpoint_spiffe_id FROM federation_relationships"
-                            " ORDER BY trust_domain"));
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows,
+                             tx.Query("SELECT trust_domain, bundle_endpoint_url, profile,"
+                                      " endpoint_spiffe_id FROM federation_relationships"
+                                      " ORDER BY trust_domain"));
     for (const Row& row : rows) {
       TRELLIS_ASSIGN_OR_RETURN(FederationRelationship f, ReadRelationshipRow(row));
       out.push_back(std::move(f));
@@ -1684,9 +1691,9 @@ absl::StatusOr<std::vector<Event>> SqlDataStore::ListEvents(int64_t after_id, in
       Event e;
       e.id = r.Int("id");
       r.SetKey(absl::StrCat("id ", e.id));
-      e.kind = static_cast<EventKind>(
-          r.Enum("kind", {"entry_created", "entry_updated", "entry_deleted", "node_created",
-                          "node_updated", "node_deleted"}));
+      e.kind =
+          static_cast<EventKind>(r.Enum("kind", {"entry_created", "entry_updated", "entry_deleted",
+                                                 "node_created", "node_updated", "node_deleted"}));
       e.entry_id = r.Text("entry_id");
       e.node_spiffe_id = r.Text("node_spiffe_id");
       e.created_at = r.Time("created_at");
@@ -1702,10 +1709,9 @@ absl::StatusOr<int64_t> SqlDataStore::PruneEvents(absl::Time older_than) {
   int64_t n = 0;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
     // The newest event always stays so MaxEventId never moves backwards.
-    TRELLIS_ASSIGN_OR_RETURN(
-        n, tx.Exec("DELETE FROM events WHERE created_at < $1 AND"
-                   " id < (SELECT MAX(id) FROM events)",
-                   {Sec(older_than)}));
+    TRELLIS_ASSIGN_OR_RETURN(n, tx.Exec("DELETE FROM events WHERE created_at < $1 AND"
+                                        " id < (SELECT MAX(id) FROM events)",
+                                        {Sec(older_than)}));
     return absl::OkStatus();
   }));
   return n;

@@ -23,10 +23,8 @@ class SqlDataStore : public DataStore {
                                   const std::string& ca_der) override;
   absl::Status RevokeX509Authority(const std::string& trust_domain,
                                    const std::string& ca_der) override;
-  absl::Status TaintJwtAuthority(const std::string& trust_domain,
-                                 const std::string& kid) override;
-  absl::Status RevokeJwtAuthority(const std::string& trust_domain,
-                                  const std::string& kid) override;
+  absl::Status TaintJwtAuthority(const std::string& trust_domain, const std::string& kid) override;
+  absl::Status RevokeJwtAuthority(const std::string& trust_domain, const std::string& kid) override;
   absl::StatusOr<bool> PruneBundle(const std::string& trust_domain,
                                    absl::Time expired_before) override;
 
@@ -42,8 +40,7 @@ class SqlDataStore : public DataStore {
   absl::StatusOr<int64_t> CountEntries() override;
 
   absl::StatusOr<AttestedNode> CreateNode(const AttestedNode& node) override;
-  absl::StatusOr<AttestedNode> GetNode(const std::string& spiffe_id,
-                                       bool fetch_selectors) override;
+  absl::StatusOr<AttestedNode> GetNode(const std::string& spiffe_id, bool fetch_selectors) override;
   absl::StatusOr<AttestedNode> UpdateNode(const AttestedNode& node,
                                           const std::optional<NodeMask>& mask) override;
   absl::StatusOr<AttestedNode> DeleteNode(const std::string& spiffe_id) override;
@@ -59,8 +56,7 @@ class SqlDataStore : public DataStore {
   absl::StatusOr<int64_t> PruneJoinTokens(absl::Time expired_before) override;
 
   absl::StatusOr<CaJournalEntry> PutCaJournalEntry(const CaJournalEntry& entry) override;
-  absl::StatusOr<std::vector<CaJournalEntry>> ListCaJournal(
-      const std::string& server_id) override;
+  absl::StatusOr<std::vector<CaJournalEntry>> ListCaJournal(const std::string& server_id) override;
   absl::Status DeleteCaJournalEntry(const std::string& server_id, AuthorityKind kind,
                                     const std::string& authority_id) override;
 

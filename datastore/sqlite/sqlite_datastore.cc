@@ -33,8 +33,8 @@ using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
 using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
 
 absl::Status SqliteError(sqlite3* db, int rc, const std::string& sql) {
-  std::string msg = absl::StrCat("sqlite: ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), " (",
-                                 rc, ")", sql.empty() ? "" : " in: " + sql.substr(0, 120));
+  std::string msg = absl::StrCat("sqlite: ", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), " (", rc,
+                                 ")", sql.empty() ? "" : " in: " + sql.substr(0, 120));
   switch (rc & 0xff) {
     case SQLITE_CONSTRAINT:
       switch (rc) {
@@ -76,14 +76,14 @@ absl::Status PrepareFile(const std::string& path) {
   int err = errno;
   ::close(fd);
   if (rc != 0) {
-    return absl::UnavailableError("cannot restrict database file " + path + " to 0600: " +
-                                  std::strerror(err));
+    return absl::UnavailableError("cannot restrict database file " + path +
+                                  " to 0600: " + std::strerror(err));
   }
   for (const char* suffix : {"-wal", "-shm"}) {
     std::string side = path + suffix;
     if (::chmod(side.c_str(), 0600) != 0 && errno != ENOENT) {
-      return absl::UnavailableError("cannot restrict " + side + " to 0600: " +
-                                    std::strerror(errno));
+      return absl::UnavailableError("cannot restrict " + side +
+                                    " to 0600: " + std::strerror(errno));
     }
   }
   return absl::OkStatus();
@@ -96,10 +96,10 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
     if (path.empty()) return absl::InvalidArgumentError("sqlite3 database path is empty");
     TRELLIS_RETURN_IF_ERROR(PrepareFile(path));
     sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
-                                 SQLITE_OPEN_NOFOLLOW,
-                             nullptr);
+    int rc = sqlite3_open_v2(
+        path.c_str(), &raw,
+        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+        nullptr);
     DbPtr db(raw);
     if (rc != SQLITE_OK) return Annotate(SqliteError(raw, rc, ""), "opening " + path);
     sqlite3_extended_result_codes(db.get(), 1);

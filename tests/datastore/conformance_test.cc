@@ -339,7 +339,8 @@ TEST_P(DataStoreConformance, ListEntriesFiltersByDownstreamAndHint) {
 
 TEST_P(DataStoreConformance, ListEntriesPagesInStableCreationOrder) {
   std::vector<RegistrationEntry> batch;
-  for (int i = 0; i < 25; ++i) batch.push_back(MakeEntry(absl::StrCat("/w", i), "/a", {{"a", "1"}}));
+  for (int i = 0; i < 25; ++i)
+    batch.push_back(MakeEntry(absl::StrCat("/w", i), "/a", {{"a", "1"}}));
   auto created = store_->CreateEntries(batch);
   ASSERT_TRUE(created.ok()) << created.status();
   std::vector<std::string> seen;
@@ -481,8 +482,7 @@ TEST_P(DataStoreConformance, ConsumeExpiredJoinTokenIsFailedPreconditionAndBurns
   ASSERT_TRUE(store_->CreateJoinToken({"old", kStart - absl::Seconds(1)}).ok());
   EXPECT_EQ(store_->ConsumeJoinToken("old", kStart).status().code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->ConsumeJoinToken("old", kStart).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ConsumeJoinToken("old", kStart).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(DataStoreConformance, CreateDuplicateJoinTokenIsAlreadyExists) {
@@ -640,8 +640,7 @@ TEST_P(DataStoreConformance, TaintThenRevokeX509Authority) {
   ASSERT_EQ(b->x509_authorities.size(), 1u);
   EXPECT_EQ(b->x509_authorities[0].ca_der, "der-new");
   EXPECT_EQ(b->sequence_number, 3);
-  EXPECT_EQ(store_->TaintX509Authority("example.org", "der-x").code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->TaintX509Authority("example.org", "der-x").code(), absl::StatusCode::kNotFound);
 }
 
 TEST_P(DataStoreConformance, RevokeJwtAuthorityNeedsTaintFirst) {
@@ -740,8 +739,7 @@ TEST_P(DataStoreConformance, CaJournalKeepsRecordsPerServerAndUpdatesStatus) {
 // ---- federation relationships ----
 
 TEST_P(DataStoreConformance, FederationRelationshipCrud) {
-  FederationRelationship f{"fed.org", "https://fed.org/bundle",
-                           BundleEndpointProfile::kHttpsSpiffe,
+  FederationRelationship f{"fed.org", "https://fed.org/bundle", BundleEndpointProfile::kHttpsSpiffe,
                            "spiffe://fed.org/spire/server"};
   ASSERT_TRUE(store_->CreateFederationRelationship(f).ok());
   EXPECT_EQ(store_->CreateFederationRelationship(f).status().code(),
@@ -864,8 +862,7 @@ TEST_P(DataStoreConformance, BundleWithNegativeStoredSequenceIsRefused) {
   EXPECT_THAT(std::string(got.status().message()), HasSubstr("sequence_number"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, DataStoreConformance,
-                         ::testing::Values("Sqlite", "Postgres"),
+INSTANTIATE_TEST_SUITE_P(Backends, DataStoreConformance, ::testing::Values("Sqlite", "Postgres"),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });

@@ -99,8 +99,7 @@ TEST_F(PostgresDataStoreTest, CommittedEntryWriteIsAnnouncedToListeners) {
 TEST_F(PostgresDataStoreTest, UnreachableServerIsUnavailable) {
   DataStoreOptions options;
   // Port 1 on loopback: nothing listens there.
-  auto store = PostgresDataStore::Open("host=127.0.0.1 port=1 dbname=x connect_timeout=5",
-                                       options);
+  auto store = PostgresDataStore::Open("host=127.0.0.1 port=1 dbname=x connect_timeout=5", options);
   EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
 }
 

@@ -63,8 +63,8 @@ class PostgresTestBackend final : public TestBackend {
   ~PostgresTestBackend() override { (void)Raw("DROP SCHEMA IF EXISTS " + schema_ + " CASCADE"); }
   std::string Type() const override { return "postgres"; }
   std::string ConnectionString() const override {
-    return absl::StrCat(dsn_, " application_name=", schema_, " options='-csearch_path=",
-                        schema_, "'");
+    return absl::StrCat(dsn_, " application_name=", schema_, " options='-csearch_path=", schema_,
+                        "'");
   }
   absl::Status ExecRaw(const std::string& sql) override {
     return Raw("SET search_path TO " + schema_ + "; " + sql);
