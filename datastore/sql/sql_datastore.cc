@@ -594,14 +594,8 @@ absl::StatusOr<std::pair<int64_t, AttestedNode>> ReadNodeRow(const Row& row) {
   RowReader r(row, "attested_nodes");
   int64_t seq = r.Int("seq");
   AttestedNode n;
-  n.spiffe_id = r.Text("spiffe_id");
+  n.spiffe_id = r.Spiffe("spiffe_id");
   r.SetKey("spiffe_id " + n.spiffe_id);
-  if (r.status().ok() && !SpiffeId::Parse(n.spiffe_id).ok()) {
-    return absl::DataLossError(
-        "stored row of attested_nodes is invalid: column spiffe_id "
-        "holds \"" +
-        n.spiffe_id + "\" (not a SPIFFE ID)");
-  }
   n.attestation_data_type = r.Text("attestation_data_type");
   n.cert_serial_number = r.Text("cert_serial_number");
   n.cert_not_after = r.Time("cert_not_after");
@@ -820,43 +814,62 @@ absl::Status SqlDataStore::StoreBundle(Tx& tx, const Bundle& b) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<Bundle>> SqlDataStore::LockBundle(Tx& tx, const std::string& td,
+                                                               int64_t refresh_hint) {
+  if (engine_->dialect() == Dialect::kPostgres) {
+    // A row must exist for FOR UPDATE to serialise writers of a new bundle too; the
+    // placeholder (sequence 0) counts as absent and never commits as such.
+    TRELLIS_RETURN_IF_ERROR(tx.Exec("INSERT INTO bundles (trust_domain, refresh_hint,"
+                                    " sequence_number) VALUES ($1, $2, 0)"
+                                    " ON CONFLICT (trust_domain) DO NOTHING",
+                                    {td, refresh_hint})
+                                .status());
+  }
+  TRELLIS_ASSIGN_OR_RETURN(auto existing, LoadBundle(tx, td, ForUpdate()));
+  if (existing && existing->sequence_number == 0) return std::optional<Bundle>();
+  return existing;
+}
+
+absl::StatusOr<Bundle> SqlDataStore::StoreAndReload(Tx& tx, const Bundle& b) {
+  TRELLIS_RETURN_IF_ERROR(StoreBundle(tx, b));
+  TRELLIS_ASSIGN_OR_RETURN(auto stored, LoadBundle(tx, b.trust_domain, ""));
+  if (!stored) return absl::InternalError("bundle vanished while being written");
+  return std::move(*stored);
+}
+
 absl::StatusOr<Bundle> SqlDataStore::CreateBundle(const Bundle& bundle) {
   TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
   b.sequence_number = 1;
+  Bundle out;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(auto existing, LoadBundle(tx, b.trust_domain, ForUpdate()));
+    TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
     if (existing) return absl::AlreadyExistsError("bundle for " + b.trust_domain + " exists");
-    return StoreBundle(tx, b);
+    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, b));
+    return absl::OkStatus();
   }));
-  return GetBundle(b.trust_domain);
+  return out;
 }
 
 absl::StatusOr<Bundle> SqlDataStore::SetBundle(const Bundle& bundle) {
   TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
   Bundle out;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(auto existing, LoadBundle(tx, b.trust_domain, ForUpdate()));
-    out = b;
-    out.sequence_number = existing ? existing->sequence_number + 1 : 1;
-    return StoreBundle(tx, out);
+    TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
+    Bundle next = b;
+    next.sequence_number = existing ? existing->sequence_number + 1 : 1;
+    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, next));
+    return absl::OkStatus();
   }));
-  return GetBundle(b.trust_domain);
+  return out;
 }
 
 absl::StatusOr<Bundle> SqlDataStore::AppendBundle(const Bundle& bundle) {
   TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
+  Bundle out;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    if (engine_->dialect() == Dialect::kPostgres) {
-      // Make the row exist first so FOR UPDATE serialises concurrent appends.
-      TRELLIS_RETURN_IF_ERROR(
-          tx.Exec("INSERT INTO bundles (trust_domain, refresh_hint, sequence_number)"
-                  " VALUES ($1, $2, 0) ON CONFLICT (trust_domain) DO NOTHING",
-                  {b.trust_domain, b.refresh_hint_seconds})
-              .status());
-    }
-    TRELLIS_ASSIGN_OR_RETURN(auto existing, LoadBundle(tx, b.trust_domain, ForUpdate()));
+    TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
     Bundle merged = existing ? *existing : b;
-    bool changed = !existing || existing->sequence_number == 0;
+    bool changed = !existing;
     if (existing) {
       for (const X509Authority& a : b.x509_authorities) {
         auto same = [&](const X509Authority& x) { return x.ca_der == a.ca_der; };
@@ -873,11 +886,15 @@ absl::StatusOr<Bundle> SqlDataStore::AppendBundle(const Bundle& bundle) {
         }
       }
     }
-    if (!changed) return absl::OkStatus();
+    if (!changed) {
+      out = std::move(merged);
+      return absl::OkStatus();
+    }
     merged.sequence_number = existing ? existing->sequence_number + 1 : 1;
-    return StoreBundle(tx, merged);
+    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, merged));
+    return absl::OkStatus();
   }));
-  return GetBundle(b.trust_domain);
+  return out;
 }
 
 absl::StatusOr<Bundle> SqlDataStore::GetBundle(const std::string& trust_domain) {

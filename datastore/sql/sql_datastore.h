@@ -99,6 +99,10 @@ class SqlDataStore : public DataStore {
                                                   const RegistrationEntry& entry);
   absl::StatusOr<RegistrationEntry> DeleteEntryTx(Tx& tx, Events& events, const std::string& id);
   absl::Status StoreBundle(Tx& tx, const Bundle& bundle);
+  // Locks the trust domain's bundle row for this transaction; nullopt when there is none.
+  absl::StatusOr<std::optional<Bundle>> LockBundle(Tx& tx, const std::string& td,
+                                                   int64_t refresh_hint);
+  absl::StatusOr<Bundle> StoreAndReload(Tx& tx, const Bundle& bundle);
 
   std::unique_ptr<Engine> engine_;
   DataStoreOptions options_;

@@ -620,6 +620,26 @@ TEST_P(DataStoreConformance, BundleSequenceIncreasesOnEveryChange) {
   EXPECT_EQ(store_->GetBundle("example.org")->sequence_number, 4);
 }
 
+TEST_P(DataStoreConformance, ConcurrentAppendsKeepEveryAuthority) {
+  constexpr int kThreads = 4;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Bundle b;
+      b.trust_domain = "example.org";
+      b.jwt_authorities.push_back({absl::StrCat("kid-", t), "spki", kStart, false});
+      if (!store_->AppendBundle(b).ok()) failures++;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto b = store_->GetBundle("example.org");
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->jwt_authorities.size(), static_cast<size_t>(kThreads));
+  EXPECT_EQ(b->sequence_number, kThreads);
+}
+
 TEST_P(DataStoreConformance, AppendBundleCreatesMissingBundle) {
   auto b = store_->AppendBundle(MakeBundle("fed.org"));
   ASSERT_TRUE(b.ok()) << b.status();
