@@ -738,23 +738,28 @@ absl::Status SqlDataStore::Read(const std::function<absl::Status(Tx&)>& fn) {
 
 absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
   if (events.empty()) return absl::OkStatus();
-  if (engine_->dialect() == Dialect::kPostgres) {
-    // Held to commit, so event ids become visible in increasing order: a reader that has
-    // seen id N never later finds a committed id below N. Taken last to avoid deadlocks.
-    // The notification goes out at commit, so servers sharing the database can LISTEN on
-    // trellis_events and read the log at once instead of polling it.
-    TRELLIS_RETURN_IF_ERROR(
-        tx.Query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.events')),"
-                 " pg_notify('trellis_events', current_schema())")
-            .status());
-  }
+  const bool pg = engine_->dialect() == Dialect::kPostgres;
   // Multi-row inserts in chunks of a fixed size keep batches to a few statements while the
   // set of distinct statement texts (and so the statement cache) stays small.
   constexpr size_t kChunk = 32;
   int64_t now = NowSeconds();
   for (size_t begin = 0; begin < events.size(); begin += kChunk) {
     size_t end = std::min(events.size(), begin + kChunk);
-    std::string sql = "INSERT INTO events (kind, entry_id, node_spiffe_id, created_at) VALUES ";
+    std::string sql = "INSERT INTO events (kind, entry_id, node_spiffe_id, created_at) ";
+    if (pg && begin == 0) {
+      // On PostgreSQL the first insert takes, in the same round trip, an advisory lock held
+      // to commit, so event ids become visible in increasing order: a reader that has seen
+      // id N never later finds a committed id below N. No row (and so no id) exists before
+      // the lock is granted. It is taken last in the transaction to avoid deadlocks. The
+      // notification goes out at commit, so servers sharing the database can LISTEN on
+      // trellis_events instead of polling the log.
+      sql +=
+          "SELECT v.kind, v.entry_id, v.node_spiffe_id, v.created_at FROM (SELECT"
+          " pg_advisory_xact_lock(hashtext(current_schema() || '.events')),"
+          " pg_notify('trellis_events', current_schema())) AS l, (VALUES ";
+    } else {
+      sql += "VALUES ";
+    }
     Params params;
     params.reserve((end - begin) * 4);
     for (size_t i = begin; i < end; ++i) {
@@ -763,12 +768,13 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
                    e.kind == EventKind::kEntryDeleted;
       size_t n = params.size();
       absl::StrAppend(&sql, i == begin ? "" : ", ", "($", n + 1, ", $", n + 2, ", $", n + 3, ", $",
-                      n + 4, ")");
+                      n + 4, pg ? "::bigint)" : ")");
       params.emplace_back(std::in_place_type<std::string>, EventKindName(e.kind));
       params.emplace_back(std::in_place_type<std::string>, entry ? e.id : "");
       params.emplace_back(std::in_place_type<std::string>, entry ? "" : e.id);
       params.emplace_back(std::in_place_type<int64_t>, now);
     }
+    if (pg && begin == 0) sql += ") AS v (kind, entry_id, node_spiffe_id, created_at)";
     TRELLIS_RETURN_IF_ERROR(tx.Exec(sql, params).status());
   }
   return absl::OkStatus();
