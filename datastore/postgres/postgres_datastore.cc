@@ -1,6 +1,7 @@
 // PostgreSQL backend: connection pool, per-connection prepared statements, reconnection.
 #include "datastore/postgres/postgres_datastore.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -229,6 +230,8 @@ class PostgresEngine final : public sql::Engine {
   // Waits for an idle connection or room to open one. `fresh` skips idle connections (they
   // may be as dead as the one that just failed) and replaces one of them.
   absl::StatusOr<std::unique_ptr<Connection>> Acquire(bool fresh) {
+    const auto deadline =
+        std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(acquire_timeout_);
     std::unique_lock<std::mutex> lock(mu_);
     if (fresh) {
       // Connections older than a failure are suspect; close them all.
@@ -236,17 +239,23 @@ class PostgresEngine final : public sql::Engine {
       discarded_ += static_cast<int64_t>(idle_.size());
       idle_.clear();
     }
-    bool ready = cv_.wait_for(lock, absl::ToChronoMilliseconds(acquire_timeout_),
-                              [&] { return !idle_.empty() || open_ < pool_size_; });
-    if (!ready) {
-      return absl::UnavailableError(absl::StrCat("no free postgres connection within ",
-                                                 absl::FormatDuration(acquire_timeout_),
-                                                 " (pool size ", pool_size_, ")"));
-    }
-    if (!idle_.empty()) {
+    while (true) {
+      bool ready =
+          cv_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ < pool_size_; });
+      if (!ready) {
+        return absl::UnavailableError(absl::StrCat("no free postgres connection within ",
+                                                   absl::FormatDuration(acquire_timeout_),
+                                                   " (pool size ", pool_size_, ")"));
+      }
+      if (idle_.empty()) break;
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      return c;
+      lock.unlock();
+      if (Alive(*c)) return c;
+      lock.lock();
+      --open_;
+      ++discarded_;
+      // `c` is dropped here; look for another idle connection or open a new one.
     }
     ++open_;
     lock.unlock();
@@ -257,6 +266,18 @@ class PostgresEngine final : public sql::Engine {
       cv_.notify_one();
     }
     return c;
+  }
+
+  // Reads whatever the server sent while the connection sat idle, without blocking. A server
+  // that restarted has sent its shutdown notice and closed the socket, so this finds out
+  // before a transaction is started on a dead connection.
+  static bool Alive(Connection& c) {
+    try {
+      c.conn->get_notifs();
+      return c.conn->is_open();
+    } catch (const std::exception&) {
+      return false;
+    }
   }
 
   void Release(std::unique_ptr<Connection> conn, bool broken) {
