@@ -53,9 +53,14 @@ as_owner "$PGBIN/initdb" -D "$pgdata" -U postgres -A trust -E UTF8 --no-sync >"$
   cat "$workdir/initdb.log" >&2
   exit 1
 }
-as_owner "$PGBIN/pg_ctl" -D "$pgdata" -l "$logfile" -w -t 60 \
-  -o "-p $port -k $sockdir -c listen_addresses=127.0.0.1 -c max_connections=200" \
-  start >/dev/null || {
+# Settings go in the config file (not pg_ctl -o) so a test's own stop/start keeps them.
+cat >>"$pgdata/postgresql.conf" <<EOF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$sockdir'
+max_connections = 200
+EOF
+as_owner "$PGBIN/pg_ctl" -D "$pgdata" -l "$logfile" -w -t 60 start >/dev/null || {
   cat "$logfile" >&2
   exit 1
 }

@@ -1,4 +1,4 @@
-// PostgreSQL recovery: the server restarts under an open store and the next call succeeds.
+// PostgreSQL recovery: the server restarts (or stops and starts) under an open store.
 // Its own binary so ctest can run it alone (RUN_SERIAL): the restart cuts every client.
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,6 +68,24 @@ TEST(PostgresServerRestart, NextCallAfterServerRestartSucceeds) {
   // The call went through the recovery path: the dead pooled connection was dropped.
   EXPECT_GE((*store)->DiscardedConnections(), 1);
   EXPECT_TRUE((*store)->CreateEntry(EntryNumber(2)).ok());
+}
+
+TEST(PostgresServerRestart, CallWhileServerIsDownIsUnavailableThenRecovers) {
+  auto backend = testing::MakeTestBackend("Postgres");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  DataStoreOptions options;
+  options.pool_size = 2;
+  auto store = PostgresDataStore::Open((*backend)->ConnectionString(), options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->CreateEntry(EntryNumber(1)).ok());
+  ASSERT_EQ(RunPgCtl({"stop", "-w", "-t", "60", "-m", "fast"}), 0);
+  auto down = (*store)->CountEntries();
+  int started = RunPgCtl({"start", "-w", "-t", "60"});
+  ASSERT_EQ(started, 0) << "could not start the server again";
+  EXPECT_EQ(down.status().code(), absl::StatusCode::kUnavailable) << down.status();
+  auto up = (*store)->CountEntries();
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(*up, 1);
 }
 
 }  // namespace
