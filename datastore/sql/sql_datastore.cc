@@ -1096,15 +1096,39 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::CreateEntryTx(Tx& tx, Events& ev
   e.revision_number = 0;
   int64_t now = NowSeconds();
   e.created_at = absl::FromUnixSeconds(now);
-  TRELLIS_ASSIGN_OR_RETURN(
-      Rows rows,
-      tx.Query(
-          "INSERT INTO entries (id, spiffe_id, parent_id, unique_key, x509_svid_ttl,"
-          " jwt_svid_ttl, admin, downstream, expires_at, revision_number, created_at, hint)"
-          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)"
-          " ON CONFLICT DO NOTHING RETURNING seq",
-          {e.id, e.spiffe_id, e.parent_id, key, int64_t{e.x509_svid_ttl}, int64_t{e.jwt_svid_ttl},
-           B(e.admin), B(e.downstream), EntryExpiry(e.expires_at), now, e.hint}));
+  std::string sql =
+      "INSERT INTO entries (id, spiffe_id, parent_id, unique_key, x509_svid_ttl,"
+      " jwt_svid_ttl, admin, downstream, expires_at, revision_number, created_at, hint)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11)"
+      " ON CONFLICT DO NOTHING RETURNING seq";
+  Params params{e.id,
+                e.spiffe_id,
+                e.parent_id,
+                key,
+                int64_t{e.x509_svid_ttl},
+                int64_t{e.jwt_svid_ttl},
+                B(e.admin),
+                B(e.downstream),
+                EntryExpiry(e.expires_at),
+                now,
+                e.hint};
+  const bool pg = engine_->dialect() == Dialect::kPostgres;
+  if (pg) {
+    // One round trip for the row and its selectors: a data-modifying WITH inserts the
+    // selectors only when the entry row went in (no row, no selectors).
+    std::string values;
+    for (const Selector& sel : e.selectors) {
+      size_t n = params.size();
+      absl::StrAppend(&values, values.empty() ? "" : ", ", "($", n + 1, ", $", n + 2, ")");
+      params.emplace_back(std::in_place_type<std::string>, sel.type);
+      params.emplace_back(std::in_place_type<std::string>, sel.value);
+    }
+    sql = absl::StrCat("WITH e AS (", sql,
+                       "), s AS (INSERT INTO entry_selectors (entry_seq, type, value)"
+                       " SELECT e.seq, v.type, v.value FROM e, (VALUES ",
+                       values, ") AS v (type, value)) SELECT seq FROM e");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, params));
   if (rows.empty()) {
     // A unique key is taken; find which one to say so. (DO NOTHING keeps the transaction
     // usable on PostgreSQL, where a failed statement would abort it.)
@@ -1115,7 +1139,8 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::CreateEntryTx(Tx& tx, Events& ev
   if (!rows[0][0] || !absl::SimpleAtoi(*rows[0][0], &seq)) {
     return absl::InternalError("entry insert returned no sequence number");
   }
-  TRELLIS_RETURN_IF_ERROR(WriteEntryChildren(tx, seq, e, true, true, true, /*fresh=*/true));
+  TRELLIS_RETURN_IF_ERROR(
+      WriteEntryChildren(tx, seq, e, /*selectors=*/!pg, true, true, /*fresh=*/true));
   events.push_back({EventKind::kEntryCreated, e.id});
   return e;
 }
