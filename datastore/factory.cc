@@ -1,0 +1,26 @@
+// Picks the backend for CreateDataStore.
+#include "datastore/factory.h"
+
+#include "datastore/postgres/postgres_datastore.h"
+#include "datastore/sqlite/sqlite_datastore.h"
+
+namespace trellis::datastore {
+
+absl::StatusOr<std::unique_ptr<DataStore>> CreateDataStore(const std::string& database_type,
+                                                           const std::string& connection_string,
+                                                           const DataStoreOptions& options) {
+  if (database_type == "sqlite3") {
+    auto store = SqliteDataStore::Open(connection_string, options);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<DataStore>(std::move(*store));
+  }
+  if (database_type == "postgres") {
+    auto store = PostgresDataStore::Open(connection_string, options);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<DataStore>(std::move(*store));
+  }
+  return absl::InvalidArgumentError("unknown database_type \"" + database_type +
+                                    "\" (want sqlite3 or postgres)");
+}
+
+}  // namespace trellis::datastore

@@ -1,0 +1,50 @@
+// Internal: the small SQL surface both backends provide to the shared SqlDataStore.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace trellis::datastore::sql {
+
+enum class Dialect { kSqlite, kPostgres };
+
+struct Blob {
+  std::string bytes;
+};
+// Statement parameters bind to $1..$n in order; booleans travel as 0/1.
+using Param = std::variant<std::nullptr_t, int64_t, std::string, Blob>;
+using Params = std::vector<Param>;
+// One result row; NULL is nullopt, BLOB/BYTEA columns hold the raw bytes.
+using Row = std::vector<std::optional<std::string>>;
+using Rows = std::vector<Row>;
+
+// One open transaction.
+class Tx {
+ public:
+  virtual ~Tx() = default;
+  // Runs a statement (prepared once per connection and cached) and returns its rows.
+  virtual absl::StatusOr<Rows> Query(const std::string& sql, const Params& params = {}) = 0;
+  // Runs a statement and returns how many rows it changed.
+  virtual absl::StatusOr<int64_t> Exec(const std::string& sql, const Params& params = {}) = 0;
+};
+
+// A database reached through transactions. Errors follow DataStore's contract: unique
+// violations are ALREADY_EXISTS, foreign key violations FAILED_PRECONDITION, an unreachable
+// or busy database UNAVAILABLE.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual Dialect dialect() const = 0;
+  // Runs `fn` in one transaction and commits when it returns OK, else rolls back. `write`
+  // transactions take the write lock up front where the backend has one.
+  virtual absl::Status Run(bool write, const std::function<absl::Status(Tx&)>& fn) = 0;
+};
+
+}  // namespace trellis::datastore::sql
