@@ -2,11 +2,10 @@
 // -expandEnv); "--config" works too. Boost exceptions stop here and become one stderr line.
 #include "cmd/cli.h"
 
+#include <boost/program_options.hpp>
 #include <functional>
 #include <map>
 #include <string>
-
-#include <boost/program_options.hpp>
 
 #include "absl/status/status.h"
 #include "common/config/agent_config.h"
@@ -18,15 +17,14 @@ namespace {
 namespace po = boost::program_options;
 
 // Long options only, written with one dash or two, no abbreviations: "-conf" is not "-config".
-constexpr int kFlagStyle = po::command_line_style::allow_long |
-                           po::command_line_style::long_allow_adjacent |
-                           po::command_line_style::long_allow_next |
-                           po::command_line_style::allow_long_disguise;
+constexpr int kFlagStyle =
+    po::command_line_style::allow_long | po::command_line_style::long_allow_adjacent |
+    po::command_line_style::long_allow_next | po::command_line_style::allow_long_disguise;
 
 struct Program {
-  std::string name;           // "trellis-server"
-  std::string kind;           // "server"
-  std::string default_config; // SPIRE's default location
+  std::string name;            // "trellis-server"
+  std::string kind;            // "server"
+  std::string default_config;  // SPIRE's default location
   std::function<absl::Status(const std::string& path, bool expand_env)> validate;
 };
 
@@ -50,13 +48,11 @@ int RunValidate(const Program& p, const std::vector<std::string>& args, std::ost
   po::options_description flags("Flags");
   std::string config;
   bool expand_env = false;
-  flags.add_options()
-      ("config", po::value<std::string>(&config)->default_value(p.default_config),
-       "Path to a Trellis configuration file (HCL, or JSON with the same shape)")
-      ("expandEnv", po::value<bool>(&expand_env)->implicit_value(true)->default_value(false),
-       "Expand $VAR and ${VAR} in the configuration file")
-      ("help", "Show this help")
-      ("h", "Show this help");
+  flags.add_options()("config", po::value<std::string>(&config)->default_value(p.default_config),
+                      "Path to a Trellis configuration file (HCL, or JSON with the same shape)")(
+      "expandEnv", po::value<bool>(&expand_env)->implicit_value(true)->default_value(false),
+      "Expand $VAR and ${VAR} in the configuration file")("help", "Show this help")(
+      "h", "Show this help");
   auto usage = [&](std::ostream& os) {
     os << "Usage: " << p.name << " validate [-config FILE] [-expandEnv]\n\n"
        << "Validates a " << p.kind << " configuration file.\n\n"
@@ -68,7 +64,8 @@ int RunValidate(const Program& p, const std::vector<std::string>& args, std::ost
     po::parsed_options parsed =
         po::command_line_parser(args).options(flags).style(kFlagStyle).allow_unregistered().run();
     // Unknown flags and stray arguments both surface here; Boost would otherwise drop them.
-    for (const std::string& extra : po::collect_unrecognized(parsed.options, po::include_positional)) {
+    for (const std::string& extra :
+         po::collect_unrecognized(parsed.options, po::include_positional)) {
       bool is_flag = extra.size() > 1 && extra[0] == '-';
       err << p.name << " validate: " << (is_flag ? "unknown flag " : "unexpected argument ")
           << OneLine(extra) << "\n";

@@ -16,8 +16,8 @@ absl::Status UnknownPlugin(const Section& plugins, const PluginEntry& e, const c
 
 absl::Status OnlyOne(const Section& plugins, const PluginEntry& e, int count) {
   if (count <= 1) return absl::OkStatus();
-  return plugins.ErrorAt(e.pos, "only one " + e.type + " may be configured, found another: " +
-                                    QuoteForError(e.name));
+  return plugins.ErrorAt(
+      e.pos, "only one " + e.type + " may be configured, found another: " + QuoteForError(e.name));
 }
 
 absl::Status ReadAgentPlugin(const Document& doc, const Section& plugins, const PluginEntry& e,
@@ -30,8 +30,7 @@ absl::Status ReadAgentPlugin(const Document& doc, const Section& plugins, const 
       X509PopAgentAttestorConfig x;
       TRELLIS_RETURN_IF_ERROR(data.ReadRequiredString("private_key_path", &x.private_key_path));
       TRELLIS_RETURN_IF_ERROR(data.ReadRequiredString("certificate_path", &x.certificate_path));
-      TRELLIS_RETURN_IF_ERROR(
-          data.ReadNonEmptyString("intermediates_path", &x.intermediates_path));
+      TRELLIS_RETURN_IF_ERROR(data.ReadNonEmptyString("intermediates_path", &x.intermediates_path));
       cfg->node_attestor.emplace<X509PopAgentAttestorConfig>(std::move(x));
     } else {
       return UnknownPlugin(plugins, e, "join_token, x509pop");
@@ -70,10 +69,10 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> agent, top.Child("agent"));
   if (!agent.has_value()) return top.ErrorAt(doc.root.pos, "the agent { } block is required");
   Section& s = *agent;
-  TRELLIS_RETURN_IF_ERROR(s.AllowOnly(
-      {"trust_domain", "server_address", "server_port", "data_dir", "socket_path",
-       "trust_bundle_path", "trust_bundle_url", "insecure_bootstrap", "trust_bundle_format",
-       "join_token", "log_level", "log_format"}));
+  TRELLIS_RETURN_IF_ERROR(
+      s.AllowOnly({"trust_domain", "server_address", "server_port", "data_dir", "socket_path",
+                   "trust_bundle_path", "trust_bundle_url", "insecure_bootstrap",
+                   "trust_bundle_format", "join_token", "log_level", "log_format"}));
 
   std::string td_text;
   TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("trust_domain", &td_text));
@@ -118,7 +117,9 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
                        "the plugins { } block is required (with one NodeAttestor and one "
                        "KeyManager)");
   }
-  TRELLIS_ASSIGN_OR_RETURN(std::vector<PluginEntry> entries, ReadPluginEntries(*plugins));
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::vector<PluginEntry> entries,
+      ReadPluginEntries(*plugins, {"NodeAttestor", "KeyManager", "WorkloadAttestor"}));
   int node_attestors = 0, key_managers = 0;
   for (const PluginEntry& e : entries) {
     TRELLIS_RETURN_IF_ERROR(

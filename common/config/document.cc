@@ -1,9 +1,9 @@
 // Reading configuration files: size limits, -expandEnv, format detection, error locations.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,8 +46,8 @@ std::pair<std::string_view, size_t> ShellName(std::string_view s) {
 }
 
 absl::Status TooLarge(const std::string& filename, const char* when) {
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "%s: configuration is larger than %d bytes%s", filename, kMaxConfigSize, when));
+  return absl::InvalidArgumentError(absl::StrFormat("%s: configuration is larger than %d bytes%s",
+                                                    filename, kMaxConfigSize, when));
 }
 
 }  // namespace
@@ -75,8 +75,7 @@ absl::StatusOr<std::string> ExpandEnv(std::string_view text, const EnvLookup& lo
       if (v.has_value()) out.append(*v);
     }
     if (out.size() > max_size) {
-      return absl::InvalidArgumentError("configuration is larger than " +
-                                        std::to_string(max_size) +
+      return absl::InvalidArgumentError("configuration is larger than " + std::to_string(max_size) +
                                         " bytes after environment expansion");
     }
     j += width;
@@ -84,8 +83,7 @@ absl::StatusOr<std::string> ExpandEnv(std::string_view text, const EnvLookup& lo
   }
   out.append(text.substr(std::min(copied, text.size())));
   if (out.size() > max_size) {
-    return absl::InvalidArgumentError("configuration is larger than " +
-                                      std::to_string(max_size) +
+    return absl::InvalidArgumentError("configuration is larger than " + std::to_string(max_size) +
                                       " bytes after environment expansion");
   }
   return out;
@@ -116,8 +114,8 @@ absl::StatusOr<Document> ParseDocument(std::string_view text, const std::string&
   Document doc;
   doc.filename = filename;
   doc.format = DetectFormat(filename, text);
-  TRELLIS_ASSIGN_OR_RETURN(doc.root, doc.format == Format::kJson ? ParseJson(text, filename)
-                                                                 : ParseHcl(text, filename));
+  TRELLIS_ASSIGN_OR_RETURN(
+      doc.root, doc.format == Format::kJson ? ParseJson(text, filename) : ParseHcl(text, filename));
   return doc;
 }
 

@@ -19,9 +19,7 @@ namespace {
 
 constexpr size_t kMaxLabels = 2;
 
-bool IsIdentStart(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
-}
+bool IsIdentStart(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool IsIdentChar(char c) {
   return IsIdentStart(c) || (c >= '0' && c <= '9') || c == '-' || c == '.';
 }
@@ -235,8 +233,7 @@ class HclParser {
     if (!AtEnd() && (IsIdentChar(PeekChar()))) {
       size_t end = i_;
       while (end < text_.size() && IsIdentChar(text_[end])) ++end;
-      return ErrorAt(tok_.pos, "invalid number " +
-                                   QuoteForError(text_.substr(start, end - start)) +
+      return ErrorAt(tok_.pos, "invalid number " + QuoteForError(text_.substr(start, end - start)) +
                                    " (quote strings and durations, as \"10s\")");
     }
     tok_.text = std::string(text_.substr(start, i_ - start));
@@ -418,8 +415,8 @@ class HclParser {
       TRELLIS_RETURN_IF_ERROR(Advance());
       while (tok_.kind == Tok::kString) {
         if (item.path.size() > kMaxLabels) {
-          return ErrorAt(tok_.pos, "block " + QuoteForError(item.path[0].first) +
-                                       " has more than 2 labels");
+          return ErrorAt(tok_.pos,
+                         "block " + QuoteForError(item.path[0].first) + " has more than 2 labels");
         }
         item.path.emplace_back(tok_.text, tok_.pos);
         TRELLIS_RETURN_IF_ERROR(Advance());
@@ -522,6 +519,12 @@ class HclParser {
     return Advance();
   }
 
+  // A literal the lexer accepted but that is too big, or not whole ("0x" without digits).
+  absl::Status NumberError(const std::string& s, bool out_of_range) const {
+    return ErrorAt(tok_.pos, "number " + QuoteForError(s) +
+                                 (out_of_range ? " is out of range" : " is not a valid number"));
+  }
+
   absl::Status ParseNumber(Value* out) {
     const std::string& s = tok_.text;
     bool negative = !s.empty() && s[0] == '-';
@@ -530,10 +533,8 @@ class HclParser {
     if (digits.size() > 2 && (digits[1] == 'x' || digits[1] == 'X')) {
       uint64_t v = 0;
       auto [p, ec] = std::from_chars(digits.data() + 2, digits.data() + digits.size(), v, 16);
-      if (ec != std::errc() || p != digits.data() + digits.size() ||
-          v > static_cast<uint64_t>(INT64_MAX)) {
-        return ErrorAt(tok_.pos, "number " + QuoteForError(s) + " is out of range");
-      }
+      if (ec != std::errc() || v > static_cast<uint64_t>(INT64_MAX)) return NumberError(s, true);
+      if (p != digits.data() + digits.size()) return NumberError(s, false);
       out->type = Value::Type::kInt;
       out->int_value = negative ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
       return absl::OkStatus();
@@ -541,18 +542,18 @@ class HclParser {
     if (s.find_first_of(".eE") == std::string::npos) {
       int64_t v = 0;
       auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-      if (ec != std::errc() || p != s.data() + s.size()) {
-        return ErrorAt(tok_.pos, "number " + QuoteForError(s) + " is out of range");
-      }
+      if (ec == std::errc::result_out_of_range) return NumberError(s, true);
+      if (ec != std::errc() || p != s.data() + s.size()) return NumberError(s, false);
       out->type = Value::Type::kInt;
       out->int_value = v;
       return absl::OkStatus();
     }
     double d = 0;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), d);
-    if (ec != std::errc() || p != s.data() + s.size() || !std::isfinite(d)) {
-      return ErrorAt(tok_.pos, "number " + QuoteForError(s) + " is out of range");
+    if (ec == std::errc::result_out_of_range || (ec == std::errc() && !std::isfinite(d))) {
+      return NumberError(s, true);
     }
+    if (ec != std::errc() || p != s.data() + s.size()) return NumberError(s, false);
     out->type = Value::Type::kFloat;
     out->float_value = d;
     return absl::OkStatus();
@@ -574,8 +575,8 @@ class HclParser {
           out->bool_value = tok_.text == "true";
           return Advance();
         }
-        return ErrorAt(tok_.pos, "unexpected " + Describe(tok_) +
-                                     " where a value belongs (quote strings)");
+        return ErrorAt(tok_.pos,
+                       "unexpected " + Describe(tok_) + " where a value belongs (quote strings)");
       case Tok::kLBracket:
         return ParseList(out, depth);
       case Tok::kLBrace:

@@ -98,7 +98,7 @@ class TreeBuilder : public nlohmann::json_sax<json> {
  private:
   struct Frame {
     Value* value;
-    std::string key;                     // this container's key or "[i]" in its parent
+    std::string key;                       // this container's key or "[i]" in its parent
     std::unordered_set<std::string> keys;  // objects: keys seen so far
   };
 

@@ -139,9 +139,9 @@ absl::Status Section::ReadStringList(std::string_view key, bool allow_single,
   std::vector<std::string> result;
   for (const Value& item : v->items) {
     if (!item.is_string()) {
-      return ErrorAt(item.pos.known() ? item.pos : v->pos,
-                     KeyPath(key) + ": expected " + what + ", found " + DescribeValue(item) +
-                         " in the list");
+      return ErrorAt(
+          item.pos.known() ? item.pos : v->pos,
+          KeyPath(key) + ": expected " + what + ", found " + DescribeValue(item) + " in the list");
     }
     result.push_back(item.string_value);
   }

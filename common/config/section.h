@@ -57,6 +57,8 @@ class Section {
   absl::Status ReadEnum(std::string_view key, const std::map<std::string, E>& choices,
                         bool case_insensitive, E* out);
 
+  // Marks every key known, for callers that walk value().members themselves.
+  void MarkAllKnown() { used_.assign(used_.size(), true); }
   // Fails with the first key no read asked for.
   absl::Status Finish() const;
   // Fails with the first key not in `known`, before any other check, so a misspelt key is
@@ -97,8 +99,8 @@ absl::Status Section::ReadEnum(std::string_view key, const std::map<std::string,
   for (const auto& [name, unused] : choices) names.push_back(name);
   if (!v->is_string()) return WrongValue(key, *v, ChoicesText(names));
   for (const auto& [name, e] : choices) {
-    bool match = case_insensitive ? absl::EqualsIgnoreCase(name, v->string_value)
-                                  : name == v->string_value;
+    bool match =
+        case_insensitive ? absl::EqualsIgnoreCase(name, v->string_value) : name == v->string_value;
     if (match) {
       *out = e;
       return absl::OkStatus();

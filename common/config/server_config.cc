@@ -11,11 +11,11 @@ namespace trellis::common::config {
 namespace {
 
 const std::map<std::string, KeyType>& KeyTypes() {
-  static const auto* const kTypes = new std::map<std::string, KeyType>{
-      {"ec-p256", KeyType::kEcP256},
-      {"ec-p384", KeyType::kEcP384},
-      {"rsa-2048", KeyType::kRsa2048},
-      {"rsa-4096", KeyType::kRsa4096}};
+  static const auto* const kTypes =
+      new std::map<std::string, KeyType>{{"ec-p256", KeyType::kEcP256},
+                                         {"ec-p384", KeyType::kEcP384},
+                                         {"rsa-2048", KeyType::kRsa2048},
+                                         {"rsa-4096", KeyType::kRsa4096}};
   return *kTypes;
 }
 
@@ -42,17 +42,17 @@ absl::StatusOr<FederatesWithConfig> ReadFederatesWith(const Document& doc,
   TRELLIS_ASSIGN_OR_RETURN(Section s, Section::Open(doc, *block.body, block.path));
   absl::StatusOr<TrustDomain> td = TrustDomain::Parse(block.label);
   if (!td.ok()) {
-    return s.ErrorAt(block.pos, block.path + ": invalid trust domain: " +
-                                    std::string(td.status().message()));
+    return s.ErrorAt(block.pos,
+                     block.path + ": invalid trust domain: " + std::string(td.status().message()));
   }
   if (*td == own) {
-    return s.ErrorAt(block.pos, block.path + ": a server cannot federate with its own trust domain");
+    return s.ErrorAt(block.pos,
+                     block.path + ": a server cannot federate with its own trust domain");
   }
   std::string url;
   TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("bundle_endpoint_url", &url));
   if (!absl::StartsWith(url, "https://") || url.size() <= 8) {
-    return s.WrongValue("bundle_endpoint_url", *s.Get("bundle_endpoint_url"),
-                        "an https:// URL");
+    return s.WrongValue("bundle_endpoint_url", *s.Get("bundle_endpoint_url"), "an https:// URL");
   }
   TRELLIS_ASSIGN_OR_RETURN(std::vector<LabelledBlock> profiles,
                            ReadLabelledBlocks(s, "bundle_endpoint_profile"));
@@ -70,8 +70,9 @@ absl::StatusOr<FederatesWithConfig> ReadFederatesWith(const Document& doc,
     TRELLIS_RETURN_IF_ERROR(ps.ReadRequiredString("endpoint_spiffe_id", &id_text));
     absl::StatusOr<SpiffeId> id = SpiffeId::Parse(id_text);
     if (!id.ok()) {
-      return ps.ErrorAt(ps.PositionOf("endpoint_spiffe_id"),
-                        ps.KeyPath("endpoint_spiffe_id") + ": " + std::string(id.status().message()));
+      return ps.ErrorAt(
+          ps.PositionOf("endpoint_spiffe_id"),
+          ps.KeyPath("endpoint_spiffe_id") + ": " + std::string(id.status().message()));
     }
     fw.endpoint_spiffe_id = *id;
   } else if (profile.label != "https_web") {
@@ -123,8 +124,8 @@ absl::Status ReadServerPlugin(const Document& doc, const Section& plugins, const
   if (e.type == "DataStore") {
     if (e.name != "sql") return UnknownPlugin(plugins, e, "sql");
     if (++*data_stores > 1) {
-      return plugins.ErrorAt(e.pos, "only one DataStore may be configured, found another: " +
-                                        QuoteForError(e.name));
+      return plugins.ErrorAt(
+          e.pos, "only one DataStore may be configured, found another: " + QuoteForError(e.name));
     }
     static const std::map<std::string, DatabaseType> kDbTypes = {
         {"sqlite3", DatabaseType::kSqlite3}, {"postgres", DatabaseType::kPostgres}};
@@ -149,8 +150,8 @@ absl::Status ReadServerPlugin(const Document& doc, const Section& plugins, const
       return UnknownPlugin(plugins, e, "disk, memory");
     }
     if (++*key_managers > 1) {
-      return plugins.ErrorAt(e.pos, "only one KeyManager may be configured, found another: " +
-                                        QuoteForError(e.name));
+      return plugins.ErrorAt(
+          e.pos, "only one KeyManager may be configured, found another: " + QuoteForError(e.name));
     }
   } else if (e.type == "NodeAttestor") {
     if (e.name == "join_token") {
@@ -175,8 +176,10 @@ absl::Status ReadServerPlugin(const Document& doc, const Section& plugins, const
                               data.KeyPath("ca_bundle_paths") + ": paths must not be empty");
         }
       }
-      TRELLIS_RETURN_IF_ERROR(data.ReadNonEmptyString("agent_path_template", &x.agent_path_template));
-      cfg->node_attestors.emplace_back(std::in_place_type<X509PopServerAttestorConfig>, std::move(x));
+      TRELLIS_RETURN_IF_ERROR(
+          data.ReadNonEmptyString("agent_path_template", &x.agent_path_template));
+      cfg->node_attestors.emplace_back(std::in_place_type<X509PopServerAttestorConfig>,
+                                       std::move(x));
     } else {
       return UnknownPlugin(plugins, e, "join_token, x509pop");
     }
@@ -199,9 +202,9 @@ absl::Status ReadServerPlugin(const Document& doc, const Section& plugins, const
       return UnknownPlugin(plugins, e, "disk, spire");
     }
     if (++*upstreams > 1) {
-      return plugins.ErrorAt(e.pos,
-                             "only one UpstreamAuthority may be configured, found another: " +
-                                 QuoteForError(e.name));
+      return plugins.ErrorAt(
+          e.pos,
+          "only one UpstreamAuthority may be configured, found another: " + QuoteForError(e.name));
     }
   } else {
     return plugins.ErrorAt(e.pos, "unknown plugin type " + QuoteForError(e.type) +
@@ -274,7 +277,9 @@ absl::StatusOr<ServerConfig> ServerConfigFromDocument(const Document& doc) {
     return top.ErrorAt(doc.root.pos,
                        "the plugins { } block is required (with one DataStore and one KeyManager)");
   }
-  TRELLIS_ASSIGN_OR_RETURN(std::vector<PluginEntry> entries, ReadPluginEntries(*plugins));
+  TRELLIS_ASSIGN_OR_RETURN(std::vector<PluginEntry> entries,
+                           ReadPluginEntries(*plugins, {"DataStore", "KeyManager", "NodeAttestor",
+                                                        "UpstreamAuthority"}));
   int data_stores = 0, key_managers = 0, upstreams = 0;
   for (const PluginEntry& e : entries) {
     TRELLIS_RETURN_IF_ERROR(

@@ -1,9 +1,12 @@
 // Logging, health-check, telemetry and plugin-list parts shared by server and agent configs.
 #include "common/config/shared_config.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <string>
+
+#include "absl/strings/str_join.h"
 
 namespace trellis::common::config {
 std::string LogLevelName(LogLevel level) {
@@ -41,8 +44,10 @@ absl::StatusOr<HealthChecksConfig> ReadHealthChecks(Section& s) {
   for (const char* key : {"live_path", "ready_path"}) {
     const std::string& p = std::string(key) == "live_path" ? hc.live_path : hc.ready_path;
     if (p.empty() || p[0] != '/') {
-      return s.ErrorAt(s.PositionOf(key), s.KeyPath(key) + ": expected a path starting with "
-                                          "'/', found " + QuoteForError(p));
+      return s.ErrorAt(s.PositionOf(key), s.KeyPath(key) +
+                                              ": expected a path starting with "
+                                              "'/', found " +
+                                              QuoteForError(p));
     }
   }
   if (hc.live_path == hc.ready_path) {
@@ -68,28 +73,30 @@ absl::StatusOr<TelemetryConfig> ReadTelemetry(Section& s) {
   return t;
 }
 
-absl::StatusOr<std::vector<LabelledBlock>> ReadLabelledBlocks(Section& parent,
-                                                              std::string_view key) {
+namespace {
+
+// The labelled blocks of `value`, the value of key `key` in `parent`.
+absl::StatusOr<std::vector<LabelledBlock>> LabelledBlocksOf(const Section& parent,
+                                                            const std::string& key,
+                                                            const Value& value, Position key_pos) {
   std::vector<LabelledBlock> blocks;
-  const Value* value = parent.Get(key);
-  if (value == nullptr) return blocks;
   std::string key_path = parent.KeyPath(key);
-  Position key_pos = parent.PositionOf(key);
   std::vector<const Value*> groups;
-  if (value->is_object()) {
-    groups.push_back(value);
-  } else if (value->is_list()) {
-    for (const Value& item : value->items) {
+  if (value.is_object()) {
+    groups.push_back(&value);
+  } else if (value.is_list()) {
+    for (const Value& item : value.items) {
       if (!item.is_object()) {
         return parent.ErrorAt(item.pos.known() ? item.pos : key_pos,
-                              key_path + ": expected a list of {\"label\": {...}} objects, "
-                                         "found " + DescribeValue(item) + " in the list");
+                              key_path +
+                                  ": expected a list of {\"label\": {...}} objects, "
+                                  "found " +
+                                  DescribeValue(item) + " in the list");
       }
       groups.push_back(&item);
     }
   } else {
-    return parent.WrongValue(key, *value,
-                             "blocks written " + std::string(key) + " \"label\" { ... }");
+    return parent.WrongValue(key, value, "blocks written " + key + " \"label\" { ... }");
   }
   std::set<std::string> seen;
   for (const Value* group : groups) {
@@ -109,12 +116,32 @@ absl::StatusOr<std::vector<LabelledBlock>> ReadLabelledBlocks(Section& parent,
   return blocks;
 }
 
-absl::StatusOr<std::vector<PluginEntry>> ReadPluginEntries(Section& plugins) {
+}  // namespace
+
+absl::StatusOr<std::vector<LabelledBlock>> ReadLabelledBlocks(Section& parent,
+                                                              std::string_view key) {
+  const Value* value = parent.Get(key);
+  if (value == nullptr) return std::vector<LabelledBlock>();
+  return LabelledBlocksOf(parent, std::string(key), *value, parent.PositionOf(key));
+}
+
+absl::StatusOr<std::vector<PluginEntry>> ReadPluginEntries(
+    Section& plugins, const std::vector<std::string>& known_types) {
   std::vector<PluginEntry> entries;
   const Document& doc = plugins.doc();
+  // Every type is accepted here and checked by the caller, which reports unknown ones.
+  plugins.MarkAllKnown();
   for (const Value::Member& type : plugins.value().members) {
+    if (std::find(known_types.begin(), known_types.end(), type.key) == known_types.end()) {
+      return plugins.ErrorAt(type.key_pos.known() ? type.key_pos : plugins.value().pos,
+                             "unknown plugin type " + QuoteForError(type.key) +
+                                 " in plugins (supported: " + absl::StrJoin(known_types, ", ") +
+                                 ")");
+    }
+    Position pos = type.value.pos.known() ? type.value.pos : type.key_pos;
+    if (!pos.known()) pos = plugins.value().pos;
     TRELLIS_ASSIGN_OR_RETURN(std::vector<LabelledBlock> blocks,
-                             ReadLabelledBlocks(plugins, type.key));
+                             LabelledBlocksOf(plugins, type.key, type.value, pos));
     for (const LabelledBlock& block : blocks) {
       TRELLIS_ASSIGN_OR_RETURN(Section body, Section::Open(doc, *block.body, block.path));
       PluginEntry entry{type.key, block.label, block.pos, block.path, block.body, nullptr};

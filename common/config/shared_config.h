@@ -47,7 +47,7 @@ absl::StatusOr<TelemetryConfig> ReadTelemetry(Section& section);
 struct LabelledBlock {
   std::string label;
   Position pos;
-  std::string path;  // "<parent>.<key>.<label>"
+  std::string path;   // "<parent>.<key>.<label>"
   const Value* body;  // an object
 };
 
@@ -68,8 +68,10 @@ struct PluginEntry {
 
 // Every plugin under `plugins`, in file order. Each type maps to an object keyed by plugin
 // name, or (JSON style) to a list of such objects. A plugin body may hold only plugin_data,
-// which must be a block. Repeating a name within a type is an error.
-absl::StatusOr<std::vector<PluginEntry>> ReadPluginEntries(Section& plugins);
+// which must be a block. Repeating a name within a type is an error, and so is a type not in
+// `known_types` (even one with no plugins under it).
+absl::StatusOr<std::vector<PluginEntry>> ReadPluginEntries(
+    Section& plugins, const std::vector<std::string>& known_types);
 
 // Opens an entry's plugin_data as a Section (an empty block when absent).
 absl::StatusOr<Section> OpenPluginData(const Document& doc, const PluginEntry& entry);

@@ -1,4 +1,6 @@
 // trellis-server / trellis-agent `validate`: flags, exit codes, and what reaches stdout/stderr.
+#include "cmd/cli.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "cmd/cli.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

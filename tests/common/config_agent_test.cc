@@ -119,7 +119,8 @@ TEST(AgentConfig, JsonShapeMatchesHcl) {
               "insecure_bootstrap": true},
     "plugins": {"NodeAttestor": [{"join_token": {}}], "KeyManager": {"memory": {}},
                 "WorkloadAttestor": {"unix": {"plugin_data": {}}}}
-  })", "agent.json");
+  })",
+                                                     "agent.json");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->server_port, 8082);
   EXPECT_EQ(cfg->workload_attestors.size(), 1u);
@@ -196,9 +197,10 @@ TEST(AgentConfigErrors, MissingKeyManager) {
 }
 
 TEST(AgentConfigErrors, X509PopNeedsKeyAndCert) {
-  ExpectError(WithPlugins("  KeyManager \"memory\" {}\n"
-                          "  NodeAttestor \"x509pop\" { plugin_data { certificate_path = \"c\" } }\n"),
-              "plugins.NodeAttestor.x509pop.plugin_data.private_key_path is required");
+  ExpectError(
+      WithPlugins("  KeyManager \"memory\" {}\n"
+                  "  NodeAttestor \"x509pop\" { plugin_data { certificate_path = \"c\" } }\n"),
+      "plugins.NodeAttestor.x509pop.plugin_data.private_key_path is required");
 }
 
 TEST(AgentConfigErrors, DiskKeyManagerNeedsDirectory) {
@@ -213,10 +215,11 @@ TEST(AgentConfigErrors, UnknownWorkloadAttestor) {
 }
 
 TEST(AgentConfigErrors, DiscoverWorkloadPathMustBeBool) {
-  ExpectError(WithPlugins("  NodeAttestor \"join_token\" {}\n  KeyManager \"memory\" {}\n"
-                          "  WorkloadAttestor \"unix\" { plugin_data { discover_workload_path = 1 } }\n"),
-              "plugins.WorkloadAttestor.unix.plugin_data.discover_workload_path: expected true or "
-              "false, found number 1");
+  ExpectError(
+      WithPlugins("  NodeAttestor \"join_token\" {}\n  KeyManager \"memory\" {}\n"
+                  "  WorkloadAttestor \"unix\" { plugin_data { discover_workload_path = 1 } }\n"),
+      "plugins.WorkloadAttestor.unix.plugin_data.discover_workload_path: expected true or "
+      "false, found number 1");
 }
 
 TEST(AgentConfigErrors, ServerPluginTypeInAgentFile) {

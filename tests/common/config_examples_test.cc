@@ -68,8 +68,8 @@ TEST(ExampleConfigs, HaExampleExpandsEnvironment) {
   EXPECT_THAT(cfg->data_store.connection_string, HasSubstr("password=secret "));
 }
 
-// Each broken sample names its own expected error on its first line: "# expect: <text>" (or, for JSON,
-// in a "<name>.json.expect" file beside it).
+// Each broken sample names its own expected error on its first line: "# expect: <text>" (or, for
+// JSON, in a "<name>.json.expect" file beside it).
 TEST(BrokenConfigs, EverySampleFailsWithItsExpectedMessage) {
   std::vector<fs::path> files = ConfigFiles(fs::path(TRELLIS_TESTDATA_DIR) / "config");
   ASSERT_FALSE(files.empty());

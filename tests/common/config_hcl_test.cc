@@ -113,8 +113,8 @@ TEST(HclParser, AcceptsBareAndQuotedKeys) {
 }
 
 TEST(HclParser, SkipsAllCommentStyles) {
-  Value root = MustParse(
-      "# hash\n// slashes\n/* block\n comment */ a = 1 # trailing\nb = /* inline */ 2\n");
+  Value root =
+      MustParse("# hash\n// slashes\n/* block\n comment */ a = 1 # trailing\nb = /* inline */ 2\n");
   EXPECT_EQ(At(root, "a").int_value, 1);
   EXPECT_EQ(At(root, "b").int_value, 2);
 }
@@ -261,11 +261,16 @@ TEST(HclParserErrors, LabelsWithoutBlock) {
 }
 
 TEST(HclParserErrors, IntegerOutOfRange) {
-  ExpectError("n = 99999999999999999999", "test.conf:1:5: number \"99999999999999999999\" is out of range");
+  ExpectError("n = 99999999999999999999",
+              "test.conf:1:5: number \"99999999999999999999\" is out of range");
 }
 
 TEST(HclParserErrors, FloatOutOfRange) {
   ExpectError("n = 1e999", "test.conf:1:5: number \"1e999\" is out of range");
+}
+
+TEST(HclParserErrors, HexPrefixWithoutDigits) {
+  ExpectError("n = 0x", "test.conf:1:5: number \"0x\" is not a valid number");
 }
 
 TEST(HclParserErrors, UnexpectedCharacter) {
@@ -296,9 +301,31 @@ TEST(HclParserErrors, DeepBlocksAreRefused) {
 }
 
 TEST(HclParserErrors, NestingAtTheLimitIsAccepted) {
-  std::string text = "a = " + std::string(kMaxNestingDepth - 1, '[') +
-                     std::string(kMaxNestingDepth - 1, ']');
+  std::string text =
+      "a = " + std::string(kMaxNestingDepth - 1, '[') + std::string(kMaxNestingDepth - 1, ']');
   EXPECT_TRUE(ParseHcl(text, "test.conf").ok());
+}
+
+TEST(HclParser, ManyDistinctKeysNearTheSizeLimit) {
+  std::string text;
+  int count = 0;
+  for (; text.size() < kMaxConfigSize - 64; ++count) {
+    text += "k" + std::to_string(count) + " = 1\n";
+  }
+  absl::StatusOr<Value> v = ParseHcl(text, "test.conf");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->members.size(), static_cast<size_t>(count));
+}
+
+TEST(HclParser, ManyLabelsOfOneBlockType) {
+  std::string text;
+  int count = 0;
+  for (; text.size() < kMaxConfigSize - 64; ++count) {
+    text += "P \"n" + std::to_string(count) + "\" {}\n";
+  }
+  absl::StatusOr<Value> v = ParseHcl(text, "test.conf");
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(v->Find("P")->value.members.size(), static_cast<size_t>(count));
 }
 
 TEST(HclParserErrors, OversizedInputIsRefused) {

@@ -57,9 +57,8 @@ class TempDir {
 };
 
 TEST(JsonParser, ParsesAllValueTypes) {
-  absl::StatusOr<Value> v =
-      ParseJson(R"({"s": "x", "i": -3, "f": 1.5, "b": true, "n": null, "l": [1, 2], "o": {}})",
-                "test.json");
+  absl::StatusOr<Value> v = ParseJson(
+      R"({"s": "x", "i": -3, "f": 1.5, "b": true, "n": null, "l": [1, 2], "o": {}})", "test.json");
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(v->Find("s")->value.string_value, "x");
   EXPECT_EQ(v->Find("i")->value.int_value, -3);
@@ -77,8 +76,12 @@ TEST(JsonParser, PluginObjectFormMatchesHclShape) {
       ParseHcl("plugins { DataStore \"sql\" { plugin_data { a = \"b\" } } }", "t.conf");
   ASSERT_TRUE(json.ok() && hcl.ok());
   auto dig = [](const Value& root) {
-    return root.Find("plugins")->value.Find("DataStore")->value.Find("sql")->value.Find(
-        "plugin_data")->value.Find("a")->value.string_value;
+    return root.Find("plugins")
+        ->value.Find("DataStore")
+        ->value.Find("sql")
+        ->value.Find("plugin_data")
+        ->value.Find("a")
+        ->value.string_value;
   };
   EXPECT_EQ(dig(*json), dig(*hcl));
 }
@@ -107,9 +110,7 @@ TEST(JsonParser, RejectsDeepNestingWithoutCrashing) {
   ExpectJsonError("{\"a\":" + std::string(100000, '['), "nesting deeper than 64 levels");
 }
 
-TEST(JsonParser, RejectsInvalidUtf8) {
-  ExpectJsonError("{\"a\": \"\xff\"}", "invalid JSON");
-}
+TEST(JsonParser, RejectsInvalidUtf8) { ExpectJsonError("{\"a\": \"\xff\"}", "invalid JSON"); }
 
 TEST(DetectFormat, UsesExtensionThenFirstCharacter) {
   EXPECT_EQ(DetectFormat("server.json", "server {}"), Format::kJson);
@@ -123,21 +124,20 @@ TEST(ExpandEnv, ReplacesBothForms) {
   EXPECT_EQ(Expand("a=$A b=${B}c", {{"A", "1"}, {"B", "2"}}), "a=1 b=2c");
 }
 
-TEST(ExpandEnv, UnsetVariablesBecomeEmpty) {
-  EXPECT_EQ(Expand("x${NOPE}y$NOPE.z", {}), "xy.z");
-}
+TEST(ExpandEnv, UnsetVariablesBecomeEmpty) { EXPECT_EQ(Expand("x${NOPE}y$NOPE.z", {}), "xy.z"); }
 
 TEST(ExpandEnv, FollowsGoEdgeCases) {
-  EXPECT_EQ(Expand("cost: 5$", {}), "cost: 5$");        // trailing $ stays
-  EXPECT_EQ(Expand("a $% b", {}), "a $% b");            // $ before a non-name stays
-  EXPECT_EQ(Expand("a${}b", {}), "ab");                 // bad syntax is dropped
-  EXPECT_EQ(Expand("a${B", {{"B", "x"}}), "aB");       // unclosed "${" is dropped
-  EXPECT_EQ(Expand("$1x", {{"1", "one"}}), "onex");     // special names are one character
+  EXPECT_EQ(Expand("cost: 5$", {}), "cost: 5$");     // trailing $ stays
+  EXPECT_EQ(Expand("a $% b", {}), "a $% b");         // $ before a non-name stays
+  EXPECT_EQ(Expand("a${}b", {}), "ab");              // bad syntax is dropped
+  EXPECT_EQ(Expand("a${B", {{"B", "x"}}), "aB");     // unclosed "${" is dropped
+  EXPECT_EQ(Expand("$1x", {{"1", "one"}}), "onex");  // special names are one character
   EXPECT_EQ(Expand("${A_B}${a-b}", {{"A_B", "1"}, {"a-b", "2"}}), "12");
 }
 
 TEST(ExpandEnv, RefusesResultsOverTheSizeLimit) {
-  absl::StatusOr<std::string> out = ExpandEnv("$A$A$A", FakeEnv({{"A", std::string(40, 'x')}}), 100);
+  absl::StatusOr<std::string> out =
+      ExpandEnv("$A$A$A", FakeEnv({{"A", std::string(40, 'x')}}), 100);
   ASSERT_FALSE(out.ok());
   EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(out.status().message()), HasSubstr("after environment expansion"));

@@ -117,8 +117,8 @@ TEST(ServerConfig, ReadsEveryServerKey) {
 }
 
 TEST(ServerConfig, AcceptsTrustDomainInIdForm) {
-  ServerConfig cfg = MustParse(
-      std::string("server { trust_domain = \"spiffe://example.org\" }") + kPlugins);
+  ServerConfig cfg =
+      MustParse(std::string("server { trust_domain = \"spiffe://example.org\" }") + kPlugins);
   EXPECT_EQ(cfg.trust_domain.name(), "example.org");
 }
 
@@ -226,7 +226,8 @@ TEST(ServerConfig, JsonPluginListFormIsAccepted) {
       "KeyManager": {"memory": {}},
       "NodeAttestor": [{"join_token": {"plugin_data": {}}}, {"x509pop": {"plugin_data": {"ca_bundle_path": "ca.pem"}}}]
     }
-  })", "server.json");
+  })",
+                                                       "server.json");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->bind_port, 9000);
   EXPECT_EQ(cfg->node_attestors.size(), 2u);
@@ -316,7 +317,8 @@ TEST(ServerConfigErrors, StringWhereBoolExpected) {
 }
 
 TEST(ServerConfigErrors, UnknownRatelimitKey) {
-  ExpectError(WithServer("  ratelimit { burst = 1 }\n"), "unknown key \"burst\" in server.ratelimit");
+  ExpectError(WithServer("  ratelimit { burst = 1 }\n"),
+              "unknown key \"burst\" in server.ratelimit");
 }
 
 TEST(ServerConfigErrors, EmptyBindAddress) {
@@ -402,23 +404,25 @@ TEST(ServerConfigErrors, MissingDataStore) {
 }
 
 TEST(ServerConfigErrors, MissingKeyManager) {
-  ExpectError(WithPlugins(
-                  "  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
-                  "connection_string = \"x\" } }\n"),
+  ExpectError(WithPlugins("  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
+                          "connection_string = \"x\" } }\n"),
               "plugins: a KeyManager is required");
 }
 
 TEST(ServerConfigErrors, TwoKeyManagers) {
-  ExpectError(WithPlugins(
-                  "  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
-                  "connection_string = \"x\" } }\n  KeyManager \"memory\" {}\n"
-                  "  KeyManager \"disk\" { plugin_data { keys_path = \"k\" } }\n"),
+  ExpectError(WithPlugins("  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
+                          "connection_string = \"x\" } }\n  KeyManager \"memory\" {}\n"
+                          "  KeyManager \"disk\" { plugin_data { keys_path = \"k\" } }\n"),
               "server.conf:7:14: only one KeyManager may be configured");
 }
 
 TEST(ServerConfigErrors, UnknownPluginType) {
   ExpectError(WithPlugins("  Notifier \"k8sbundle\" {}\n"),
-              "server.conf:5:12: unknown plugin type \"Notifier\" in plugins");
+              "server.conf:5:3: unknown plugin type \"Notifier\" in plugins");
+}
+
+TEST(ServerConfigErrors, UnknownPluginTypeWithNoPluginsUnderIt) {
+  ExpectError(WithPlugins("  Notifier {}\n"), "server.conf:5:3: unknown plugin type \"Notifier\"");
 }
 
 TEST(ServerConfigErrors, UnknownPluginName) {
@@ -482,14 +486,13 @@ TEST(ServerConfigErrors, X509PopBothCaBundleForms) {
 }
 
 TEST(ServerConfigErrors, TwoUpstreamAuthorities) {
-  ExpectError(
-      WithPlugins("  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
-                  "connection_string = \"x\" } }\n  KeyManager \"memory\" {}\n"
-                  "  UpstreamAuthority \"disk\" { plugin_data { cert_file_path = \"c\", "
-                  "key_file_path = \"k\" } }\n"
-                  "  UpstreamAuthority \"spire\" { plugin_data { server_address = \"a\", "
-                  "server_port = 1, workload_api_socket = \"s\" } }\n"),
-      "only one UpstreamAuthority may be configured");
+  ExpectError(WithPlugins("  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\", "
+                          "connection_string = \"x\" } }\n  KeyManager \"memory\" {}\n"
+                          "  UpstreamAuthority \"disk\" { plugin_data { cert_file_path = \"c\", "
+                          "key_file_path = \"k\" } }\n"
+                          "  UpstreamAuthority \"spire\" { plugin_data { server_address = \"a\", "
+                          "server_port = 1, workload_api_socket = \"s\" } }\n"),
+              "only one UpstreamAuthority may be configured");
 }
 
 TEST(ServerConfigErrors, SpireUpstreamNeedsPort) {
@@ -541,6 +544,15 @@ TEST(ServerConfigErrors, ExpandedEmptyValueIsReported) {
   EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(cfg.status().message()),
               HasSubstr("server.trust_domain: expected a non-empty string, found string \"\""));
+}
+
+// Near the size limit, many distinct plugin types must still be handled in linear time.
+TEST(ServerConfigErrors, HugePluginsBlockReportsFirstUnknownType) {
+  std::string body;
+  for (int i = 0; body.size() < kMaxConfigSize - 4096; ++i) {
+    body += "T" + std::to_string(i) + " {}\n";
+  }
+  ExpectError(WithPlugins(body), "server.conf:5:1: unknown plugin type \"T0\" in plugins");
 }
 
 TEST(LoadServerConfig, MissingFileIsNotFound) {
