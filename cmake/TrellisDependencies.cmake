@@ -3,6 +3,8 @@
 find_package(Threads REQUIRED)
 find_package(OpenSSL 3.0 REQUIRED)
 find_package(absl CONFIG REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
 find_package(SQLite3 REQUIRED)
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(Boost 1.74 REQUIRED COMPONENTS program_options)
