@@ -127,8 +127,34 @@ class CaManager {
 
  private:
   struct State;
+  struct X509Candidate {
+    std::string id;
+    std::vector<common::Certificate> chain;  // CA first, then intermediates (no root)
+    std::vector<common::Certificate> roots;
+    common::PrivateKey key;
+  };
+  struct JwtCandidate {
+    std::string kid;
+    common::PrivateKey key;
+    absl::Time not_before;
+    absl::Time not_after;
+  };
   CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
             const common::Clock& clock);
+
+  absl::StatusOr<X509Candidate> NewX509Ca();
+  absl::StatusOr<JwtCandidate> NewJwtKey();
+  absl::Status Journal(datastore::AuthorityKind kind, const std::string& id,
+                       datastore::AuthorityStatus status, const std::string& data,
+                       absl::Time not_after);
+  absl::Status AppendToBundle(const std::vector<datastore::X509Authority>& x509,
+                              const std::vector<datastore::JwtAuthority>& jwt);
+  absl::Status ReloadBundle(bool force_notify);
+  // The *Locked functions run with State::ops_mu held.
+  absl::Status RotateLocked();
+  absl::Status RotateX509Locked();
+  absl::Status RotateJwtLocked();
+  absl::Status PruneLocked();
 
   Options options_;
   datastore::DataStore* ds_;

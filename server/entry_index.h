@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,17 +51,17 @@ class EntryIndex {
   void SetChangeListener(std::function<void(uint64_t version)> listener);
 
  private:
-  struct Snapshot;
+  struct Data;
   EntryIndex(datastore::DataStore* ds, const common::Clock& clock);
   absl::Status LoadAll();
 
   datastore::DataStore* ds_;
   const common::Clock& clock_;
   std::mutex poll_mu_;  // one Poll at a time
-  mutable std::mutex mu_;
-  std::shared_ptr<const Snapshot> snapshot_;  // guarded by mu_
-  int64_t last_event_id_ = 0;                 // guarded by poll_mu_
-  std::function<void(uint64_t)> listener_;    // guarded by mu_
+  int64_t last_event_id_ = 0;  // guarded by poll_mu_
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<Data> data_;              // guarded by mu_
+  std::function<void(uint64_t)> listener_;  // guarded by mu_
 };
 
 }  // namespace trellis::server

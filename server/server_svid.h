@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/csr.h"
 #include "common/keys.h"
 #include "common/x509.h"
 #include "server/ca_manager.h"
