@@ -300,6 +300,25 @@ TEST_F(CaManagerTest, SigningBeforeStartIsUnavailable) {
             absl::StatusCode::kUnavailable);
 }
 
+TEST_F(CaManagerTest, StartWarnsWhenX509SvidTtlExceedsActivationThreshold) {
+  auto options = DefaultOptions();
+  options.default_x509_svid_ttl = absl::Hours(5);  // above min(24h/6, 7 days) = 4h
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager(options);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_NE(err.find("default_x509_svid_ttl"), std::string::npos) << err;
+  EXPECT_EQ(err.find("default_jwt_svid_ttl"), std::string::npos) << err;
+}
+
+TEST_F(CaManagerTest, StartDoesNotWarnForDefaults) {
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_EQ(err.find("exceeds"), std::string::npos) << err;
+}
+
 TEST(CaManagerRules, SvidTtlWarningThreshold) {
   EXPECT_FALSE(CaManager::SvidTtlTooLong(absl::Hours(24), absl::Hours(4)));
   EXPECT_TRUE(CaManager::SvidTtlTooLong(absl::Hours(24), absl::Hours(4) + absl::Seconds(1)));
