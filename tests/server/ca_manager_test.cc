@@ -204,6 +204,28 @@ TEST_F(CaManagerTest, RestartAfterExpiryCreatesFreshCa) {
   EXPECT_GT(again->ActiveX509Ca()->not_after(), clock_.Now() + absl::Hours(23));
 }
 
+TEST_F(CaManagerTest, RestartWithLostKeysCreatesFreshAuthorities) {
+  MemoryKeyManager memory;
+  auto first = CaManager::Create(DefaultOptions(), ds_.get(), &memory, clock_);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*first)->Start().ok());
+  const auto old = *(*first)->ActiveX509Ca();
+  first->reset();
+  MemoryKeyManager empty;  // a memory key manager forgets everything on restart
+  ::testing::internal::CaptureStderr();
+  auto second = CaManager::Create(DefaultOptions(), ds_.get(), &empty, clock_);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE((*second)->Start().ok());
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(*(*second)->ActiveX509Ca(), old);
+  // The unusable records were retired: only the new authorities are still active.
+  auto journal = ds_->ListCaJournal("default");
+  ASSERT_TRUE(journal.ok());
+  int active = 0;
+  for (const auto& e : *journal) active += e.status == datastore::AuthorityStatus::kActive;
+  EXPECT_EQ(active, 2);
+}
+
 TEST_F(CaManagerTest, NeverActivatesPreparedCaThatIsAlmostExpired) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
