@@ -76,8 +76,7 @@ class CaManager {
   };
 
   static absl::StatusOr<std::unique_ptr<CaManager>> Create(Options options,
-                                                           datastore::DataStore* ds,
-                                                           KeyManager* km,
+                                                           datastore::DataStore* ds, KeyManager* km,
                                                            const common::Clock& clock);
   ~CaManager();
 
@@ -141,12 +140,10 @@ class CaManager {
     absl::Time not_before;
     absl::Time not_after;
   };
-  CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
-            const common::Clock& clock);
+  CaManager(Options options, datastore::DataStore* ds, KeyManager* km, const common::Clock& clock);
 
-  std::shared_ptr<const Signer> MakeSigner(
-      std::shared_ptr<const common::X509SvidIssuer> issuer,
-      const std::vector<common::Certificate>& chain) const;
+  std::shared_ptr<const Signer> MakeSigner(std::shared_ptr<const common::X509SvidIssuer> issuer,
+                                           const std::vector<common::Certificate>& chain) const;
   std::shared_ptr<const Signer> CurrentSigner() const;
   absl::StatusOr<X509Candidate> NewX509Ca();
   absl::StatusOr<JwtCandidate> NewJwtKey();

@@ -155,9 +155,8 @@ TEST_F(CaManagerTest, BundleListenerSeesIncreasingSequence) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
   std::vector<uint64_t> seqs;
-  ca->SetBundleListener([&](std::shared_ptr<const common::Bundle> b) {
-    seqs.push_back(b->sequence());
-  });
+  ca->SetBundleListener(
+      [&](std::shared_ptr<const common::Bundle> b) { seqs.push_back(b->sequence()); });
   const uint64_t start_seq = ca->Bundle()->sequence();
   AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
   ASSERT_FALSE(seqs.empty());
@@ -437,8 +436,7 @@ TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
   EXPECT_EQ(chain[2], *up_cert);
   auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
   EXPECT_TRUE(verified.ok()) << verified.status();
-  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()),
-            0);
+  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()), 0);
 }
 
 TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
@@ -458,8 +456,7 @@ TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
 class FlakyUpstream final : public UpstreamAuthority {
  public:
   explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key,
-                                        const common::TrustDomain& td,
+  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key, const common::TrustDomain& td,
                                         absl::Duration ttl) override {
     if (down) return absl::UnavailableError("upstream unreachable");
     return inner_->MintX509Ca(key, td, ttl);
