@@ -10,6 +10,7 @@
 #include <string>
 
 #include "attestors/node/node_attestor.h"
+#include "attestors/node/x509pop.h"
 #include "common/bundle.h"
 #include "common/csr.h"
 #include "common/jwt.h"
@@ -66,6 +67,11 @@ class AgentServiceTest : public ::testing::Test {
     std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors;
     attestors.push_back(Must(attestors::CreateServerNodeAttestor(
         common::config::JoinTokenServerAttestorConfig{}, kTd, ds_.get(), clock_)));
+    pop_ca_key_ = Must(common::PrivateKey::Generate());
+    pop_ca_ = Must(common::CreateRootCa(*pop_ca_key_, *common::TrustDomain::Parse("pop-ca.test"),
+                                        absl::Hours(24), clock_));
+    attestors.push_back(Must(attestors::X509PopServerAttestor::CreateFromCerts(kTd, {*pop_ca_},
+                                                                               clock_)));
 
     AgentService::Options opts{kTd};
     opts.rate_limits = limits;
@@ -186,7 +192,84 @@ class AgentServiceTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   int token_counter_ = 0;
+  std::optional<common::PrivateKey> pop_ca_key_;
+  std::optional<common::Certificate> pop_ca_;
 };
+
+// A node certificate from the x509pop CA and the agent side that proves possession of it.
+struct PopNode {
+  common::Certificate leaf;
+  std::unique_ptr<attestors::X509PopAgentAttestor> agent;
+};
+
+class X509PopAgentServiceTest : public AgentServiceTest {
+ protected:
+  PopNode NewNode() {
+    auto issuer = Must(common::X509SvidIssuer::Create(*pop_ca_, *pop_ca_key_, clock_));
+    common::PrivateKey key = Must(common::PrivateKey::Generate());
+    common::Certificate leaf = Must(common::Certificate::FromDer(Must(issuer->IssueForPublicKey(
+        key.public_key(), Must(common::SpiffeId::Parse("spiffe://pop-ca.test/node")),
+        absl::Hours(1)))));
+    return {leaf, std::make_unique<attestors::X509PopAgentAttestor>(
+                      key, std::vector<common::Certificate>{leaf})};
+  }
+
+  // One attestation with a challenge round; `tamper` spoils the answer.
+  grpc::Status AttestPop(PopNode& node, bool tamper, v1::AttestAgentResponse* result) {
+    auto stub = Anonymous();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto stream = stub->AttestAgent(&ctx);
+    v1::AttestAgentRequest req;
+    req.mutable_params()->mutable_data()->set_type("x509pop");
+    req.mutable_params()->mutable_data()->set_payload(Must(node.agent->Payload()));
+    common::PrivateKey key = Must(common::PrivateKey::Generate());
+    req.mutable_params()->set_csr(Must(common::BuildCsr(key)));
+    EXPECT_TRUE(stream->Write(req));
+    v1::AttestAgentResponse challenge;
+    if (!stream->Read(&challenge)) return stream->Finish();
+    EXPECT_EQ(challenge.step_case(), v1::AttestAgentResponse::kChallenge);
+    std::string answer = Must(node.agent->Answer(challenge.challenge()));
+    if (tamper) answer[answer.size() / 2] ^= 0x01;
+    v1::AttestAgentRequest reply;
+    reply.set_challenge_response(answer);
+    EXPECT_TRUE(stream->Write(reply));
+    stream->WritesDone();
+    while (stream->Read(result)) {
+    }
+    return stream->Finish();
+  }
+};
+
+TEST_F(X509PopAgentServiceTest, ChallengeAnsweredByTheLeafKeyAttests) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse resp;
+  grpc::Status st = AttestPop(node, false, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const std::string id = "spiffe://example.org/spire/agent/x509pop/" + node.leaf.Sha1Fingerprint();
+  EXPECT_EQ(resp.result().svid().spiffe_id(), id);
+  EXPECT_TRUE(resp.result().reattestable());
+  std::vector<datastore::Selector> selectors = Must(ds_->GetNodeSelectors(id));
+  EXPECT_THAT(selectors, ::testing::Contains(datastore::Selector{
+                             "x509pop", "serialnumber:" + node.leaf.SerialHex()}));
+}
+
+TEST_F(X509PopAgentServiceTest, WrongChallengeAnswerIsDenied) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse resp;
+  EXPECT_EQ(AttestPop(node, true, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(X509PopAgentServiceTest, ReattestationRefreshesTheNodeSerial) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse first, second;
+  ASSERT_TRUE(AttestPop(node, false, &first).ok());
+  ASSERT_TRUE(AttestPop(node, false, &second).ok());
+  common::Certificate leaf =
+      Must(common::Certificate::FromDer(second.result().svid().cert_chain(0)));
+  EXPECT_EQ(Must(ds_->GetNode(second.result().svid().spiffe_id(), false)).cert_serial_number,
+            leaf.SerialHex());
+}
 
 TEST_F(AgentServiceTest, JoinTokenAttestationIssuesTheAgentSvid) {
   std::string token;
