@@ -547,6 +547,83 @@ TEST_F(AgentServiceTest, SyncReportsUpdatedAndRemovedEntries) {
   EXPECT_EQ(resp.removed_ids(0), gone.id);
 }
 
+TEST_F(AgentServiceTest, SyncSendsFederatedBundlesOnlyWhenStaleAndNeeded) {
+  AgentCreds a = AttestNew();
+  common::PrivateKey other_key = Must(common::PrivateKey::Generate());
+  common::Certificate other_ca = Must(common::CreateRootCa(
+      other_key, *common::TrustDomain::Parse("other.org"), absl::Hours(24), clock_));
+  datastore::Bundle fed;
+  fed.trust_domain = "other.org";
+  fed.x509_authorities.push_back({other_ca.der(), other_ca.not_after()});
+  datastore::Bundle stored = Must(ds_->SetBundle(fed));
+  ASSERT_TRUE(service_->RefreshFederatedBundles().ok());
+  datastore::RegistrationEntry e;
+  e.spiffe_id = "spiffe://example.org/fed";
+  e.parent_id = a.svid.spiffe_id();
+  e.selectors = {{"unix", "uid:1"}};
+  e.federates_with = {"other.org"};
+  ASSERT_TRUE(ds_->CreateEntry(e).ok());
+  ASSERT_TRUE(index_->Poll().ok());
+
+  v1::SyncAuthorizedEntriesRequest req;
+  (*req.mutable_federated_bundle_sequences())["gone.org"] = 3;
+  v1::SyncAuthorizedEntriesResponse resp;
+  ASSERT_TRUE(Sync(a, req, &resp).ok());
+  ASSERT_EQ(resp.federated_bundles_size(), 1);
+  EXPECT_EQ(resp.federated_bundles(0).trust_domain(), "other.org");
+  ASSERT_EQ(resp.removed_federated_bundles_size(), 1);
+  EXPECT_EQ(resp.removed_federated_bundles(0), "gone.org");
+
+  v1::SyncAuthorizedEntriesRequest current;
+  (*current.mutable_federated_bundle_sequences())["other.org"] =
+      static_cast<uint64_t>(stored.sequence_number);
+  v1::SyncAuthorizedEntriesResponse again;
+  ASSERT_TRUE(Sync(a, current, &again).ok());
+  EXPECT_EQ(again.federated_bundles_size(), 0);
+  EXPECT_EQ(again.removed_federated_bundles_size(), 0);
+}
+
+TEST_F(AgentServiceTest, SigningIsRateLimitedPerAddress) {
+  TearDown();
+  RateLimits limits;
+  limits.signing = {0.001, 1, 100};
+  Build(limits);
+  AgentCreds a = AttestNew();
+  datastore::RegistrationEntry mine = AddEntry(a.svid.spiffe_id(), "spiffe://example.org/app");
+  v1::NewJWTSVIDRequest req;
+  req.set_entry_id(mine.id);
+  req.add_audience("db");
+  auto stub = As(a);
+  v1::NewJWTSVIDResponse resp;
+  grpc::ClientContext first;
+  ASSERT_TRUE(stub->NewJWTSVID(&first, req, &resp).ok());
+  grpc::ClientContext second;
+  EXPECT_EQ(stub->NewJWTSVID(&second, req, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(AgentServiceTest, WatchPushesANoticeWhenAFederatedBundleChanges) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice first;
+  ASSERT_TRUE(reader->Read(&first));
+  common::PrivateKey other_key = Must(common::PrivateKey::Generate());
+  common::Certificate other_ca = Must(common::CreateRootCa(
+      other_key, *common::TrustDomain::Parse("other.org"), absl::Hours(24), clock_));
+  datastore::Bundle fed;
+  fed.trust_domain = "other.org";
+  fed.x509_authorities.push_back({other_ca.der(), other_ca.not_after()});
+  ASSERT_TRUE(ds_->SetBundle(fed).ok());
+  ASSERT_TRUE(service_->RefreshFederatedBundles().ok());
+  v1::ChangeNotice next;
+  EXPECT_TRUE(reader->Read(&next));
+  ctx.TryCancel();
+  reader->Finish();
+}
+
 TEST_F(AgentServiceTest, WatchPushesANoticeWhenAnEntryIsCreated) {
   AgentCreds a = AttestNew();
   auto stub = As(a);
