@@ -204,6 +204,28 @@ TEST_F(CaManagerTest, RestartAfterExpiryCreatesFreshCa) {
   EXPECT_GT(again->ActiveX509Ca()->not_after(), clock_.Now() + absl::Hours(23));
 }
 
+TEST_F(CaManagerTest, RestartWithLostKeysCreatesFreshAuthorities) {
+  MemoryKeyManager memory;
+  auto first = CaManager::Create(DefaultOptions(), ds_.get(), &memory, clock_);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*first)->Start().ok());
+  const auto old = *(*first)->ActiveX509Ca();
+  first->reset();
+  MemoryKeyManager empty;  // a memory key manager forgets everything on restart
+  ::testing::internal::CaptureStderr();
+  auto second = CaManager::Create(DefaultOptions(), ds_.get(), &empty, clock_);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE((*second)->Start().ok());
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(*(*second)->ActiveX509Ca(), old);
+  // The unusable records were retired: only the new authorities are still active.
+  auto journal = ds_->ListCaJournal("default");
+  ASSERT_TRUE(journal.ok());
+  int active = 0;
+  for (const auto& e : *journal) active += e.status == datastore::AuthorityStatus::kActive;
+  EXPECT_EQ(active, 2);
+}
+
 TEST_F(CaManagerTest, NeverActivatesPreparedCaThatIsAlmostExpired) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
@@ -298,6 +320,25 @@ TEST_F(CaManagerTest, SigningBeforeStartIsUnavailable) {
   auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
   EXPECT_EQ((*ca)->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+TEST_F(CaManagerTest, StartWarnsWhenX509SvidTtlExceedsActivationThreshold) {
+  auto options = DefaultOptions();
+  options.default_x509_svid_ttl = absl::Hours(5);  // above min(24h/6, 7 days) = 4h
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager(options);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_NE(err.find("default_x509_svid_ttl"), std::string::npos) << err;
+  EXPECT_EQ(err.find("default_jwt_svid_ttl"), std::string::npos) << err;
+}
+
+TEST_F(CaManagerTest, StartDoesNotWarnForDefaults) {
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_EQ(err.find("exceeds"), std::string::npos) << err;
 }
 
 TEST(CaManagerRules, SvidTtlWarningThreshold) {
