@@ -51,7 +51,8 @@ class AgentServiceTest : public ::testing::Test {
   void SetUp() override { Build(RateLimits{}); }
 
   void Build(RateLimits limits) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-agentsvc-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "trellis-agentsvc-XXXXXX").string();
     dir_ = mkdtemp(tmpl.data());
     ds_ = Must(datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3"));
     km_ = std::make_unique<MemoryKeyManager>();
@@ -70,16 +71,16 @@ class AgentServiceTest : public ::testing::Test {
     pop_ca_key_ = Must(common::PrivateKey::Generate());
     pop_ca_ = Must(common::CreateRootCa(*pop_ca_key_, *common::TrustDomain::Parse("pop-ca.test"),
                                         absl::Hours(24), clock_));
-    attestors.push_back(Must(attestors::X509PopServerAttestor::CreateFromCerts(kTd, {*pop_ca_},
-                                                                               clock_)));
+    attestors.push_back(
+        Must(attestors::X509PopServerAttestor::CreateFromCerts(kTd, {*pop_ca_}, clock_)));
 
     AgentService::Options opts{kTd};
     opts.rate_limits = limits;
     opts.clock = &clock_;
     CaManager* ca = ca_.get();
     const common::Clock* clock = &clock_;
-    opts.authenticate = [ca, clock](const grpc::ServerContext& ctx)
-        -> absl::StatusOr<CallerIdentity> {
+    opts.authenticate = [ca,
+                         clock](const grpc::ServerContext& ctx) -> absl::StatusOr<CallerIdentity> {
       absl::StatusOr<transport::PeerIdentity> p =
           transport::AuthenticatePeer(ctx, *ca->Bundle(), clock->Now());
       if (!p.ok()) return p.status();
@@ -93,10 +94,9 @@ class AgentServiceTest : public ::testing::Test {
     index_->SetChangeListener([svc](uint64_t) { svc->NotifyChange(); });
 
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0",
-                             Must(transport::SpiffeServerCredentials(svid_->CertChainPath(),
-                                                                     svid_->KeyPath())),
-                             &port_);
+    builder.AddListeningPort(
+        "127.0.0.1:0",
+        Must(transport::SpiffeServerCredentials(svid_->CertChainPath(), svid_->KeyPath())), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -121,7 +121,8 @@ class AgentServiceTest : public ::testing::Test {
 
   std::unique_ptr<Agent::Stub> As(const AgentCreds& a) {
     std::vector<common::Certificate> chain;
-    for (const auto& der : a.svid.cert_chain()) chain.push_back(Must(common::Certificate::FromDer(der)));
+    for (const auto& der : a.svid.cert_chain())
+      chain.push_back(Must(common::Certificate::FromDer(der)));
     transport::TlsIdentity id{common::Certificate::ChainToPem(chain),
                               std::string(Must(a.key.ToPem()).view())};
     auto creds = transport::SpiffeClientCredentials(id, Bundle(), common::ServerId(kTd));
@@ -436,8 +437,8 @@ TEST_F(AgentServiceTest, SvidWithUnknownSerialIsRefused) {
 TEST_F(AgentServiceTest, BatchNewX509SvidMintsAuthorisedEntriesOnly) {
   AgentCreds a = AttestNew();
   datastore::RegistrationEntry mine = AddEntry(a.svid.spiffe_id(), "spiffe://example.org/app");
-  datastore::RegistrationEntry other =
-      AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  datastore::RegistrationEntry other = AddEntry(
+      "spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
   common::PrivateKey wkey = Must(common::PrivateKey::Generate());
   std::string csr = Must(common::BuildCsr(wkey));
   v1::BatchNewX509SVIDRequest req;
@@ -457,7 +458,8 @@ TEST_F(AgentServiceTest, BatchNewX509SvidMintsAuthorisedEntriesOnly) {
   ASSERT_EQ(resp.results_size(), 3);
   EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
   EXPECT_EQ(resp.results(0).svid().spiffe_id(), "spiffe://example.org/app");
-  common::Certificate leaf = Must(common::Certificate::FromDer(resp.results(0).svid().cert_chain(0)));
+  common::Certificate leaf =
+      Must(common::Certificate::FromDer(resp.results(0).svid().cert_chain(0)));
   EXPECT_EQ(leaf.DnsSans(), std::vector<std::string>{"app.example.org"});
   EXPECT_EQ(resp.results(1).code(), static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_EQ(resp.results(2).code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
@@ -474,16 +476,16 @@ TEST_F(AgentServiceTest, NewJwtSvidForAuthorisedEntry) {
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub->NewJWTSVID(&ctx, req, &resp).ok());
   EXPECT_EQ(resp.svid().spiffe_id(), "spiffe://example.org/app");
-  auto verified = common::VerifyJwtSvid(resp.svid().token(), ca_->Bundle()->jwt_authorities(),
-                                        "db", absl::Now());
+  auto verified = common::VerifyJwtSvid(resp.svid().token(), ca_->Bundle()->jwt_authorities(), "db",
+                                        absl::Now());
   ASSERT_TRUE(verified.ok()) << verified.status();
   EXPECT_EQ(absl::ToUnixSeconds(verified->expiry), resp.svid().expires_at());
 }
 
 TEST_F(AgentServiceTest, NewJwtSvidForForeignEntryIsDenied) {
   AgentCreds a = AttestNew();
-  datastore::RegistrationEntry other =
-      AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  datastore::RegistrationEntry other = AddEntry(
+      "spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
   v1::NewJWTSVIDRequest req;
   req.set_entry_id(other.id);
   req.add_audience("db");

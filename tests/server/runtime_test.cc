@@ -36,13 +36,21 @@ class RuntimeTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   common::config::ServerConfig Config(const std::string& extra = "") {
-    std::string text = "server {\n  bind_address = \"127.0.0.1\"\n  bind_port = 0\n"
-                       "  socket_path = \"" + socket_ + "\"\n  trust_domain = \"example.org\"\n"
-                       "  data_dir = \"" + dir_ + "/data\"\n  log_level = \"ERROR\"\n}\n"
-                       "plugins {\n  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\""
-                       "\n connection_string = \"" + dir_ + "/data/ds.sqlite3\" } }\n"
-                       "  KeyManager \"memory\" { plugin_data {} }\n"
-                       "  NodeAttestor \"join_token\" { plugin_data {} }\n}\n" + extra;
+    std::string text =
+        "server {\n  bind_address = \"127.0.0.1\"\n  bind_port = 0\n"
+        "  socket_path = \"" +
+        socket_ +
+        "\"\n  trust_domain = \"example.org\"\n"
+        "  data_dir = \"" +
+        dir_ +
+        "/data\"\n  log_level = \"ERROR\"\n}\n"
+        "plugins {\n  DataStore \"sql\" { plugin_data { database_type = \"sqlite3\""
+        "\n connection_string = \"" +
+        dir_ +
+        "/data/ds.sqlite3\" } }\n"
+        "  KeyManager \"memory\" { plugin_data {} }\n"
+        "  NodeAttestor \"join_token\" { plugin_data {} }\n}\n" +
+        extra;
     auto cfg = common::config::ParseServerConfig(text, "server.conf");
     EXPECT_TRUE(cfg.ok()) << cfg.status();
     return *cfg;
@@ -120,8 +128,8 @@ TEST_F(RuntimeTest, NonSocketAtSocketPathIsRefused) {
 }
 
 std::string FirstRoot(const std::string& socket) {
-  auto stub = v1::Admin::NewStub(
-      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
+  auto stub =
+      v1::Admin::NewStub(grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   v1::Bundle b;
   if (!stub->GetBundle(&ctx, {}, &b).ok() || b.x509_authorities_size() == 0) return "";
