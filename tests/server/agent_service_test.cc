@@ -347,6 +347,8 @@ TEST_F(AgentServiceTest, GetBundleNeedsNoClientCertificate) {
   ASSERT_TRUE(stub->GetBundle(&ctx, {}, &resp).ok());
   EXPECT_EQ(resp.trust_domain(), "example.org");
   EXPECT_EQ(resp.sequence_number(), ca_->Bundle()->sequence());
+  ASSERT_GE(resp.jwt_authorities_size(), 1);
+  EXPECT_GT(resp.jwt_authorities(0).expires_at(), absl::ToUnixSeconds(absl::Now()));
 }
 
 TEST_F(AgentServiceTest, SyncWithoutClientCertificateIsUnauthenticated) {
