@@ -1,7 +1,9 @@
 // CaManager: CA and JWT key rotation on a fake clock, restart, pruning, upstream disk CA.
 #include "server/ca_manager.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 #include "common/csr.h"
 #include "common/file_util.h"
@@ -153,9 +155,8 @@ TEST_F(CaManagerTest, BundleListenerSeesIncreasingSequence) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
   std::vector<uint64_t> seqs;
-  ca->SetBundleListener([&](std::shared_ptr<const common::Bundle> b) {
-    seqs.push_back(b->sequence());
-  });
+  ca->SetBundleListener(
+      [&](std::shared_ptr<const common::Bundle> b) { seqs.push_back(b->sequence()); });
   const uint64_t start_seq = ca->Bundle()->sequence();
   AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
   ASSERT_FALSE(seqs.empty());
@@ -356,6 +357,34 @@ TEST(CaManagerRules, ThresholdsAreCapped) {
   EXPECT_EQ(CaManager::ActivateThreshold(absl::Hours(24 * 365)), absl::Hours(24 * 7));
 }
 
+TEST(CaManagerOptionsFromConfig, CopiesTtlsKeyTypesAndIssuer) {
+  common::config::ServerConfig config(Td());
+  config.ca_ttl = absl::Hours(48);
+  config.default_x509_svid_ttl = absl::Hours(2);
+  config.default_jwt_svid_ttl = absl::Minutes(10);
+  config.ca_key_type = common::config::KeyType::kEcP384;
+  config.jwt_issuer = "https://oidc.example.org";
+  config.ca_subject.common_name = "Trellis CA";
+  auto o = CaManagerOptionsFromConfig(config, common::SystemClock::Get());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->ca_ttl, absl::Hours(48));
+  EXPECT_EQ(o->default_x509_svid_ttl, absl::Hours(2));
+  EXPECT_EQ(o->default_jwt_svid_ttl, absl::Minutes(10));
+  EXPECT_EQ(o->ca_key_type, common::KeyType::kEcP384);
+  EXPECT_EQ(o->jwt_issuer, "https://oidc.example.org");
+  EXPECT_EQ(o->ca_subject.common_name, "Trellis CA");
+  EXPECT_EQ(o->ca_subject.country, "US");
+  EXPECT_EQ(o->upstream, nullptr);
+}
+
+TEST(CaManagerOptionsFromConfig, MissingUpstreamFilesFailStartUp) {
+  common::config::ServerConfig config(Td());
+  config.upstream_authority =
+      common::config::DiskUpstreamAuthorityConfig{"/nonexistent/ca.pem", "/nonexistent/ca.key", ""};
+  EXPECT_EQ(CaManagerOptionsFromConfig(config, common::SystemClock::Get()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 // ---- UpstreamAuthority "disk" ----
 
 class DiskUpstreamTest : public CaManagerTest {
@@ -435,8 +464,7 @@ TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
   EXPECT_EQ(chain[2], *up_cert);
   auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
   EXPECT_TRUE(verified.ok()) << verified.status();
-  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()),
-            0);
+  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()), 0);
 }
 
 TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
@@ -450,6 +478,81 @@ TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
                          Write("up.key", std::string(up_key->ToPem()->view())), ""};
   EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Wraps an upstream and can be switched off, like an unreachable upstream server.
+class FlakyUpstream final : public UpstreamAuthority {
+ public:
+  explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
+  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key, const common::TrustDomain& td,
+                                        absl::Duration ttl) override {
+    if (down) return absl::UnavailableError("upstream unreachable");
+    return inner_->MintX509Ca(key, td, ttl);
+  }
+  std::atomic<bool> down{false};
+
+ private:
+  std::unique_ptr<UpstreamAuthority> inner_;
+};
+
+TEST_F(DiskUpstreamTest, UnreachableUpstreamKeepsSigningAndActivatesPreparedCa) {
+  auto root_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
+                         Write("up.key", std::string(root_key->ToPem()->view())), ""};
+  auto disk = CreateDiskUpstreamAuthority(up, clock_);
+  ASSERT_TRUE(disk.ok());
+  auto flaky = std::make_shared<FlakyUpstream>(std::move(*disk));
+  auto options = DefaultOptions();
+  options.upstream = flaky;
+  auto ca = StartManager(options);
+  ASSERT_NE(ca, nullptr);
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  const auto prepared = ca->PreparedX509Ca();
+  ASSERT_TRUE(prepared.has_value());
+  flaky->down = true;
+  const std::string jwt_before = ca->ActiveJwtKid();
+  // Past activation time: the prepared CA is activated without the upstream.
+  clock_.Advance(absl::Hours(8));
+  ASSERT_TRUE(ca->Tick().ok());
+  EXPECT_EQ(*ca->ActiveX509Ca(), *prepared);
+  EXPECT_NE(ca->ActiveJwtKid(), jwt_before);
+  // Past the next preparation time: preparation fails and is retried, signing goes on.
+  clock_.Advance(absl::Hours(5));
+  EXPECT_EQ(ca->Tick().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
+  EXPECT_NE(ca->PreparedJwtKid(), "");  // JWT rotation does not depend on the upstream
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  EXPECT_TRUE(ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).ok());
+  flaky->down = false;
+  ASSERT_TRUE(ca->Tick().ok());
+  EXPECT_TRUE(ca->PreparedX509Ca().has_value());
+}
+
+TEST_F(CaManagerTest, SigningWhileRotatingIsSafe) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const std::string csr = Csr();
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, signed_count{0};
+  std::thread signer([&] {
+    while (!stop) {
+      auto svid = ca->SignX509SvidFromCsr(csr, id, absl::Minutes(5), {});
+      auto jwt = ca->SignJwtSvid(id, {"a"}, absl::Minutes(5));
+      if (!svid.ok() || !jwt.ok()) failures++;
+      signed_count++;
+    }
+  });
+  // Two full rotations in one-hour steps (well inside the activation margin).
+  for (int i = 0; i < 48; ++i) {
+    clock_.Advance(absl::Hours(1));
+    EXPECT_TRUE(ca->Tick().ok());
+  }
+  while (signed_count.load() < 10) std::this_thread::yield();
+  stop = true;
+  signer.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST_F(DiskUpstreamTest, MismatchedKeyIsRefused) {
