@@ -390,9 +390,14 @@ void Server::Shutdown() {
   s.agent_server.reset();
   s.admin_server.reset();
   s.health.reset();
+  // Nothing may call into the services once they are gone.
+  if (s.index) s.index->SetChangeListener(nullptr);
+  if (s.ca) {
+    s.ca->SetBundleListener(nullptr);
+    s.ca->SetX509ActivationListener(nullptr);
+  }
   s.admin_service.reset();
   s.agent_service.reset();
-  if (s.index) s.index->SetChangeListener(nullptr);
   s.index.reset();
   s.svid.reset();
   s.ca.reset();
