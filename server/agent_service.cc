@@ -152,7 +152,9 @@ absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
            (!node->new_cert_serial_number.empty() &&
             caller.serial_hex == node->new_cert_serial_number);
   };
-  if (!from_store && (!serial_known() || node->banned)) {
+  // A ban is never lifted, so the index is trusted on it; an unknown serial may be a renewal
+  // another server recorded after our last poll.
+  if (!from_store && !node->banned && !serial_known()) {
     TRELLIS_RETURN_IF_ERROR(reload());
     if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
   }
