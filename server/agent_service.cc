@@ -2,6 +2,7 @@
 // and are folded back into the index at once so the next call (and watchers) see them.
 #include "server/agent_service.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -117,7 +118,10 @@ absl::Status AgentService::RefreshFederatedBundles() {
         changed = true;
       }
     }
-    if (changed) federated_ = std::move(fresh);
+    if (changed) {
+      federated_ = std::move(fresh);
+      ++federated_generation_;
+    }
   }
   if (changed) NotifyChange();
   return absl::OkStatus();
@@ -485,34 +489,69 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
 
 // ---- WatchChanges --------------------------------------------------------------------------
 
+uint64_t AgentService::EntriesFingerprint(const common::SpiffeId& agent) const {
+  std::vector<std::pair<std::string, int64_t>> items;
+  for (const auto& e : index_->AuthorizedEntries(agent))
+    items.emplace_back(e.id, e.revision_number);
+  std::sort(items.begin(), items.end());
+  // FNV-1a over "id:revision;" items: order-independent after the sort, stable across calls.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const std::string& bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const auto& [id, rev] : items) mix(id + ":" + std::to_string(rev) + ";");
+  return h;
+}
+
 grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest*,
                                         grpc::ServerWriter<v1::ChangeNotice>* writer) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpc(agent.status());
-  uint64_t seen_generation = 0;
-  std::optional<std::pair<uint64_t, uint64_t>> last_sent;
-  uint64_t last_generation_sent = UINT64_MAX;
+  // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
+  // federated bundles. A notice goes out only when one of them moved, so a change to another
+  // agent's entries does not make every agent sync.
+  struct State {
+    uint64_t entries;
+    uint64_t bundle_sequence;
+    uint64_t federated;
+    bool operator==(const State&) const = default;
+  };
+  auto current = [&] {
+    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+    uint64_t federated;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      federated = federated_generation_;
+    }
+    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated};
+  };
+  uint64_t seen_generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     seen_generation = generation_;
   }
+  std::optional<State> last_sent;
+  bool changed = true;
   while (true) {
-    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
-    std::pair<uint64_t, uint64_t> now_state{index_->Version(), bundle ? bundle->sequence() : 0};
-    // Federated bundle changes only move the generation: notify then too.
-    if (!last_sent || *last_sent != now_state || last_generation_sent != seen_generation) {
-      v1::ChangeNotice notice;
-      notice.set_entries_version(now_state.first);
-      notice.set_bundle_sequence(now_state.second);
-      if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
-      last_sent = now_state;
-      last_generation_sent = seen_generation;
+    if (changed) {
+      State now = current();
+      if (!last_sent || !(*last_sent == now)) {
+        v1::ChangeNotice notice;
+        notice.set_entries_version(index_->Version());
+        notice.set_bundle_sequence(now.bundle_sequence);
+        if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
+        last_sent = now;
+      }
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
       changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck),
                         [&] { return shutdown_ || generation_ != seen_generation; });
       if (shutdown_) return grpc::Status::OK;
+      changed = generation_ != seen_generation;
       seen_generation = generation_;
     }
     if (ctx->IsCancelled()) return grpc::Status::OK;

@@ -672,6 +672,25 @@ TEST_F(AgentServiceTest, WatchPushesANoticeWhenAnEntryIsCreated) {
   reader->Finish();
 }
 
+TEST_F(AgentServiceTest, WatchStaysQuietForAnotherAgentsEntries) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice first;
+  ASSERT_TRUE(reader->Read(&first));
+  AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  AddEntry(a.svid.spiffe_id(), "spiffe://example.org/mine");
+  uint64_t after_both = index_->Version();
+  // Had the foreign entry produced a notice, this one would carry the version before ours.
+  v1::ChangeNotice next;
+  ASSERT_TRUE(reader->Read(&next));
+  EXPECT_EQ(next.entries_version(), after_both);
+  ctx.TryCancel();
+  reader->Finish();
+}
+
 TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsEvicted) {
   AgentCreds a = AttestNew();
   auto stub = As(a);
