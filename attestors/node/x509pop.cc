@@ -131,6 +131,10 @@ absl::StatusOr<ServerNodeAttestor::Result> X509PopServerAttestor::Attest(
   }
   for (const auto& c : chain) TRELLIS_RETURN_IF_ERROR(CheckKeySize(c));
   const common::Certificate& leaf = chain.front();
+  // A CA presented as the leaf would verify against itself when it is a configured CA.
+  if (leaf.IsCa()) {
+    return absl::PermissionDeniedError("x509pop: leaf certificate is a CA certificate");
+  }
   if (leaf.HasKeyUsageExtension() && (leaf.key_usage() & common::kKeyUsageDigitalSignature) == 0) {
     return absl::PermissionDeniedError(
         "x509pop: leaf certificate key usage lacks digitalSignature");

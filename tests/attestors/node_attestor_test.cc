@@ -200,8 +200,11 @@ Issued MakeCert(const std::string& cn, EVP_PKEY* subject_key, const Issued* issu
     X509_EXTENSION_free(ext);
   };
   add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
-  if (ca) add(NID_key_usage, "critical,keyCertSign,cRLSign");
-  if (!ca && !key_usage.empty()) add(NID_key_usage, key_usage);
+  if (!key_usage.empty()) {
+    add(NID_key_usage, key_usage);
+  } else if (ca) {
+    add(NID_key_usage, "critical,keyCertSign,cRLSign");
+  }
   add(NID_subject_key_identifier, "hash");
   if (!san.empty()) add(NID_subject_alt_name, san);
   X509_sign(x, issuer_key, EVP_sha256());
@@ -353,6 +356,18 @@ TEST_F(X509PopTest, LeafWithoutDigitalSignatureUsageIsPermissionDenied) {
   Issued leaf =
       MakeCert("enc-only", key.p, &inter_, inter_key_.p, false, "", "critical,keyEncipherment");
   EXPECT_EQ(attestor_->Attest(leaf.der + inter_.der, Signer(key.p)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(X509PopTest, ConfiguredCaPresentedAsLeafIsPermissionDenied) {
+  // Key usage allows signing, so only the CA check stands in the way.
+  Pkey key = EcKey();
+  Issued ca = MakeCert("Signing CA", key.p, nullptr, key.p, /*ca=*/true, "",
+                       "critical,keyCertSign,digitalSignature");
+  auto attestor =
+      X509PopServerAttestor::CreateFromCerts(Td(), {*common::Certificate::FromDer(ca.der)}, clock_);
+  ASSERT_TRUE(attestor.ok());
+  EXPECT_EQ((*attestor)->Attest(ca.der, Signer(key.p)).status().code(),
             absl::StatusCode::kPermissionDenied);
 }
 
