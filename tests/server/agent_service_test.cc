@@ -706,6 +706,28 @@ TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsEvicted) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
+TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsBanned) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice notice;
+  ASSERT_TRUE(reader->Read(&notice));
+  datastore::AttestedNode ban;
+  ban.spiffe_id = a.svid.spiffe_id();
+  ban.banned = true;
+  datastore::NodeMask mask;
+  mask.banned = true;
+  ASSERT_TRUE(ds_->UpdateNode(ban, mask).ok());
+  ASSERT_TRUE(index_->Poll().ok());
+  while (reader->Read(&notice)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(st.error_message(), HasSubstr("banned"));
+}
+
 TEST_F(AgentServiceTest, WatchEndsCleanlyOnShutdown) {
   AgentCreds a = AttestNew();
   auto stub = As(a);
