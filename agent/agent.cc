@@ -555,7 +555,8 @@ absl::Status Agent::SyncEntries() {
       if (it != entries_.end() && it->second.revision != entry->revision) {
         dropped_jwt_entries.push_back(entry->id);
       }
-      entries_[entry->id] = std::move(*entry);
+      std::string key = entry->id;
+      entries_.insert_or_assign(key, std::move(*entry));
     }
     if (new_bundle) bundle_ = std::make_shared<const common::Bundle>(*new_bundle);
     for (auto& [td, b] : fed_updates) federated_[td] = std::move(b);

@@ -299,7 +299,8 @@ grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinT
     }
     AfterWrite();
   }
-  LogInfo("Join token created", {{"expires_at", absl::FormatTime(expires_at)}});
+  LogInfo("Join token created",
+          {{"expires_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_at, absl::UTCTimeZone())}});
   resp->set_token(token);
   resp->set_expires_at(absl::ToUnixSeconds(expires_at));
   return grpc::Status::OK;

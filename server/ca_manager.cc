@@ -3,6 +3,7 @@
 #include "server/ca_manager.h"
 
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <iostream>
@@ -125,7 +126,7 @@ absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
     roots = std::move(*parsed);
   } else {
     // Without a bundle the upstream certificate must itself be the root.
-    if (certs->size() != 1 || signer.Subject() != signer.Issuer()) {
+    if (certs->size() != 1 || X509_self_signed(signer.x509(), /*verify_signature=*/1) != 1) {
       return absl::InvalidArgumentError(
           "cert_file_path " + options.cert_file_path +
           " is not self-signed: set bundle_file_path to the roots it chains to");

@@ -56,6 +56,7 @@ absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
 class CaManager {
  public:
   struct Options {
+    explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
     common::TrustDomain trust_domain;
     absl::Duration ca_ttl = absl::Hours(24);
     absl::Duration default_x509_svid_ttl = absl::Hours(1);
