@@ -255,19 +255,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   TRELLIS_ASSIGN_OR_RETURN(std::string instance_id, LoadOrCreateInstanceId(cfg.data_dir));
   TRELLIS_ASSIGN_OR_RETURN(s.km, CreateKeyManager(cfg.key_manager, cfg.data_dir));
 
-  // Every member spelled out: Options has no default constructor (TrustDomain has none).
-  CaManager::Options ca_opts{td,
-                             cfg.ca_ttl,
-                             cfg.default_x509_svid_ttl,
-                             cfg.default_jwt_svid_ttl,
-                             ToKeyType(cfg.ca_key_type),
-                             ToKeyType(cfg.jwt_key_type),
-                             common::CaSubject{},
-                             cfg.jwt_issuer,
-                             nullptr,
-                             instance_id,
-                             absl::Hours(1),
-                             absl::ZeroDuration()};
+  CaManager::Options ca_opts(td);
+  ca_opts.ca_ttl = cfg.ca_ttl;
+  ca_opts.default_x509_svid_ttl = cfg.default_x509_svid_ttl;
+  ca_opts.default_jwt_svid_ttl = cfg.default_jwt_svid_ttl;
+  ca_opts.ca_key_type = ToKeyType(cfg.ca_key_type);
+  ca_opts.jwt_key_type = ToKeyType(cfg.jwt_key_type);
+  ca_opts.jwt_issuer = cfg.jwt_issuer;
+  ca_opts.server_instance_id = instance_id;
   if (!cfg.ca_subject.country.empty()) ca_opts.ca_subject.country = cfg.ca_subject.country.front();
   if (!cfg.ca_subject.organization.empty()) {
     ca_opts.ca_subject.organization = cfg.ca_subject.organization.front();

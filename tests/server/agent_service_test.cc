@@ -54,18 +54,8 @@ class AgentServiceTest : public ::testing::Test {
     dir_ = mkdtemp(tmpl.data());
     ds_ = Must(datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3"));
     km_ = std::make_unique<MemoryKeyManager>();
-    CaManager::Options ca_opts{kTd,
-                               absl::Hours(24),
-                               absl::Hours(1),
-                               absl::Minutes(5),
-                               common::KeyType::kEcP256,
-                               common::KeyType::kEcP256,
-                               common::CaSubject{},
-                               "",
-                               nullptr,
-                               "test",
-                               absl::Hours(1),
-                               absl::ZeroDuration()};
+    CaManager::Options ca_opts(kTd);
+    ca_opts.server_instance_id = "test";
     ca_ = Must(CaManager::Create(ca_opts, ds_.get(), km_.get(), clock_));
     ASSERT_TRUE(ca_->Start().ok());
     ServerSvidRotator::Options svid_opts;
