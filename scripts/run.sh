@@ -200,6 +200,7 @@ if ! wait_until 60 "$agent_bin" api fetch x509 -write "$dir/svid" -socketPath "$
   "$agent_bin" api fetch x509 -socketPath "$agent_sock" >&2 || true
   exit 1
 fi
+"$agent_bin" api fetch x509 -write "$dir/svid" -socketPath "$agent_sock" | sed 's/^/   /'
 ls -l "$dir/svid" | sed 's/^/   /'
 
 step "7. Checking the SVID"
