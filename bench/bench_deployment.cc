@@ -210,9 +210,9 @@ Deployment::~Deployment() {
 void Deployment::StartServer(const std::string& extra_server_config) {
   if (port_ == 0) port_ = FreePort();
   std::string conf = absl::StrCat(
-      "server {\n  bind_address = \"127.0.0.1\"\n  bind_port = \"", port_,
-      "\"\n  socket_path = \"", admin_socket_, "\"\n  trust_domain = \"example.org\"\n",
-      "  data_dir = \"", dir_, "/server/data\"\n  log_level = \"WARN\"\n",
+      "server {\n  bind_address = \"127.0.0.1\"\n  bind_port = \"", port_, "\"\n  socket_path = \"",
+      admin_socket_, "\"\n  trust_domain = \"example.org\"\n", "  data_dir = \"", dir_,
+      "/server/data\"\n  log_level = \"WARN\"\n",
       "  ratelimit {\n    attestation = false\n    signing = false\n  }\n", extra_server_config,
       "}\nplugins {\n  DataStore \"sql\" {\n    plugin_data {\n",
       "      database_type = \"sqlite3\"\n      connection_string = \"", dir_,
@@ -227,8 +227,8 @@ void Deployment::StartServer(const std::string& extra_server_config) {
   bool healthy = WaitFor(
       [&] {
         if (!server_->Running()) Die("trellis-server exited\n" + Logs());
-        return RunCommand({ServerBinary(), "healthcheck", "-socketPath", admin_socket_})
-                   .status == 0;
+        return RunCommand({ServerBinary(), "healthcheck", "-socketPath", admin_socket_}).status ==
+               0;
       },
       absl::Seconds(60));
   if (!healthy) Die("trellis-server did not become healthy\n" + Logs());
@@ -258,24 +258,23 @@ void Deployment::StartAgent() {
   agent_id_ = "spiffe://example.org/spire/agent/join_token/" + token;
   bundle_pem_ = dir_ + "/bootstrap.pem";
   WriteText(bundle_pem_, ServerCli({"bundle", "show", "-format", "pem"}));
-  std::string conf = absl::StrCat(
-      "agent {\n  trust_domain = \"example.org\"\n  server_address = \"127.0.0.1\"\n",
-      "  server_port = \"", port_, "\"\n  data_dir = \"", dir_, "/agent/data\"\n",
-      "  socket_path = \"", agent_socket_, "\"\n  trust_bundle_path = \"", bundle_pem_,
-      "\"\n  log_level = \"WARN\"\n}\nplugins {\n",
-      "  NodeAttestor \"join_token\" {\n    plugin_data {}\n  }\n",
-      "  KeyManager \"memory\" {\n    plugin_data {}\n  }\n",
-      "  WorkloadAttestor \"unix\" {\n    plugin_data {}\n  }\n}\n");
+  std::string conf =
+      absl::StrCat("agent {\n  trust_domain = \"example.org\"\n  server_address = \"127.0.0.1\"\n",
+                   "  server_port = \"", port_, "\"\n  data_dir = \"", dir_, "/agent/data\"\n",
+                   "  socket_path = \"", agent_socket_, "\"\n  trust_bundle_path = \"", bundle_pem_,
+                   "\"\n  log_level = \"WARN\"\n}\nplugins {\n",
+                   "  NodeAttestor \"join_token\" {\n    plugin_data {}\n  }\n",
+                   "  KeyManager \"memory\" {\n    plugin_data {}\n  }\n",
+                   "  WorkloadAttestor \"unix\" {\n    plugin_data {}\n  }\n}\n");
   WriteText(dir_ + "/agent.conf", conf);
-  agent_ = std::make_unique<Child>(std::vector<std::string>{AgentBinary(), "run", "-config",
-                                                            dir_ + "/agent.conf", "-joinToken",
-                                                            token},
-                                   dir_ + "/agent.log");
+  agent_ =
+      std::make_unique<Child>(std::vector<std::string>{AgentBinary(), "run", "-config",
+                                                       dir_ + "/agent.conf", "-joinToken", token},
+                              dir_ + "/agent.log");
   bool healthy = WaitFor(
       [&] {
         if (!agent_->Running()) Die("trellis-agent exited\n" + Logs());
-        return RunCommand({AgentBinary(), "healthcheck", "-socketPath", agent_socket_}).status ==
-               0;
+        return RunCommand({AgentBinary(), "healthcheck", "-socketPath", agent_socket_}).status == 0;
       },
       absl::Seconds(60));
   if (!healthy) Die("trellis-agent did not become healthy\n" + Logs());

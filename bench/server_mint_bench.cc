@@ -86,9 +86,8 @@ int Main() {
     grpc::Status st = stream->Finish();
     if (!st.ok()) Die("AttestAgent: " + st.error_message());
   }
-  transport::TlsIdentity identity{
-      ChainPem(attested.result().svid().cert_chain()),
-      std::string(OrDie(agent_key.ToPem(), "agent key PEM").view())};
+  transport::TlsIdentity identity{ChainPem(attested.result().svid().cert_chain()),
+                                  std::string(OrDie(agent_key.ToPem(), "agent key PEM").view())};
 
   // kBatchSize entries for this agent, one CSR each.
   auto admin = v1::Admin::NewStub(
@@ -179,8 +178,8 @@ int Main() {
   double per_cpu = server_cpu > 0 ? minted / server_cpu : 0;
   std::printf("BatchNewX509SVID, %d CSRs per batch, over mTLS to a real trellis-server\n",
               kBatchSize);
-  std::printf("  minted %d SVIDs in %.1f s wall (%.0f SVIDs/s), server CPU %.2f s\n", minted,
-              wall, minted / wall, server_cpu);
+  std::printf("  minted %d SVIDs in %.1f s wall (%.0f SVIDs/s), server CPU %.2f s\n", minted, wall,
+              minted / wall, server_cpu);
   std::printf("  server:  %9.0f SVIDs per server CPU-second\n", per_cpu);
   std::printf("  floor:   %9.0f SVIDs per CPU-second (in-process X509SvidIssuer)\n", floor_rate);
   std::printf("  ratio server/floor: %.3f\n", per_cpu / floor_rate);

@@ -28,10 +28,10 @@
 #include "common/keys.h"
 #include "common/x509.h"
 #include "grpcpp/grpcpp.h"
-#include "workload_api/cache.h"
-#include "workload_api/server.h"
 #include "workload.grpc.pb.h"
 #include "workload.pb.h"
+#include "workload_api/cache.h"
+#include "workload_api/server.h"
 
 namespace trellis::bench {
 namespace {
@@ -46,9 +46,7 @@ constexpr double kFanoutTargetMs = 50;
 
 using Clock = std::chrono::steady_clock;
 
-double Micros(Clock::duration d) {
-  return std::chrono::duration<double, std::micro>(d).count();
-}
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 // A plain gRPC server-streaming method that answers with a fixed message: the floor.
 class EchoService final : public SpiffeWorkloadAPI::Service {
@@ -134,8 +132,7 @@ class OpenStreams {
 
   // When the first and the last stream received `leaf` as an update; nullopt until every
   // stream has.
-  std::optional<std::pair<Clock::time_point, Clock::time_point>> Arrivals(
-      const std::string& leaf) {
+  std::optional<std::pair<Clock::time_point, Clock::time_point>> Arrivals(const std::string& leaf) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = updates_.find(leaf);
     if (it == updates_.end() || it->second.size() < static_cast<size_t>(kOpenStreams)) {
@@ -212,9 +209,8 @@ workload_api::CacheSnapshot Snapshot(const common::X509SvidIssuer& issuer,
                                      std::shared_ptr<const common::Bundle> bundle,
                                      const workload_api::CachedEntry& entry) {
   auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "SVID key");
-  std::string leaf = OrDie(issuer.IssueForPublicKey(key.public_key(), entry.spiffe_id,
-                                                    absl::Hours(1)),
-                           "SVID");
+  std::string leaf =
+      OrDie(issuer.IssueForPublicKey(key.public_key(), entry.spiffe_id, absl::Hours(1)), "SVID");
   workload_api::CachedSvid svid;
   svid.chain_der = {leaf};
   svid.key_pkcs8_der = std::string(OrDie(key.ToPkcs8Der(), "PKCS#8").view());
@@ -244,8 +240,14 @@ int Main() {
   if (!bundle_value.AddX509Authority(ca).ok()) Die("bundle");
   auto bundle = std::make_shared<const common::Bundle>(std::move(bundle_value));
   workload_api::CachedEntry entry{
-      "bench-entry", OrDie(common::SpiffeId::Parse("spiffe://example.org/bench/workload"), "id"),
-      {"unix:uid:" + std::to_string(getuid())}, {}, "", 1, 0, 0};
+      "bench-entry",
+      OrDie(common::SpiffeId::Parse("spiffe://example.org/bench/workload"), "id"),
+      {"unix:uid:" + std::to_string(getuid())},
+      {},
+      "",
+      1,
+      0,
+      0};
 
   std::string dir = MakeTempDir("trellis-wlbench-");
   std::string agent_socket = dir + "/agent.sock";
@@ -253,15 +255,14 @@ int Main() {
   workload_api::Cache cache;
   cache.Publish(Snapshot(*issuer, bundle, entry));
   attestors::UnixWorkloadAttestor unix_attestor({});
-  auto server = OrDie(
-      workload_api::WorkloadApiServer::Start({agent_socket}, &cache, {&unix_attestor},
-                                             [](const workload_api::CachedEntry&,
-                                                const std::vector<std::string>&)
-                                                 -> absl::StatusOr<std::string> {
-                                               return absl::UnimplementedError("no JWT here");
-                                             },
-                                             clock),
-      "Workload API server");
+  auto server = OrDie(workload_api::WorkloadApiServer::Start(
+                          {agent_socket}, &cache, {&unix_attestor},
+                          [](const workload_api::CachedEntry&,
+                             const std::vector<std::string>&) -> absl::StatusOr<std::string> {
+                            return absl::UnimplementedError("no JWT here");
+                          },
+                          clock),
+                      "Workload API server");
 
   auto agent_stub = SpiffeWorkloadAPI::NewStub(UnixChannel(agent_socket));
   X509SVIDResponse real;
@@ -283,8 +284,8 @@ int Main() {
               real.ByteSizeLong());
   Percentiles floor = Measure(*echo_stub, false, "echo");
   Percentiles idle = Measure(*agent_stub, true, "agent");
-  std::printf("  floor: plain gRPC stream, Unix socket:  p50 %7.1f us  p99 %7.1f us\n",
-              floor.p50, floor.p99);
+  std::printf("  floor: plain gRPC stream, Unix socket:  p50 %7.1f us  p99 %7.1f us\n", floor.p50,
+              floor.p99);
   std::printf("  Workload API, idle:                    p50 %7.1f us  p99 %7.1f us\n", idle.p50,
               idle.p99);
   std::printf("  ratio p50 workload/floor: %.2f (target <= %.1f) %s\n", idle.p50 / floor.p50,
@@ -300,8 +301,8 @@ int Main() {
     }
     if (open.Failed() > 0) Die(absl::StrCat(open.Failed(), " streams failed to open"));
     Percentiles loaded = Measure(*agent_stub, true, "agent with open streams");
-    std::printf("  Workload API, %d streams open:       p50 %7.1f us  p99 %7.1f us\n",
-                kOpenStreams, loaded.p50, loaded.p99);
+    std::printf("  Workload API, %d streams open:       p50 %7.1f us  p99 %7.1f us\n", kOpenStreams,
+                loaded.p50, loaded.p99);
     std::printf("  ratio p50 workload/floor: %.2f; p99 %.1f us (target < %.0f us) %s\n",
                 loaded.p50 / floor.p50, loaded.p99, kP99TargetUs,
                 loaded.p99 < kP99TargetUs ? "PASS" : "MISS");
