@@ -45,11 +45,15 @@ class DeploymentTest(unittest.TestCase):
         self.d = Deployment()
         self.addCleanup(self.d.close)
         # Runs before close(): cleanups are last in, first out.
+        self._problems_before = self._problem_count()
         self.addCleanup(self._logs_on_failure)
 
+    def _problem_count(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        return len(result.failures) + len(result.errors) if result is not None else 0
+
     def _logs_on_failure(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
+        if self._problem_count() > self._problems_before:
             sys.stderr.write("\n" + self.d.logs() + "\n")
 
     def setup_with_token(self, **server_kwargs):
