@@ -1,0 +1,767 @@
+// CaManager: X.509 CA and JWT key lifecycle (prepare, activate, retire, prune), the CA
+// journal that lets a restart resume, and the trust bundle kept in the datastore.
+#include "server/ca_manager.h"
+
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <algorithm>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/jwt.h"
+#include "common/status.h"
+
+namespace trellis::server {
+namespace {
+
+using datastore::AuthorityKind;
+using datastore::AuthorityStatus;
+using datastore::CaJournalEntry;
+
+constexpr absl::Duration kMaxPrepareThreshold = absl::Hours(24 * 30);
+constexpr absl::Duration kMaxActivateThreshold = absl::Hours(24 * 7);
+
+absl::StatusOr<std::string> RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    return absl::InternalError("random number generator failed");
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> RandomAlnum(size_t n) {
+  static constexpr char kAlphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string out;
+  // Rejection sampling keeps the characters uniform (62 does not divide 256).
+  while (out.size() < n) {
+    TRELLIS_ASSIGN_OR_RETURN(std::string bytes, RandomBytes(2 * n));
+    for (unsigned char b : bytes) {
+      if (b < 248 && out.size() < n) out.push_back(kAlphabet[b % 62]);
+    }
+  }
+  return out;
+}
+
+std::string X509KeyId(const std::string& id) { return "x509-CA-" + id; }
+std::string JwtKeyId(const std::string& kid) { return "JWT-Signer-" + kid; }
+
+std::string StatusName(AuthorityStatus s) { return datastore::AuthorityStatusName(s); }
+
+}  // namespace
+
+// ---- Disk upstream authority ----
+
+namespace {
+
+class DiskUpstreamAuthority final : public UpstreamAuthority {
+ public:
+  DiskUpstreamAuthority(common::Certificate cert, common::PrivateKey key,
+                        std::vector<common::Certificate> intermediates,
+                        std::vector<common::Certificate> roots, const common::Clock& clock)
+      : cert_(std::move(cert)),
+        key_(std::move(key)),
+        intermediates_(std::move(intermediates)),
+        roots_(std::move(roots)),
+        clock_(clock) {}
+
+  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& ca_key,
+                                        const common::TrustDomain& td,
+                                        absl::Duration ttl) override {
+    TRELLIS_ASSIGN_OR_RETURN(common::Certificate ca,
+                             common::CreateIntermediateCa(cert_, key_, ca_key, td, ttl, clock_));
+    MintResult result;
+    result.ca_chain.push_back(std::move(ca));
+    for (const auto& c : intermediates_) result.ca_chain.push_back(c);
+    result.roots = roots_;
+    return result;
+  }
+
+ private:
+  common::Certificate cert_;
+  common::PrivateKey key_;
+  std::vector<common::Certificate> intermediates_;  // upstream cert and above, roots excluded
+  std::vector<common::Certificate> roots_;
+  const common::Clock& clock_;
+};
+
+bool Contains(const std::vector<common::Certificate>& v, const common::Certificate& c) {
+  return std::find(v.begin(), v.end(), c) != v.end();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
+    const DiskUpstreamOptions& options, const common::Clock& clock) {
+  if (options.cert_file_path.empty() || options.key_file_path.empty()) {
+    return absl::InvalidArgumentError(
+        "UpstreamAuthority \"disk\" needs cert_file_path and key_file_path");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(std::string cert_pem, common::ReadFile(options.cert_file_path));
+  auto certs = common::Certificate::ChainFromPem(cert_pem);
+  if (!certs.ok()) return Annotate(certs.status(), "cert_file_path " + options.cert_file_path);
+  auto key = common::ReadPrivateKeyFile(options.key_file_path);
+  if (!key.ok()) return Annotate(key.status(), "key_file_path");
+  const common::Certificate& signer = certs->front();
+  if (auto s = common::CheckKeyMatchesCertificate(*key, signer); !s.ok()) {
+    return absl::InvalidArgumentError("key_file_path " + options.key_file_path +
+                                      " does not match cert_file_path " + options.cert_file_path);
+  }
+  if (!signer.IsCa() || (signer.HasKeyUsageExtension() &&
+                         (signer.key_usage() & common::kKeyUsageKeyCertSign) == 0)) {
+    return absl::InvalidArgumentError("cert_file_path " + options.cert_file_path +
+                                      " is not a CA certificate allowed to sign certificates");
+  }
+  std::vector<common::Certificate> roots;
+  if (!options.bundle_file_path.empty()) {
+    TRELLIS_ASSIGN_OR_RETURN(std::string bundle_pem, common::ReadFile(options.bundle_file_path));
+    auto parsed = common::Certificate::ChainFromPem(bundle_pem);
+    if (!parsed.ok()) {
+      return Annotate(parsed.status(), "bundle_file_path " + options.bundle_file_path);
+    }
+    roots = std::move(*parsed);
+  } else {
+    // Without a bundle the upstream certificate must itself be the root.
+    if (certs->size() != 1 || X509_self_signed(signer.x509(), /*verify_signature=*/1) != 1) {
+      return absl::InvalidArgumentError(
+          "cert_file_path " + options.cert_file_path +
+          " is not self-signed: set bundle_file_path to the roots it chains to");
+    }
+    roots.push_back(signer);
+  }
+  std::vector<common::Certificate> intermediates;
+  for (const auto& c : *certs) {
+    if (!Contains(roots, c)) intermediates.push_back(c);
+  }
+  if (clock.Now() >= signer.not_after()) {
+    return absl::FailedPreconditionError("upstream CA " + options.cert_file_path +
+                                         " has expired");
+  }
+  return std::unique_ptr<UpstreamAuthority>(new DiskUpstreamAuthority(
+      signer, std::move(*key), std::move(intermediates), std::move(roots), clock));
+}
+
+// ---- CaManager ----
+
+struct CaManager::State {
+  struct X509Slot {
+    std::string id;
+    std::vector<common::Certificate> chain;  // CA first, then intermediates (no root)
+    std::vector<common::Certificate> roots;  // bundle anchors for this CA
+    common::PrivateKey key;
+    std::shared_ptr<const common::X509SvidIssuer> issuer;
+    const common::Certificate& ca() const { return chain.front(); }
+  };
+  struct JwtSlot {
+    std::string kid;
+    common::PrivateKey key;
+    absl::Time not_before;
+    absl::Time not_after;
+  };
+
+  std::mutex ops_mu;  // serialises Start/Tick (rotation and bundle writes)
+  mutable std::mutex mu;
+  std::optional<X509Slot> x509_active, x509_prepared;  // guarded by mu
+  std::optional<JwtSlot> jwt_active, jwt_prepared;     // guarded by mu
+  std::shared_ptr<const common::Bundle> bundle;        // guarded by mu
+  std::optional<datastore::Bundle> stored_bundle;      // guarded by mu
+  uint64_t x509_generation = 0;                        // guarded by mu
+  std::function<void(std::shared_ptr<const common::Bundle>)> bundle_listener;  // guarded by mu
+  std::function<void()> activation_listener;                                    // guarded by mu
+};
+
+CaManager::CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
+                     const common::Clock& clock)
+    : options_(std::move(options)),
+      ds_(ds),
+      km_(km),
+      clock_(clock),
+      state_(std::make_unique<State>()) {}
+
+CaManager::~CaManager() = default;
+
+absl::StatusOr<std::unique_ptr<CaManager>> CaManager::Create(Options options,
+                                                             datastore::DataStore* ds,
+                                                             KeyManager* km,
+                                                             const common::Clock& clock) {
+  if (ds == nullptr || km == nullptr) {
+    return absl::InvalidArgumentError("CaManager needs a datastore and a key manager");
+  }
+  if (options.ca_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("ca_ttl must be positive");
+  }
+  if (options.default_x509_svid_ttl <= absl::ZeroDuration() ||
+      options.default_jwt_svid_ttl <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("default SVID TTLs must be positive");
+  }
+  if (options.server_instance_id.empty()) options.server_instance_id = "default";
+  return std::unique_ptr<CaManager>(new CaManager(std::move(options), ds, km, clock));
+}
+
+absl::Duration CaManager::PrepareThreshold(absl::Duration lifetime) {
+  return std::min(lifetime / 2, kMaxPrepareThreshold);
+}
+
+absl::Duration CaManager::ActivateThreshold(absl::Duration lifetime) {
+  return std::min(lifetime / 6, kMaxActivateThreshold);
+}
+
+bool CaManager::SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl) {
+  return svid_ttl > ActivateThreshold(ca_ttl);
+}
+
+namespace {
+
+// Journal payloads: the chain and roots as PEM lists (X.509), the validity window (JWT).
+std::string X509JournalData(const std::vector<common::Certificate>& chain,
+                            const std::vector<common::Certificate>& roots) {
+  nlohmann::json j;
+  j["chain"] = nlohmann::json::array();
+  for (const auto& c : chain) j["chain"].push_back(c.ToPem());
+  j["roots"] = nlohmann::json::array();
+  for (const auto& c : roots) j["roots"].push_back(c.ToPem());
+  return j.dump();
+}
+
+absl::Status ParseX509JournalData(const std::string& data,
+                                  std::vector<common::Certificate>* chain,
+                                  std::vector<common::Certificate>* roots) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(data);
+    for (const auto& p : j.at("chain")) {
+      TRELLIS_ASSIGN_OR_RETURN(auto c, common::Certificate::FromPem(p.get<std::string>()));
+      chain->push_back(std::move(c));
+    }
+    for (const auto& p : j.at("roots")) {
+      TRELLIS_ASSIGN_OR_RETURN(auto c, common::Certificate::FromPem(p.get<std::string>()));
+      roots->push_back(std::move(c));
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(std::string("CA journal record is not valid: ") + e.what());
+  }
+  if (chain->empty()) return absl::DataLossError("CA journal record has an empty chain");
+  return absl::OkStatus();
+}
+
+std::string JwtJournalData(absl::Time not_before) {
+  nlohmann::json j;
+  j["not_before"] = absl::ToUnixSeconds(not_before);
+  return j.dump();
+}
+
+absl::StatusOr<absl::Time> ParseJwtJournalData(const std::string& data) {
+  try {
+    nlohmann::json j = nlohmann::json::parse(data);
+    return absl::FromUnixSeconds(j.at("not_before").get<int64_t>());
+  } catch (const nlohmann::json::exception& e) {
+    return absl::DataLossError(std::string("JWT journal record is not valid: ") + e.what());
+  }
+}
+
+void Warn(const std::string& message) { std::cerr << "WARN ca_manager: " << message << "\n"; }
+
+}  // namespace
+
+absl::Status CaManager::Start() {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (SvidTtlTooLong(options_.ca_ttl, options_.default_x509_svid_ttl)) {
+    Warn(absl::StrCat("default_x509_svid_ttl ",
+                      absl::FormatDuration(options_.default_x509_svid_ttl),
+                      " exceeds min(ca_ttl/6, 7 days) = ",
+                      absl::FormatDuration(ActivateThreshold(options_.ca_ttl)),
+                      ": SVIDs will be cut short at CA rotation"));
+  }
+  if (SvidTtlTooLong(options_.ca_ttl, options_.default_jwt_svid_ttl)) {
+    Warn(absl::StrCat("default_jwt_svid_ttl ", absl::FormatDuration(options_.default_jwt_svid_ttl),
+                      " exceeds min(ca_ttl/6, 7 days) = ",
+                      absl::FormatDuration(ActivateThreshold(options_.ca_ttl)),
+                      ": JWT-SVIDs will be cut short at key rotation"));
+  }
+
+  // Resume from the journal: the newest usable active and prepared record of each kind.
+  TRELLIS_ASSIGN_OR_RETURN(auto journal, ds_->ListCaJournal(options_.server_instance_id));
+  const absl::Time now = clock_.Now();
+  for (const CaJournalEntry& e : journal) {
+    if (e.status == AuthorityStatus::kOld) continue;
+    if (e.not_after <= now) continue;
+    if (e.kind == AuthorityKind::kX509) {
+      std::vector<common::Certificate> chain, roots;
+      if (auto s = ParseX509JournalData(e.data, &chain, &roots); !s.ok()) {
+        Warn("skipping X.509 CA " + e.authority_id + ": " + s.ToString());
+        continue;
+      }
+      auto key = km_->GetKey(X509KeyId(e.authority_id));
+      if (!key.ok()) {
+        Warn("skipping X.509 CA " + e.authority_id + ": " + key.status().ToString());
+        continue;
+      }
+      if (!common::CheckKeyMatchesCertificate(*key, chain.front()).ok()) {
+        Warn("skipping X.509 CA " + e.authority_id + ": stored key does not match");
+        continue;
+      }
+      State::X509Slot slot{e.authority_id, std::move(chain), std::move(roots), std::move(*key),
+                           nullptr};
+      if (e.status == AuthorityStatus::kActive) {
+        auto issuer = common::X509SvidIssuer::Create(slot.ca(), slot.key, clock_);
+        if (!issuer.ok()) {
+          Warn("skipping X.509 CA " + e.authority_id + ": " + issuer.status().ToString());
+          continue;
+        }
+        slot.issuer = std::move(*issuer);
+        std::lock_guard<std::mutex> lock(state_->mu);
+        state_->x509_active = std::move(slot);
+      } else {
+        std::lock_guard<std::mutex> lock(state_->mu);
+        state_->x509_prepared = std::move(slot);
+      }
+    } else {
+      auto not_before = ParseJwtJournalData(e.data);
+      auto key = km_->GetKey(JwtKeyId(e.authority_id));
+      if (!not_before.ok() || !key.ok()) {
+        Warn("skipping JWT key " + e.authority_id + ": " +
+             (not_before.ok() ? key.status() : not_before.status()).ToString());
+        continue;
+      }
+      State::JwtSlot slot{e.authority_id, std::move(*key), *not_before, e.not_after};
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (e.status == AuthorityStatus::kActive) {
+        state_->jwt_active = std::move(slot);
+      } else {
+        state_->jwt_prepared = std::move(slot);
+      }
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->x509_active) state_->x509_generation++;
+  }
+  // Make sure every live authority is in the bundle (it may have been deleted by hand).
+  std::vector<datastore::X509Authority> x509;
+  std::vector<datastore::JwtAuthority> jwt;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    for (const auto* s : {&state_->x509_active, &state_->x509_prepared}) {
+      if (!*s) continue;
+      for (const auto& r : (*s)->roots) x509.push_back({r.der(), r.not_after(), false});
+    }
+    for (const auto* s : {&state_->jwt_active, &state_->jwt_prepared}) {
+      if (*s) jwt.push_back({(*s)->kid, (*s)->key.spki_der(), (*s)->not_after, false});
+    }
+  }
+  if (!x509.empty() || !jwt.empty()) TRELLIS_RETURN_IF_ERROR(AppendToBundle(x509, jwt));
+  TRELLIS_RETURN_IF_ERROR(RotateLocked());
+  // Publish whatever the store holds now, even when nothing changed during start-up.
+  return ReloadBundle(/*force_notify=*/true);
+}
+
+absl::Status CaManager::Tick() {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  TRELLIS_RETURN_IF_ERROR(RotateLocked());
+  TRELLIS_RETURN_IF_ERROR(PruneLocked());
+  // Picks up changes made by others (admin API: taint, set) to our bundle row.
+  return ReloadBundle(/*force_notify=*/false);
+}
+
+absl::Status CaManager::AppendToBundle(const std::vector<datastore::X509Authority>& x509,
+                                       const std::vector<datastore::JwtAuthority>& jwt) {
+  datastore::Bundle add;
+  add.trust_domain = options_.trust_domain.name();
+  add.x509_authorities = x509;
+  add.jwt_authorities = jwt;
+  const absl::Duration hint = options_.refresh_hint > absl::ZeroDuration()
+                                  ? options_.refresh_hint
+                                  : std::max(absl::Seconds(5), options_.ca_ttl / 10 > absl::Minutes(5)
+                                                                   ? absl::Minutes(5)
+                                                                   : options_.ca_ttl / 10);
+  add.refresh_hint_seconds = absl::ToInt64Seconds(hint);
+  auto stored = ds_->AppendBundle(add);
+  if (!stored.ok()) return Annotate(stored.status(), "updating the trust bundle");
+  return ReloadBundle(/*force_notify=*/false);
+}
+
+absl::Status CaManager::ReloadBundle(bool force_notify) {
+  auto stored = ds_->GetBundle(options_.trust_domain.name());
+  if (!stored.ok()) {
+    if (absl::IsNotFound(stored.status()) && !force_notify) return absl::OkStatus();
+    return Annotate(stored.status(), "reading the trust bundle");
+  }
+  std::function<void(std::shared_ptr<const common::Bundle>)> listener;
+  std::shared_ptr<const common::Bundle> published;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (!force_notify && state_->stored_bundle &&
+        state_->stored_bundle->sequence_number == stored->sequence_number) {
+      return absl::OkStatus();
+    }
+    auto bundle = std::make_shared<common::Bundle>(options_.trust_domain);
+    for (const auto& a : stored->x509_authorities) {
+      auto cert = common::Certificate::FromDer(a.ca_der);
+      if (!cert.ok() || !bundle->AddX509Authority(*cert).ok()) {
+        Warn("ignoring an unreadable X.509 authority in the stored bundle");
+      }
+    }
+    for (const auto& a : stored->jwt_authorities) {
+      auto key = common::PublicKey::FromSpkiDer(a.public_key_der);
+      if (!key.ok() || !bundle->AddJwtAuthority(a.kid, *key).ok()) {
+        Warn("ignoring an unreadable JWT authority " + a.kid + " in the stored bundle");
+      }
+    }
+    bundle->set_sequence(static_cast<uint64_t>(stored->sequence_number));
+    if (stored->refresh_hint_seconds > 0) {
+      bundle->set_refresh_hint_seconds(stored->refresh_hint_seconds);
+    }
+    state_->stored_bundle = std::move(*stored);
+    state_->bundle = bundle;
+    published = bundle;
+    listener = state_->bundle_listener;
+  }
+  if (listener) listener(published);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaManager::X509Candidate> CaManager::NewX509Ca() {
+  TRELLIS_ASSIGN_OR_RETURN(std::string raw, RandomBytes(10));
+  const std::string id = absl::BytesToHexString(raw);
+  TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key,
+                           km_->GenerateKey(X509KeyId(id), options_.ca_key_type));
+  std::vector<common::Certificate> chain, roots;
+  if (options_.upstream) {
+    auto minted =
+        options_.upstream->MintX509Ca(key.public_key(), options_.trust_domain, options_.ca_ttl);
+    if (!minted.ok()) {
+      (void)km_->DeleteKey(X509KeyId(id));
+      return Annotate(minted.status(), "minting a CA from the upstream authority");
+    }
+    // Checked before use: an upstream that answers with someone else's CA is refused.
+    if (minted->ca_chain.empty() || minted->roots.empty() ||
+        !(minted->ca_chain.front().public_key() == key.public_key())) {
+      (void)km_->DeleteKey(X509KeyId(id));
+      return absl::InternalError("upstream authority returned an unusable CA chain");
+    }
+    chain = std::move(minted->ca_chain);
+    roots = std::move(minted->roots);
+  } else {
+    auto root = common::CreateRootCa(key, options_.trust_domain, options_.ca_ttl, clock_,
+                                     options_.ca_subject);
+    if (!root.ok()) {
+      (void)km_->DeleteKey(X509KeyId(id));
+      return root.status();
+    }
+    chain = {*root};
+    roots = {*root};
+  }
+  return X509Candidate{id, std::move(chain), std::move(roots), std::move(key)};
+}
+
+absl::StatusOr<CaManager::JwtCandidate> CaManager::NewJwtKey() {
+  TRELLIS_ASSIGN_OR_RETURN(std::string kid, RandomAlnum(32));
+  TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key,
+                           km_->GenerateKey(JwtKeyId(kid), options_.jwt_key_type));
+  const absl::Time now = clock_.Now();
+  absl::Time not_after = now + options_.ca_ttl;
+  // A JWT key never outlives the X.509 CA chain it is published alongside when an upstream
+  // bounds our lifetime; for a self-signed root ca_ttl is the bound.
+  return JwtCandidate{kid, std::move(key), now, not_after};
+}
+
+absl::Status CaManager::Journal(AuthorityKind kind, const std::string& id, AuthorityStatus status,
+                                const std::string& data, absl::Time not_after) {
+  CaJournalEntry e;
+  e.server_id = options_.server_instance_id;
+  e.kind = kind;
+  e.authority_id = id;
+  e.status = status;
+  e.data = data;
+  e.not_after = not_after;
+  auto put = ds_->PutCaJournalEntry(e);
+  if (!put.ok()) {
+    return Annotate(put.status(), "recording " + std::string(datastore::AuthorityKindName(kind)) +
+                                      " authority " + id + " as " + StatusName(status));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CaManager::RotateLocked() {
+  TRELLIS_RETURN_IF_ERROR(RotateX509Locked());
+  return RotateJwtLocked();
+}
+
+namespace {
+
+absl::Duration Lifetime(absl::Time nb, absl::Time na) { return na - nb; }
+
+}  // namespace
+
+absl::Status CaManager::RotateX509Locked() {
+  const absl::Time now = clock_.Now();
+  std::optional<State::X509Slot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->x509_active;
+    prepared = state_->x509_prepared;
+  }
+  auto usable = [&](const State::X509Slot& s) {
+    const auto& ca = s.ca();
+    return ca.not_after() - now >=
+           ActivateThreshold(Lifetime(ca.not_before(), ca.not_after()));
+  };
+  // A prepared CA that is already too short-lived to be worth activating is dropped.
+  if (prepared && !usable(*prepared)) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, prepared->id, AuthorityStatus::kOld,
+                                    X509JournalData(prepared->chain, prepared->roots),
+                                    prepared->ca().not_after()));
+    prepared.reset();
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->x509_prepared.reset();
+  }
+  bool need_prepare = false;
+  bool need_activate = false;
+  if (!active) {
+    need_activate = true;
+  } else {
+    const auto& ca = active->ca();
+    const absl::Duration life = Lifetime(ca.not_before(), ca.not_after());
+    const absl::Duration remaining = ca.not_after() - now;
+    if (remaining < PrepareThreshold(life)) need_prepare = true;
+    if (remaining < ActivateThreshold(life)) need_activate = true;
+  }
+  if ((need_prepare || need_activate) && !prepared) {
+    TRELLIS_ASSIGN_OR_RETURN(X509Candidate fresh, NewX509Ca());
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, fresh.id, AuthorityStatus::kPrepared,
+                                    X509JournalData(fresh.chain, fresh.roots),
+                                    fresh.chain.front().not_after()));
+    State::X509Slot slot{fresh.id, fresh.chain, fresh.roots, fresh.key, nullptr};
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->x509_prepared = slot;
+    }
+    prepared = slot;
+    // Published before it signs anything, so agents already trust it at activation.
+    std::vector<datastore::X509Authority> roots;
+    for (const auto& r : slot.roots) roots.push_back({r.der(), r.not_after(), false});
+    TRELLIS_RETURN_IF_ERROR(AppendToBundle(roots, {}));
+  }
+  if (!need_activate) return absl::OkStatus();
+
+  TRELLIS_ASSIGN_OR_RETURN(auto issuer,
+                           common::X509SvidIssuer::Create(prepared->ca(), prepared->key, clock_));
+  prepared->issuer = std::move(issuer);
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, prepared->id, AuthorityStatus::kActive,
+                                  X509JournalData(prepared->chain, prepared->roots),
+                                  prepared->ca().not_after()));
+  if (active) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, active->id, AuthorityStatus::kOld,
+                                    X509JournalData(active->chain, active->roots),
+                                    active->ca().not_after()));
+  }
+  std::function<void()> listener;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->x509_active = std::move(prepared);
+    state_->x509_prepared.reset();
+    state_->x509_generation++;
+    listener = state_->activation_listener;
+  }
+  if (listener) listener();
+  return absl::OkStatus();
+}
+
+absl::Status CaManager::RotateJwtLocked() {
+  const absl::Time now = clock_.Now();
+  std::optional<State::JwtSlot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->jwt_active;
+    prepared = state_->jwt_prepared;
+  }
+  auto usable = [&](const State::JwtSlot& s) {
+    return s.not_after - now >= ActivateThreshold(Lifetime(s.not_before, s.not_after));
+  };
+  if (prepared && !usable(*prepared)) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, prepared->kid, AuthorityStatus::kOld,
+                                    JwtJournalData(prepared->not_before), prepared->not_after));
+    prepared.reset();
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->jwt_prepared.reset();
+  }
+  bool need_prepare = false;
+  bool need_activate = false;
+  if (!active) {
+    need_activate = true;
+  } else {
+    const absl::Duration life = Lifetime(active->not_before, active->not_after);
+    const absl::Duration remaining = active->not_after - now;
+    if (remaining < PrepareThreshold(life)) need_prepare = true;
+    if (remaining < ActivateThreshold(life)) need_activate = true;
+  }
+  if ((need_prepare || need_activate) && !prepared) {
+    TRELLIS_ASSIGN_OR_RETURN(JwtCandidate fresh, NewJwtKey());
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, fresh.kid, AuthorityStatus::kPrepared,
+                                    JwtJournalData(fresh.not_before), fresh.not_after));
+    State::JwtSlot slot{fresh.kid, fresh.key, fresh.not_before, fresh.not_after};
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      state_->jwt_prepared = slot;
+    }
+    prepared = slot;
+    TRELLIS_RETURN_IF_ERROR(
+        AppendToBundle({}, {{slot.kid, slot.key.spki_der(), slot.not_after, false}}));
+  }
+  if (!need_activate) return absl::OkStatus();
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, prepared->kid, AuthorityStatus::kActive,
+                                  JwtJournalData(prepared->not_before), prepared->not_after));
+  if (active) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, active->kid, AuthorityStatus::kOld,
+                                    JwtJournalData(active->not_before), active->not_after));
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->jwt_active = std::move(prepared);
+  state_->jwt_prepared.reset();
+  return absl::OkStatus();
+}
+
+absl::Status CaManager::PruneLocked() {
+  const absl::Time cutoff = clock_.Now() - options_.prune_grace;
+  auto pruned = ds_->PruneBundle(options_.trust_domain.name(), cutoff);
+  if (!pruned.ok() && !absl::IsFailedPrecondition(pruned.status()) &&
+      !absl::IsNotFound(pruned.status())) {
+    return Annotate(pruned.status(), "pruning the trust bundle");
+  }
+  // Retired authorities past the grace period: forget the record and destroy the key.
+  TRELLIS_ASSIGN_OR_RETURN(auto journal, ds_->ListCaJournal(options_.server_instance_id));
+  for (const CaJournalEntry& e : journal) {
+    if (e.status != AuthorityStatus::kOld || e.not_after >= cutoff) continue;
+    const std::string key_id =
+        e.kind == AuthorityKind::kX509 ? X509KeyId(e.authority_id) : JwtKeyId(e.authority_id);
+    TRELLIS_RETURN_IF_ERROR(km_->DeleteKey(key_id));
+    TRELLIS_RETURN_IF_ERROR(
+        ds_->DeleteCaJournalEntry(options_.server_instance_id, e.kind, e.authority_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> CaManager::SignX509SvidFromCsr(
+    std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
+    const std::vector<std::string>& dns_names) {
+  std::shared_ptr<const common::X509SvidIssuer> issuer;
+  std::vector<common::Certificate> chain;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (!state_->x509_active) return absl::UnavailableError("no active X.509 CA yet");
+    issuer = state_->x509_active->issuer;
+    chain = state_->x509_active->chain;
+  }
+  TRELLIS_ASSIGN_OR_RETURN(std::string leaf, issuer->IssueFromCsr(csr_der, id, ttl, dns_names));
+  std::vector<std::string> out{std::move(leaf)};
+  // A self-signed CA is the root itself, and the chain handed out stops below the root.
+  if (options_.upstream != nullptr) {
+    for (const auto& c : chain) out.push_back(c.der());
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> CaManager::SignX509SvidForKey(
+    const common::PublicKey& key, const common::SpiffeId& id, absl::Duration ttl,
+    const std::vector<std::string>& dns_names) {
+  std::shared_ptr<const common::X509SvidIssuer> issuer;
+  std::vector<common::Certificate> chain;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (!state_->x509_active) return absl::UnavailableError("no active X.509 CA yet");
+    issuer = state_->x509_active->issuer;
+    chain = state_->x509_active->chain;
+  }
+  TRELLIS_ASSIGN_OR_RETURN(std::string leaf, issuer->IssueForPublicKey(key, id, ttl, dns_names));
+  std::vector<std::string> out{std::move(leaf)};
+  if (options_.upstream != nullptr) {
+    for (const auto& c : chain) out.push_back(c.der());
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> CaManager::SignJwtSvid(const common::SpiffeId& id,
+                                                   const std::vector<std::string>& audience,
+                                                   absl::Duration ttl) {
+  if (audience.empty()) return absl::InvalidArgumentError("a JWT-SVID needs an audience");
+  if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("JWT-SVID ttl must be > 0");
+  if (id.trust_domain().name() != options_.trust_domain.name()) {
+    return absl::InvalidArgumentError("SPIFFE ID " + id.String() +
+                                      " is outside the trust domain " +
+                                      options_.trust_domain.name());
+  }
+  std::optional<State::JwtSlot> key;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    key = state_->jwt_active;
+  }
+  if (!key) return absl::UnavailableError("no active JWT signing key yet");
+  const absl::Time now = clock_.Now();
+  if (now >= key->not_after) return absl::UnavailableError("the JWT signing key has expired");
+  // Whole seconds: exp is a NumericDate and must not exceed the key's life.
+  absl::Time expiry = std::min(now + ttl, key->not_after);
+  nlohmann::json extra = nlohmann::json::object();
+  if (!options_.jwt_issuer.empty()) extra["iss"] = options_.jwt_issuer;
+  return common::SignJwtSvid(key->key, key->kid, id, audience, now, expiry, std::nullopt, extra);
+}
+
+std::shared_ptr<const common::Bundle> CaManager::Bundle() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->bundle;
+}
+
+absl::StatusOr<datastore::Bundle> CaManager::StoredBundle() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->stored_bundle) return absl::UnavailableError("the trust bundle is not loaded yet");
+  return *state_->stored_bundle;
+}
+
+void CaManager::SetBundleListener(
+    std::function<void(std::shared_ptr<const common::Bundle>)> listener) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->bundle_listener = std::move(listener);
+}
+
+void CaManager::SetX509ActivationListener(std::function<void()> listener) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->activation_listener = std::move(listener);
+}
+
+std::optional<common::Certificate> CaManager::ActiveX509Ca() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->x509_active) return std::nullopt;
+  return state_->x509_active->ca();
+}
+
+std::vector<common::Certificate> CaManager::ActiveX509Chain() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->x509_active) return {};
+  if (options_.upstream == nullptr) return {};
+  return state_->x509_active->chain;
+}
+
+std::optional<common::Certificate> CaManager::PreparedX509Ca() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->x509_prepared) return std::nullopt;
+  return state_->x509_prepared->ca();
+}
+
+std::string CaManager::ActiveJwtKid() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->jwt_active ? state_->jwt_active->kid : "";
+}
+
+std::string CaManager::PreparedJwtKid() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->jwt_prepared ? state_->jwt_prepared->kid : "";
+}
+
+uint64_t CaManager::X509Generation() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->x509_generation;
+}
+
+}  // namespace trellis::server

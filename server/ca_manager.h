@@ -1,0 +1,167 @@
+// The server's signing authorities: X.509 CA and JWT key, their rotation, journal and bundle.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/bundle.h"
+#include "common/clock.h"
+#include "common/keys.h"
+#include "common/spiffe_id.h"
+#include "common/x509.h"
+#include "datastore/datastore.h"
+#include "server/key_manager.h"
+
+namespace trellis::server {
+
+// Where the X.509 CA comes from when the server is not its own root.
+class UpstreamAuthority {
+ public:
+  struct MintResult {
+    // The new CA first, then any intermediates above it; never the root.
+    std::vector<common::Certificate> ca_chain;
+    // The trust domain's roots (trust anchors for the bundle).
+    std::vector<common::Certificate> roots;
+  };
+  virtual ~UpstreamAuthority() = default;
+  // Signs a CA certificate for `ca_key` valid for at most `ttl` (capped by the upstream).
+  virtual absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& ca_key,
+                                                const common::TrustDomain& td,
+                                                absl::Duration ttl) = 0;
+};
+
+// UpstreamAuthority "disk": an operator-held CA certificate and key on disk. The bundle file
+// holds the roots when the certificate is itself an intermediate; without it the certificate
+// must be self-signed and is the root.
+struct DiskUpstreamOptions {
+  std::string cert_file_path;
+  std::string key_file_path;
+  std::string bundle_file_path;  // optional
+};
+absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
+    const DiskUpstreamOptions& options, const common::Clock& clock);
+
+// Owns the X.509 CA (self-signed root, or intermediate from an UpstreamAuthority) and the JWT
+// signing key, their prepare/activate rotation, the journal, and the trust bundle in the
+// datastore. Thread-safe.
+class CaManager {
+ public:
+  struct Options {
+    explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
+    common::TrustDomain trust_domain;
+    absl::Duration ca_ttl = absl::Hours(24);
+    absl::Duration default_x509_svid_ttl = absl::Hours(1);
+    absl::Duration default_jwt_svid_ttl = absl::Minutes(5);
+    common::KeyType ca_key_type = common::KeyType::kEcP256;
+    common::KeyType jwt_key_type = common::KeyType::kEcP256;
+    common::CaSubject ca_subject;
+    std::string jwt_issuer;  // empty: no "iss" claim
+    // Nullptr: self-signed root. Otherwise every X.509 CA is minted by this authority.
+    std::shared_ptr<UpstreamAuthority> upstream;
+    // Keys journal records in the datastore so several servers can share one store.
+    std::string server_instance_id = "default";
+    // How long an expired authority stays in the bundle before it is pruned.
+    absl::Duration prune_grace = absl::Hours(1);
+    // Bundle refresh hint published with the bundle; zero: derived from ca_ttl.
+    absl::Duration refresh_hint = absl::ZeroDuration();
+  };
+
+  static absl::StatusOr<std::unique_ptr<CaManager>> Create(Options options,
+                                                           datastore::DataStore* ds,
+                                                           KeyManager* km,
+                                                           const common::Clock& clock);
+  ~CaManager();
+
+  // Loads the persisted CA/JWT key (or creates them) and publishes the bundle.
+  absl::Status Start();
+  // Rotation/prune check; the runtime calls it every 10 s.
+  absl::Status Tick();
+
+  // Leaf then intermediates (no root), DER each. NotAfter = min(now + ttl, CA NotAfter).
+  absl::StatusOr<std::vector<std::string>> SignX509SvidFromCsr(
+      std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
+      const std::vector<std::string>& dns_names);
+  // Same for a public key the caller already holds (the server's own SVID).
+  absl::StatusOr<std::vector<std::string>> SignX509SvidForKey(
+      const common::PublicKey& key, const common::SpiffeId& id, absl::Duration ttl,
+      const std::vector<std::string>& dns_names = {});
+  // Compact JWS signed with the active JWT key; exp capped at the key's NotAfter.
+  absl::StatusOr<std::string> SignJwtSvid(const common::SpiffeId& id,
+                                          const std::vector<std::string>& audience,
+                                          absl::Duration ttl);
+
+  // Current trust bundle (sequence included). Never null after Start().
+  std::shared_ptr<const common::Bundle> Bundle() const;
+  // The bundle row as stored (carries JWT key expiry and taint flags).
+  absl::StatusOr<datastore::Bundle> StoredBundle() const;
+  // Called (from any thread) after every bundle change.
+  void SetBundleListener(std::function<void(std::shared_ptr<const common::Bundle>)> listener);
+  // Called after the active X.509 CA changes (e.g. to reissue the server's own SVID).
+  void SetX509ActivationListener(std::function<void()> listener);
+
+  // Active CA certificate, and its chain (CA first, up to but excluding the root).
+  std::optional<common::Certificate> ActiveX509Ca() const;
+  std::vector<common::Certificate> ActiveX509Chain() const;
+  std::optional<common::Certificate> PreparedX509Ca() const;
+  std::string ActiveJwtKid() const;
+  std::string PreparedJwtKid() const;
+  // Increases every time a new X.509 CA becomes active.
+  uint64_t X509Generation() const;
+
+  const Options& options() const { return options_; }
+
+  // True when an SVID TTL exceeds min(ca_ttl/6, 7 days) (the start-up warning rule).
+  static bool SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl);
+  // Threshold rule of rotation: prepare below min(lifetime/2, 30 days) of remaining life,
+  // activate below min(lifetime/6, 7 days).
+  static absl::Duration PrepareThreshold(absl::Duration lifetime);
+  static absl::Duration ActivateThreshold(absl::Duration lifetime);
+
+ private:
+  struct State;
+  struct X509Candidate {
+    std::string id;
+    std::vector<common::Certificate> chain;  // CA first, then intermediates (no root)
+    std::vector<common::Certificate> roots;
+    common::PrivateKey key;
+  };
+  struct JwtCandidate {
+    std::string kid;
+    common::PrivateKey key;
+    absl::Time not_before;
+    absl::Time not_after;
+  };
+  CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
+            const common::Clock& clock);
+
+  absl::StatusOr<X509Candidate> NewX509Ca();
+  absl::StatusOr<JwtCandidate> NewJwtKey();
+  absl::Status Journal(datastore::AuthorityKind kind, const std::string& id,
+                       datastore::AuthorityStatus status, const std::string& data,
+                       absl::Time not_after);
+  absl::Status AppendToBundle(const std::vector<datastore::X509Authority>& x509,
+                              const std::vector<datastore::JwtAuthority>& jwt);
+  absl::Status ReloadBundle(bool force_notify);
+  // The *Locked functions run with State::ops_mu held.
+  absl::Status RotateLocked();
+  absl::Status RotateX509Locked();
+  absl::Status RotateJwtLocked();
+  absl::Status PruneLocked();
+
+  Options options_;
+  datastore::DataStore* ds_;
+  KeyManager* km_;
+  const common::Clock& clock_;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace trellis::server

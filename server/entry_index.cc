@@ -1,0 +1,263 @@
+// EntryIndex: entries and nodes in memory, updated from the datastore change log, with
+// per-parent maps so authorisation walks only the entries it returns.
+#include "server/entry_index.h"
+
+#include <algorithm>
+#include <deque>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/status.h"
+
+namespace trellis::server {
+
+struct EntryIndex::Data {
+  uint64_t version = 0;
+  std::unordered_map<std::string, datastore::RegistrationEntry> entries;  // by id
+  // parent_id -> ids of entries with that parent; spiffe_id -> ids of entries with that ID.
+  std::unordered_map<std::string, std::set<std::string>> by_parent;
+  std::unordered_map<std::string, std::set<std::string>> by_spiffe_id;
+  std::unordered_map<std::string, datastore::AttestedNode> nodes;  // by SPIFFE ID
+
+  void RemoveEntry(const std::string& id) {
+    auto it = entries.find(id);
+    if (it == entries.end()) return;
+    auto drop = [&](auto& map, const std::string& key) {
+      auto m = map.find(key);
+      if (m == map.end()) return;
+      m->second.erase(id);
+      if (m->second.empty()) map.erase(m);
+    };
+    drop(by_parent, it->second.parent_id);
+    drop(by_spiffe_id, it->second.spiffe_id);
+    entries.erase(it);
+  }
+  void PutEntry(datastore::RegistrationEntry e) {
+    RemoveEntry(e.id);
+    std::sort(e.selectors.begin(), e.selectors.end());
+    by_parent[e.parent_id].insert(e.id);
+    by_spiffe_id[e.spiffe_id].insert(e.id);
+    std::string id = e.id;
+    entries.emplace(std::move(id), std::move(e));
+  }
+  void PutNode(datastore::AttestedNode n) {
+    std::sort(n.selectors.begin(), n.selectors.end());
+    std::string id = n.spiffe_id;
+    nodes.insert_or_assign(std::move(id), std::move(n));
+  }
+};
+
+EntryIndex::EntryIndex(datastore::DataStore* ds, const common::Clock& clock)
+    : ds_(ds), clock_(clock), data_(std::make_unique<Data>()) {}
+
+EntryIndex::~EntryIndex() = default;
+
+absl::StatusOr<std::unique_ptr<EntryIndex>> EntryIndex::Create(datastore::DataStore* ds,
+                                                               const common::Clock& clock) {
+  if (ds == nullptr) return absl::InvalidArgumentError("EntryIndex needs a datastore");
+  std::unique_ptr<EntryIndex> index(new EntryIndex(ds, clock));
+  TRELLIS_RETURN_IF_ERROR(index->LoadAll());
+  return index;
+}
+
+absl::Status EntryIndex::LoadAll() {
+  std::lock_guard<std::mutex> poll(poll_mu_);
+  // Read the log position first: rows written meanwhile are re-read by the next Poll().
+  TRELLIS_ASSIGN_OR_RETURN(int64_t max_event, ds_->MaxEventId());
+  auto data = std::make_unique<Data>();
+  datastore::ListEntriesRequest req;
+  req.page_size = 1000;
+  do {
+    TRELLIS_ASSIGN_OR_RETURN(auto page, ds_->ListEntries(req));
+    for (auto& e : page.entries) data->PutEntry(std::move(e));
+    req.page_token = page.next_page_token;
+  } while (!req.page_token.empty());
+  datastore::ListNodesRequest nreq;
+  nreq.fetch_selectors = true;
+  nreq.page_size = 1000;
+  do {
+    TRELLIS_ASSIGN_OR_RETURN(auto page, ds_->ListNodes(nreq));
+    for (auto& n : page.nodes) data->PutNode(std::move(n));
+    nreq.page_token = page.next_page_token;
+  } while (!nreq.page_token.empty());
+  data->version = 1;
+  last_event_id_ = max_event;
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  data_ = std::move(data);
+  return absl::OkStatus();
+}
+
+absl::Status EntryIndex::Poll() {
+  std::lock_guard<std::mutex> poll(poll_mu_);
+  uint64_t applied = 0;
+  constexpr int32_t kBatch = 1000;
+  while (true) {
+    TRELLIS_ASSIGN_OR_RETURN(auto events, ds_->ListEvents(last_event_id_, kBatch));
+    if (events.empty()) break;
+    // Re-read each changed row once per batch; the row's current state covers every event.
+    std::set<std::string> entry_ids, node_ids;
+    for (const auto& ev : events) {
+      switch (ev.kind) {
+        case datastore::EventKind::kEntryCreated:
+        case datastore::EventKind::kEntryUpdated:
+        case datastore::EventKind::kEntryDeleted:
+          entry_ids.insert(ev.entry_id);
+          break;
+        case datastore::EventKind::kNodeCreated:
+        case datastore::EventKind::kNodeUpdated:
+        case datastore::EventKind::kNodeDeleted:
+          node_ids.insert(ev.node_spiffe_id);
+          break;
+      }
+    }
+    std::vector<std::pair<std::string, std::optional<datastore::RegistrationEntry>>> entries;
+    for (const auto& id : entry_ids) {
+      auto e = ds_->GetEntry(id);
+      if (e.ok()) {
+        entries.emplace_back(id, std::move(*e));
+      } else if (absl::IsNotFound(e.status())) {
+        entries.emplace_back(id, std::nullopt);
+      } else {
+        return Annotate(e.status(), "re-reading entry " + id);
+      }
+    }
+    std::vector<std::pair<std::string, std::optional<datastore::AttestedNode>>> nodes;
+    for (const auto& id : node_ids) {
+      auto n = ds_->GetNode(id, /*fetch_selectors=*/true);
+      if (n.ok()) {
+        nodes.emplace_back(id, std::move(*n));
+      } else if (absl::IsNotFound(n.status())) {
+        nodes.emplace_back(id, std::nullopt);
+      } else {
+        return Annotate(n.status(), "re-reading node " + id);
+      }
+    }
+    {
+      std::unique_lock<std::shared_mutex> lock(mu_);
+      for (auto& [id, e] : entries) {
+        if (e) {
+          data_->PutEntry(std::move(*e));
+        } else {
+          data_->RemoveEntry(id);
+        }
+      }
+      for (auto& [id, n] : nodes) {
+        if (n) {
+          data_->PutNode(std::move(*n));
+        } else {
+          data_->nodes.erase(id);
+        }
+      }
+      data_->version += events.size();
+    }
+    applied += events.size();
+    last_event_id_ = events.back().id;
+    if (static_cast<int32_t>(events.size()) < kBatch) break;
+  }
+  if (applied == 0) return absl::OkStatus();
+  std::function<void(uint64_t)> listener;
+  uint64_t version;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    listener = listener_;
+    version = data_->version;
+  }
+  if (listener) listener(version);
+  return absl::OkStatus();
+}
+
+uint64_t EntryIndex::Version() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return data_->version;
+}
+
+namespace {
+
+// Both sorted: is every element of `sub` in `super`?
+bool SortedSubset(const std::vector<datastore::Selector>& sub,
+                  const std::vector<datastore::Selector>& super) {
+  return std::includes(super.begin(), super.end(), sub.begin(), sub.end());
+}
+
+}  // namespace
+
+std::vector<datastore::RegistrationEntry> EntryIndex::AuthorizedEntries(
+    const common::SpiffeId& agent_id) const {
+  const absl::Time now = clock_.Now();
+  const std::string agent = agent_id.String();
+  const std::string server = agent_id.trust_domain().IdString() + "/spire/server";
+  std::vector<datastore::RegistrationEntry> out;
+  std::unordered_set<std::string> seen_entries;
+  std::unordered_set<std::string> expanded_parents;
+  std::deque<std::string> parents;  // SPIFFE IDs whose children are authorised
+
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto take = [&](const std::string& id) {
+    if (!seen_entries.insert(id).second) return;
+    const auto& e = data_->entries.at(id);
+    // An expired entry is withdrawn, and with it whatever it parented.
+    if (e.expires_at <= now) return;
+    out.push_back(e);
+    if (expanded_parents.insert(e.spiffe_id).second) parents.push_back(e.spiffe_id);
+  };
+
+  expanded_parents.insert(agent);
+  parents.push_back(agent);
+  // Node aliases: entries parented by the server whose selectors the node carries.
+  if (auto node = data_->nodes.find(agent); node != data_->nodes.end()) {
+    if (auto aliases = data_->by_parent.find(server); aliases != data_->by_parent.end()) {
+      for (const auto& id : aliases->second) {
+        if (SortedSubset(data_->entries.at(id).selectors, node->second.selectors)) take(id);
+      }
+    }
+  }
+  while (!parents.empty()) {
+    std::string parent = std::move(parents.front());
+    parents.pop_front();
+    auto children = data_->by_parent.find(parent);
+    if (children == data_->by_parent.end()) continue;
+    for (const auto& id : children->second) take(id);
+  }
+  return out;
+}
+
+std::optional<datastore::AttestedNode> EntryIndex::Node(const std::string& agent_spiffe_id) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = data_->nodes.find(agent_spiffe_id);
+  if (it == data_->nodes.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<datastore::RegistrationEntry> EntryIndex::Entry(const std::string& entry_id) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = data_->entries.find(entry_id);
+  if (it == data_->entries.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<datastore::RegistrationEntry> EntryIndex::EntriesBySpiffeId(
+    const std::string& spiffe_id) const {
+  const absl::Time now = clock_.Now();
+  std::vector<datastore::RegistrationEntry> out;
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = data_->by_spiffe_id.find(spiffe_id);
+  if (it == data_->by_spiffe_id.end()) return out;
+  for (const auto& id : it->second) {
+    const auto& e = data_->entries.at(id);
+    if (e.expires_at > now) out.push_back(e);
+  }
+  return out;
+}
+
+size_t EntryIndex::EntryCount() const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  return data_->entries.size();
+}
+
+void EntryIndex::SetChangeListener(std::function<void(uint64_t version)> listener) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  listener_ = std::move(listener);
+}
+
+}  // namespace trellis::server

@@ -1,0 +1,67 @@
+// In-memory index of registration entries and attested nodes, for per-agent authorisation.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/spiffe_id.h"
+#include "datastore/datastore.h"
+
+namespace trellis::server {
+
+// Kept current from DataStore::ListEvents (Poll() reads new events; Refresh() after local
+// writes). Thread-safe; lookups never touch the datastore.
+class EntryIndex {
+ public:
+  // Loads every entry and node (with selectors). The clock decides entry expiry.
+  static absl::StatusOr<std::unique_ptr<EntryIndex>> Create(
+      datastore::DataStore* ds, const common::Clock& clock = common::SystemClock::Get());
+  ~EntryIndex();
+
+  // Applies new change-log events (re-reading changed rows by id).
+  absl::Status Poll();
+  absl::Status Refresh() { return Poll(); }
+  // Bumps on every applied change.
+  uint64_t Version() const;
+
+  // Entries the agent may mint for: parent == agent; node aliases (parent ==
+  // spiffe://<td>/spire/server) whose selectors are a subset of the node's selectors; then,
+  // transitively, entries whose parent is the spiffe_id of an entry already authorised. No
+  // duplicates; expired entries are left out.
+  std::vector<datastore::RegistrationEntry> AuthorizedEntries(
+      const common::SpiffeId& agent_id) const;
+  // Node row including selectors, banned flag and serials.
+  std::optional<datastore::AttestedNode> Node(const std::string& agent_spiffe_id) const;
+  std::optional<datastore::RegistrationEntry> Entry(const std::string& entry_id) const;
+  // Unexpired entries whose spiffe_id equals `spiffe_id`.
+  std::vector<datastore::RegistrationEntry> EntriesBySpiffeId(const std::string& spiffe_id) const;
+  size_t EntryCount() const;
+
+  // Called after Poll() applied changes, with the new version (outside the index lock).
+  void SetChangeListener(std::function<void(uint64_t version)> listener);
+
+ private:
+  struct Data;
+  EntryIndex(datastore::DataStore* ds, const common::Clock& clock);
+  absl::Status LoadAll();
+
+  datastore::DataStore* ds_;
+  const common::Clock& clock_;
+  std::mutex poll_mu_;  // one Poll at a time
+  int64_t last_event_id_ = 0;  // guarded by poll_mu_
+  mutable std::shared_mutex mu_;
+  std::unique_ptr<Data> data_;              // guarded by mu_
+  std::function<void(uint64_t)> listener_;  // guarded by mu_
+};
+
+}  // namespace trellis::server

@@ -1,0 +1,425 @@
+// CaManager: CA and JWT key rotation on a fake clock, restart, pruning, upstream disk CA.
+#include "server/ca_manager.h"
+
+#include <cstdlib>
+
+#include "common/csr.h"
+#include "common/file_util.h"
+#include "common/jwt.h"
+#include "gtest/gtest.h"
+#include "tests/server/server_test_util.h"
+
+namespace trellis::server {
+namespace {
+
+using testing::kTestStart;
+using testing::OpenTestStore;
+using testing::TempDir;
+
+common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
+
+CaManager::Options DefaultOptions() {
+  CaManager::Options o(Td());
+  o.ca_ttl = absl::Hours(24);
+  o.default_x509_svid_ttl = absl::Hours(1);
+  o.default_jwt_svid_ttl = absl::Minutes(5);
+  return o;
+}
+
+class CaManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ds_ = OpenTestStore(dir_, clock_);
+    ASSERT_NE(ds_, nullptr);
+    auto km = DiskKeyManager::Create(dir_.path() + "/keys");
+    ASSERT_TRUE(km.ok());
+    km_ = std::move(*km);
+  }
+
+  std::unique_ptr<CaManager> StartManager(CaManager::Options options = DefaultOptions()) {
+    auto ca = CaManager::Create(std::move(options), ds_.get(), km_.get(), clock_);
+    EXPECT_TRUE(ca.ok()) << ca.status();
+    if (!ca.ok()) return nullptr;
+    auto s = (*ca)->Start();
+    EXPECT_TRUE(s.ok()) << s;
+    return std::move(*ca);
+  }
+
+  // Advances in steps of at most 10 minutes, ticking as the server runtime would.
+  void AdvanceAndTick(CaManager& ca, absl::Duration d) {
+    const absl::Duration step = absl::Minutes(10);
+    while (d > absl::ZeroDuration()) {
+      const absl::Duration s = std::min(d, step);
+      clock_.Advance(s);
+      d -= s;
+      auto st = ca.Tick();
+      ASSERT_TRUE(st.ok()) << st;
+    }
+  }
+
+  static bool BundleHas(const common::Bundle& b, const common::Certificate& c) {
+    for (const auto& a : b.x509_authorities()) {
+      if (a == c) return true;
+    }
+    return false;
+  }
+
+  std::vector<common::Certificate> Chain(const std::vector<std::string>& ders) {
+    std::vector<common::Certificate> out;
+    for (const auto& d : ders) out.push_back(*common::Certificate::FromDer(d));
+    return out;
+  }
+
+  std::string Csr() {
+    auto key = common::PrivateKey::Generate();
+    return *common::BuildCsr(*key);
+  }
+
+  TempDir dir_;
+  common::FakeClock clock_{kTestStart};
+  std::unique_ptr<datastore::DataStore> ds_;
+  std::unique_ptr<DiskKeyManager> km_;
+};
+
+TEST_F(CaManagerTest, StartPublishesRootAndJwtKey) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  auto bundle = ca->Bundle();
+  ASSERT_NE(bundle, nullptr);
+  ASSERT_EQ(bundle->x509_authorities().size(), 1u);
+  EXPECT_EQ(bundle->x509_authorities()[0], *ca->ActiveX509Ca());
+  ASSERT_EQ(bundle->jwt_authorities().size(), 1u);
+  EXPECT_EQ(bundle->jwt_authorities().begin()->first, ca->ActiveJwtKid());
+  EXPECT_EQ(ca->ActiveJwtKid().size(), 32u);
+  EXPECT_GT(bundle->sequence(), 0u);
+}
+
+TEST_F(CaManagerTest, PreparesOnlyOnceRemainingLifeIsBelowHalf) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  // Lifetime is 24h plus the 10 s NotBefore backdating: half is reached at about 12h.
+  AdvanceAndTick(*ca, absl::Hours(11) + absl::Minutes(50));
+  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
+  EXPECT_EQ(ca->PreparedJwtKid(), "");
+  AdvanceAndTick(*ca, absl::Minutes(20));
+  EXPECT_TRUE(ca->PreparedX509Ca().has_value());
+  EXPECT_NE(ca->PreparedJwtKid(), "");
+}
+
+TEST_F(CaManagerTest, BundleContainsPreparedAuthoritiesBeforeActivation) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const auto active = *ca->ActiveX509Ca();
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  auto prepared = ca->PreparedX509Ca();
+  ASSERT_TRUE(prepared.has_value());
+  auto bundle = ca->Bundle();
+  EXPECT_TRUE(BundleHas(*bundle, *prepared));
+  EXPECT_TRUE(BundleHas(*bundle, active));
+  EXPECT_EQ(bundle->jwt_authorities().count(ca->PreparedJwtKid()), 1u);
+  EXPECT_EQ(*ca->ActiveX509Ca(), active);  // still signing with the old one
+}
+
+TEST_F(CaManagerTest, ActivatesOnlyOnceRemainingLifeIsBelowOneSixth) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const auto first = *ca->ActiveX509Ca();
+  const std::string first_kid = ca->ActiveJwtKid();
+  AdvanceAndTick(*ca, absl::Hours(19) + absl::Minutes(50));
+  EXPECT_EQ(*ca->ActiveX509Ca(), first);
+  const auto prepared = *ca->PreparedX509Ca();
+  const std::string prepared_kid = ca->PreparedJwtKid();
+  AdvanceAndTick(*ca, absl::Minutes(20));
+  EXPECT_EQ(*ca->ActiveX509Ca(), prepared);
+  EXPECT_EQ(ca->ActiveJwtKid(), prepared_kid);
+  EXPECT_NE(ca->ActiveJwtKid(), first_kid);
+  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
+  // The retired CA stays trusted until it expires.
+  EXPECT_TRUE(BundleHas(*ca->Bundle(), first));
+}
+
+TEST_F(CaManagerTest, ActivationBumpsGenerationAndCallsListener) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  int activations = 0;
+  ca->SetX509ActivationListener([&] { activations++; });
+  const uint64_t gen = ca->X509Generation();
+  AdvanceAndTick(*ca, absl::Hours(20) + absl::Minutes(10));
+  EXPECT_EQ(activations, 1);
+  EXPECT_EQ(ca->X509Generation(), gen + 1);
+}
+
+TEST_F(CaManagerTest, BundleListenerSeesIncreasingSequence) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  std::vector<uint64_t> seqs;
+  ca->SetBundleListener([&](std::shared_ptr<const common::Bundle> b) {
+    seqs.push_back(b->sequence());
+  });
+  const uint64_t start_seq = ca->Bundle()->sequence();
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  ASSERT_FALSE(seqs.empty());
+  EXPECT_GT(seqs.front(), start_seq);
+  for (size_t i = 1; i < seqs.size(); ++i) EXPECT_GT(seqs[i], seqs[i - 1]);
+  EXPECT_EQ(seqs.back(), ca->Bundle()->sequence());
+}
+
+TEST_F(CaManagerTest, RestartReusesActiveAndPreparedAuthorities) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  const auto active = *ca->ActiveX509Ca();
+  const auto prepared = *ca->PreparedX509Ca();
+  const std::string kid = ca->ActiveJwtKid();
+  const std::string prepared_kid = ca->PreparedJwtKid();
+  const uint64_t seq = ca->Bundle()->sequence();
+  ca.reset();
+
+  auto km = DiskKeyManager::Create(dir_.path() + "/keys");
+  ASSERT_TRUE(km.ok());
+  km_ = std::move(*km);
+  auto again = StartManager();
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(*again->ActiveX509Ca(), active);
+  EXPECT_EQ(*again->PreparedX509Ca(), prepared);
+  EXPECT_EQ(again->ActiveJwtKid(), kid);
+  EXPECT_EQ(again->PreparedJwtKid(), prepared_kid);
+  EXPECT_EQ(again->Bundle()->sequence(), seq);  // nothing new was published
+  // The restored CA still signs.
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/w");
+  auto svid = again->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  EXPECT_TRUE(common::VerifyX509Svid(Chain(*svid), *again->Bundle(), clock_.Now()).ok());
+}
+
+TEST_F(CaManagerTest, RestartAfterExpiryCreatesFreshCa) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const auto old = *ca->ActiveX509Ca();
+  ca.reset();
+  clock_.Advance(absl::Hours(48));
+  auto again = StartManager();
+  ASSERT_NE(again, nullptr);
+  EXPECT_NE(*again->ActiveX509Ca(), old);
+  EXPECT_GT(again->ActiveX509Ca()->not_after(), clock_.Now() + absl::Hours(23));
+}
+
+TEST_F(CaManagerTest, NeverActivatesPreparedCaThatIsAlmostExpired) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  const auto prepared = *ca->PreparedX509Ca();
+  // The server was down: the prepared CA now has less than a sixth of its life left.
+  clock_.Set(prepared.not_after() - absl::Hours(3));
+  ASSERT_TRUE(ca->Tick().ok());
+  auto active = ca->ActiveX509Ca();
+  ASSERT_TRUE(active.has_value());
+  EXPECT_NE(*active, prepared);
+  EXPECT_GT(active->not_after(), clock_.Now() + absl::Hours(23));
+}
+
+TEST_F(CaManagerTest, PrunesExpiredAuthoritiesOnlyAfterGrace) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const auto first = *ca->ActiveX509Ca();
+  const std::string first_kid = ca->ActiveJwtKid();
+  // Past the first CA's expiry but inside the one-hour grace period.
+  AdvanceAndTick(*ca, absl::Hours(24) + absl::Minutes(30));
+  EXPECT_TRUE(BundleHas(*ca->Bundle(), first));
+  EXPECT_EQ(ca->Bundle()->jwt_authorities().count(first_kid), 1u);
+  AdvanceAndTick(*ca, absl::Minutes(50));
+  EXPECT_FALSE(BundleHas(*ca->Bundle(), first));
+  EXPECT_EQ(ca->Bundle()->jwt_authorities().count(first_kid), 0u);
+  EXPECT_TRUE(BundleHas(*ca->Bundle(), *ca->ActiveX509Ca()));
+  // The retired key is destroyed with its journal record.
+  auto ids = km_->ListKeyIds();
+  ASSERT_TRUE(ids.ok());
+  for (const auto& id : *ids) EXPECT_NE(id, "JWT-Signer-" + first_kid);
+}
+
+TEST_F(CaManagerTest, SelfSignedSvidChainIsLeafOnlyAndVerifies) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {"app.example.org"});
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  ASSERT_EQ(svid->size(), 1u);
+  auto verified = common::VerifyX509Svid(Chain(*svid), *ca->Bundle(), clock_.Now());
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->String(), "spiffe://example.org/app");
+}
+
+TEST_F(CaManagerTest, SvidNotAfterIsCappedAtCaNotAfter) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(100), {});
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  auto leaf = common::Certificate::FromDer(svid->front());
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_EQ(leaf->not_after(), ca->ActiveX509Ca()->not_after());
+}
+
+TEST_F(CaManagerTest, BadCsrIsInvalidArgument) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  EXPECT_EQ(ca->SignX509SvidFromCsr("not a csr", id, absl::Hours(1), {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CaManagerTest, JwtSvidVerifiesWithBundleKeyAndTtlIsCapped) {
+  auto options = DefaultOptions();
+  options.jwt_issuer = "https://issuer.example.org";
+  auto ca = StartManager(options);
+  ASSERT_NE(ca, nullptr);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  auto token = ca->SignJwtSvid(id, {"aud1"}, absl::Hours(1000));
+  ASSERT_TRUE(token.ok()) << token.status();
+  auto svid = common::VerifyJwtSvid(*token, ca->Bundle()->jwt_authorities(), "aud1", clock_.Now());
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  EXPECT_EQ(svid->kid, ca->ActiveJwtKid());
+  EXPECT_EQ(svid->claims["iss"], "https://issuer.example.org");
+  EXPECT_LE(svid->expiry, clock_.Now() + absl::Hours(24));
+  EXPECT_GT(svid->expiry, clock_.Now() + absl::Hours(23));
+}
+
+TEST_F(CaManagerTest, JwtSvidWithoutAudienceIsInvalidArgument) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  EXPECT_EQ(ca->SignJwtSvid(id, {}, absl::Minutes(5)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CaManagerTest, SigningBeforeStartIsUnavailable) {
+  auto ca = CaManager::Create(DefaultOptions(), ds_.get(), km_.get(), clock_);
+  ASSERT_TRUE(ca.ok());
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  EXPECT_EQ((*ca)->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).status().code(),
+            absl::StatusCode::kUnavailable);
+}
+
+TEST(CaManagerRules, SvidTtlWarningThreshold) {
+  EXPECT_FALSE(CaManager::SvidTtlTooLong(absl::Hours(24), absl::Hours(4)));
+  EXPECT_TRUE(CaManager::SvidTtlTooLong(absl::Hours(24), absl::Hours(4) + absl::Seconds(1)));
+  // The seven-day cap applies to long CA lifetimes.
+  EXPECT_FALSE(CaManager::SvidTtlTooLong(absl::Hours(24 * 60), absl::Hours(24 * 7)));
+  EXPECT_TRUE(CaManager::SvidTtlTooLong(absl::Hours(24 * 60), absl::Hours(24 * 7 + 1)));
+}
+
+TEST(CaManagerRules, ThresholdsAreCapped) {
+  EXPECT_EQ(CaManager::PrepareThreshold(absl::Hours(24)), absl::Hours(12));
+  EXPECT_EQ(CaManager::ActivateThreshold(absl::Hours(24)), absl::Hours(4));
+  EXPECT_EQ(CaManager::PrepareThreshold(absl::Hours(24 * 365)), absl::Hours(24 * 30));
+  EXPECT_EQ(CaManager::ActivateThreshold(absl::Hours(24 * 365)), absl::Hours(24 * 7));
+}
+
+// ---- UpstreamAuthority "disk" ----
+
+class DiskUpstreamTest : public CaManagerTest {
+ protected:
+  // openssl verify uses the real time, so these tests start at the current time.
+  void SetUp() override {
+    clock_.Set(absl::Now());
+    CaManagerTest::SetUp();
+  }
+
+  std::string Write(const std::string& name, const std::string& data) {
+    std::string path = dir_.path() + "/" + name;
+    EXPECT_TRUE(common::WritePrivateFile(path, data).ok());
+    return path;
+  }
+
+  int OpensslVerify(const std::string& root_pem, const std::string& untrusted_pem,
+                    const std::string& leaf_pem) {
+    std::string cmd = "openssl verify -CAfile " + Write("v-root.pem", root_pem);
+    if (!untrusted_pem.empty()) cmd += " -untrusted " + Write("v-untrusted.pem", untrusted_pem);
+    cmd += " " + Write("v-leaf.pem", leaf_pem) + " >/dev/null 2>&1";
+    return std::system(cmd.c_str());
+  }
+};
+
+TEST_F(DiskUpstreamTest, SelfSignedUpstreamMakesOurCaAnIntermediate) {
+  auto root_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  ASSERT_TRUE(root.ok());
+  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
+                         Write("up.key", std::string(root_key->ToPem()->view())), ""};
+  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto options = DefaultOptions();
+  options.upstream = std::move(*upstream);
+  auto ca = StartManager(options);
+  ASSERT_NE(ca, nullptr);
+
+  auto bundle = ca->Bundle();
+  ASSERT_EQ(bundle->x509_authorities().size(), 1u);
+  EXPECT_EQ(bundle->x509_authorities()[0], *root);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  ASSERT_EQ(svid->size(), 2u);
+  auto chain = Chain(*svid);
+  EXPECT_EQ(chain[1], *ca->ActiveX509Ca());
+  EXPECT_TRUE(common::VerifyX509Svid(chain, *bundle, clock_.Now()).ok());
+  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem(), chain[0].ToPem()), 0);
+}
+
+TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
+  auto root_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  auto up_key = common::PrivateKey::Generate();
+  auto up_cert = common::CreateIntermediateCa(*root, *root_key, up_key->public_key(), Td(),
+                                              absl::Hours(24 * 100), clock_);
+  ASSERT_TRUE(up_cert.ok()) << up_cert.status();
+  DiskUpstreamOptions up{Write("up.pem", up_cert->ToPem()),
+                         Write("up.key", std::string(up_key->ToPem()->view())),
+                         Write("roots.pem", root->ToPem())};
+  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
+  ASSERT_TRUE(upstream.ok()) << upstream.status();
+  auto options = DefaultOptions();
+  options.upstream = std::move(*upstream);
+  auto ca = StartManager(options);
+  ASSERT_NE(ca, nullptr);
+
+  auto bundle = ca->Bundle();
+  ASSERT_EQ(bundle->x509_authorities().size(), 1u);
+  EXPECT_EQ(bundle->x509_authorities()[0], *root);
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
+  ASSERT_TRUE(svid.ok()) << svid.status();
+  ASSERT_EQ(svid->size(), 3u);
+  auto chain = Chain(*svid);
+  EXPECT_EQ(chain[2], *up_cert);
+  auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
+  EXPECT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()),
+            0);
+}
+
+TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
+  auto root_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  auto up_key = common::PrivateKey::Generate();
+  auto up_cert = common::CreateIntermediateCa(*root, *root_key, up_key->public_key(), Td(),
+                                              absl::Hours(24 * 100), clock_);
+  ASSERT_TRUE(up_cert.ok());
+  DiskUpstreamOptions up{Write("up.pem", up_cert->ToPem()),
+                         Write("up.key", std::string(up_key->ToPem()->view())), ""};
+  EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(DiskUpstreamTest, MismatchedKeyIsRefused) {
+  auto root_key = common::PrivateKey::Generate();
+  auto other_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
+                         Write("up.key", std::string(other_key->ToPem()->view())), ""};
+  EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace trellis::server
