@@ -437,6 +437,7 @@ void Agent::Stop() {
   if (workload_api_) {
     workload_api_->Stop();
     workload_api_.reset();
+    Log("info", "Workload API stopped");
   }
 }
 

@@ -74,6 +74,30 @@ int Parse(const std::string& usage_line, po::options_description& flags,
   return -1;
 }
 
+// "rpc error: code = PermissionDenied desc = ..." as Go clients print it.
+std::string RpcError(const grpc::Status& st) {
+  static const char* kNames[] = {"OK",
+                                 "Canceled",
+                                 "Unknown",
+                                 "InvalidArgument",
+                                 "DeadlineExceeded",
+                                 "NotFound",
+                                 "AlreadyExists",
+                                 "PermissionDenied",
+                                 "ResourceExhausted",
+                                 "FailedPrecondition",
+                                 "Aborted",
+                                 "OutOfRange",
+                                 "Unimplemented",
+                                 "Internal",
+                                 "Unavailable",
+                                 "DataLoss",
+                                 "Unauthenticated"};
+  int code = static_cast<int>(st.error_code());
+  std::string name = code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("Code(", code, ")");
+  return absl::StrCat("rpc error: code = ", name, " desc = ", st.error_message());
+}
+
 int Fail(std::ostream& err, const std::string& message) {
   err << "Error: " << OneLine(message) << "\n";
   return 1;
@@ -305,8 +329,7 @@ int RunFetchX509(const std::vector<std::string>& args, std::ostream& out, std::o
   X509SVIDResponse resp;
   if (!reader->Read(&resp)) {
     grpc::Status st = reader->Finish();
-    return Fail(err, absl::StrCat("rpc error: code = ", st.error_code(), " desc = ",
-                                  st.error_message()));
+    return Fail(err, RpcError(st));
   }
   absl::Duration elapsed = absl::Now() - start;
   ctx.TryCancel();
@@ -354,8 +377,7 @@ int RunFetchJwt(const std::vector<std::string>& args, std::ostream& out, std::os
     PrepareContext(&ctx, absl::Seconds(timeout_s));
     grpc::Status st = stub->FetchJWTSVID(&ctx, req, &resp);
     if (!st.ok()) {
-      return Fail(err, absl::StrCat("rpc error: code = ", st.error_code(), " desc = ",
-                                    st.error_message()));
+      return Fail(err, RpcError(st));
     }
   }
   for (const auto& svid : resp.svids()) {
@@ -401,8 +423,7 @@ int RunValidateJwt(const std::vector<std::string>& args, std::ostream& out, std:
   PrepareContext(&ctx, absl::Seconds(timeout_s));
   grpc::Status st = stub->ValidateJWTSVID(&ctx, req, &resp);
   if (!st.ok()) {
-    return Fail(err, absl::StrCat("rpc error: code = ", st.error_code(), " desc = ",
-                                  st.error_message()));
+    return Fail(err, RpcError(st));
   }
   std::string claims;
   google::protobuf::util::JsonPrintOptions opts;
@@ -433,8 +454,7 @@ int RunWatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     start = absl::Now();
   }
   grpc::Status st = reader->Finish();
-  return Fail(err, absl::StrCat("rpc error: code = ", st.error_code(), " desc = ",
-                                st.error_message()));
+  return Fail(err, RpcError(st));
 }
 
 int RunApi(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {

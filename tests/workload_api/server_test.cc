@@ -474,7 +474,7 @@ TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   cache_.Publish(ReadySnapshot());
   StartServer();
   auto stub = Stub();
-  constexpr int kStreams = 200;
+  constexpr int kStreams = 1000;
   std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
   std::vector<std::unique_ptr<grpc::ClientReader<X509SVIDResponse>>> readers;
   for (int i = 0; i < kStreams; ++i) {
