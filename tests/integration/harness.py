@@ -167,9 +167,13 @@ class Process:
 
 class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
-                 ratelimit_attestation=False):
+                 ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
+                 extra_plugins=""):
+        """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
+        (e.g. an UpstreamAuthority block for a nested tier)."""
         self.deployment = deployment
         self.name = name
+        self.trust_domain = trust_domain
         self.dir = deployment.path(name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
@@ -193,6 +197,7 @@ class Server:
             "  default_x509_svid_ttl = \"%s\"\n"
             "  default_jwt_svid_ttl = \"5m\"\n"
             "  ratelimit {\n    attestation = %s\n    signing = false\n  }\n"
+            "%s"
             "}\n\n"
             "plugins {\n"
             "  DataStore \"sql\" {\n    plugin_data {\n"
@@ -201,11 +206,13 @@ class Server:
             "    }\n  }\n"
             "  KeyManager \"disk\" {\n    plugin_data {\n      keys_path = %s\n    }\n  }\n"
             "%s"
-            "}\n") % (self.port, hcl_string(self.socket_path), TRUST_DOMAIN,
+            "%s"
+            "}\n") % (self.port, hcl_string(self.socket_path), trust_domain,
                       hcl_string(self.data_dir), default_x509_svid_ttl,
-                      "true" if ratelimit_attestation else "false",
+                      "true" if ratelimit_attestation else "false", extra_server_config,
                       hcl_string(os.path.join(self.data_dir, "datastore.sqlite3")),
-                      hcl_string(os.path.join(self.data_dir, "keys.json")), "".join(attestors))
+                      hcl_string(os.path.join(self.data_dir, "keys.json")), "".join(attestors),
+                      extra_plugins)
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = Process(name, [server_binary(), "run", "-config", self.config_path],
@@ -307,10 +314,11 @@ def _camel(name):
 
 class Agent:
     def __init__(self, deployment, name, server, node_attestor="join_token",
-                 attestor_data=None, bundle_path=None):
+                 attestor_data=None, bundle_path=None, discover_workload_path=False):
         self.deployment = deployment
         self.name = name
         self.server = server
+        self.trust_domain = server.trust_domain
         self.dir = deployment.path(name)
         os.makedirs(self.dir, exist_ok=True)
         self.data_dir = os.path.join(self.dir, "data")
@@ -338,10 +346,11 @@ class Agent:
             "plugins {\n"
             "  NodeAttestor \"%s\" {\n    plugin_data {\n%s    }\n  }\n"
             "  KeyManager \"disk\" {\n    plugin_data {\n      directory = %s\n    }\n  }\n"
-            "  WorkloadAttestor \"unix\" {\n    plugin_data {}\n  }\n"
-            "}\n") % (TRUST_DOMAIN, server.port, hcl_string(self.data_dir),
+            "  WorkloadAttestor \"unix\" {\n    plugin_data {\n"
+            "      discover_workload_path = %s\n    }\n  }\n"
+            "}\n") % (server.trust_domain, server.port, hcl_string(self.data_dir),
                       hcl_string(self.socket_path), hcl_string(bundle_path), node_attestor, body,
-                      hcl_string(self.data_dir))
+                      hcl_string(self.data_dir), "true" if discover_workload_path else "false")
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = None
@@ -465,9 +474,9 @@ class Deployment:
         return False
 
 
-def agent_id_for_token(token):
-    return "spiffe://%s/spire/agent/join_token/%s" % (TRUST_DOMAIN, token)
+def agent_id_for_token(token, trust_domain=TRUST_DOMAIN):
+    return "spiffe://%s/spire/agent/join_token/%s" % (trust_domain, token)
 
 
-def spiffe_id(path):
-    return "spiffe://%s/%s" % (TRUST_DOMAIN, path.lstrip("/"))
+def spiffe_id(path, trust_domain=TRUST_DOMAIN):
+    return "spiffe://%s/%s" % (trust_domain, path.lstrip("/"))
