@@ -170,6 +170,11 @@ class SingleDomainTest(DeploymentTest):
         self.check_x509_svid(resp.svids[0], spiffe_id("pop-workload"))
         shown = server.agent(agent_id)
         self.assertEqual(agent_field(shown, "attestation_type"), "x509pop")
+        selectors = {(sel.get("type"), sel.get("value"))
+                     for sel in agent_field(shown, "selectors") or []}
+        self.assertIn(("x509pop", "subject:cn:node-1"), selectors)
+        self.assertIn(("x509pop", "ca:fingerprint:" + ca.fingerprint(hashes.SHA1()).hex()),
+                      selectors)
 
     def test_workload_receives_valid_x509_svid(self):
         server, agent, _, agent_id = self.setup_with_token()
