@@ -1,4 +1,6 @@
 // Node attestors: join_token (single use, expiry, races) and x509pop (chain, key, challenge).
+#include "attestors/node/node_attestor.h"
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -6,13 +8,12 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include "attestors/node/join_token.h"
-#include "attestors/node/node_attestor.h"
 #include "attestors/node/x509pop.h"
 #include "common/file_util.h"
 #include "datastore/factory.h"
@@ -128,10 +129,9 @@ TEST(JoinTokenAgent, PayloadIsTheTokenAndChallengesAreRefused) {
 }
 
 TEST(CreateAgentNodeAttestor, JoinTokenWithoutTokenIsInvalidArgument) {
-  EXPECT_EQ(CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "").status().code(),
+      absl::StatusCode::kInvalidArgument);
   auto a = CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "t");
   ASSERT_TRUE(a.ok());
   EXPECT_EQ((*a)->Name(), "join_token");
@@ -236,9 +236,8 @@ class X509PopTest : public ::testing::Test {
                      "DNS:node1.example.org,URI:https://node1.example.org/x,"
                      "email:ops@example.org,IP:10.0.0.7",
                      "critical,digitalSignature", 0x0abc);
-    auto attestor =
-        X509PopServerAttestor::CreateFromCerts(Td(), {*common::Certificate::FromDer(ca_.der)},
-                                               clock_);
+    auto attestor = X509PopServerAttestor::CreateFromCerts(
+        Td(), {*common::Certificate::FromDer(ca_.der)}, clock_);
     ASSERT_TRUE(attestor.ok()) << attestor.status();
     attestor_ = std::move(*attestor);
   }
@@ -351,8 +350,8 @@ TEST_F(X509PopTest, RsaLeafUsesPssSignature) {
 
 TEST_F(X509PopTest, LeafWithoutDigitalSignatureUsageIsPermissionDenied) {
   Pkey key = EcKey();
-  Issued leaf = MakeCert("enc-only", key.p, &inter_, inter_key_.p, false, "",
-                         "critical,keyEncipherment");
+  Issued leaf =
+      MakeCert("enc-only", key.p, &inter_, inter_key_.p, false, "", "critical,keyEncipherment");
   EXPECT_EQ(attestor_->Attest(leaf.der + inter_.der, Signer(key.p)).status().code(),
             absl::StatusCode::kPermissionDenied);
 }
