@@ -57,6 +57,15 @@ absl::StatusOr<v1::X509SVID> MakeSvid(const common::SpiffeId& id,
   return svid;
 }
 
+// The trust bundle as stored (JWT key expiry and taint flags included), else as published.
+std::optional<v1::Bundle> CurrentBundle(const CaManager& ca) {
+  absl::StatusOr<datastore::Bundle> stored = ca.StoredBundle();
+  if (stored.ok()) return BundleToProto(*stored);
+  std::shared_ptr<const common::Bundle> bundle = ca.Bundle();
+  if (bundle) return BundleToProto(*bundle);
+  return std::nullopt;
+}
+
 }  // namespace
 
 AgentService::AgentService(Options options, datastore::DataStore* ds, CaManager* ca,
@@ -143,7 +152,9 @@ absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
            (!node->new_cert_serial_number.empty() &&
             caller.serial_hex == node->new_cert_serial_number);
   };
-  if (!from_store && (!serial_known() || node->banned)) {
+  // A ban is never lifted, so the index is trusted on it; an unknown serial may be a renewal
+  // another server recorded after our last poll.
+  if (!from_store && !node->banned && !serial_known()) {
     TRELLIS_RETURN_IF_ERROR(reload());
     if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
   }
@@ -302,7 +313,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
   absl::StatusOr<v1::X509SVID> svid = MakeSvid(agent_id, *chain);
   if (!svid.ok()) return svid.status();
   *result.mutable_svid() = *svid;
-  *result.mutable_bundle() = BundleToProto(*ca_->Bundle());
+  if (std::optional<v1::Bundle> bundle = CurrentBundle(*ca_)) *result.mutable_bundle() = *bundle;
   result.set_reattestable(attested->reattestable);
   LogInfo("Agent attested", {{"agent_id", id},
                              {"type", params.data().type()},
@@ -450,9 +461,9 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
   for (const auto& [id, rev] : req->known_revisions()) {
     if (!ids.count(id)) resp->add_removed_ids(id);
   }
-  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
-  if (bundle && bundle->sequence() != req->bundle_sequence()) {
-    *resp->mutable_bundle() = BundleToProto(*bundle);
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
+  if (bundle && bundle->sequence_number() != req->bundle_sequence()) {
+    *resp->mutable_bundle() = std::move(*bundle);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -517,9 +528,9 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
 
 grpc::Status AgentService::GetBundle(ServerContext*, const v1::GetBundleRequest*,
                                      v1::Bundle* resp) {
-  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
   if (!bundle) return ToGrpc(absl::UnavailableError("the trust bundle is not ready"));
-  *resp = BundleToProto(*bundle);
+  *resp = std::move(*bundle);
   return grpc::Status::OK;
 }
 
