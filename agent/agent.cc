@@ -804,7 +804,9 @@ absl::StatusOr<std::string> Agent::MintJwt(const workload_api::CachedEntry& entr
   for (const auto& a : sorted) req.add_audience(a);
   v1::NewJWTSVIDResponse resp;
   grpc::ClientContext ctx;
-  SetDeadline(&ctx, absl::Seconds(10));
+  // Waits out a reconnect in progress instead of failing at once while the channel backs off.
+  ctx.set_wait_for_ready(true);
+  SetDeadline(&ctx, cached ? absl::Seconds(2) : absl::Seconds(8));
   grpc::Status s = conn_->Stub()->NewJWTSVID(&ctx, req, &resp);
   if (!s.ok()) {
     // Still valid: better than nothing while the server is away.
