@@ -42,24 +42,42 @@ int Fail(std::ostream& err, const std::string& msg) {
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "Canceled";
-    case grpc::StatusCode::UNKNOWN: return "Unknown";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "InvalidArgument";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DeadlineExceeded";
-    case grpc::StatusCode::NOT_FOUND: return "NotFound";
-    case grpc::StatusCode::ALREADY_EXISTS: return "AlreadyExists";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PermissionDenied";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "ResourceExhausted";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FailedPrecondition";
-    case grpc::StatusCode::ABORTED: return "Aborted";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OutOfRange";
-    case grpc::StatusCode::UNIMPLEMENTED: return "Unimplemented";
-    case grpc::StatusCode::INTERNAL: return "Internal";
-    case grpc::StatusCode::UNAVAILABLE: return "Unavailable";
-    case grpc::StatusCode::DATA_LOSS: return "DataLoss";
-    case grpc::StatusCode::UNAUTHENTICATED: return "Unauthenticated";
-    default: return "Unknown";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "Canceled";
+    case grpc::StatusCode::UNKNOWN:
+      return "Unknown";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "InvalidArgument";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DeadlineExceeded";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NotFound";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "AlreadyExists";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PermissionDenied";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "ResourceExhausted";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FailedPrecondition";
+    case grpc::StatusCode::ABORTED:
+      return "Aborted";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OutOfRange";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "Unimplemented";
+    case grpc::StatusCode::INTERNAL:
+      return "Internal";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "Unavailable";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DataLoss";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "Unauthenticated";
+    default:
+      return "Unknown";
   }
 }
 
@@ -82,8 +100,7 @@ class Client {
   v1::Admin::Stub* operator->() { return stub_.get(); }
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() +
-                      absl::ToChronoMilliseconds(kRpcTimeout));
+    ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kRpcTimeout));
     return ctx;
   }
   std::string Describe(const grpc::Status& st) const {
@@ -178,16 +195,21 @@ struct EntryFlags {
     fs.Strings("dns", &dns, "A DNS name associated with the identity. Can be used more than once");
     fs.Strings("federatesWith", &federates_with,
                "A trust domain to federate with. Can be used more than once");
-    fs.Bool("downstream", &downstream, "A boolean value that, when set, indicates that the entry "
-                                       "describes a downstream trellis-server");
-    fs.Bool("admin", &admin, "If set, the SPIFFE ID in this entry will be granted access to the "
-                             "admin API");
-    fs.String("hint", &hint, "The entry hint, used to disambiguate entries with the same SPIFFE ID");
-    fs.Int("entryExpiry", &expiry, "An expiry, from epoch in seconds, for the resulting "
-                                   "registration entry to be pruned");
+    fs.Bool("downstream", &downstream,
+            "A boolean value that, when set, indicates that the entry "
+            "describes a downstream trellis-server");
+    fs.Bool("admin", &admin,
+            "If set, the SPIFFE ID in this entry will be granted access to the "
+            "admin API");
+    fs.String("hint", &hint,
+              "The entry hint, used to disambiguate entries with the same SPIFFE ID");
+    fs.Int("entryExpiry", &expiry,
+           "An expiry, from epoch in seconds, for the resulting "
+           "registration entry to be pruned");
     if (!update) {
-      fs.Bool("node", &node, "If set, this entry will be applied to matching nodes rather than "
-                             "workloads");
+      fs.Bool("node", &node,
+              "If set, this entry will be applied to matching nodes rather than "
+              "workloads");
     }
   }
   absl::StatusOr<v1::Entry> Build(bool update) const {
@@ -195,7 +217,8 @@ struct EntryFlags {
     if (update && entry_id.empty()) return absl::InvalidArgumentError("entry ID is required");
     if (spiffe_id.empty()) return absl::InvalidArgumentError("a SPIFFE ID is required");
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
-    if (!id.ok()) return absl::InvalidArgumentError("invalid SPIFFE ID: " + std::string(id.status().message()));
+    if (!id.ok())
+      return absl::InvalidArgumentError("invalid SPIFFE ID: " + std::string(id.status().message()));
     if (node && !parent_id.empty()) {
       return absl::InvalidArgumentError("-node and -parentID are mutually exclusive");
     }
@@ -239,7 +262,8 @@ int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::o
   std::string usage = update ? "entry update -entryID ID -parentID P -spiffeID S -selector T:V"
                              : "entry create -parentID P -spiffeID S -selector T:V [flags]";
   if (int rc = ParseOrExit(fs, args, usage, out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   absl::StatusOr<v1::Entry> entry = ef.Build(update);
   if (!entry.ok()) return Fail(err, std::string(entry.status().message()));
   Client client(cf.socket_path);
@@ -293,23 +317,34 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
   fs.String("entryID", &entry_id, "The Entry ID of the records to show");
   fs.String("parentID", &parent_id, "The Parent ID of the records to show");
   fs.String("spiffeID", &spiffe_id, "The SPIFFE ID of the records to show");
-  fs.Strings("selector", &selectors, "A colon-delimited type:value selector. Can be used more than once");
-  fs.String("matchSelectorsOn", &match, "The match mode used when filtering by selectors: exact, "
-                                        "subset, superset or any");
-  fs.Strings("federatesWith", &federates_with, "SPIFFE ID of a trust domain an entry is federated "
-                                               "with. Can be used more than once");
-  fs.String("matchFederatesWithOn", &fed_match, "The match mode used when filtering by "
-                                                "federates with: exact, subset, superset or any");
-  fs.Bool("downstream", &downstream, "A boolean value that, when set, shows only downstream entries");
+  fs.Strings("selector", &selectors,
+             "A colon-delimited type:value selector. Can be used more than once");
+  fs.String("matchSelectorsOn", &match,
+            "The match mode used when filtering by selectors: exact, "
+            "subset, superset or any");
+  fs.Strings("federatesWith", &federates_with,
+             "SPIFFE ID of a trust domain an entry is federated "
+             "with. Can be used more than once");
+  fs.String("matchFederatesWithOn", &fed_match,
+            "The match mode used when filtering by "
+            "federates with: exact, subset, superset or any");
+  fs.Bool("downstream", &downstream,
+          "A boolean value that, when set, shows only downstream entries");
   fs.String("hint", &hint, "The Hint of the records to show");
   if (int rc = ParseOrExit(fs, args, "entry show [flags]", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   auto match_mode = [](const std::string& m, v1::MatchBehavior* b) {
-    if (m == "exact") *b = v1::MATCH_EXACT;
-    else if (m == "subset") *b = v1::MATCH_SUBSET;
-    else if (m == "superset") *b = v1::MATCH_SUPERSET;
-    else if (m == "any") *b = v1::MATCH_ANY;
-    else return false;
+    if (m == "exact")
+      *b = v1::MATCH_EXACT;
+    else if (m == "subset")
+      *b = v1::MATCH_SUBSET;
+    else if (m == "superset")
+      *b = v1::MATCH_SUPERSET;
+    else if (m == "any")
+      *b = v1::MATCH_ANY;
+    else
+      return false;
     return true;
   };
   Client client(cf.socket_path);
@@ -391,7 +426,8 @@ int EntryCount(const Args& args, std::ostream& out, std::ostream& err) {
   ClientFlags cf;
   cf.Add(fs, true);
   if (int rc = ParseOrExit(fs, args, "entry count", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   Client client(cf.socket_path);
   v1::CountEntriesResponse resp;
   auto ctx = client.Context();
@@ -419,7 +455,8 @@ int TokenGenerate(const Args& args, std::ostream& out, std::ostream& err) {
       rc >= 0) {
     return rc;
   }
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   if (ttl <= 0 || ttl > INT32_MAX) return Fail(err, "-ttl must be a positive number of seconds");
   if (!spiffe_id.empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
@@ -464,10 +501,12 @@ int AgentList(const Args& args, std::ostream& out, std::ostream& err) {
   bool banned = false;
   cf.Add(fs, true);
   fs.String("attestationType", &attestation_type, "Filter by attestation type");
-  fs.Strings("selector", &selectors, "A colon-delimited type:value selector. Can be used more than once");
+  fs.Strings("selector", &selectors,
+             "A colon-delimited type:value selector. Can be used more than once");
   fs.Bool("banned", &banned, "Show only banned agents");
   if (int rc = ParseOrExit(fs, args, "agent list [flags]", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   Client client(cf.socket_path);
   v1::ListAgentsRequest req;
   req.set_by_attestation_type(attestation_type);
@@ -512,7 +551,8 @@ int AgentById(const std::string& verb, const Args& args, std::ostream& out, std:
   if (int rc = ParseOrExit(fs, args, "agent " + verb + " -spiffeID ID", out, err); rc >= 0) {
     return rc;
   }
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   if (spiffe_id.empty()) return Fail(err, "a SPIFFE ID is required");
   absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
   if (!id.ok()) return Fail(err, "invalid SPIFFE ID: " + std::string(id.status().message()));
@@ -545,7 +585,8 @@ int AgentCount(const Args& args, std::ostream& out, std::ostream& err) {
   ClientFlags cf;
   cf.Add(fs, true);
   if (int rc = ParseOrExit(fs, args, "agent count", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) return Fail(err, std::string(st.message()));
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
   Client client(cf.socket_path);
   v1::CountAgentsResponse resp;
   auto ctx = client.Context();
@@ -658,8 +699,8 @@ int BundleSet(const Args& args, std::ostream& out, std::ostream& err) {
   fs.String("format", &format, "The format of the bundle data (pem or spiffe)");
   fs.String("id", &id, "SPIFFE ID of the trust domain");
   fs.String("path", &path, "Path to the bundle data (default: standard input)");
-  if (int rc = ParseOrExit(fs, args, "bundle set -id TD [-path FILE] [-format pem|spiffe]", out,
-                           err);
+  if (int rc =
+          ParseOrExit(fs, args, "bundle set -id TD [-path FILE] [-format pem|spiffe]", out, err);
       rc >= 0) {
     return rc;
   }
@@ -674,13 +715,14 @@ int BundleSet(const Args& args, std::ostream& out, std::ostream& err) {
     data = ss.str();
   } else {
     absl::StatusOr<std::string> read = common::ReadFile(path);
-    if (!read.ok()) return Fail(err, "unable to read bundle: " + std::string(read.status().message()));
+    if (!read.ok())
+      return Fail(err, "unable to read bundle: " + std::string(read.status().message()));
     data = *read;
   }
-  absl::StatusOr<common::Bundle> bundle = format == "spiffe"
-                                              ? common::ParseSpiffeBundle(*td, data)
-                                              : common::BundleFromPem(*td, data);
-  if (!bundle.ok()) return Fail(err, "unable to parse bundle: " + std::string(bundle.status().message()));
+  absl::StatusOr<common::Bundle> bundle =
+      format == "spiffe" ? common::ParseSpiffeBundle(*td, data) : common::BundleFromPem(*td, data);
+  if (!bundle.ok())
+    return Fail(err, "unable to parse bundle: " + std::string(bundle.status().message()));
   Client client(cf.socket_path);
   v1::SetFederatedBundleRequest req;
   *req.mutable_bundle() = server::BundleToProto(*bundle);
@@ -720,8 +762,9 @@ int Healthcheck(const Args& args, std::ostream& out, std::ostream& err) {
   ClientFlags cf;
   bool shallow = false, verbose = false;
   cf.Add(fs, false);
-  fs.Bool("shallow", &shallow, "Perform a less stringent health check (only that the server "
-                               "answers)");
+  fs.Bool("shallow", &shallow,
+          "Perform a less stringent health check (only that the server "
+          "answers)");
   fs.Bool("verbose", &verbose, "Print verbose information");
   if (int rc = ParseOrExit(fs, args, "healthcheck [-shallow] [-socketPath PATH]", out, err);
       rc >= 0) {
@@ -789,19 +832,16 @@ std::vector<SubCommand> ServerCommands() {
   cmds.push_back(
       {"entry", "Manage registration entries (create, update, delete, show, count)",
        [](const Args& a, std::ostream& o, std::ostream& e) {
-         return Group("entry",
-                      {{"create",
-                        [](const Args& x, std::ostream& y, std::ostream& z) {
-                          return EntryCreateOrUpdate(false, x, y, z);
-                        }},
-                       {"update",
-                        [](const Args& x, std::ostream& y, std::ostream& z) {
-                          return EntryCreateOrUpdate(true, x, y, z);
-                        }},
-                       {"delete", EntryDelete},
-                       {"show", EntryShow},
-                       {"count", EntryCount}},
-                      a, o, e);
+         return Group(
+             "entry",
+             {{"create", [](const Args& x, std::ostream& y,
+                            std::ostream& z) { return EntryCreateOrUpdate(false, x, y, z); }},
+              {"update", [](const Args& x, std::ostream& y,
+                            std::ostream& z) { return EntryCreateOrUpdate(true, x, y, z); }},
+              {"delete", EntryDelete},
+              {"show", EntryShow},
+              {"count", EntryCount}},
+             a, o, e);
        }});
   cmds.push_back({"bundle", "Manage trust bundles (show, list, set, delete)",
                   [](const Args& a, std::ostream& o, std::ostream& e) {
@@ -812,22 +852,21 @@ std::vector<SubCommand> ServerCommands() {
                                   {"delete", BundleDelete}},
                                  a, o, e);
                   }});
-  cmds.push_back(
-      {"agent", "Manage attested agents (list, show, count, ban, evict)",
-       [](const Args& a, std::ostream& o, std::ostream& e) {
-         auto by_id = [](const std::string& verb) {
-           return [verb](const Args& x, std::ostream& y, std::ostream& z) {
-             return AgentById(verb, x, y, z);
-           };
-         };
-         return Group("agent",
-                      {{"list", AgentList},
-                       {"show", by_id("show")},
-                       {"count", AgentCount},
-                       {"ban", by_id("ban")},
-                       {"evict", by_id("evict")}},
-                      a, o, e);
-       }});
+  cmds.push_back({"agent", "Manage attested agents (list, show, count, ban, evict)",
+                  [](const Args& a, std::ostream& o, std::ostream& e) {
+                    auto by_id = [](const std::string& verb) {
+                      return [verb](const Args& x, std::ostream& y, std::ostream& z) {
+                        return AgentById(verb, x, y, z);
+                      };
+                    };
+                    return Group("agent",
+                                 {{"list", AgentList},
+                                  {"show", by_id("show")},
+                                  {"count", AgentCount},
+                                  {"ban", by_id("ban")},
+                                  {"evict", by_id("evict")}},
+                                 a, o, e);
+                  }});
   return cmds;
 }
 

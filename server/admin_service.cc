@@ -37,8 +37,7 @@ datastore::MatchMode MatchFromProto(v1::MatchBehavior m) {
 
 absl::Status CheckMatch(int value, const std::string& field) {
   if (!v1::MatchBehavior_IsValid(value)) {
-    return absl::InvalidArgumentError(field + ": unknown match behaviour " +
-                                      std::to_string(value));
+    return absl::InvalidArgumentError(field + ": unknown match behaviour " + std::to_string(value));
   }
   return absl::OkStatus();
 }
@@ -78,7 +77,8 @@ void AdminService::AfterWrite() {
 absl::StatusOr<std::string> AdminService::AgentIdArg(const std::string& spiffe_id) const {
   if (spiffe_id.empty()) return absl::InvalidArgumentError("spiffe_id: is required");
   absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
-  if (!id.ok()) return absl::InvalidArgumentError("spiffe_id: " + std::string(id.status().message()));
+  if (!id.ok())
+    return absl::InvalidArgumentError("spiffe_id: " + std::string(id.status().message()));
   if (!id->MemberOf(options_.trust_domain)) {
     return absl::InvalidArgumentError("spiffe_id: \"" + spiffe_id + "\" is not in trust domain \"" +
                                       options_.trust_domain.name() + "\"");
@@ -94,8 +94,7 @@ grpc::Status AdminService::BatchCreateEntry(ServerContext*, const v1::BatchCreat
   bool wrote = false;
   for (const v1::Entry& in : req->entries()) {
     v1::BatchCreateEntryResponse::Result* result = resp->add_results();
-    absl::StatusOr<datastore::RegistrationEntry> entry =
-        EntryFromProto(in, options_.trust_domain);
+    absl::StatusOr<datastore::RegistrationEntry> entry = EntryFromProto(in, options_.trust_domain);
     if (!entry.ok()) {
       SetStatus(result->mutable_status(), entry.status());
       continue;
@@ -136,8 +135,7 @@ grpc::Status AdminService::BatchUpdateEntry(ServerContext*, const v1::BatchUpdat
       SetStatus(result->mutable_status(), absl::InvalidArgumentError("id: is required"));
       continue;
     }
-    absl::StatusOr<datastore::RegistrationEntry> entry =
-        EntryFromProto(in, options_.trust_domain);
+    absl::StatusOr<datastore::RegistrationEntry> entry = EntryFromProto(in, options_.trust_domain);
     if (!entry.ok()) {
       SetStatus(result->mutable_status(), entry.status());
       continue;
@@ -148,8 +146,8 @@ grpc::Status AdminService::BatchUpdateEntry(ServerContext*, const v1::BatchUpdat
     if (updated.ok()) {
       wrote = true;
       *result->mutable_entry() = EntryToProto(*updated);
-      LogInfo("Entry updated", {{"entry_id", updated->id},
-                                {"revision", std::to_string(updated->revision_number)}});
+      LogInfo("Entry updated",
+              {{"entry_id", updated->id}, {"revision", std::to_string(updated->revision_number)}});
     }
   }
   if (wrote) AfterWrite();
@@ -192,14 +190,16 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
   if (!req->by_spiffe_id().empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_spiffe_id());
     if (!id.ok()) {
-      return ToGrpc(absl::InvalidArgumentError("by_spiffe_id: " + std::string(id.status().message())));
+      return ToGrpc(
+          absl::InvalidArgumentError("by_spiffe_id: " + std::string(id.status().message())));
     }
     q.by_spiffe_id = id->String();
   }
   if (!req->by_parent_id().empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_parent_id());
     if (!id.ok()) {
-      return ToGrpc(absl::InvalidArgumentError("by_parent_id: " + std::string(id.status().message())));
+      return ToGrpc(
+          absl::InvalidArgumentError("by_parent_id: " + std::string(id.status().message())));
     }
     q.by_parent_id = id->String();
   }
@@ -281,8 +281,7 @@ grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinT
     v1::Selector* sel = e.add_selectors();
     sel->set_type("spiffe_id");
     sel->set_value(agent_id->String());
-    absl::StatusOr<datastore::RegistrationEntry> checked =
-        EntryFromProto(e, options_.trust_domain);
+    absl::StatusOr<datastore::RegistrationEntry> checked = EntryFromProto(e, options_.trust_domain);
     if (!checked.ok()) return ToGrpc(checked.status());
     entry = *checked;
   }
@@ -299,8 +298,9 @@ grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinT
     }
     AfterWrite();
   }
-  LogInfo("Join token created",
-          {{"expires_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_at, absl::UTCTimeZone())}});
+  LogInfo(
+      "Join token created",
+      {{"expires_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_at, absl::UTCTimeZone())}});
   resp->set_token(token);
   resp->set_expires_at(absl::ToUnixSeconds(expires_at));
   return grpc::Status::OK;
@@ -433,10 +433,12 @@ grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
                                                  v1::Empty*) {
   absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(req->trust_domain());
   if (!td.ok()) {
-    return ToGrpc(absl::InvalidArgumentError("trust_domain: " + std::string(td.status().message())));
+    return ToGrpc(
+        absl::InvalidArgumentError("trust_domain: " + std::string(td.status().message())));
   }
   if (*td == options_.trust_domain) {
-    return ToGrpc(absl::InvalidArgumentError("trust_domain: the server's own bundle cannot be deleted"));
+    return ToGrpc(
+        absl::InvalidArgumentError("trust_domain: the server's own bundle cannot be deleted"));
   }
   absl::Status st = ds_->DeleteBundle(td->name(), datastore::BundleDeleteMode::kRestrict);
   if (!st.ok()) return ToGrpc(st);
@@ -458,8 +460,8 @@ grpc::Status AdminService::Health(ServerContext*, const v1::HealthRequest*,
   if (options_.health) {
     for (const auto& [name, h] : options_.health()) {
       healthy = healthy && h.healthy;
-      (*resp->mutable_details())[name] = h.healthy ? (h.detail.empty() ? "ok" : h.detail)
-                                                   : h.detail;
+      (*resp->mutable_details())[name] =
+          h.healthy ? (h.detail.empty() ? "ok" : h.detail) : h.detail;
     }
   }
   resp->set_healthy(healthy);

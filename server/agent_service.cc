@@ -182,7 +182,8 @@ absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const ServerContex
   }
   absl::Status st = CheckNode(*caller);
   if (!st.ok()) {
-    LogWarn("Agent refused", {{"agent_id", caller->id.String()}, {"reason", std::string(st.message())}});
+    LogWarn("Agent refused",
+            {{"agent_id", caller->id.String()}, {"reason", std::string(st.message())}});
     return st;
   }
   return caller->id;
@@ -215,12 +216,15 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
     return absl::InvalidArgumentError("the first message must carry attestation parameters");
   }
   const v1::AttestAgentRequest::Params& params = first.params();
-  if (params.data().type().empty()) return absl::InvalidArgumentError("params.data.type: is required");
+  if (params.data().type().empty())
+    return absl::InvalidArgumentError("params.data.type: is required");
   if (params.csr().empty()) return absl::InvalidArgumentError("params.csr: is required");
   // Check the CSR before attesting: a join token is consumed by attestation, and a bad CSR
   // must not burn it.
-  absl::StatusOr<common::CertificateRequest> csr = common::CertificateRequest::FromDer(params.csr());
-  if (!csr.ok()) return absl::InvalidArgumentError("params.csr: " + std::string(csr.status().message()));
+  absl::StatusOr<common::CertificateRequest> csr =
+      common::CertificateRequest::FromDer(params.csr());
+  if (!csr.ok())
+    return absl::InvalidArgumentError("params.csr: " + std::string(csr.status().message()));
   absl::Status sig = csr->VerifySignature();
   if (!sig.ok()) return absl::InvalidArgumentError("params.csr: " + std::string(sig.message()));
 
@@ -355,8 +359,8 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpc(agent.status());
   if (req->params_size() > kMaxBatch) {
-    return ToGrpc(absl::InvalidArgumentError("params: at most " + std::to_string(kMaxBatch) +
-                                             " per batch"));
+    return ToGrpc(
+        absl::InvalidArgumentError("params: at most " + std::to_string(kMaxBatch) + " per batch"));
   }
   if (absl::Status st = TakeSigning(*ctx, req->params_size()); !st.ok()) return ToGrpc(st);
   std::map<std::string, datastore::RegistrationEntry> authorized;
@@ -495,9 +499,8 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck), [&] {
-        return shutdown_ || generation_ != seen_generation;
-      });
+      changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck),
+                        [&] { return shutdown_ || generation_ != seen_generation; });
       if (shutdown_) return grpc::Status::OK;
       seen_generation = generation_;
     }

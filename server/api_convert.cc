@@ -27,8 +27,8 @@ bool ValidDnsName(const std::string& name) {
   size_t start = 0;
   while (true) {
     size_t dot = rest.find('.', start);
-    std::string label = rest.substr(start, dot == std::string::npos ? std::string::npos
-                                                                   : dot - start);
+    std::string label =
+        rest.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
       return false;
     }
@@ -149,9 +149,8 @@ v1::AttestedNode NodeToProto(const datastore::AttestedNode& n) {
   out.set_cert_serial_number(n.cert_serial_number);
   out.set_cert_not_after(absl::ToUnixSeconds(n.cert_not_after));
   out.set_new_cert_serial_number(n.new_cert_serial_number);
-  out.set_new_cert_not_after(n.new_cert_serial_number.empty()
-                                 ? 0
-                                 : absl::ToUnixSeconds(n.new_cert_not_after));
+  out.set_new_cert_not_after(
+      n.new_cert_serial_number.empty() ? 0 : absl::ToUnixSeconds(n.new_cert_not_after));
   out.set_banned(n.banned);
   for (const auto& s : n.selectors) *out.add_selectors() = SelectorToProto(s);
   out.set_can_reattest(n.can_reattest);
@@ -233,8 +232,9 @@ absl::StatusOr<common::Bundle> CommonBundleFromDatastore(const datastore::Bundle
                                  std::string(cert.status().message()));
     }
     absl::Status st = out.AddX509Authority(*cert);
-    if (!st.ok()) return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                             std::string(st.message()));
+    if (!st.ok())
+      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
+                                 std::string(st.message()));
   }
   for (const auto& a : b.jwt_authorities) {
     absl::StatusOr<common::PublicKey> key = common::PublicKey::FromSpkiDer(a.public_key_der);
@@ -243,8 +243,9 @@ absl::StatusOr<common::Bundle> CommonBundleFromDatastore(const datastore::Bundle
                                  std::string(key.status().message()));
     }
     absl::Status st = out.AddJwtAuthority(a.kid, *key);
-    if (!st.ok()) return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                             std::string(st.message()));
+    if (!st.ok())
+      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
+                                 std::string(st.message()));
   }
   out.set_sequence(static_cast<uint64_t>(b.sequence_number));
   if (b.refresh_hint_seconds > 0) out.set_refresh_hint_seconds(b.refresh_hint_seconds);

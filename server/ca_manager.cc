@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/escaping.h"
@@ -147,6 +148,12 @@ absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
 
 // ---- CaManager ----
 
+// What the signing hot path needs, swapped as one pointer on activation.
+struct CaManager::Signer {
+  std::shared_ptr<const common::X509SvidIssuer> issuer;
+  std::vector<std::string> chain_der;  // appended after the leaf: CA and intermediates
+};
+
 struct CaManager::State {
   struct X509Slot {
     std::string id;
@@ -170,6 +177,7 @@ struct CaManager::State {
   std::shared_ptr<const common::Bundle> bundle;        // guarded by mu
   std::optional<datastore::Bundle> stored_bundle;      // guarded by mu
   uint64_t x509_generation = 0;                        // guarded by mu
+  std::shared_ptr<const Signer> signer;                // guarded by mu
   std::function<void(std::shared_ptr<const common::Bundle>)> bundle_listener;  // guarded by mu
   std::function<void()> activation_listener;                                    // guarded by mu
 };
@@ -266,6 +274,18 @@ void Warn(const std::string& message) { std::cerr << "WARN ca_manager: " << mess
 
 }  // namespace
 
+std::shared_ptr<const CaManager::Signer> CaManager::MakeSigner(
+    std::shared_ptr<const common::X509SvidIssuer> issuer,
+    const std::vector<common::Certificate>& chain) const {
+  auto signer = std::make_shared<Signer>();
+  signer->issuer = std::move(issuer);
+  // A self-signed CA is the root itself, and chains handed out stop below the root.
+  if (options_.upstream != nullptr) {
+    for (const auto& c : chain) signer->chain_der.push_back(c.der());
+  }
+  return signer;
+}
+
 absl::Status CaManager::Start() {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
   if (SvidTtlTooLong(options_.ca_ttl, options_.default_x509_svid_ttl)) {
@@ -312,8 +332,10 @@ absl::Status CaManager::Start() {
           continue;
         }
         slot.issuer = std::move(*issuer);
+        auto signer = MakeSigner(slot.issuer, slot.chain);
         std::lock_guard<std::mutex> lock(state_->mu);
         state_->x509_active = std::move(slot);
+        state_->signer = std::move(signer);
       } else {
         std::lock_guard<std::mutex> lock(state_->mu);
         state_->x509_prepared = std::move(slot);
@@ -335,9 +357,24 @@ absl::Status CaManager::Start() {
       }
     }
   }
+  // Records not resumed (expired, unreadable, key lost, superseded) are retired so they are
+  // pruned like any old authority instead of being reconsidered on every start.
+  std::set<std::pair<AuthorityKind, std::string>> resumed;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     if (state_->x509_active) state_->x509_generation++;
+    for (const auto* x : {&state_->x509_active, &state_->x509_prepared}) {
+      if (*x) resumed.insert({AuthorityKind::kX509, (*x)->id});
+    }
+    for (const auto* j : {&state_->jwt_active, &state_->jwt_prepared}) {
+      if (*j) resumed.insert({AuthorityKind::kJwt, (*j)->kid});
+    }
+  }
+  for (CaJournalEntry e : journal) {
+    if (e.status == AuthorityStatus::kOld || resumed.count({e.kind, e.authority_id})) continue;
+    e.status = AuthorityStatus::kOld;
+    auto put = ds_->PutCaJournalEntry(e);
+    if (!put.ok()) return Annotate(put.status(), "retiring authority " + e.authority_id);
   }
   // Make sure every live authority is in the bundle (it may have been deleted by hand).
   std::vector<datastore::X509Authority> x509;
@@ -360,10 +397,12 @@ absl::Status CaManager::Start() {
 
 absl::Status CaManager::Tick() {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
-  TRELLIS_RETURN_IF_ERROR(RotateLocked());
-  TRELLIS_RETURN_IF_ERROR(PruneLocked());
+  absl::Status rotate = RotateLocked();
+  absl::Status prune = PruneLocked();
   // Picks up changes made by others (admin API: taint, set) to our bundle row.
-  return ReloadBundle(/*force_notify=*/false);
+  absl::Status reload = ReloadBundle(/*force_notify=*/false);
+  if (!rotate.ok()) return rotate;
+  return prune.ok() ? reload : prune;
 }
 
 absl::Status CaManager::AppendToBundle(const std::vector<datastore::X509Authority>& x509,
@@ -372,11 +411,11 @@ absl::Status CaManager::AppendToBundle(const std::vector<datastore::X509Authorit
   add.trust_domain = options_.trust_domain.name();
   add.x509_authorities = x509;
   add.jwt_authorities = jwt;
-  const absl::Duration hint = options_.refresh_hint > absl::ZeroDuration()
-                                  ? options_.refresh_hint
-                                  : std::max(absl::Seconds(5), options_.ca_ttl / 10 > absl::Minutes(5)
-                                                                   ? absl::Minutes(5)
-                                                                   : options_.ca_ttl / 10);
+  // Default hint: a tenth of the CA lifetime, between 5 s and 5 min.
+  const absl::Duration hint =
+      options_.refresh_hint > absl::ZeroDuration()
+          ? options_.refresh_hint
+          : std::clamp(options_.ca_ttl / 10, absl::Seconds(5), absl::Minutes(5));
   add.refresh_hint_seconds = absl::ToInt64Seconds(hint);
   auto stored = ds_->AppendBundle(add);
   if (!stored.ok()) return Annotate(stored.status(), "updating the trust bundle");
@@ -486,8 +525,10 @@ absl::Status CaManager::Journal(AuthorityKind kind, const std::string& id, Autho
 }
 
 absl::Status CaManager::RotateLocked() {
-  TRELLIS_RETURN_IF_ERROR(RotateX509Locked());
-  return RotateJwtLocked();
+  // Independent: an unreachable upstream must not hold back the JWT key.
+  absl::Status x509 = RotateX509Locked();
+  absl::Status jwt = RotateJwtLocked();
+  return x509.ok() ? jwt : x509;
 }
 
 namespace {
@@ -559,9 +600,11 @@ absl::Status CaManager::RotateX509Locked() {
                                     active->ca().not_after()));
   }
   std::function<void()> listener;
+  auto signer = MakeSigner(prepared->issuer, prepared->chain);
   {
     std::lock_guard<std::mutex> lock(state_->mu);
     state_->x509_active = std::move(prepared);
+    state_->signer = std::move(signer);
     state_->x509_prepared.reset();
     state_->x509_generation++;
     listener = state_->activation_listener;
@@ -644,42 +687,36 @@ absl::Status CaManager::PruneLocked() {
   return absl::OkStatus();
 }
 
+std::shared_ptr<const CaManager::Signer> CaManager::CurrentSigner() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->signer;
+}
+
 absl::StatusOr<std::vector<std::string>> CaManager::SignX509SvidFromCsr(
     std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
     const std::vector<std::string>& dns_names) {
-  std::shared_ptr<const common::X509SvidIssuer> issuer;
-  std::vector<common::Certificate> chain;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (!state_->x509_active) return absl::UnavailableError("no active X.509 CA yet");
-    issuer = state_->x509_active->issuer;
-    chain = state_->x509_active->chain;
-  }
-  TRELLIS_ASSIGN_OR_RETURN(std::string leaf, issuer->IssueFromCsr(csr_der, id, ttl, dns_names));
-  std::vector<std::string> out{std::move(leaf)};
-  // A self-signed CA is the root itself, and the chain handed out stops below the root.
-  if (options_.upstream != nullptr) {
-    for (const auto& c : chain) out.push_back(c.der());
-  }
+  auto signer = CurrentSigner();
+  if (!signer) return absl::UnavailableError("no active X.509 CA yet");
+  TRELLIS_ASSIGN_OR_RETURN(std::string leaf,
+                           signer->issuer->IssueFromCsr(csr_der, id, ttl, dns_names));
+  std::vector<std::string> out;
+  out.reserve(1 + signer->chain_der.size());
+  out.push_back(std::move(leaf));
+  out.insert(out.end(), signer->chain_der.begin(), signer->chain_der.end());
   return out;
 }
 
 absl::StatusOr<std::vector<std::string>> CaManager::SignX509SvidForKey(
     const common::PublicKey& key, const common::SpiffeId& id, absl::Duration ttl,
     const std::vector<std::string>& dns_names) {
-  std::shared_ptr<const common::X509SvidIssuer> issuer;
-  std::vector<common::Certificate> chain;
-  {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (!state_->x509_active) return absl::UnavailableError("no active X.509 CA yet");
-    issuer = state_->x509_active->issuer;
-    chain = state_->x509_active->chain;
-  }
-  TRELLIS_ASSIGN_OR_RETURN(std::string leaf, issuer->IssueForPublicKey(key, id, ttl, dns_names));
-  std::vector<std::string> out{std::move(leaf)};
-  if (options_.upstream != nullptr) {
-    for (const auto& c : chain) out.push_back(c.der());
-  }
+  auto signer = CurrentSigner();
+  if (!signer) return absl::UnavailableError("no active X.509 CA yet");
+  TRELLIS_ASSIGN_OR_RETURN(std::string leaf,
+                           signer->issuer->IssueForPublicKey(key, id, ttl, dns_names));
+  std::vector<std::string> out;
+  out.reserve(1 + signer->chain_der.size());
+  out.push_back(std::move(leaf));
+  out.insert(out.end(), signer->chain_der.begin(), signer->chain_der.end());
   return out;
 }
 

@@ -128,6 +128,7 @@ class CaManager {
 
  private:
   struct State;
+  struct Signer;
   struct X509Candidate {
     std::string id;
     std::vector<common::Certificate> chain;  // CA first, then intermediates (no root)
@@ -143,6 +144,10 @@ class CaManager {
   CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
             const common::Clock& clock);
 
+  std::shared_ptr<const Signer> MakeSigner(
+      std::shared_ptr<const common::X509SvidIssuer> issuer,
+      const std::vector<common::Certificate>& chain) const;
+  std::shared_ptr<const Signer> CurrentSigner() const;
   absl::StatusOr<X509Candidate> NewX509Ca();
   absl::StatusOr<JwtCandidate> NewJwtKey();
   absl::Status Journal(datastore::AuthorityKind kind, const std::string& id,

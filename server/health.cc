@@ -53,9 +53,9 @@ absl::StatusOr<std::unique_ptr<HealthListener>> HealthListener::Start(
       sockaddr_storage bound{};
       socklen_t len = sizeof bound;
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-      l->port_ = ntohs(bound.ss_family == AF_INET6
-                           ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+      l->port_ =
+          ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
       break;
     }
     last_error = std::strerror(errno);
@@ -129,9 +129,10 @@ void HealthListener::Answer(int fd) {
     std::tie(code, body) = RenderHealth(report_(), path == config_.live_path);
   }
   std::string reason = code == 200 ? "OK" : code == 404 ? "Not Found" : "Internal Server Error";
-  std::string resp = "HTTP/1.0 " + std::to_string(code) + " " + reason +
-                     "\r\nContent-Type: application/json\r\nContent-Length: " +
-                     std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  std::string resp =
+      "HTTP/1.0 " + std::to_string(code) + " " + reason +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\n\r\n" + body;
   size_t off = 0;
   while (off < resp.size()) {
     ssize_t sent = ::send(fd, resp.data() + off, resp.size() - off, MSG_NOSIGNAL);

@@ -249,9 +249,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   const common::TrustDomain& td = cfg.trust_domain;
 
   TRELLIS_RETURN_IF_ERROR(common::EnsurePrivateDir(cfg.data_dir));
-  TRELLIS_ASSIGN_OR_RETURN(s.ds, datastore::CreateDataStore(
-                                     DatabaseTypeName(cfg.data_store.database_type),
-                                     cfg.data_store.connection_string));
+  TRELLIS_ASSIGN_OR_RETURN(
+      s.ds, datastore::CreateDataStore(DatabaseTypeName(cfg.data_store.database_type),
+                                       cfg.data_store.connection_string));
   TRELLIS_ASSIGN_OR_RETURN(std::string instance_id, LoadOrCreateInstanceId(cfg.data_dir));
   TRELLIS_ASSIGN_OR_RETURN(s.km, CreateKeyManager(cfg.key_manager, cfg.data_dir));
 
@@ -273,14 +273,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     ca_opts.refresh_hint = cfg.federation.bundle_endpoint->refresh_hint;
   }
   if (cfg.upstream_authority) {
-    if (const auto* disk = std::get_if<config::DiskUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
+    if (const auto* disk =
+            std::get_if<config::DiskUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
       DiskUpstreamOptions o{disk->cert_file_path, disk->key_file_path, disk->bundle_file_path};
       TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<UpstreamAuthority> up,
                                CreateDiskUpstreamAuthority(o, s.clock));
       ca_opts.upstream = std::move(up);
     } else {
-      return absl::UnimplementedError(
-          "UpstreamAuthority \"spire\" is not available in this build");
+      return absl::UnimplementedError("UpstreamAuthority \"spire\" is not available in this build");
     }
   }
   if (CaManager::SvidTtlTooLong(cfg.ca_ttl, cfg.default_x509_svid_ttl)) {
@@ -331,9 +331,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   AgentService* agents = s.agent_service.get();
   EntryIndex* index = s.index.get();
   s.index->SetChangeListener([agents](uint64_t) { agents->NotifyChange(); });
-  s.ca->SetBundleListener([agents](std::shared_ptr<const common::Bundle>) {
-    agents->NotifyChange();
-  });
+  s.ca->SetBundleListener(
+      [agents](std::shared_ptr<const common::Bundle>) { agents->NotifyChange(); });
   Impl* raw = impl.get();
   s.ca->SetX509ActivationListener([raw] {
     raw->ca_activated = true;
@@ -358,9 +357,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
 
 absl::Status Server::Start() {
   Impl& s = *impl_;
-  TRELLIS_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> creds,
-                           transport::SpiffeServerCredentials(s.svid->CertChainPath(),
-                                                              s.svid->KeyPath()));
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> creds,
+      transport::SpiffeServerCredentials(s.svid->CertChainPath(), s.svid->KeyPath()));
   {
     grpc::ServerBuilder b;
     AddKeepalive(b);

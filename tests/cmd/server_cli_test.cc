@@ -171,20 +171,19 @@ TEST_F(ServerCliTest, TokenGenerateWithSpiffeIdRegistersAnEntry) {
 
 TEST_F(ServerCliTest, EntryCreateShowCountDelete) {
   int before = std::atoi(Admin({"entry", "count"}).out.c_str());
-  Result created = Admin({"entry", "create", "-parentID",
-                          "spiffe://example.org/spire/agent/join_token/abc", "-spiffeID",
-                          "spiffe://example.org/app", "-selector", "unix:uid:1000"});
+  Result created =
+      Admin({"entry", "create", "-parentID", "spiffe://example.org/spire/agent/join_token/abc",
+             "-spiffeID", "spiffe://example.org/app", "-selector", "unix:uid:1000"});
   ASSERT_EQ(created.code, 0) << created.err;
   std::string id = EntryIdFrom(created.out);
   ASSERT_FALSE(id.empty()) << created.out;
-  EXPECT_EQ(created.out,
-            "Entry ID         : " + id +
-                "\nSPIFFE ID        : spiffe://example.org/app\n"
-                "Parent ID        : spiffe://example.org/spire/agent/join_token/abc\n"
-                "Revision         : 0\n"
-                "X509-SVID TTL    : default\n"
-                "JWT-SVID TTL     : default\n"
-                "Selector         : unix:uid:1000\n\n");
+  EXPECT_EQ(created.out, "Entry ID         : " + id +
+                             "\nSPIFFE ID        : spiffe://example.org/app\n"
+                             "Parent ID        : spiffe://example.org/spire/agent/join_token/abc\n"
+                             "Revision         : 0\n"
+                             "X509-SVID TTL    : default\n"
+                             "JWT-SVID TTL     : default\n"
+                             "Selector         : unix:uid:1000\n\n");
 
   Result shown = Admin({"entry", "show", "-entryID", id});
   EXPECT_EQ(shown.code, 0);
@@ -234,9 +233,10 @@ TEST_F(ServerCliTest, EntryShowFiltersBySelector) {
 }
 
 TEST_F(ServerCliTest, DuplicateEntryFailsWithOneLine) {
-  std::vector<std::string> args = {"entry", "create", "-parentID", "spiffe://example.org/p",
-                                   "-spiffeID", "spiffe://example.org/dup", "-selector",
-                                   "unix:uid:1"};
+  std::vector<std::string> args = {"entry",     "create",
+                                   "-parentID", "spiffe://example.org/p",
+                                   "-spiffeID", "spiffe://example.org/dup",
+                                   "-selector", "unix:uid:1"};
   ASSERT_EQ(Admin(args).code, 0);
   Result r = Admin(args);
   EXPECT_EQ(r.code, 1);

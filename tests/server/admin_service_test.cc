@@ -27,8 +27,7 @@ common::TrustDomain Td(const std::string& name) { return *common::TrustDomain::P
 class AdminServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "trellis-admin-XXXXXX").string();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-admin-XXXXXX").string();
     dir_ = mkdtemp(tmpl.data());
     auto ds = datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3");
     ASSERT_TRUE(ds.ok()) << ds.status();
@@ -166,9 +165,9 @@ TEST_F(AdminServiceTest, CreateEntryFederatingWithOwnTrustDomainIsInvalid) {
 }
 
 TEST_F(AdminServiceTest, BatchCreateReportsEachItemOnItsOwn) {
-  v1::BatchCreateEntryResponse resp = Create({MakeEntry("spiffe://example.org/a", kParent),
-                                              MakeEntry("bad", kParent),
-                                              MakeEntry("spiffe://example.org/b", kParent)});
+  v1::BatchCreateEntryResponse resp =
+      Create({MakeEntry("spiffe://example.org/a", kParent), MakeEntry("bad", kParent),
+              MakeEntry("spiffe://example.org/b", kParent)});
   ASSERT_EQ(resp.results_size(), 3);
   EXPECT_EQ(resp.results(0).status().code(), 0);
   EXPECT_EQ(resp.results(1).status().code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -279,7 +278,8 @@ TEST_F(AdminServiceTest, ListEntriesFiltersBySelectorSuperset) {
 }
 
 TEST_F(AdminServiceTest, ListEntriesPagesThroughEverything) {
-  for (int i = 0; i < 5; ++i) CreateOne(MakeEntry("spiffe://example.org/w" + std::to_string(i), kParent));
+  for (int i = 0; i < 5; ++i)
+    CreateOne(MakeEntry("spiffe://example.org/w" + std::to_string(i), kParent));
   std::vector<std::string> seen;
   std::string token;
   int pages = 0;

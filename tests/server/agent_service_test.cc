@@ -10,6 +10,7 @@
 #include <string>
 
 #include "attestors/node/node_attestor.h"
+#include "attestors/node/x509pop.h"
 #include "common/bundle.h"
 #include "common/csr.h"
 #include "common/jwt.h"
@@ -50,7 +51,8 @@ class AgentServiceTest : public ::testing::Test {
   void SetUp() override { Build(RateLimits{}); }
 
   void Build(RateLimits limits) {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-agentsvc-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "trellis-agentsvc-XXXXXX").string();
     dir_ = mkdtemp(tmpl.data());
     ds_ = Must(datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3"));
     km_ = std::make_unique<MemoryKeyManager>();
@@ -66,14 +68,19 @@ class AgentServiceTest : public ::testing::Test {
     std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors;
     attestors.push_back(Must(attestors::CreateServerNodeAttestor(
         common::config::JoinTokenServerAttestorConfig{}, kTd, ds_.get(), clock_)));
+    pop_ca_key_ = Must(common::PrivateKey::Generate());
+    pop_ca_ = Must(common::CreateRootCa(*pop_ca_key_, *common::TrustDomain::Parse("pop-ca.test"),
+                                        absl::Hours(24), clock_));
+    attestors.push_back(
+        Must(attestors::X509PopServerAttestor::CreateFromCerts(kTd, {*pop_ca_}, clock_)));
 
     AgentService::Options opts{kTd};
     opts.rate_limits = limits;
     opts.clock = &clock_;
     CaManager* ca = ca_.get();
     const common::Clock* clock = &clock_;
-    opts.authenticate = [ca, clock](const grpc::ServerContext& ctx)
-        -> absl::StatusOr<CallerIdentity> {
+    opts.authenticate = [ca,
+                         clock](const grpc::ServerContext& ctx) -> absl::StatusOr<CallerIdentity> {
       absl::StatusOr<transport::PeerIdentity> p =
           transport::AuthenticatePeer(ctx, *ca->Bundle(), clock->Now());
       if (!p.ok()) return p.status();
@@ -87,10 +94,9 @@ class AgentServiceTest : public ::testing::Test {
     index_->SetChangeListener([svc](uint64_t) { svc->NotifyChange(); });
 
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0",
-                             Must(transport::SpiffeServerCredentials(svid_->CertChainPath(),
-                                                                     svid_->KeyPath())),
-                             &port_);
+    builder.AddListeningPort(
+        "127.0.0.1:0",
+        Must(transport::SpiffeServerCredentials(svid_->CertChainPath(), svid_->KeyPath())), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -115,7 +121,8 @@ class AgentServiceTest : public ::testing::Test {
 
   std::unique_ptr<Agent::Stub> As(const AgentCreds& a) {
     std::vector<common::Certificate> chain;
-    for (const auto& der : a.svid.cert_chain()) chain.push_back(Must(common::Certificate::FromDer(der)));
+    for (const auto& der : a.svid.cert_chain())
+      chain.push_back(Must(common::Certificate::FromDer(der)));
     transport::TlsIdentity id{common::Certificate::ChainToPem(chain),
                               std::string(Must(a.key.ToPem()).view())};
     auto creds = transport::SpiffeClientCredentials(id, Bundle(), common::ServerId(kTd));
@@ -186,7 +193,84 @@ class AgentServiceTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   int token_counter_ = 0;
+  std::optional<common::PrivateKey> pop_ca_key_;
+  std::optional<common::Certificate> pop_ca_;
 };
+
+// A node certificate from the x509pop CA and the agent side that proves possession of it.
+struct PopNode {
+  common::Certificate leaf;
+  std::unique_ptr<attestors::X509PopAgentAttestor> agent;
+};
+
+class X509PopAgentServiceTest : public AgentServiceTest {
+ protected:
+  PopNode NewNode() {
+    auto issuer = Must(common::X509SvidIssuer::Create(*pop_ca_, *pop_ca_key_, clock_));
+    common::PrivateKey key = Must(common::PrivateKey::Generate());
+    common::Certificate leaf = Must(common::Certificate::FromDer(Must(issuer->IssueForPublicKey(
+        key.public_key(), Must(common::SpiffeId::Parse("spiffe://pop-ca.test/node")),
+        absl::Hours(1)))));
+    return {leaf, std::make_unique<attestors::X509PopAgentAttestor>(
+                      key, std::vector<common::Certificate>{leaf})};
+  }
+
+  // One attestation with a challenge round; `tamper` spoils the answer.
+  grpc::Status AttestPop(PopNode& node, bool tamper, v1::AttestAgentResponse* result) {
+    auto stub = Anonymous();
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    auto stream = stub->AttestAgent(&ctx);
+    v1::AttestAgentRequest req;
+    req.mutable_params()->mutable_data()->set_type("x509pop");
+    req.mutable_params()->mutable_data()->set_payload(Must(node.agent->Payload()));
+    common::PrivateKey key = Must(common::PrivateKey::Generate());
+    req.mutable_params()->set_csr(Must(common::BuildCsr(key)));
+    EXPECT_TRUE(stream->Write(req));
+    v1::AttestAgentResponse challenge;
+    if (!stream->Read(&challenge)) return stream->Finish();
+    EXPECT_EQ(challenge.step_case(), v1::AttestAgentResponse::kChallenge);
+    std::string answer = Must(node.agent->Answer(challenge.challenge()));
+    if (tamper) answer[answer.size() / 2] ^= 0x01;
+    v1::AttestAgentRequest reply;
+    reply.set_challenge_response(answer);
+    EXPECT_TRUE(stream->Write(reply));
+    stream->WritesDone();
+    while (stream->Read(result)) {
+    }
+    return stream->Finish();
+  }
+};
+
+TEST_F(X509PopAgentServiceTest, ChallengeAnsweredByTheLeafKeyAttests) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse resp;
+  grpc::Status st = AttestPop(node, false, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const std::string id = "spiffe://example.org/spire/agent/x509pop/" + node.leaf.Sha1Fingerprint();
+  EXPECT_EQ(resp.result().svid().spiffe_id(), id);
+  EXPECT_TRUE(resp.result().reattestable());
+  std::vector<datastore::Selector> selectors = Must(ds_->GetNodeSelectors(id));
+  EXPECT_THAT(selectors, ::testing::Contains(datastore::Selector{
+                             "x509pop", "serialnumber:" + node.leaf.SerialHex()}));
+}
+
+TEST_F(X509PopAgentServiceTest, WrongChallengeAnswerIsDenied) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse resp;
+  EXPECT_EQ(AttestPop(node, true, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(X509PopAgentServiceTest, ReattestationRefreshesTheNodeSerial) {
+  PopNode node = NewNode();
+  v1::AttestAgentResponse first, second;
+  ASSERT_TRUE(AttestPop(node, false, &first).ok());
+  ASSERT_TRUE(AttestPop(node, false, &second).ok());
+  common::Certificate leaf =
+      Must(common::Certificate::FromDer(second.result().svid().cert_chain(0)));
+  EXPECT_EQ(Must(ds_->GetNode(second.result().svid().spiffe_id(), false)).cert_serial_number,
+            leaf.SerialHex());
+}
 
 TEST_F(AgentServiceTest, JoinTokenAttestationIssuesTheAgentSvid) {
   std::string token;
@@ -353,8 +437,8 @@ TEST_F(AgentServiceTest, SvidWithUnknownSerialIsRefused) {
 TEST_F(AgentServiceTest, BatchNewX509SvidMintsAuthorisedEntriesOnly) {
   AgentCreds a = AttestNew();
   datastore::RegistrationEntry mine = AddEntry(a.svid.spiffe_id(), "spiffe://example.org/app");
-  datastore::RegistrationEntry other =
-      AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  datastore::RegistrationEntry other = AddEntry(
+      "spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
   common::PrivateKey wkey = Must(common::PrivateKey::Generate());
   std::string csr = Must(common::BuildCsr(wkey));
   v1::BatchNewX509SVIDRequest req;
@@ -374,7 +458,8 @@ TEST_F(AgentServiceTest, BatchNewX509SvidMintsAuthorisedEntriesOnly) {
   ASSERT_EQ(resp.results_size(), 3);
   EXPECT_EQ(resp.results(0).code(), 0) << resp.results(0).message();
   EXPECT_EQ(resp.results(0).svid().spiffe_id(), "spiffe://example.org/app");
-  common::Certificate leaf = Must(common::Certificate::FromDer(resp.results(0).svid().cert_chain(0)));
+  common::Certificate leaf =
+      Must(common::Certificate::FromDer(resp.results(0).svid().cert_chain(0)));
   EXPECT_EQ(leaf.DnsSans(), std::vector<std::string>{"app.example.org"});
   EXPECT_EQ(resp.results(1).code(), static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
   EXPECT_EQ(resp.results(2).code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
@@ -391,16 +476,16 @@ TEST_F(AgentServiceTest, NewJwtSvidForAuthorisedEntry) {
   grpc::ClientContext ctx;
   ASSERT_TRUE(stub->NewJWTSVID(&ctx, req, &resp).ok());
   EXPECT_EQ(resp.svid().spiffe_id(), "spiffe://example.org/app");
-  auto verified = common::VerifyJwtSvid(resp.svid().token(), ca_->Bundle()->jwt_authorities(),
-                                        "db", absl::Now());
+  auto verified = common::VerifyJwtSvid(resp.svid().token(), ca_->Bundle()->jwt_authorities(), "db",
+                                        absl::Now());
   ASSERT_TRUE(verified.ok()) << verified.status();
   EXPECT_EQ(absl::ToUnixSeconds(verified->expiry), resp.svid().expires_at());
 }
 
 TEST_F(AgentServiceTest, NewJwtSvidForForeignEntryIsDenied) {
   AgentCreds a = AttestNew();
-  datastore::RegistrationEntry other =
-      AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  datastore::RegistrationEntry other = AddEntry(
+      "spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
   v1::NewJWTSVIDRequest req;
   req.set_entry_id(other.id);
   req.add_audience("db");
@@ -462,6 +547,83 @@ TEST_F(AgentServiceTest, SyncReportsUpdatedAndRemovedEntries) {
   EXPECT_EQ(resp.changed(0).revision_number(), updated.revision_number);
   ASSERT_EQ(resp.removed_ids_size(), 1);
   EXPECT_EQ(resp.removed_ids(0), gone.id);
+}
+
+TEST_F(AgentServiceTest, SyncSendsFederatedBundlesOnlyWhenStaleAndNeeded) {
+  AgentCreds a = AttestNew();
+  common::PrivateKey other_key = Must(common::PrivateKey::Generate());
+  common::Certificate other_ca = Must(common::CreateRootCa(
+      other_key, *common::TrustDomain::Parse("other.org"), absl::Hours(24), clock_));
+  datastore::Bundle fed;
+  fed.trust_domain = "other.org";
+  fed.x509_authorities.push_back({other_ca.der(), other_ca.not_after()});
+  datastore::Bundle stored = Must(ds_->SetBundle(fed));
+  ASSERT_TRUE(service_->RefreshFederatedBundles().ok());
+  datastore::RegistrationEntry e;
+  e.spiffe_id = "spiffe://example.org/fed";
+  e.parent_id = a.svid.spiffe_id();
+  e.selectors = {{"unix", "uid:1"}};
+  e.federates_with = {"other.org"};
+  ASSERT_TRUE(ds_->CreateEntry(e).ok());
+  ASSERT_TRUE(index_->Poll().ok());
+
+  v1::SyncAuthorizedEntriesRequest req;
+  (*req.mutable_federated_bundle_sequences())["gone.org"] = 3;
+  v1::SyncAuthorizedEntriesResponse resp;
+  ASSERT_TRUE(Sync(a, req, &resp).ok());
+  ASSERT_EQ(resp.federated_bundles_size(), 1);
+  EXPECT_EQ(resp.federated_bundles(0).trust_domain(), "other.org");
+  ASSERT_EQ(resp.removed_federated_bundles_size(), 1);
+  EXPECT_EQ(resp.removed_federated_bundles(0), "gone.org");
+
+  v1::SyncAuthorizedEntriesRequest current;
+  (*current.mutable_federated_bundle_sequences())["other.org"] =
+      static_cast<uint64_t>(stored.sequence_number);
+  v1::SyncAuthorizedEntriesResponse again;
+  ASSERT_TRUE(Sync(a, current, &again).ok());
+  EXPECT_EQ(again.federated_bundles_size(), 0);
+  EXPECT_EQ(again.removed_federated_bundles_size(), 0);
+}
+
+TEST_F(AgentServiceTest, SigningIsRateLimitedPerAddress) {
+  TearDown();
+  RateLimits limits;
+  limits.signing = {0.001, 1, 100};
+  Build(limits);
+  AgentCreds a = AttestNew();
+  datastore::RegistrationEntry mine = AddEntry(a.svid.spiffe_id(), "spiffe://example.org/app");
+  v1::NewJWTSVIDRequest req;
+  req.set_entry_id(mine.id);
+  req.add_audience("db");
+  auto stub = As(a);
+  v1::NewJWTSVIDResponse resp;
+  grpc::ClientContext first;
+  ASSERT_TRUE(stub->NewJWTSVID(&first, req, &resp).ok());
+  grpc::ClientContext second;
+  EXPECT_EQ(stub->NewJWTSVID(&second, req, &resp).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+}
+
+TEST_F(AgentServiceTest, WatchPushesANoticeWhenAFederatedBundleChanges) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice first;
+  ASSERT_TRUE(reader->Read(&first));
+  common::PrivateKey other_key = Must(common::PrivateKey::Generate());
+  common::Certificate other_ca = Must(common::CreateRootCa(
+      other_key, *common::TrustDomain::Parse("other.org"), absl::Hours(24), clock_));
+  datastore::Bundle fed;
+  fed.trust_domain = "other.org";
+  fed.x509_authorities.push_back({other_ca.der(), other_ca.not_after()});
+  ASSERT_TRUE(ds_->SetBundle(fed).ok());
+  ASSERT_TRUE(service_->RefreshFederatedBundles().ok());
+  v1::ChangeNotice next;
+  EXPECT_TRUE(reader->Read(&next));
+  ctx.TryCancel();
+  reader->Finish();
 }
 
 TEST_F(AgentServiceTest, WatchPushesANoticeWhenAnEntryIsCreated) {

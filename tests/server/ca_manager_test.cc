@@ -1,7 +1,9 @@
 // CaManager: CA and JWT key rotation on a fake clock, restart, pruning, upstream disk CA.
 #include "server/ca_manager.h"
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 #include "common/csr.h"
 #include "common/file_util.h"
@@ -204,6 +206,28 @@ TEST_F(CaManagerTest, RestartAfterExpiryCreatesFreshCa) {
   EXPECT_GT(again->ActiveX509Ca()->not_after(), clock_.Now() + absl::Hours(23));
 }
 
+TEST_F(CaManagerTest, RestartWithLostKeysCreatesFreshAuthorities) {
+  MemoryKeyManager memory;
+  auto first = CaManager::Create(DefaultOptions(), ds_.get(), &memory, clock_);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*first)->Start().ok());
+  const auto old = *(*first)->ActiveX509Ca();
+  first->reset();
+  MemoryKeyManager empty;  // a memory key manager forgets everything on restart
+  ::testing::internal::CaptureStderr();
+  auto second = CaManager::Create(DefaultOptions(), ds_.get(), &empty, clock_);
+  ASSERT_TRUE(second.ok());
+  ASSERT_TRUE((*second)->Start().ok());
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(*(*second)->ActiveX509Ca(), old);
+  // The unusable records were retired: only the new authorities are still active.
+  auto journal = ds_->ListCaJournal("default");
+  ASSERT_TRUE(journal.ok());
+  int active = 0;
+  for (const auto& e : *journal) active += e.status == datastore::AuthorityStatus::kActive;
+  EXPECT_EQ(active, 2);
+}
+
 TEST_F(CaManagerTest, NeverActivatesPreparedCaThatIsAlmostExpired) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
@@ -298,6 +322,25 @@ TEST_F(CaManagerTest, SigningBeforeStartIsUnavailable) {
   auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
   EXPECT_EQ((*ca)->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).status().code(),
             absl::StatusCode::kUnavailable);
+}
+
+TEST_F(CaManagerTest, StartWarnsWhenX509SvidTtlExceedsActivationThreshold) {
+  auto options = DefaultOptions();
+  options.default_x509_svid_ttl = absl::Hours(5);  // above min(24h/6, 7 days) = 4h
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager(options);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_NE(err.find("default_x509_svid_ttl"), std::string::npos) << err;
+  EXPECT_EQ(err.find("default_jwt_svid_ttl"), std::string::npos) << err;
+}
+
+TEST_F(CaManagerTest, StartDoesNotWarnForDefaults) {
+  ::testing::internal::CaptureStderr();
+  auto ca = StartManager();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  ASSERT_NE(ca, nullptr);
+  EXPECT_EQ(err.find("exceeds"), std::string::npos) << err;
 }
 
 TEST(CaManagerRules, SvidTtlWarningThreshold) {
@@ -409,6 +452,82 @@ TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
                          Write("up.key", std::string(up_key->ToPem()->view())), ""};
   EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// Wraps an upstream and can be switched off, like an unreachable upstream server.
+class FlakyUpstream final : public UpstreamAuthority {
+ public:
+  explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
+  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key,
+                                        const common::TrustDomain& td,
+                                        absl::Duration ttl) override {
+    if (down) return absl::UnavailableError("upstream unreachable");
+    return inner_->MintX509Ca(key, td, ttl);
+  }
+  std::atomic<bool> down{false};
+
+ private:
+  std::unique_ptr<UpstreamAuthority> inner_;
+};
+
+TEST_F(DiskUpstreamTest, UnreachableUpstreamKeepsSigningAndActivatesPreparedCa) {
+  auto root_key = common::PrivateKey::Generate();
+  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
+  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
+                         Write("up.key", std::string(root_key->ToPem()->view())), ""};
+  auto disk = CreateDiskUpstreamAuthority(up, clock_);
+  ASSERT_TRUE(disk.ok());
+  auto flaky = std::make_shared<FlakyUpstream>(std::move(*disk));
+  auto options = DefaultOptions();
+  options.upstream = flaky;
+  auto ca = StartManager(options);
+  ASSERT_NE(ca, nullptr);
+  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
+  const auto prepared = ca->PreparedX509Ca();
+  ASSERT_TRUE(prepared.has_value());
+  flaky->down = true;
+  const std::string jwt_before = ca->ActiveJwtKid();
+  // Past activation time: the prepared CA is activated without the upstream.
+  clock_.Advance(absl::Hours(8));
+  ASSERT_TRUE(ca->Tick().ok());
+  EXPECT_EQ(*ca->ActiveX509Ca(), *prepared);
+  EXPECT_NE(ca->ActiveJwtKid(), jwt_before);
+  // Past the next preparation time: preparation fails and is retried, signing goes on.
+  clock_.Advance(absl::Hours(5));
+  EXPECT_EQ(ca->Tick().code(), absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
+  EXPECT_NE(ca->PreparedJwtKid(), "");  // JWT rotation does not depend on the upstream
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  EXPECT_TRUE(ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).ok());
+  flaky->down = false;
+  ASSERT_TRUE(ca->Tick().ok());
+  EXPECT_TRUE(ca->PreparedX509Ca().has_value());
+}
+
+TEST_F(CaManagerTest, SigningWhileRotatingIsSafe) {
+  auto ca = StartManager();
+  ASSERT_NE(ca, nullptr);
+  const std::string csr = Csr();
+  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0}, signed_count{0};
+  std::thread signer([&] {
+    while (!stop) {
+      auto svid = ca->SignX509SvidFromCsr(csr, id, absl::Minutes(5), {});
+      auto jwt = ca->SignJwtSvid(id, {"a"}, absl::Minutes(5));
+      if (!svid.ok() || !jwt.ok()) failures++;
+      signed_count++;
+    }
+  });
+  // Two full rotations in one-hour steps (well inside the activation margin).
+  for (int i = 0; i < 48; ++i) {
+    clock_.Advance(absl::Hours(1));
+    EXPECT_TRUE(ca->Tick().ok());
+  }
+  while (signed_count.load() < 10) std::this_thread::yield();
+  stop = true;
+  signer.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST_F(DiskUpstreamTest, MismatchedKeyIsRefused) {
