@@ -289,8 +289,9 @@ absl::Status Agent::AdoptAgentSvid(std::vector<common::Certificate> chain, commo
     state.reattestable = reattestable_;
     agent_chain_ = chain;
     agent_key_ = key;
-    agent_renew_at_ = RenewalTime(chain.front().not_before(), chain.front().not_after(),
-                                  RandomUnitJitter());
+    // NotBefore is backdated for clock skew; the lifetime we got starts now.
+    agent_renew_at_ = RenewalTime(std::max(chain.front().not_before(), clock_.Now()),
+                                  chain.front().not_after(), RandomUnitJitter());
   }
   if (absl::Status s = SaveAgentState(config_.data_dir, state); !s.ok()) {
     Log("error", "cannot persist the agent SVID: " + std::string(s.message()));
@@ -647,7 +648,8 @@ absl::Status Agent::MintSvids() {
       svid.entry_revision = it->second.revision;
       std::lock_guard<std::mutex> lock(mu_);
       if (!entries_.count(r.entry_id())) continue;  // removed meanwhile
-      renew_at_[r.entry_id()] = RenewalTime(svid.not_before, svid.not_after, RandomUnitJitter());
+      renew_at_[r.entry_id()] = RenewalTime(std::max(svid.not_before, clock_.Now()),
+                                            svid.not_after, RandomUnitJitter());
       svids_[r.entry_id()] = std::move(svid);
       ++minted;
     }
@@ -804,7 +806,9 @@ absl::StatusOr<std::string> Agent::MintJwt(const workload_api::CachedEntry& entr
   for (const auto& a : sorted) req.add_audience(a);
   v1::NewJWTSVIDResponse resp;
   grpc::ClientContext ctx;
-  SetDeadline(&ctx, absl::Seconds(10));
+  // Waits out a reconnect in progress instead of failing at once while the channel backs off.
+  ctx.set_wait_for_ready(true);
+  SetDeadline(&ctx, cached ? absl::Seconds(2) : absl::Seconds(8));
   grpc::Status s = conn_->Stub()->NewJWTSVID(&ctx, req, &resp);
   if (!s.ok()) {
     // Still valid: better than nothing while the server is away.
