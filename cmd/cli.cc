@@ -26,6 +26,7 @@ struct Program {
   std::string kind;            // "server"
   std::string default_config;  // SPIRE's default location
   std::function<absl::Status(const std::string& path, bool expand_env)> validate;
+  std::vector<SubCommand> extra = {};
 };
 
 // Keeps a diagnostic on one line whatever the message holds.
@@ -39,7 +40,12 @@ std::string OneLine(std::string text) {
 void PrintUsage(const Program& p, std::ostream& os) {
   os << "Usage: " << p.name << " <command> [flags]\n\n"
      << "Commands:\n"
-     << "  validate   Check a " << p.kind << " configuration file and report the first error\n\n"
+     << "  validate     Check a " << p.kind << " configuration file and report the first error\n";
+  for (const SubCommand& c : p.extra) {
+    os << "  " << c.name << std::string(c.name.size() < 13 ? 13 - c.name.size() : 1, ' ')
+       << c.summary << "\n";
+  }
+  os << "\n"
      << "Run '" << p.name << " <command> -h' for the flags of a command.\n";
 }
 
@@ -105,6 +111,9 @@ int Dispatch(const Program& p, const std::vector<std::string>& args, std::ostrea
     return 0;
   }
   if (command == "validate") return RunValidate(p, rest, out, err);
+  for (const SubCommand& c : p.extra) {
+    if (c.name == command) return c.run(rest, out, err);
+  }
   err << p.name << ": unknown command \"" << OneLine(command) << "\"\n";
   PrintUsage(p, err);
   return 2;
@@ -112,11 +121,13 @@ int Dispatch(const Program& p, const std::vector<std::string>& args, std::ostrea
 
 }  // namespace
 
-int ServerMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+int ServerMain(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+               const std::vector<SubCommand>& extra) {
   Program p{"trellis-server", "server", "conf/server/server.conf",
             [](const std::string& path, bool expand_env) {
               return common::config::LoadServerConfig(path, expand_env).status();
-            }};
+            },
+            extra};
   return Dispatch(p, args, out, err);
 }
 

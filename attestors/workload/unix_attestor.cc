@@ -1,0 +1,196 @@
+// Unix workload attestation from /proc: credentials, group names, executable path and hash.
+#include "attestors/workload/unix_attestor.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <openssl/evp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace trellis::attestors {
+namespace {
+
+struct StatusFields {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  std::vector<uint32_t> groups;
+};
+
+// Reads "Uid:", "Gid:" (effective = second column) and "Groups:" from /proc/<pid>/status.
+absl::StatusOr<StatusFields> ReadStatus(const std::string& path, pid_t pid) {
+  std::ifstream in(path);
+  if (!in) return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
+  StatusFields out;
+  bool have_uid = false, have_gid = false;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto parse_ids = [&](absl::string_view rest, bool second) -> absl::StatusOr<
+                                                                 std::vector<uint32_t>> {
+      std::vector<uint32_t> ids;
+      for (absl::string_view f : absl::StrSplit(rest, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
+        uint32_t v = 0;
+        if (!absl::SimpleAtoi(f, &v)) {
+          return absl::UnavailableError(absl::StrCat("cannot parse ", path, ": ", line));
+        }
+        ids.push_back(v);
+      }
+      if (second && ids.size() < 2) {
+        return absl::UnavailableError(absl::StrCat("cannot parse ", path, ": ", line));
+      }
+      return ids;
+    };
+    absl::string_view view(line);
+    if (absl::ConsumePrefix(&view, "Uid:")) {
+      auto ids = parse_ids(view, true);
+      if (!ids.ok()) return ids.status();
+      out.uid = (*ids)[1];
+      have_uid = true;
+    } else if (absl::ConsumePrefix(&view, "Gid:")) {
+      auto ids = parse_ids(view, true);
+      if (!ids.ok()) return ids.status();
+      out.gid = (*ids)[1];
+      have_gid = true;
+    } else if (absl::ConsumePrefix(&view, "Groups:")) {
+      auto ids = parse_ids(view, false);
+      if (!ids.ok()) return ids.status();
+      out.groups = *ids;
+    }
+  }
+  if (!have_uid || !have_gid) {
+    return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
+  }
+  return out;
+}
+
+std::optional<std::string> UserName(uid_t uid) {
+  struct passwd pw, *result = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(result->pw_name);
+}
+
+std::optional<std::string> GroupName(gid_t gid) {
+  struct group gr, *result = nullptr;
+  std::vector<char> buf(65536);
+  if (getgrgid_r(gid, &gr, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(result->gr_name);
+}
+
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string& exe_link) {
+  int fd = open(exe_link.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::UnavailableError(absl::StrCat("cannot open ", exe_link, ": ", strerror(errno)));
+  }
+  FdCloser closer{fd};
+  struct stat st;
+  if (fstat(fd, &st) != 0) return absl::UnavailableError("cannot stat the workload binary");
+  auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                             static_cast<int64_t>(st.st_size),
+                             static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                                 st.st_mtim.tv_nsec);
+  {
+    std::lock_guard<std::mutex> lock(hash_mu_);
+    auto it = hash_cache_.find(key);
+    if (it != hash_cache_.end()) return it->second;
+  }
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return absl::InternalError("cannot initialise SHA-256");
+  }
+  std::vector<char> buf(1 << 16);
+  while (true) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return absl::UnavailableError("cannot read the workload binary");
+    }
+    if (n == 0) break;
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned i = 0; i < len; ++i) {
+    hex.push_back(kHex[md[i] >> 4]);
+    hex.push_back(kHex[md[i] & 0xf]);
+  }
+  std::lock_guard<std::mutex> lock(hash_mu_);
+  if (hash_cache_.size() > 1024) hash_cache_.clear();
+  hash_cache_[key] = hex;
+  return hex;
+}
+
+absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::Attest(
+    const CallerCredentials& caller) {
+  auto pin = ProcessPin::Pin(caller.pid);
+  if (!pin.ok()) return pin.status();
+  return AttestPinned(*pin);
+}
+
+absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(
+    const ProcessPin& pin) {
+  // Before reading anything: the pid must still be the pinned process.
+  if (absl::Status s = pin.Check(); !s.ok()) return s;
+  const std::string dir = absl::StrCat("/proc/", pin.pid());
+  auto fields = ReadStatus(dir + "/status", pin.pid());
+  if (!fields.ok()) return fields.status();
+
+  std::vector<SelectorString> out;
+  out.push_back(absl::StrCat("unix:uid:", fields->uid));
+  if (auto name = UserName(fields->uid)) out.push_back("unix:user:" + *name);
+  out.push_back(absl::StrCat("unix:gid:", fields->gid));
+  if (auto name = GroupName(fields->gid)) out.push_back("unix:group:" + *name);
+  for (uint32_t g : fields->groups) {
+    out.push_back(absl::StrCat("unix:supplementary_gid:", g));
+    if (auto name = GroupName(g)) out.push_back("unix:supplementary_group:" + *name);
+  }
+  if (options_.discover_workload_path) {
+    const std::string exe_link = dir + "/exe";
+    std::vector<char> buf(4096);
+    ssize_t n = readlink(exe_link.c_str(), buf.data(), buf.size() - 1);
+    if (n < 0) {
+      if (pin.Check().ok()) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot read the path of process ", pin.pid(), ": ", strerror(errno)));
+      }
+      return pin.Check();
+    }
+    out.push_back("unix:path:" + std::string(buf.data(), static_cast<size_t>(n)));
+    auto hash = BinarySha256(exe_link);
+    if (!hash.ok()) {
+      if (absl::Status s = pin.Check(); !s.ok()) return s;
+      return hash.status();
+    }
+    out.push_back("unix:sha256:" + *hash);
+  }
+  // After reading: anything read above may belong to a newer holder of the pid otherwise.
+  if (absl::Status s = pin.Check(); !s.ok()) return s;
+  return out;
+}
+
+}  // namespace trellis::attestors

@@ -1,0 +1,64 @@
+// Process pinning against pid reuse, and the selector subset rule.
+#include "attestors/workload/workload_attestor.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace trellis::attestors {
+
+absl::StatusOr<uint64_t> ParseStatStartTime(const std::string& stat) {
+  size_t close = stat.rfind(')');
+  if (close == std::string::npos) return absl::InvalidArgumentError("stat text has no ')'");
+  // After ")": field 3 (state) onwards; start time is field 22, i.e. the 20th after ')'.
+  std::vector<std::string> fields =
+      absl::StrSplit(stat.substr(close + 1), ' ', absl::SkipWhitespace());
+  if (fields.size() < 20) return absl::InvalidArgumentError("stat text has too few fields");
+  uint64_t start = 0;
+  if (!absl::SimpleAtoi(fields[19], &start)) {
+    return absl::InvalidArgumentError("stat start time is not a number");
+  }
+  return start;
+}
+
+absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid) {
+  if (pid <= 0) return absl::UnauthenticatedError(absl::StrCat("invalid caller pid ", pid));
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::stringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
+  }
+  return ParseStatStartTime(text.str());
+}
+
+absl::StatusOr<ProcessPin> ProcessPin::Pin(pid_t pid) {
+  auto start = ProcessStartTime(pid);
+  if (!start.ok()) return start.status();
+  return ProcessPin(pid, *start);
+}
+
+absl::Status ProcessPin::Check() const {
+  auto now = ProcessStartTime(pid_);
+  if (!now.ok() || *now != start_time_) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("calling process ", pid_, " exited or its pid was reused"));
+  }
+  return absl::OkStatus();
+}
+
+bool SelectorsSubset(const std::vector<SelectorString>& required,
+                     const std::vector<SelectorString>& have) {
+  if (required.empty()) return false;
+  std::set<std::string> set(have.begin(), have.end());
+  return std::all_of(required.begin(), required.end(),
+                     [&](const std::string& s) { return set.count(s) > 0; });
+}
+
+}  // namespace trellis::attestors

@@ -1,0 +1,68 @@
+// Workload attestation: turns a caller's kernel identity (pid, uid, gid) into selectors.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace trellis::attestors {
+
+// What the kernel says about the peer of an accepted Unix socket (SO_PEERCRED).
+struct CallerCredentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// A selector in the "type:value" form entries use, e.g. "unix:uid:1000".
+using SelectorString = std::string;
+
+class WorkloadAttestor {
+ public:
+  virtual ~WorkloadAttestor() = default;
+  virtual std::string Name() const = 0;
+  // Selectors for the process; UNAUTHENTICATED when the process vanished (or its pid was
+  // reused) during attestation, UNAVAILABLE when attestation could not run.
+  virtual absl::StatusOr<std::vector<SelectorString>> Attest(const CallerCredentials& caller) = 0;
+};
+
+// A process pinned by pid and its start time (field 22 of /proc/<pid>/stat, clock ticks since
+// boot): a later pid holder has another start time, so a reused pid is told apart.
+class ProcessPin {
+ public:
+  // NOT_FOUND / UNAUTHENTICATED when the process is gone.
+  static absl::StatusOr<ProcessPin> Pin(pid_t pid);
+  // Build from a start time recorded earlier (e.g. when the connection was accepted).
+  static ProcessPin FromStartTime(pid_t pid, uint64_t start_time) {
+    return ProcessPin(pid, start_time);
+  }
+  pid_t pid() const { return pid_; }
+  uint64_t start_time() const { return start_time_; }
+  // OK while the same process still holds the pid; UNAUTHENTICATED otherwise.
+  absl::Status Check() const;
+
+ private:
+  ProcessPin(pid_t pid, uint64_t start_time) : pid_(pid), start_time_(start_time) {}
+  pid_t pid_;
+  uint64_t start_time_;
+};
+
+// Start time of `pid` from /proc/<pid>/stat; UNAUTHENTICATED when the process does not exist.
+absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid);
+
+// Parses the start time out of the text of /proc/<pid>/stat (the command name may hold
+// spaces and parentheses: fields are counted after the last ')'). INVALID_ARGUMENT if bad.
+absl::StatusOr<uint64_t> ParseStatStartTime(const std::string& stat);
+
+// True when every selector of `required` is in `have` (an empty `required` never matches:
+// an entry without selectors identifies nobody).
+bool SelectorsSubset(const std::vector<SelectorString>& required,
+                     const std::vector<SelectorString>& have);
+
+}  // namespace trellis::attestors

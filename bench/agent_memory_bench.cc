@@ -1,0 +1,133 @@
+// Resident memory of a real trellis-agent: idle (attested, serving one workload SVID) and per
+// cached SVID (N more entries for the same workload, delta / N). Targets: 15 MB idle, 1 KB per
+// SVID. The floor printed next to it is this benchmark's own gRPC client process, measured
+// in the same run: the cost of merely linking gRPC and OpenSSL.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "bench/bench_deployment.h"
+#include "grpcpp/grpcpp.h"
+#include "trellis/server/v1/admin.grpc.pb.h"
+#include "workload.grpc.pb.h"
+
+namespace trellis::bench {
+namespace {
+
+constexpr int kEntries = 1000;
+constexpr int kBatch = 100;
+constexpr double kIdleTargetMiB = 15;
+constexpr double kPerSvidTargetKiB = 1;
+
+int SvidCount(SpiffeWorkloadAPI::Stub& stub) {
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("workload.spiffe.io", "true");
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub.FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse msg;
+  int n = reader->Read(&msg) ? msg.svids_size() : -1;
+  ctx.TryCancel();
+  reader->Finish();
+  return n;
+}
+
+// Median of a few readings a short while apart: RSS moves as allocator arenas settle.
+long SettledRssKib(pid_t pid) {
+  long readings[5];
+  for (long& r : readings) {
+    r = RssKib(pid);
+    usleep(200 * 1000);
+  }
+  std::sort(std::begin(readings), std::end(readings));
+  return readings[2];
+}
+
+int Main() {
+  Deployment d("membench");
+  d.StartServer();
+  d.StartAgent();
+  std::string selector = "unix:uid:" + std::to_string(getuid());
+  d.ServerCli({"entry", "create", "-parentID", d.agent_id(), "-spiffeID",
+               "spiffe://example.org/bench/idle", "-selector", selector});
+
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(512 << 20);
+  auto workload = SpiffeWorkloadAPI::NewStub(grpc::CreateCustomChannel(
+      "unix:" + d.agent_socket(), grpc::InsecureChannelCredentials(), args));
+  if (!WaitFor([&] { return SvidCount(*workload) == 1; }, absl::Seconds(60))) {
+    Die("the agent never served the first SVID\n" + d.Logs());
+  }
+  long idle = SettledRssKib(d.agent_pid());
+  long self = RssKib(getpid());
+
+  auto admin = trellis::server::v1::Admin::NewStub(
+      grpc::CreateChannel("unix:" + d.admin_socket(), grpc::InsecureChannelCredentials()));
+  for (int start = 0; start < kEntries; start += kBatch) {
+    trellis::server::v1::BatchCreateEntryRequest req;
+    for (int i = start; i < start + kBatch && i < kEntries; ++i) {
+      auto* e = req.add_entries();
+      e->set_spiffe_id(absl::StrCat("spiffe://example.org/bench/svid-", i));
+      e->set_parent_id(d.agent_id());
+      auto* s = e->add_selectors();
+      s->set_type("unix");
+      s->set_value(selector.substr(5));
+    }
+    trellis::server::v1::BatchCreateEntryResponse resp;
+    grpc::ClientContext ctx;
+    grpc::Status st = admin->BatchCreateEntry(&ctx, req, &resp);
+    if (!st.ok()) Die("BatchCreateEntry: " + st.error_message());
+    for (const auto& r : resp.results()) {
+      if (r.status().code() != 0) Die("BatchCreateEntry item: " + r.status().message());
+    }
+  }
+  // Wait on the agent's own "minted N workload SVID(s)" log lines rather than fetching: a
+  // FetchX509SVID answer with 1,000 SVIDs would itself grow the agent's heap and be counted.
+  auto start = absl::Now();
+  auto minted = [&] {
+    std::string log = d.AgentLog();
+    long total = 0;
+    for (size_t pos = log.find("minted "); pos != std::string::npos;
+         pos = log.find("minted ", pos + 1)) {
+      total += std::strtol(log.c_str() + pos + 7, nullptr, 10);
+    }
+    return total;
+  };
+  if (!WaitFor([&] { return minted() >= kEntries + 1; }, absl::Seconds(180))) {
+    Die(absl::StrCat("the agent minted ", minted(), " SVIDs, expected ", kEntries + 1, "\n",
+                     d.Logs()));
+  }
+  double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  long loaded = SettledRssKib(d.agent_pid());
+  // Then check the workload really holds them all (this fetch may grow the heap further).
+  int served = SvidCount(*workload);
+  if (served != kEntries + 1) {
+    Die(absl::StrCat("the agent serves ", served, " SVIDs, expected ", kEntries + 1));
+  }
+  long after_fetch = RssKib(d.agent_pid());
+
+  double idle_mib = idle / 1024.0;
+  double per_svid_kib = static_cast<double>(loaded - idle) / kEntries;
+  std::printf("trellis-agent resident memory (VmRSS)\n");
+  std::printf("  floor: this gRPC client process             %8.1f MiB\n", self / 1024.0);
+  std::printf("  idle, one SVID cached                       %8.1f MiB (target %.0f MB) %s\n",
+              idle_mib, kIdleTargetMiB, idle_mib <= kIdleTargetMiB ? "PASS" : "MISS");
+  std::printf("  with %d more SVIDs cached                 %8.1f MiB\n", kEntries, loaded / 1024.0);
+  std::printf("  per cached SVID                             %8.2f KiB (target %.0f KB) %s\n",
+              per_svid_kib, kPerSvidTargetKiB, per_svid_kib <= kPerSvidTargetKiB ? "PASS" : "MISS");
+  std::printf("  after fetching all %d SVIDs once         %8.1f MiB\n", kEntries + 1,
+              after_fetch / 1024.0);
+  std::printf("  ratio idle agent / client floor: %.2f; %d SVIDs minted in %.1f s\n",
+              static_cast<double>(idle) / self, kEntries, seconds);
+  return idle_mib <= kIdleTargetMiB && per_svid_kib <= kPerSvidTargetKiB ? 0 : 2;
+}
+
+}  // namespace
+}  // namespace trellis::bench
+
+int main() { return trellis::bench::Main(); }

@@ -1,0 +1,496 @@
+// trellis-agent run / healthcheck / api ...: flag parsing and output in SPIRE's shapes.
+#include "cmd/agent_commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <boost/program_options.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "agent/agent.h"
+#include "common/bundle.h"
+#include "common/config/agent_config.h"
+#include "common/file_util.h"
+#include "common/keys.h"
+#include "common/x509.h"
+#include "workload.grpc.pb.h"
+
+namespace trellis::cmd {
+namespace {
+
+namespace po = boost::program_options;
+
+constexpr int kFlagStyle =
+    po::command_line_style::allow_long | po::command_line_style::long_allow_adjacent |
+    po::command_line_style::long_allow_next | po::command_line_style::allow_long_disguise;
+constexpr char kDefaultSocket[] = "/tmp/spire-agent/public/api.sock";
+
+std::string OneLine(std::string text) {
+  for (char& c : text) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return text;
+}
+
+// Parses `args` into `flags`; returns -1 to continue, else an exit code (help or error).
+int Parse(const std::string& usage_line, po::options_description& flags,
+          const std::vector<std::string>& args, po::variables_map* vm, std::ostream& out,
+          std::ostream& err) {
+  flags.add_options()("help", "Show this help")("h", "Show this help");
+  auto usage = [&](std::ostream& os) { os << "Usage: " << usage_line << "\n\n" << flags; };
+  try {
+    po::parsed_options parsed =
+        po::command_line_parser(args).options(flags).style(kFlagStyle).allow_unregistered().run();
+    for (const std::string& extra :
+         po::collect_unrecognized(parsed.options, po::include_positional)) {
+      bool is_flag = extra.size() > 1 && extra[0] == '-';
+      err << "Error: " << (is_flag ? "unknown flag " : "unexpected argument ") << OneLine(extra)
+          << "\n";
+      usage(err);
+      return 2;
+    }
+    po::store(parsed, *vm);
+    po::notify(*vm);
+  } catch (const po::error& e) {
+    err << "Error: " << OneLine(e.what()) << "\n";
+    usage(err);
+    return 2;
+  }
+  if (vm->count("help") || vm->count("h")) {
+    usage(out);
+    return 0;
+  }
+  return -1;
+}
+
+// "rpc error: code = PermissionDenied desc = ..." as Go clients print it.
+std::string RpcError(const grpc::Status& st) {
+  static const char* kNames[] = {"OK",
+                                 "Canceled",
+                                 "Unknown",
+                                 "InvalidArgument",
+                                 "DeadlineExceeded",
+                                 "NotFound",
+                                 "AlreadyExists",
+                                 "PermissionDenied",
+                                 "ResourceExhausted",
+                                 "FailedPrecondition",
+                                 "Aborted",
+                                 "OutOfRange",
+                                 "Unimplemented",
+                                 "Internal",
+                                 "Unavailable",
+                                 "DataLoss",
+                                 "Unauthenticated"};
+  int code = static_cast<int>(st.error_code());
+  std::string name = code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("Code(", code, ")");
+  return absl::StrCat("rpc error: code = ", name, " desc = ", st.error_message());
+}
+
+int Fail(std::ostream& err, const std::string& message) {
+  err << "Error: " << OneLine(message) << "\n";
+  return 1;
+}
+
+// -socketPath wins, then SPIFFE_ENDPOINT_SOCKET (unix:///path or unix:/path), then SPIRE's
+// default.
+std::string ResolveSocket(const std::string& flag) {
+  if (!flag.empty()) return flag;
+  if (const char* env = std::getenv("SPIFFE_ENDPOINT_SOCKET"); env && *env) {
+    std::string v(env);
+    if (absl::StartsWith(v, "unix://")) return v.substr(7);
+    if (absl::StartsWith(v, "unix:")) return v.substr(5);
+    return v;
+  }
+  return kDefaultSocket;
+}
+
+std::unique_ptr<SpiffeWorkloadAPI::Stub> Connect(const std::string& socket) {
+  return SpiffeWorkloadAPI::NewStub(
+      grpc::CreateChannel("unix://" + socket, grpc::InsecureChannelCredentials()));
+}
+
+void PrepareContext(grpc::ClientContext* ctx, absl::Duration timeout) {
+  ctx->AddMetadata("workload.spiffe.io", "true");
+  if (timeout > absl::ZeroDuration()) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+}
+
+std::string GoTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S +0000 UTC", t, absl::UTCTimeZone());
+}
+
+std::string ElapsedString(absl::Duration d) {
+  return absl::StrCat(absl::ToDoubleMilliseconds(d), "ms");
+}
+
+// ---- run ----
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string config_path, join_token;
+  bool expand_env = false;
+  flags.add_options()("config", po::value<std::string>(&config_path)->default_value(
+                                    "conf/agent/agent.conf"),
+                      "Path to the agent configuration file")(
+      "joinToken", po::value<std::string>(&join_token)->default_value(""),
+      "Join token to attest with (overrides agent.join_token)")(
+      "expandEnv", po::value<bool>(&expand_env)->implicit_value(true)->default_value(false),
+      "Expand $VAR and ${VAR} in the configuration file");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent run [-config FILE] [-joinToken T] [-expandEnv]", flags, args,
+                     &vm, out, err);
+      rc >= 0) {
+    return rc;
+  }
+  auto config = common::config::LoadAgentConfig(config_path, expand_env);
+  if (!config.ok()) return Fail(err, std::string(config.status().message()));
+
+  // Signals are taken synchronously by one thread, so every other thread runs unaffected.
+  sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  agent::Agent::Options options;
+  options.join_token = join_token;
+  auto agent = agent::Agent::Create(std::move(*config), options, common::SystemClock::Get());
+  if (!agent.ok()) return Fail(err, std::string(agent.status().message()));
+  agent::Agent* raw = agent->get();
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    signalled = true;
+    raw->Interrupt();
+  });
+  absl::Status started = raw->Start();
+  if (started.ok()) {
+    out << "Agent is running; Workload API at " << (*agent)->socket_path() << "\n" << std::flush;
+    // Serve until a stop signal.
+    while (!signalled.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Wakes the waiter when start-up failed on its own.
+  if (!signalled.load()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  raw->Stop();
+  agent->reset();
+  if (!started.ok() && started.code() != absl::StatusCode::kCancelled) {
+    return Fail(err, std::string(started.message()));
+  }
+  return 0;
+}
+
+// ---- healthcheck ----
+
+int RunHealthcheck(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string socket;
+  bool shallow = false, verbose = false;
+  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
+                      "Path to the Workload API socket")(
+      "shallow", po::value<bool>(&shallow)->implicit_value(true)->default_value(false),
+      "Only check that the socket accepts connections")(
+      "verbose", po::value<bool>(&verbose)->implicit_value(true)->default_value(false),
+      "Print details");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent healthcheck [-socketPath P] [-shallow]", flags, args, &vm, out,
+                     err);
+      rc >= 0) {
+    return rc;
+  }
+  socket = ResolveSocket(socket);
+  auto channel = grpc::CreateChannel("unix://" + socket, grpc::InsecureChannelCredentials());
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
+    return Fail(err, "Agent is unhealthy: cannot connect to " + socket);
+  }
+  if (!shallow) {
+    // Any answer from the Workload API (even "no identity for you") means it is serving.
+    auto stub = SpiffeWorkloadAPI::NewStub(channel);
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, absl::Seconds(5));
+    auto reader = stub->FetchX509Bundles(&ctx, X509BundlesRequest());
+    X509BundlesResponse resp;
+    bool got = reader->Read(&resp);
+    ctx.TryCancel();
+    grpc::Status st = reader->Finish();
+    if (!got && (st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                 st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)) {
+      return Fail(err, "Agent is unhealthy: " + st.error_message());
+    }
+  }
+  out << "Agent is healthy.\n";
+  return 0;
+}
+
+// ---- api ----
+
+void PrintX509(const X509SVIDResponse& resp, absl::Duration elapsed, std::ostream& out) {
+  out << "Received " << resp.svids_size() << " svid after " << ElapsedString(elapsed) << "\n";
+  for (const auto& svid : resp.svids()) {
+    out << "\nSPIFFE ID:\t\t" << svid.spiffe_id() << "\n";
+    if (!svid.hint().empty()) out << "Hint:\t\t\t" << svid.hint() << "\n";
+    auto chain = common::Certificate::ChainFromDer(svid.x509_svid());
+    if (chain.ok() && !chain->empty()) {
+      out << "SVID Valid After:\t" << GoTime(chain->front().not_before()) << "\n";
+      out << "SVID Valid Until:\t" << GoTime(chain->front().not_after()) << "\n";
+      for (size_t i = 1; i < chain->size(); ++i) {
+        out << "Intermediate #" << i << " Valid After:\t" << GoTime((*chain)[i].not_before())
+            << "\n";
+        out << "Intermediate #" << i << " Valid Until:\t" << GoTime((*chain)[i].not_after())
+            << "\n";
+      }
+    }
+    auto cas = common::Certificate::ChainFromDer(svid.bundle());
+    if (cas.ok()) {
+      for (size_t i = 0; i < cas->size(); ++i) {
+        out << "CA #" << i + 1 << " Valid After:\t" << GoTime((*cas)[i].not_before()) << "\n";
+        out << "CA #" << i + 1 << " Valid Until:\t" << GoTime((*cas)[i].not_after()) << "\n";
+      }
+    }
+  }
+  out << std::flush;
+}
+
+absl::Status WriteX509(const X509SVIDResponse& resp, const std::string& dir) {
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError("cannot create " + dir);
+  }
+  for (int i = 0; i < resp.svids_size(); ++i) {
+    const auto& svid = resp.svids(i);
+    auto chain = common::Certificate::ChainFromDer(svid.x509_svid());
+    if (!chain.ok()) return chain.status();
+    auto key = common::PrivateKey::FromPkcs8Der(svid.x509_svid_key());
+    if (!key.ok()) return key.status();
+    auto key_pem = key->ToPem();
+    if (!key_pem.ok()) return key_pem.status();
+    auto bundle = common::Certificate::ChainFromDer(svid.bundle());
+    if (!bundle.ok()) return bundle.status();
+    std::string base = absl::StrCat(dir, "/");
+    absl::Status s = common::WriteFileAtomic(absl::StrCat(base, "svid.", i, ".pem"),
+                                             common::Certificate::ChainToPem(*chain), 0644);
+    if (s.ok()) s = common::WriteFileAtomic(absl::StrCat(base, "svid.", i, ".key"), key_pem->view(), 0600);
+    if (s.ok()) {
+      s = common::WriteFileAtomic(absl::StrCat(base, "bundle.", i, ".pem"),
+                                  common::Certificate::ChainToPem(*bundle), 0644);
+    }
+    if (!s.ok()) return s;
+    int j = 0;
+    for (const auto& [td, der] : resp.federated_bundles()) {
+      auto fed = common::Certificate::ChainFromDer(der);
+      if (!fed.ok()) return fed.status();
+      s = common::WriteFileAtomic(absl::StrCat(base, "federated_bundle.", i, ".", j++, ".pem"),
+                                  common::Certificate::ChainToPem(*fed), 0644);
+      if (!s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+int RunFetchX509(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string socket, write_dir;
+  bool silent = false;
+  int timeout_s = 5;
+  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
+                      "Path to the Workload API socket")(
+      "write", po::value<std::string>(&write_dir)->default_value(""),
+      "Write the SVIDs, keys and bundles to this directory")(
+      "silent", po::value<bool>(&silent)->implicit_value(true)->default_value(false),
+      "Suppress stdout")("timeout", po::value<int>(&timeout_s)->default_value(5),
+                         "Seconds to wait for a response");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent api fetch x509 [-socketPath P] [-write DIR] [-silent]", flags,
+                     args, &vm, out, err);
+      rc >= 0) {
+    return rc;
+  }
+  auto stub = Connect(ResolveSocket(socket));
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, absl::Seconds(timeout_s));
+  absl::Time start = absl::Now();
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  if (!reader->Read(&resp)) {
+    grpc::Status st = reader->Finish();
+    return Fail(err, RpcError(st));
+  }
+  absl::Duration elapsed = absl::Now() - start;
+  ctx.TryCancel();
+  reader->Finish();
+  if (!silent) PrintX509(resp, elapsed, out);
+  if (!write_dir.empty()) {
+    if (absl::Status s = WriteX509(resp, write_dir); !s.ok()) {
+      return Fail(err, std::string(s.message()));
+    }
+    if (!silent) out << "Writing SVID #0 to file " << write_dir << "/svid.0.pem.\n";
+  }
+  return 0;
+}
+
+int RunFetchJwt(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string socket, spiffe_id;
+  std::vector<std::string> audience;
+  int timeout_s = 5;
+  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
+                      "Path to the Workload API socket")(
+      "audience", po::value<std::vector<std::string>>(&audience)->composing(),
+      "Audience (repeatable, or comma-separated)")(
+      "spiffeID", po::value<std::string>(&spiffe_id)->default_value(""),
+      "Only the JWT-SVID of this SPIFFE ID")("timeout", po::value<int>(&timeout_s)->default_value(5),
+                                            "Seconds to wait for a response");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent api fetch jwt -audience A [-spiffeID S] [-socketPath P]", flags,
+                     args, &vm, out, err);
+      rc >= 0) {
+    return rc;
+  }
+  JWTSVIDRequest req;
+  for (const auto& a : audience) {
+    for (absl::string_view part : absl::StrSplit(a, ',', absl::SkipEmpty())) {
+      req.add_audience(std::string(part));
+    }
+  }
+  if (req.audience().empty()) return Fail(err, "audience must be specified");
+  req.set_spiffe_id(spiffe_id);
+  auto stub = Connect(ResolveSocket(socket));
+  JWTSVIDResponse resp;
+  {
+    grpc::ClientContext ctx;
+    PrepareContext(&ctx, absl::Seconds(timeout_s));
+    grpc::Status st = stub->FetchJWTSVID(&ctx, req, &resp);
+    if (!st.ok()) {
+      return Fail(err, RpcError(st));
+    }
+  }
+  for (const auto& svid : resp.svids()) {
+    out << "token(" << svid.spiffe_id() << "):\n\t" << svid.svid() << "\n";
+  }
+  grpc::ClientContext bctx;
+  PrepareContext(&bctx, absl::Seconds(timeout_s));
+  auto reader = stub->FetchJWTBundles(&bctx, JWTBundlesRequest());
+  JWTBundlesResponse bundles;
+  if (reader->Read(&bundles)) {
+    for (const auto& [td, jwks] : bundles.bundles()) {
+      out << "bundle(" << td << "):\n\t" << jwks << "\n";
+    }
+  }
+  bctx.TryCancel();
+  reader->Finish();
+  return 0;
+}
+
+int RunValidateJwt(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string socket, audience, token;
+  int timeout_s = 5;
+  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
+                      "Path to the Workload API socket")(
+      "audience", po::value<std::string>(&audience)->default_value(""), "Expected audience")(
+      "svid", po::value<std::string>(&token)->default_value(""), "The JWT-SVID to validate")(
+      "timeout", po::value<int>(&timeout_s)->default_value(5), "Seconds to wait for a response");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent api validate jwt -audience A -svid T [-socketPath P]", flags,
+                     args, &vm, out, err);
+      rc >= 0) {
+    return rc;
+  }
+  if (audience.empty()) return Fail(err, "audience must be specified");
+  if (token.empty()) return Fail(err, "svid must be specified");
+  auto stub = Connect(ResolveSocket(socket));
+  ValidateJWTSVIDRequest req;
+  req.set_audience(audience);
+  req.set_svid(token);
+  ValidateJWTSVIDResponse resp;
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, absl::Seconds(timeout_s));
+  grpc::Status st = stub->ValidateJWTSVID(&ctx, req, &resp);
+  if (!st.ok()) {
+    return Fail(err, RpcError(st));
+  }
+  std::string claims;
+  google::protobuf::util::JsonPrintOptions opts;
+  (void)google::protobuf::util::MessageToJsonString(resp.claims(), &claims, opts);
+  out << "SVID is valid.\nSPIFFE ID : " << resp.spiffe_id() << "\nClaims    : " << claims << "\n";
+  return 0;
+}
+
+int RunWatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  po::options_description flags("Flags");
+  std::string socket;
+  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
+                      "Path to the Workload API socket");
+  po::variables_map vm;
+  if (int rc = Parse("trellis-agent api watch [-socketPath P]", flags, args, &vm, out, err);
+      rc >= 0) {
+    return rc;
+  }
+  auto stub = Connect(ResolveSocket(socket));
+  grpc::ClientContext ctx;
+  PrepareContext(&ctx, absl::ZeroDuration());
+  absl::Time start = absl::Now();
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  while (reader->Read(&resp)) {
+    PrintX509(resp, absl::Now() - start, out);
+    out << "\n" << std::flush;
+    start = absl::Now();
+  }
+  grpc::Status st = reader->Finish();
+  return Fail(err, RpcError(st));
+}
+
+int RunApi(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  auto usage = [](std::ostream& os) {
+    os << "Usage: trellis-agent api <fetch x509|fetch jwt|validate jwt|watch> [flags]\n";
+  };
+  if (args.empty()) {
+    usage(err);
+    return 2;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "watch") return RunWatch(rest, out, err);
+  if ((args[0] == "fetch" || args[0] == "validate") && !rest.empty()) {
+    std::string kind = rest[0];
+    std::vector<std::string> flags(rest.begin() + 1, rest.end());
+    if (args[0] == "fetch" && kind == "x509") return RunFetchX509(flags, out, err);
+    if (args[0] == "fetch" && kind == "jwt") return RunFetchJwt(flags, out, err);
+    if (args[0] == "validate" && kind == "jwt") return RunValidateJwt(flags, out, err);
+  }
+  if (args[0] == "fetch" && rest.empty()) return RunFetchX509({}, out, err);
+  err << "Error: unknown api command \"" << OneLine(absl::StrJoin(args, " ")) << "\"\n";
+  usage(err);
+  return 2;
+}
+
+}  // namespace
+
+bool IsAgentCommand(const std::string& command) {
+  return command == "run" || command == "healthcheck" || command == "api";
+}
+
+int RunAgentCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "run") return RunRun(rest, out, err);
+  if (args[0] == "healthcheck") return RunHealthcheck(rest, out, err);
+  return RunApi(rest, out, err);
+}
+
+}  // namespace trellis::cmd

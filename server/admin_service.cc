@@ -1,0 +1,471 @@
+// Admin API handlers: validate, call the DataStore, tell the entry index about writes.
+#include "server/admin_service.h"
+
+#include <openssl/rand.h>
+
+#include "datastore/datastore.h"
+#include "server/api_convert.h"
+#include "server/runtime_log.h"
+
+namespace trellis::server {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+void SetStatus(v1::Status* out, const absl::Status& s) {
+  out->set_code(static_cast<int32_t>(s.code()));
+  out->set_message(std::string(s.message()));
+}
+
+datastore::MatchMode MatchFromProto(v1::MatchBehavior m) {
+  switch (m) {
+    case v1::MATCH_EXACT:
+      return datastore::MatchMode::kExact;
+    case v1::MATCH_SUBSET:
+      return datastore::MatchMode::kSubset;
+    case v1::MATCH_SUPERSET:
+      return datastore::MatchMode::kSuperset;
+    case v1::MATCH_ANY:
+      return datastore::MatchMode::kAny;
+    default:
+      return datastore::MatchMode::kExact;
+  }
+}
+
+absl::Status CheckMatch(int value, const std::string& field) {
+  if (!v1::MatchBehavior_IsValid(value)) {
+    return absl::InvalidArgumentError(field + ": unknown match behaviour " + std::to_string(value));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckPageSize(int32_t page_size) {
+  if (page_size < 0) return absl::InvalidArgumentError("page_size: must not be negative");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string GenerateJoinToken() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) {
+    // The DRBG failing is not recoverable and a predictable token would be worse than none.
+    std::abort();
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * sizeof bytes);
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
+
+AdminService::AdminService(datastore::DataStore* ds, Options options)
+    : ds_(ds),
+      options_(std::move(options)),
+      clock_(options_.clock ? *options_.clock : common::SystemClock::Get()) {}
+
+void AdminService::AfterWrite() {
+  if (options_.after_write) options_.after_write();
+}
+
+absl::StatusOr<std::string> AdminService::AgentIdArg(const std::string& spiffe_id) const {
+  if (spiffe_id.empty()) return absl::InvalidArgumentError("spiffe_id: is required");
+  absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
+  if (!id.ok())
+    return absl::InvalidArgumentError("spiffe_id: " + std::string(id.status().message()));
+  if (!id->MemberOf(options_.trust_domain)) {
+    return absl::InvalidArgumentError("spiffe_id: \"" + spiffe_id + "\" is not in trust domain \"" +
+                                      options_.trust_domain.name() + "\"");
+  }
+  if (!id->IsAgentId()) {
+    return absl::InvalidArgumentError("spiffe_id: \"" + spiffe_id + "\" is not an agent ID");
+  }
+  return id->String();
+}
+
+grpc::Status AdminService::BatchCreateEntry(ServerContext*, const v1::BatchCreateEntryRequest* req,
+                                            v1::BatchCreateEntryResponse* resp) {
+  bool wrote = false;
+  for (const v1::Entry& in : req->entries()) {
+    v1::BatchCreateEntryResponse::Result* result = resp->add_results();
+    absl::StatusOr<datastore::RegistrationEntry> entry = EntryFromProto(in, options_.trust_domain);
+    if (!entry.ok()) {
+      SetStatus(result->mutable_status(), entry.status());
+      continue;
+    }
+    absl::StatusOr<datastore::RegistrationEntry> created = ds_->CreateEntry(*entry);
+    if (created.ok()) {
+      wrote = true;
+      SetStatus(result->mutable_status(), absl::OkStatus());
+      *result->mutable_entry() = EntryToProto(*created);
+      LogInfo("Entry created", {{"entry_id", created->id},
+                                {"spiffe_id", created->spiffe_id},
+                                {"parent_id", created->parent_id}});
+      continue;
+    }
+    SetStatus(result->mutable_status(), created.status());
+    if (absl::IsAlreadyExists(created.status())) {
+      // Hand back the entry that is in the way so scripts can carry on with its id.
+      datastore::ListEntriesRequest q;
+      q.by_spiffe_id = entry->spiffe_id;
+      q.by_parent_id = entry->parent_id;
+      q.by_selectors = datastore::SelectorFilter{entry->selectors, datastore::MatchMode::kExact};
+      absl::StatusOr<datastore::ListEntriesResponse> found = ds_->ListEntries(q);
+      if (found.ok() && !found->entries.empty()) {
+        *result->mutable_entry() = EntryToProto(found->entries.front());
+      }
+    }
+  }
+  if (wrote) AfterWrite();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::BatchUpdateEntry(ServerContext*, const v1::BatchUpdateEntryRequest* req,
+                                            v1::BatchUpdateEntryResponse* resp) {
+  bool wrote = false;
+  for (const v1::Entry& in : req->entries()) {
+    v1::BatchUpdateEntryResponse::Result* result = resp->add_results();
+    if (in.id().empty()) {
+      SetStatus(result->mutable_status(), absl::InvalidArgumentError("id: is required"));
+      continue;
+    }
+    absl::StatusOr<datastore::RegistrationEntry> entry = EntryFromProto(in, options_.trust_domain);
+    if (!entry.ok()) {
+      SetStatus(result->mutable_status(), entry.status());
+      continue;
+    }
+    absl::StatusOr<datastore::RegistrationEntry> updated =
+        ds_->UpdateEntry(*entry, datastore::EntryMask::All());
+    SetStatus(result->mutable_status(), updated.status());
+    if (updated.ok()) {
+      wrote = true;
+      *result->mutable_entry() = EntryToProto(*updated);
+      LogInfo("Entry updated",
+              {{"entry_id", updated->id}, {"revision", std::to_string(updated->revision_number)}});
+    }
+  }
+  if (wrote) AfterWrite();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::BatchDeleteEntry(ServerContext*, const v1::BatchDeleteEntryRequest* req,
+                                            v1::BatchDeleteEntryResponse* resp) {
+  bool wrote = false;
+  for (const std::string& id : req->ids()) {
+    v1::BatchDeleteEntryResponse::Result* result = resp->add_results();
+    result->set_id(id);
+    if (id.empty()) {
+      SetStatus(result->mutable_status(), absl::InvalidArgumentError("id: is required"));
+      continue;
+    }
+    absl::StatusOr<datastore::RegistrationEntry> deleted = ds_->DeleteEntry(id);
+    SetStatus(result->mutable_status(), deleted.status());
+    if (deleted.ok()) {
+      wrote = true;
+      LogInfo("Entry deleted", {{"entry_id", id}});
+    }
+  }
+  if (wrote) AfterWrite();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetEntry(ServerContext*, const v1::GetEntryRequest* req,
+                                    v1::Entry* resp) {
+  if (req->id().empty()) return ToGrpc(absl::InvalidArgumentError("id: is required"));
+  absl::StatusOr<datastore::RegistrationEntry> entry = ds_->GetEntry(req->id());
+  if (!entry.ok()) return ToGrpc(entry.status());
+  *resp = EntryToProto(*entry);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequest* req,
+                                       v1::ListEntriesResponse* resp) {
+  datastore::ListEntriesRequest q;
+  if (!req->by_spiffe_id().empty()) {
+    absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_spiffe_id());
+    if (!id.ok()) {
+      return ToGrpc(
+          absl::InvalidArgumentError("by_spiffe_id: " + std::string(id.status().message())));
+    }
+    q.by_spiffe_id = id->String();
+  }
+  if (!req->by_parent_id().empty()) {
+    absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_parent_id());
+    if (!id.ok()) {
+      return ToGrpc(
+          absl::InvalidArgumentError("by_parent_id: " + std::string(id.status().message())));
+    }
+    q.by_parent_id = id->String();
+  }
+  if (!req->by_selectors().empty()) {
+    absl::Status st = CheckMatch(req->selector_match(), "selector_match");
+    if (!st.ok()) return ToGrpc(st);
+    datastore::SelectorFilter f;
+    f.match = MatchFromProto(req->selector_match());
+    for (const v1::Selector& s : req->by_selectors()) {
+      absl::StatusOr<datastore::Selector> sel = SelectorFromProto(s, "by_selectors");
+      if (!sel.ok()) return ToGrpc(sel.status());
+      f.selectors.push_back(*sel);
+    }
+    q.by_selectors = std::move(f);
+  }
+  if (!req->by_federates_with().empty()) {
+    absl::Status st = CheckMatch(req->federates_with_match(), "federates_with_match");
+    if (!st.ok()) return ToGrpc(st);
+    datastore::FederatesWithFilter f;
+    f.match = MatchFromProto(req->federates_with_match());
+    for (const std::string& name : req->by_federates_with()) {
+      absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(name);
+      if (!td.ok()) {
+        return ToGrpc(
+            absl::InvalidArgumentError("by_federates_with: " + std::string(td.status().message())));
+      }
+      f.trust_domains.push_back(td->name());
+    }
+    q.by_federates_with = std::move(f);
+  }
+  switch (req->by_downstream()) {
+    case 0:
+      break;
+    case 1:
+      q.by_downstream = true;
+      break;
+    case 2:
+      q.by_downstream = false;
+      break;
+    default:
+      return ToGrpc(absl::InvalidArgumentError("by_downstream: must be 0, 1 or 2"));
+  }
+  if (!req->by_hint().empty()) q.by_hint = req->by_hint();
+  absl::Status st = CheckPageSize(req->page_size());
+  if (!st.ok()) return ToGrpc(st);
+  q.page_size = req->page_size();
+  q.page_token = req->page_token();
+  absl::StatusOr<datastore::ListEntriesResponse> found = ds_->ListEntries(q);
+  if (!found.ok()) return ToGrpc(found.status());
+  for (const auto& e : found->entries) *resp->add_entries() = EntryToProto(e);
+  resp->set_next_page_token(found->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CountEntries(ServerContext*, const v1::CountEntriesRequest*,
+                                        v1::CountEntriesResponse* resp) {
+  absl::StatusOr<int64_t> n = ds_->CountEntries();
+  if (!n.ok()) return ToGrpc(n.status());
+  resp->set_count(*n);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinTokenRequest* req,
+                                           v1::CreateJoinTokenResponse* resp) {
+  if (req->ttl() < 0) return ToGrpc(absl::InvalidArgumentError("ttl: must not be negative"));
+  int ttl = req->ttl() == 0 ? kDefaultJoinTokenTtlSeconds : req->ttl();
+  std::string token = GenerateJoinToken();
+  absl::StatusOr<common::SpiffeId> agent_id =
+      common::AgentId(options_.trust_domain, "join_token", token);
+  if (!agent_id.ok()) return ToGrpc(agent_id.status());
+
+  std::optional<datastore::RegistrationEntry> entry;
+  if (!req->spiffe_id().empty()) {
+    // The entry makes the agent's own workloads reachable under a stable name; its selector
+    // ties it to this one agent, as SPIRE does.
+    v1::Entry e;
+    e.set_spiffe_id(req->spiffe_id());
+    e.set_parent_id(agent_id->String());
+    v1::Selector* sel = e.add_selectors();
+    sel->set_type("spiffe_id");
+    sel->set_value(agent_id->String());
+    absl::StatusOr<datastore::RegistrationEntry> checked = EntryFromProto(e, options_.trust_domain);
+    if (!checked.ok()) return ToGrpc(checked.status());
+    entry = *checked;
+  }
+
+  absl::Time expires_at = clock_.Now() + absl::Seconds(ttl);
+  absl::Status st = ds_->CreateJoinToken({token, expires_at});
+  if (!st.ok()) return ToGrpc(st);
+  if (entry) {
+    absl::StatusOr<datastore::RegistrationEntry> created = ds_->CreateEntry(*entry);
+    if (!created.ok()) {
+      // No half-done token: without its entry the caller would get an agent it did not ask for.
+      (void)ds_->DeleteJoinToken(token);
+      return ToGrpc(created.status());
+    }
+    AfterWrite();
+  }
+  LogInfo(
+      "Join token created",
+      {{"expires_at", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", expires_at, absl::UTCTimeZone())}});
+  resp->set_token(token);
+  resp->set_expires_at(absl::ToUnixSeconds(expires_at));
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsRequest* req,
+                                      v1::ListAgentsResponse* resp) {
+  datastore::ListNodesRequest q;
+  q.fetch_selectors = true;
+  switch (req->by_banned()) {
+    case 0:
+      break;
+    case 1:
+      q.by_banned = true;
+      break;
+    case 2:
+      q.by_banned = false;
+      break;
+    default:
+      return ToGrpc(absl::InvalidArgumentError("by_banned: must be 0, 1 or 2"));
+  }
+  if (!req->by_attestation_type().empty()) q.by_attestation_type = req->by_attestation_type();
+  if (!req->by_selectors().empty()) {
+    datastore::SelectorFilter f;
+    f.match = datastore::MatchMode::kSuperset;
+    for (const v1::Selector& s : req->by_selectors()) {
+      absl::StatusOr<datastore::Selector> sel = SelectorFromProto(s, "by_selectors");
+      if (!sel.ok()) return ToGrpc(sel.status());
+      f.selectors.push_back(*sel);
+    }
+    q.by_selectors = std::move(f);
+  }
+  absl::Status st = CheckPageSize(req->page_size());
+  if (!st.ok()) return ToGrpc(st);
+  q.page_size = req->page_size();
+  q.page_token = req->page_token();
+  absl::StatusOr<datastore::ListNodesResponse> found = ds_->ListNodes(q);
+  if (!found.ok()) return ToGrpc(found.status());
+  for (const auto& n : found->nodes) *resp->add_agents() = NodeToProto(n);
+  resp->set_next_page_token(found->next_page_token);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetAgent(ServerContext*, const v1::AgentIdRequest* req,
+                                    v1::AttestedNode* resp) {
+  absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  absl::StatusOr<datastore::AttestedNode> node = ds_->GetNode(*id, /*fetch_selectors=*/true);
+  if (!node.ok()) return ToGrpc(node.status());
+  *resp = NodeToProto(*node);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CountAgents(ServerContext*, const v1::CountAgentsRequest*,
+                                       v1::CountAgentsResponse* resp) {
+  absl::StatusOr<int64_t> n = ds_->CountNodes();
+  if (!n.ok()) return ToGrpc(n.status());
+  resp->set_count(*n);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::BanAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
+  absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  datastore::AttestedNode node;
+  node.spiffe_id = *id;
+  node.banned = true;
+  datastore::NodeMask mask;
+  mask.banned = true;
+  absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(node, mask);
+  if (!updated.ok()) return ToGrpc(updated.status());
+  LogInfo("Agent banned", {{"agent_id", *id}});
+  AfterWrite();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::EvictAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
+  absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
+  if (!id.ok()) return ToGrpc(id.status());
+  absl::StatusOr<datastore::AttestedNode> deleted = ds_->DeleteNode(*id);
+  if (!deleted.ok()) return ToGrpc(deleted.status());
+  LogInfo("Agent evicted", {{"agent_id", *id}});
+  AfterWrite();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetBundle(ServerContext*, const v1::GetBundleRequestAdmin*,
+                                     v1::Bundle* resp) {
+  absl::StatusOr<datastore::Bundle> bundle = ds_->GetBundle(options_.trust_domain.name());
+  if (!bundle.ok()) return ToGrpc(bundle.status());
+  *resp = BundleToProto(*bundle);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ListFederatedBundles(ServerContext*,
+                                                const v1::ListFederatedBundlesRequest*,
+                                                v1::ListFederatedBundlesResponse* resp) {
+  absl::StatusOr<std::vector<datastore::Bundle>> bundles = ds_->ListBundles();
+  if (!bundles.ok()) return ToGrpc(bundles.status());
+  for (const auto& b : *bundles) {
+    if (b.trust_domain == options_.trust_domain.name()) continue;
+    *resp->add_bundles() = BundleToProto(b);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetFederatedBundle(ServerContext*,
+                                              const v1::SetFederatedBundleRequest* req,
+                                              v1::Bundle* resp) {
+  if (!req->has_bundle()) return ToGrpc(absl::InvalidArgumentError("bundle: is required"));
+  absl::StatusOr<datastore::Bundle> bundle = BundleFromProto(req->bundle());
+  if (!bundle.ok()) return ToGrpc(bundle.status());
+  if (bundle->trust_domain == options_.trust_domain.name()) {
+    return ToGrpc(absl::InvalidArgumentError(
+        "trust_domain: the server's own bundle cannot be set as a federated bundle"));
+  }
+  if (bundle->x509_authorities.empty() && bundle->jwt_authorities.empty()) {
+    return ToGrpc(absl::InvalidArgumentError("bundle: holds no authorities"));
+  }
+  absl::StatusOr<datastore::Bundle> stored = ds_->SetBundle(*bundle);
+  if (!stored.ok()) return ToGrpc(stored.status());
+  LogInfo("Federated bundle set", {{"trust_domain", stored->trust_domain}});
+  if (options_.after_bundle_write) options_.after_bundle_write();
+  *resp = BundleToProto(*stored);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
+                                                 const v1::DeleteFederatedBundleRequest* req,
+                                                 v1::Empty*) {
+  absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(req->trust_domain());
+  if (!td.ok()) {
+    return ToGrpc(
+        absl::InvalidArgumentError("trust_domain: " + std::string(td.status().message())));
+  }
+  if (*td == options_.trust_domain) {
+    return ToGrpc(
+        absl::InvalidArgumentError("trust_domain: the server's own bundle cannot be deleted"));
+  }
+  absl::Status st = ds_->DeleteBundle(td->name(), datastore::BundleDeleteMode::kRestrict);
+  if (!st.ok()) return ToGrpc(st);
+  LogInfo("Federated bundle deleted", {{"trust_domain", td->name()}});
+  if (options_.after_bundle_write) options_.after_bundle_write();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::Health(ServerContext*, const v1::HealthRequest*,
+                                  v1::HealthResponse* resp) {
+  bool healthy = true;
+  absl::StatusOr<int> version = ds_->SchemaVersion();
+  if (version.ok()) {
+    (*resp->mutable_details())["datastore"] = "ok";
+  } else {
+    healthy = false;
+    (*resp->mutable_details())["datastore"] = std::string(version.status().message());
+  }
+  if (options_.health) {
+    for (const auto& [name, h] : options_.health()) {
+      healthy = healthy && h.healthy;
+      (*resp->mutable_details())[name] =
+          h.healthy ? (h.detail.empty() ? "ok" : h.detail) : h.detail;
+    }
+  }
+  resp->set_healthy(healthy);
+  return grpc::Status::OK;
+}
+
+}  // namespace trellis::server

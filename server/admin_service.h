@@ -1,0 +1,83 @@
+// trellis.server.v1.Admin over the DataStore: entries, join tokens, agents, bundles, health.
+// Served only on the local Unix socket; its file permissions are the access control.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/clock.h"
+#include "common/spiffe_id.h"
+#include "trellis/server/v1/admin.grpc.pb.h"
+
+namespace trellis::datastore {
+class DataStore;
+}
+
+namespace trellis::server {
+
+class AdminService final : public ::trellis::server::v1::Admin::Service {
+ public:
+  struct SubsystemHealth {
+    bool healthy = true;
+    std::string detail;
+  };
+  struct Options {
+    explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
+    common::TrustDomain trust_domain;
+    const common::Clock* clock = nullptr;  // nullptr: the system clock
+    // Called after every write to entries or nodes, so the entry index (and through it the
+    // agents' watch streams) learns of the change at once instead of at the next poll.
+    std::function<void()> after_write;
+    // Called after a federated bundle is set or deleted.
+    std::function<void()> after_bundle_write;
+    // Health of the subsystems besides the datastore (CA, entry index, ...).
+    std::function<std::map<std::string, SubsystemHealth>()> health;
+  };
+
+  AdminService(datastore::DataStore* ds, Options options);
+
+  using ServerContext = ::grpc::ServerContext;
+  grpc::Status BatchCreateEntry(ServerContext*, const v1::BatchCreateEntryRequest*,
+                                v1::BatchCreateEntryResponse*) override;
+  grpc::Status BatchUpdateEntry(ServerContext*, const v1::BatchUpdateEntryRequest*,
+                                v1::BatchUpdateEntryResponse*) override;
+  grpc::Status BatchDeleteEntry(ServerContext*, const v1::BatchDeleteEntryRequest*,
+                                v1::BatchDeleteEntryResponse*) override;
+  grpc::Status GetEntry(ServerContext*, const v1::GetEntryRequest*, v1::Entry*) override;
+  grpc::Status ListEntries(ServerContext*, const v1::ListEntriesRequest*,
+                           v1::ListEntriesResponse*) override;
+  grpc::Status CountEntries(ServerContext*, const v1::CountEntriesRequest*,
+                            v1::CountEntriesResponse*) override;
+  grpc::Status CreateJoinToken(ServerContext*, const v1::CreateJoinTokenRequest*,
+                               v1::CreateJoinTokenResponse*) override;
+  grpc::Status ListAgents(ServerContext*, const v1::ListAgentsRequest*,
+                          v1::ListAgentsResponse*) override;
+  grpc::Status GetAgent(ServerContext*, const v1::AgentIdRequest*, v1::AttestedNode*) override;
+  grpc::Status CountAgents(ServerContext*, const v1::CountAgentsRequest*,
+                           v1::CountAgentsResponse*) override;
+  grpc::Status BanAgent(ServerContext*, const v1::AgentIdRequest*, v1::Empty*) override;
+  grpc::Status EvictAgent(ServerContext*, const v1::AgentIdRequest*, v1::Empty*) override;
+  grpc::Status GetBundle(ServerContext*, const v1::GetBundleRequestAdmin*, v1::Bundle*) override;
+  grpc::Status ListFederatedBundles(ServerContext*, const v1::ListFederatedBundlesRequest*,
+                                    v1::ListFederatedBundlesResponse*) override;
+  grpc::Status SetFederatedBundle(ServerContext*, const v1::SetFederatedBundleRequest*,
+                                  v1::Bundle*) override;
+  grpc::Status DeleteFederatedBundle(ServerContext*, const v1::DeleteFederatedBundleRequest*,
+                                     v1::Empty*) override;
+  grpc::Status Health(ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
+
+ private:
+  void AfterWrite();
+  absl::StatusOr<std::string> AgentIdArg(const std::string& spiffe_id) const;
+
+  datastore::DataStore* ds_;
+  Options options_;
+  const common::Clock& clock_;
+};
+
+// Join tokens: 128 random bits as 32 lowercase hex characters.
+std::string GenerateJoinToken();
+inline constexpr int kDefaultJoinTokenTtlSeconds = 600;
+
+}  // namespace trellis::server

@@ -1,0 +1,576 @@
+// Agent API handlers. Authorisation reads the in-memory entry index; writes go to the datastore
+// and are folded back into the index at once so the next call (and watchers) see them.
+#include "server/agent_service.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_split.h"
+#include "attestors/node/node_attestor.h"
+#include "common/bundle.h"
+#include "common/csr.h"
+#include "common/jwt.h"
+#include "common/x509.h"
+#include "datastore/datastore.h"
+#include "server/api_convert.h"
+#include "server/ca_manager.h"
+#include "server/entry_index.h"
+#include "server/runtime_log.h"
+
+namespace trellis::server {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+constexpr int kMaxBatch = 10000;
+
+// exp and iat of a JWT we just signed (the CA caps exp at its key's NotAfter).
+void FillJwtTimes(const std::string& token, v1::JWTSVID* out, absl::Time now, absl::Duration ttl) {
+  out->set_issued_at(absl::ToUnixSeconds(now));
+  out->set_expires_at(absl::ToUnixSeconds(now + ttl));
+  std::vector<std::string> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3) return;
+  absl::StatusOr<std::string> payload = common::Base64UrlDecode(parts[1]);
+  if (!payload.ok()) return;
+  nlohmann::json claims = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  if (!claims.is_object()) return;
+  if (claims.contains("exp") && claims["exp"].is_number_integer()) {
+    out->set_expires_at(claims["exp"].get<int64_t>());
+  }
+  if (claims.contains("iat") && claims["iat"].is_number_integer()) {
+    out->set_issued_at(claims["iat"].get<int64_t>());
+  }
+}
+
+absl::StatusOr<v1::X509SVID> MakeSvid(const common::SpiffeId& id,
+                                      const std::vector<std::string>& chain) {
+  if (chain.empty()) return absl::InternalError("the CA returned an empty chain");
+  absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain.front());
+  if (!leaf.ok()) return leaf.status();
+  v1::X509SVID svid;
+  svid.set_spiffe_id(id.String());
+  for (const auto& der : chain) svid.add_cert_chain(der);
+  svid.set_expires_at(absl::ToUnixSeconds(leaf->not_after()));
+  return svid;
+}
+
+// The trust bundle as stored (JWT key expiry and taint flags included), else as published.
+std::optional<v1::Bundle> CurrentBundle(const CaManager& ca) {
+  absl::StatusOr<datastore::Bundle> stored = ca.StoredBundle();
+  if (stored.ok()) return BundleToProto(*stored);
+  std::shared_ptr<const common::Bundle> bundle = ca.Bundle();
+  if (bundle) return BundleToProto(*bundle);
+  return std::nullopt;
+}
+
+}  // namespace
+
+AgentService::AgentService(Options options, datastore::DataStore* ds, CaManager* ca,
+                           EntryIndex* index,
+                           std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors)
+    : options_(std::move(options)),
+      ds_(ds),
+      ca_(ca),
+      index_(index),
+      clock_(options_.clock ? *options_.clock : common::SystemClock::Get()),
+      attestation_limiter_(options_.rate_limits.attestation, clock_),
+      signing_limiter_(options_.rate_limits.signing, clock_) {
+  for (auto& a : attestors) attestors_[a->Name()] = std::move(a);
+}
+
+AgentService::~AgentService() { Shutdown(); }
+
+void AgentService::NotifyChange() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++generation_;
+  }
+  changed_.notify_all();
+}
+
+void AgentService::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+  }
+  changed_.notify_all();
+}
+
+absl::Status AgentService::RefreshFederatedBundles() {
+  absl::StatusOr<std::vector<datastore::Bundle>> bundles = ds_->ListBundles();
+  if (!bundles.ok()) return bundles.status();
+  std::map<std::string, std::shared_ptr<const v1::Bundle>> fresh;
+  for (const auto& b : *bundles) {
+    if (b.trust_domain == options_.trust_domain.name()) continue;
+    fresh[b.trust_domain] = std::make_shared<const v1::Bundle>(BundleToProto(b));
+  }
+  bool changed = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fresh.size() != federated_.size()) changed = true;
+    for (const auto& [td, b] : fresh) {
+      auto it = federated_.find(td);
+      if (it == federated_.end() || it->second->sequence_number() != b->sequence_number()) {
+        changed = true;
+      }
+    }
+    if (changed) {
+      federated_ = std::move(fresh);
+      ++federated_generation_;
+    }
+  }
+  if (changed) NotifyChange();
+  return absl::OkStatus();
+}
+
+absl::Status AgentService::TakeSigning(const ServerContext& ctx, double cost) {
+  if (!options_.rate_limits.signing_enabled || !options_.peer_address) return absl::OkStatus();
+  return signing_limiter_.Take(options_.peer_address(ctx), cost, "signing");
+}
+
+absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
+  const std::string id = caller.id.String();
+  std::optional<datastore::AttestedNode> node = index_->Node(id);
+  bool from_store = false;
+  auto reload = [&]() -> absl::Status {
+    // The index may trail another server's write by up to one poll; the store is the truth.
+    absl::StatusOr<datastore::AttestedNode> stored = ds_->GetNode(id, /*fetch_selectors=*/false);
+    if (stored.ok()) {
+      node = *stored;
+    } else if (absl::IsNotFound(stored.status())) {
+      node.reset();
+    } else {
+      return stored.status();
+    }
+    from_store = true;
+    return absl::OkStatus();
+  };
+  if (!node) TRELLIS_RETURN_IF_ERROR(reload());
+  if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
+  auto serial_known = [&] {
+    return caller.serial_hex == node->cert_serial_number ||
+           (!node->new_cert_serial_number.empty() &&
+            caller.serial_hex == node->new_cert_serial_number);
+  };
+  // A ban is never lifted, so the index is trusted on it; an unknown serial may be a renewal
+  // another server recorded after our last poll.
+  if (!from_store && !node->banned && !serial_known()) {
+    TRELLIS_RETURN_IF_ERROR(reload());
+    if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
+  }
+  if (node->banned) return absl::PermissionDeniedError("agent is banned");
+  if (caller.serial_hex == node->cert_serial_number) return absl::OkStatus();
+  if (!node->new_cert_serial_number.empty() && caller.serial_hex == node->new_cert_serial_number) {
+    // The agent now uses its renewed SVID: the old one stops working from here on.
+    datastore::AttestedNode update;
+    update.spiffe_id = id;
+    update.cert_serial_number = node->new_cert_serial_number;
+    update.cert_not_after = node->new_cert_not_after;
+    update.new_cert_serial_number = "";
+    update.new_cert_not_after = absl::UnixEpoch();
+    datastore::NodeMask mask;
+    mask.cert_serial_number = mask.cert_not_after = true;
+    mask.new_cert_serial_number = mask.new_cert_not_after = true;
+    absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(update, mask);
+    if (!updated.ok()) return updated.status();
+    (void)index_->Poll();
+    LogDebug("Agent SVID serial promoted", {{"agent_id", id}, {"serial", caller.serial_hex}});
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError("agent SVID serial " + caller.serial_hex +
+                                     " is not the current one for " + id);
+}
+
+absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const ServerContext& ctx) {
+  if (!options_.authenticate) return absl::InternalError("no authenticator configured");
+  absl::StatusOr<CallerIdentity> caller = options_.authenticate(ctx);
+  if (!caller.ok()) {
+    if (absl::IsUnauthenticated(caller.status())) return caller.status();
+    return absl::UnauthenticatedError(std::string(caller.status().message()));
+  }
+  if (!caller->id.MemberOf(options_.trust_domain) || !caller->id.IsAgentId()) {
+    return absl::PermissionDeniedError("caller " + caller->id.String() + " is not an agent");
+  }
+  absl::Status st = CheckNode(*caller);
+  if (!st.ok()) {
+    LogWarn("Agent refused",
+            {{"agent_id", caller->id.String()}, {"reason", std::string(st.message())}});
+    return st;
+  }
+  return caller->id;
+}
+
+std::optional<datastore::RegistrationEntry> AgentService::AuthorizedEntry(
+    const common::SpiffeId& agent, const std::string& entry_id) const {
+  for (auto& e : index_->AuthorizedEntries(agent)) {
+    if (e.id == entry_id) return e;
+  }
+  return std::nullopt;
+}
+
+absl::Duration AgentService::X509Ttl(const datastore::RegistrationEntry& e) const {
+  return e.x509_svid_ttl > 0 ? absl::Seconds(e.x509_svid_ttl) : options_.default_x509_svid_ttl;
+}
+
+// ---- AttestAgent ---------------------------------------------------------------------------
+
+absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
+    const ServerContext& ctx,
+    grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) {
+  const std::string peer = options_.peer_address ? options_.peer_address(ctx) : "";
+  if (options_.rate_limits.attestation_enabled) {
+    TRELLIS_RETURN_IF_ERROR(attestation_limiter_.Take(peer, 1, "attestation"));
+  }
+  v1::AttestAgentRequest first;
+  if (!stream->Read(&first)) return absl::InvalidArgumentError("no attestation parameters sent");
+  if (!first.has_params()) {
+    return absl::InvalidArgumentError("the first message must carry attestation parameters");
+  }
+  const v1::AttestAgentRequest::Params& params = first.params();
+  if (params.data().type().empty())
+    return absl::InvalidArgumentError("params.data.type: is required");
+  if (params.csr().empty()) return absl::InvalidArgumentError("params.csr: is required");
+  // Check the CSR before attesting: a join token is consumed by attestation, and a bad CSR
+  // must not burn it.
+  absl::StatusOr<common::CertificateRequest> csr =
+      common::CertificateRequest::FromDer(params.csr());
+  if (!csr.ok())
+    return absl::InvalidArgumentError("params.csr: " + std::string(csr.status().message()));
+  absl::Status sig = csr->VerifySignature();
+  if (!sig.ok()) return absl::InvalidArgumentError("params.csr: " + std::string(sig.message()));
+
+  auto it = attestors_.find(params.data().type());
+  if (it == attestors_.end()) {
+    return absl::NotFoundError("no node attestor of type \"" + params.data().type() + "\"");
+  }
+  auto challenge = [stream](std::string bytes) -> absl::StatusOr<std::string> {
+    v1::AttestAgentResponse ch;
+    ch.set_challenge(std::move(bytes));
+    if (!stream->Write(ch)) return absl::AbortedError("the agent went away during attestation");
+    v1::AttestAgentRequest answer;
+    if (!stream->Read(&answer)) return absl::AbortedError("the agent went away during attestation");
+    if (answer.step_case() != v1::AttestAgentRequest::kChallengeResponse) {
+      return absl::InvalidArgumentError("expected a challenge response");
+    }
+    return answer.challenge_response();
+  };
+  absl::StatusOr<attestors::ServerNodeAttestor::Result> attested =
+      it->second->Attest(params.data().payload(), challenge);
+  if (!attested.ok()) {
+    LogWarn("Node attestation failed", {{"type", params.data().type()},
+                                        {"peer", peer},
+                                        {"error", std::string(attested.status().message())}});
+    return attested.status();
+  }
+  const common::SpiffeId& agent_id = attested->agent_id;
+  if (!agent_id.MemberOf(options_.trust_domain) || !agent_id.IsAgentId()) {
+    return absl::InternalError("attestor produced a non-agent ID " + agent_id.String());
+  }
+  const std::string id = agent_id.String();
+
+  absl::StatusOr<datastore::AttestedNode> existing = ds_->GetNode(id, /*fetch_selectors=*/false);
+  if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
+  if (existing.ok()) {
+    if (existing->banned) return absl::PermissionDeniedError("agent is banned");
+    if (!attested->reattestable) {
+      return absl::PermissionDeniedError("agent " + id + " is already attested");
+    }
+  }
+
+  absl::StatusOr<std::vector<std::string>> chain =
+      ca_->SignX509SvidFromCsr(params.csr(), agent_id, options_.agent_ttl, {});
+  if (!chain.ok()) return chain.status();
+  absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
+  if (!leaf.ok()) return leaf.status();
+
+  datastore::AttestedNode node;
+  node.spiffe_id = id;
+  node.attestation_data_type = params.data().type();
+  node.cert_serial_number = leaf->SerialHex();
+  node.cert_not_after = leaf->not_after();
+  node.can_reattest = attested->reattestable;
+  if (existing.ok()) {
+    datastore::NodeMask mask = datastore::NodeMask::All();
+    mask.banned = false;
+    absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(node, mask);
+    if (!updated.ok()) {
+      // Banned meanwhile or evicted meanwhile: report what the store says.
+      return updated.status();
+    }
+  } else {
+    absl::StatusOr<datastore::AttestedNode> created = ds_->CreateNode(node);
+    if (!created.ok()) {
+      if (absl::IsAlreadyExists(created.status())) {
+        return absl::PermissionDeniedError("agent " + id + " attested concurrently");
+      }
+      return created.status();
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(ds_->SetNodeSelectors(id, attested->selectors));
+  (void)index_->Poll();
+
+  v1::AttestAgentResponse::Result result;
+  absl::StatusOr<v1::X509SVID> svid = MakeSvid(agent_id, *chain);
+  if (!svid.ok()) return svid.status();
+  *result.mutable_svid() = *svid;
+  if (std::optional<v1::Bundle> bundle = CurrentBundle(*ca_)) *result.mutable_bundle() = *bundle;
+  result.set_reattestable(attested->reattestable);
+  LogInfo("Agent attested", {{"agent_id", id},
+                             {"type", params.data().type()},
+                             {"serial", node.cert_serial_number},
+                             {"peer", peer}});
+  return result;
+}
+
+grpc::Status AgentService::AttestAgent(
+    ServerContext* ctx,
+    grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) {
+  absl::StatusOr<v1::AttestAgentResponse::Result> result = Attest(*ctx, stream);
+  if (!result.ok()) return ToGrpc(result.status());
+  v1::AttestAgentResponse resp;
+  *resp.mutable_result() = std::move(*result);
+  if (!stream->Write(resp)) return grpc::Status(grpc::StatusCode::ABORTED, "agent went away");
+  return grpc::Status::OK;
+}
+
+// ---- RenewAgent ----------------------------------------------------------------------------
+
+grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRequest* req,
+                                      v1::RenewAgentResponse* resp) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return ToGrpc(agent.status());
+  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpc(st);
+  if (req->csr().empty()) return ToGrpc(absl::InvalidArgumentError("csr: is required"));
+  absl::StatusOr<std::vector<std::string>> chain =
+      ca_->SignX509SvidFromCsr(req->csr(), *agent, options_.agent_ttl, {});
+  if (!chain.ok()) return ToGrpc(chain.status());
+  absl::StatusOr<v1::X509SVID> svid = MakeSvid(*agent, *chain);
+  if (!svid.ok()) return ToGrpc(svid.status());
+  absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
+  if (!leaf.ok()) return ToGrpc(leaf.status());
+  datastore::AttestedNode update;
+  update.spiffe_id = agent->String();
+  update.new_cert_serial_number = leaf->SerialHex();
+  update.new_cert_not_after = leaf->not_after();
+  datastore::NodeMask mask;
+  mask.new_cert_serial_number = mask.new_cert_not_after = true;
+  absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(update, mask);
+  if (!updated.ok()) return ToGrpc(updated.status());
+  (void)index_->Poll();
+  LogInfo("Agent SVID renewed", {{"agent_id", agent->String()}, {"serial", leaf->SerialHex()}});
+  *resp->mutable_svid() = std::move(*svid);
+  return grpc::Status::OK;
+}
+
+// ---- BatchNewX509SVID ----------------------------------------------------------------------
+
+grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
+                                            const v1::BatchNewX509SVIDRequest* req,
+                                            v1::BatchNewX509SVIDResponse* resp) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return ToGrpc(agent.status());
+  if (req->params_size() > kMaxBatch) {
+    return ToGrpc(
+        absl::InvalidArgumentError("params: at most " + std::to_string(kMaxBatch) + " per batch"));
+  }
+  if (absl::Status st = TakeSigning(*ctx, req->params_size()); !st.ok()) return ToGrpc(st);
+  std::map<std::string, datastore::RegistrationEntry> authorized;
+  for (auto& e : index_->AuthorizedEntries(*agent)) authorized.emplace(e.id, std::move(e));
+  for (const v1::NewX509SVIDParams& p : req->params()) {
+    v1::BatchNewX509SVIDResponse::Result* r = resp->add_results();
+    r->set_entry_id(p.entry_id());
+    auto it = authorized.find(p.entry_id());
+    if (it == authorized.end()) {
+      r->set_code(static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+      r->set_message("entry \"" + p.entry_id() + "\" is not authorized for this agent");
+      continue;
+    }
+    const datastore::RegistrationEntry& e = it->second;
+    absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(e.spiffe_id);
+    if (!id.ok()) {
+      r->set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
+      r->set_message(std::string(id.status().message()));
+      continue;
+    }
+    absl::StatusOr<std::vector<std::string>> chain =
+        ca_->SignX509SvidFromCsr(p.csr(), *id, X509Ttl(e), e.dns_names);
+    absl::StatusOr<v1::X509SVID> svid =
+        chain.ok() ? MakeSvid(*id, *chain) : absl::StatusOr<v1::X509SVID>(chain.status());
+    if (!svid.ok()) {
+      r->set_code(static_cast<int>(svid.status().code()));
+      r->set_message(std::string(svid.status().message()));
+      continue;
+    }
+    r->set_code(0);
+    *r->mutable_svid() = std::move(*svid);
+  }
+  return grpc::Status::OK;
+}
+
+// ---- NewJWTSVID ----------------------------------------------------------------------------
+
+grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRequest* req,
+                                      v1::NewJWTSVIDResponse* resp) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return ToGrpc(agent.status());
+  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpc(st);
+  if (req->audience_size() == 0) {
+    return ToGrpc(absl::InvalidArgumentError("audience: at least one is required"));
+  }
+  std::vector<std::string> audience;
+  for (const auto& a : req->audience()) {
+    if (a.empty()) return ToGrpc(absl::InvalidArgumentError("audience: empty value"));
+    audience.push_back(a);
+  }
+  std::optional<datastore::RegistrationEntry> e = AuthorizedEntry(*agent, req->entry_id());
+  if (!e) {
+    return ToGrpc(absl::PermissionDeniedError("entry \"" + req->entry_id() +
+                                              "\" is not authorized for this agent"));
+  }
+  absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(e->spiffe_id);
+  if (!id.ok()) return ToGrpc(absl::InternalError(std::string(id.status().message())));
+  absl::Duration ttl =
+      e->jwt_svid_ttl > 0 ? absl::Seconds(e->jwt_svid_ttl) : options_.default_jwt_svid_ttl;
+  absl::Time now = clock_.Now();
+  absl::StatusOr<std::string> token = ca_->SignJwtSvid(*id, audience, ttl);
+  if (!token.ok()) return ToGrpc(token.status());
+  v1::JWTSVID* svid = resp->mutable_svid();
+  svid->set_spiffe_id(id->String());
+  svid->set_token(*token);
+  FillJwtTimes(*token, svid, now, ttl);
+  return grpc::Status::OK;
+}
+
+// ---- SyncAuthorizedEntries -----------------------------------------------------------------
+
+grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
+                                                 const v1::SyncAuthorizedEntriesRequest* req,
+                                                 v1::SyncAuthorizedEntriesResponse* resp) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return ToGrpc(agent.status());
+  std::vector<datastore::RegistrationEntry> entries = index_->AuthorizedEntries(*agent);
+  std::set<std::string> ids, federated_needed;
+  for (const auto& e : entries) {
+    ids.insert(e.id);
+    for (const auto& td : e.federates_with) federated_needed.insert(td);
+    auto known = req->known_revisions().find(e.id);
+    if (known == req->known_revisions().end() || known->second != e.revision_number) {
+      *resp->add_changed() = EntryToProto(e);
+    }
+  }
+  for (const auto& [id, rev] : req->known_revisions()) {
+    if (!ids.count(id)) resp->add_removed_ids(id);
+  }
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
+  if (bundle && bundle->sequence_number() != req->bundle_sequence()) {
+    *resp->mutable_bundle() = std::move(*bundle);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& td : federated_needed) {
+      auto it = federated_.find(td);
+      if (it == federated_.end()) continue;
+      auto held = req->federated_bundle_sequences().find(td);
+      if (held == req->federated_bundle_sequences().end() ||
+          held->second != it->second->sequence_number()) {
+        *resp->add_federated_bundles() = *it->second;
+      }
+    }
+  }
+  for (const auto& [td, seq] : req->federated_bundle_sequences()) {
+    if (!federated_needed.count(td)) resp->add_removed_federated_bundles(td);
+  }
+  return grpc::Status::OK;
+}
+
+// ---- WatchChanges --------------------------------------------------------------------------
+
+uint64_t AgentService::EntriesFingerprint(const common::SpiffeId& agent) const {
+  std::vector<std::pair<std::string, int64_t>> items;
+  for (const auto& e : index_->AuthorizedEntries(agent))
+    items.emplace_back(e.id, e.revision_number);
+  std::sort(items.begin(), items.end());
+  // FNV-1a over "id:revision;" items: order-independent after the sort, stable across calls.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const std::string& bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const auto& [id, rev] : items) mix(id + ":" + std::to_string(rev) + ";");
+  return h;
+}
+
+grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest*,
+                                        grpc::ServerWriter<v1::ChangeNotice>* writer) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return ToGrpc(agent.status());
+  // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
+  // federated bundles. A notice goes out only when one of them moved, so a change to another
+  // agent's entries does not make every agent sync.
+  struct State {
+    uint64_t entries;
+    uint64_t bundle_sequence;
+    uint64_t federated;
+    bool operator==(const State&) const = default;
+  };
+  auto current = [&] {
+    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+    uint64_t federated;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      federated = federated_generation_;
+    }
+    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated};
+  };
+  uint64_t seen_generation;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_generation = generation_;
+  }
+  std::optional<State> last_sent;
+  bool changed = true;
+  while (true) {
+    if (changed) {
+      State now = current();
+      if (!last_sent || !(*last_sent == now)) {
+        v1::ChangeNotice notice;
+        notice.set_entries_version(index_->Version());
+        notice.set_bundle_sequence(now.bundle_sequence);
+        if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
+        last_sent = now;
+      }
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck),
+                        [&] { return shutdown_ || generation_ != seen_generation; });
+      if (shutdown_) return grpc::Status::OK;
+      changed = generation_ != seen_generation;
+      seen_generation = generation_;
+    }
+    if (ctx->IsCancelled()) return grpc::Status::OK;
+    // Banned or evicted agents lose the stream promptly, not at their next sync (an index
+    // lookup, so cheap on every wake-up).
+    std::optional<datastore::AttestedNode> node = index_->Node(agent->String());
+    if (!node) return ToGrpc(absl::PermissionDeniedError("agent is not attested or was evicted"));
+    if (node->banned) return ToGrpc(absl::PermissionDeniedError("agent is banned"));
+  }
+}
+
+// ---- GetBundle -----------------------------------------------------------------------------
+
+grpc::Status AgentService::GetBundle(ServerContext*, const v1::GetBundleRequest*,
+                                     v1::Bundle* resp) {
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
+  if (!bundle) return ToGrpc(absl::UnavailableError("the trust bundle is not ready"));
+  *resp = std::move(*bundle);
+  return grpc::Status::OK;
+}
+
+}  // namespace trellis::server

@@ -1,0 +1,125 @@
+// trellis.server.v1.Agent: node attestation, agent SVID renewal, SVID minting for authorised
+// entries, entry sync and change push. Every call but AttestAgent and GetBundle authenticates
+// the caller's agent SVID and re-checks its node (exists, not banned, serial current or new).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/clock.h"
+#include "common/spiffe_id.h"
+#include "datastore/types.h"
+#include "server/rate_limiter.h"
+#include "trellis/server/v1/agent.grpc.pb.h"
+
+namespace trellis::datastore {
+class DataStore;
+}
+namespace trellis::attestors {
+class ServerNodeAttestor;
+}
+
+namespace trellis::server {
+
+class CaManager;
+class EntryIndex;
+
+// Who is calling, as proven by the TLS client certificate.
+struct CallerIdentity {
+  common::SpiffeId id;
+  std::string serial_hex;
+  absl::Time not_after;
+};
+// Authenticates the caller of one call: UNAUTHENTICATED without a valid X509-SVID of the
+// trust domain. The runtime wires transport::AuthenticatePeer against the current bundle.
+using Authenticator = std::function<absl::StatusOr<CallerIdentity>(const grpc::ServerContext&)>;
+// The caller's address for per-IP rate limits.
+using PeerAddressFunc = std::function<std::string(const grpc::ServerContext&)>;
+
+class AgentService final : public ::trellis::server::v1::Agent::Service {
+ public:
+  struct Options {
+    explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
+    common::TrustDomain trust_domain;
+    absl::Duration agent_ttl = absl::Hours(1);
+    absl::Duration default_x509_svid_ttl = absl::Hours(1);
+    absl::Duration default_jwt_svid_ttl = absl::Minutes(5);
+    RateLimits rate_limits;
+    const common::Clock* clock = nullptr;  // nullptr: the system clock
+    Authenticator authenticate;
+    PeerAddressFunc peer_address;
+    // How often an idle WatchChanges stream checks that its caller is still there and still
+    // allowed; changes themselves are pushed at once.
+    absl::Duration watch_recheck = absl::Seconds(1);
+  };
+
+  AgentService(Options options, datastore::DataStore* ds, CaManager* ca, EntryIndex* index,
+               std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors);
+  ~AgentService() override;
+
+  // Wakes every WatchChanges stream (entry index or bundle changed).
+  void NotifyChange();
+  // Re-reads federated bundles from the datastore; notifies watchers when one changed.
+  absl::Status RefreshFederatedBundles();
+  // Ends every WatchChanges stream (OK) and refuses new ones: the server is stopping.
+  void Shutdown();
+
+  using ServerContext = ::grpc::ServerContext;
+  grpc::Status AttestAgent(
+      ServerContext* ctx,
+      grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) override;
+  grpc::Status RenewAgent(ServerContext* ctx, const v1::RenewAgentRequest* req,
+                          v1::RenewAgentResponse* resp) override;
+  grpc::Status BatchNewX509SVID(ServerContext* ctx, const v1::BatchNewX509SVIDRequest* req,
+                                v1::BatchNewX509SVIDResponse* resp) override;
+  grpc::Status NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRequest* req,
+                          v1::NewJWTSVIDResponse* resp) override;
+  grpc::Status SyncAuthorizedEntries(ServerContext* ctx,
+                                     const v1::SyncAuthorizedEntriesRequest* req,
+                                     v1::SyncAuthorizedEntriesResponse* resp) override;
+  grpc::Status WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest* req,
+                            grpc::ServerWriter<v1::ChangeNotice>* writer) override;
+  grpc::Status GetBundle(ServerContext* ctx, const v1::GetBundleRequest* req,
+                         v1::Bundle* resp) override;
+
+ private:
+  // Authenticates the caller and re-checks its node; promotes a new serial to current.
+  absl::StatusOr<common::SpiffeId> AuthorizeAgent(const ServerContext& ctx);
+  absl::Status CheckNode(const CallerIdentity& caller);
+  absl::Status TakeSigning(const ServerContext& ctx, double cost);
+  absl::StatusOr<v1::AttestAgentResponse::Result> Attest(
+      const ServerContext& ctx,
+      grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream);
+  std::optional<datastore::RegistrationEntry> AuthorizedEntry(const common::SpiffeId& agent,
+                                                              const std::string& entry_id) const;
+  absl::Duration X509Ttl(const datastore::RegistrationEntry& e) const;
+  // Changes whenever the agent's authorised entries (ids or revisions) change.
+  uint64_t EntriesFingerprint(const common::SpiffeId& agent) const;
+
+  Options options_;
+  datastore::DataStore* ds_;
+  CaManager* ca_;
+  EntryIndex* index_;
+  std::map<std::string, std::shared_ptr<attestors::ServerNodeAttestor>> attestors_;
+  const common::Clock& clock_;
+  RateLimiter attestation_limiter_;
+  RateLimiter signing_limiter_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  uint64_t generation_ = 0;            // guarded by mu_; bumps on every NotifyChange
+  uint64_t federated_generation_ = 0;  // guarded by mu_; bumps when a federated bundle changes
+  bool shutdown_ = false;              // guarded by mu_
+  // Federated bundles by trust domain name, re-read by RefreshFederatedBundles.
+  std::map<std::string, std::shared_ptr<const v1::Bundle>> federated_;  // guarded by mu_
+};
+
+}  // namespace trellis::server

@@ -1,0 +1,428 @@
+// Server wiring, listeners, maintenance loop and signal handling.
+#include "server/runtime.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "attestors/node/node_attestor.h"
+#include "common/file_util.h"
+#include "common/status.h"
+#include "datastore/datastore.h"
+#include "datastore/factory.h"
+#include "server/admin_service.h"
+#include "server/agent_service.h"
+#include "server/ca_manager.h"
+#include "server/entry_index.h"
+#include "server/health.h"
+#include "server/key_manager.h"
+#include "server/runtime_log.h"
+#include "server/server_svid.h"
+#include "transport/spiffe_tls.h"
+
+namespace trellis::server {
+namespace {
+
+namespace config = common::config;
+
+constexpr absl::Duration kMaintenancePeriod = absl::Seconds(1);
+constexpr absl::Duration kCaTickPeriod = absl::Seconds(10);
+constexpr absl::Duration kPrunePeriod = absl::Minutes(1);
+constexpr absl::Duration kFederatedRefreshPeriod = absl::Seconds(5);
+// Change-log events older than this are dropped; every server's index polls every second.
+constexpr absl::Duration kEventRetention = absl::Hours(1);
+constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
+
+std::string DatabaseTypeName(config::DatabaseType t) {
+  return t == config::DatabaseType::kPostgres ? "postgres" : "sqlite3";
+}
+
+// A stable id for this server's CA journal records, so servers sharing one datastore keep
+// separate journals and a restart finds its own.
+absl::StatusOr<std::string> LoadOrCreateInstanceId(const std::string& data_dir) {
+  const std::string path = data_dir + "/server_instance_id";
+  absl::StatusOr<std::string> existing = common::ReadFile(path);
+  if (existing.ok()) {
+    std::string id = *existing;
+    while (!id.empty() && (id.back() == '\n' || id.back() == '\r')) id.pop_back();
+    if (!id.empty()) return id;
+  }
+  std::string id = "server-" + GenerateJoinToken().substr(0, 16);
+  TRELLIS_RETURN_IF_ERROR(common::WritePrivateFile(path, id + "\n"));
+  return id;
+}
+
+// Creates the socket's directory (0770 when we create it) and removes a stale socket file.
+// A socket another live server answers on is left alone: FAILED_PRECONDITION.
+absl::Status PrepareSocketPath(const std::string& path) {
+  if (path.empty()) return absl::InvalidArgumentError("socket_path is empty");
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    return absl::InvalidArgumentError("socket_path \"" + path + "\" is too long for a Unix socket");
+  }
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) {
+      std::filesystem::create_directories(dir, ec);
+      if (ec) {
+        return absl::FailedPreconditionError("cannot create socket directory " + dir.string() +
+                                             ": " + ec.message());
+      }
+      if (::chmod(dir.c_str(), 0770) != 0) {
+        return absl::FailedPreconditionError("cannot chmod socket directory " + dir.string() +
+                                             ": " + std::strerror(errno));
+      }
+    }
+  }
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError("socket_path " + path + " exists and is not a socket");
+  }
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(std::string("socket: ") + std::strerror(errno));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::close(fd);
+  if (rc == 0) {
+    return absl::FailedPreconditionError("another server is listening on " + path);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return absl::FailedPreconditionError("cannot remove stale socket " + path + ": " +
+                                         std::strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
+std::string HostPort(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    return "[" + host + "]:" + std::to_string(port);
+  }
+  return host + ":" + std::to_string(port);
+}
+
+void AddKeepalive(grpc::ServerBuilder& b) {
+  // Agents hold WatchChanges open for hours: find dead peers, and accept agents' own pings.
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+}
+
+}  // namespace
+
+struct Server::Impl {
+  explicit Impl(const config::ServerConfig& c) : cfg(c) {}
+  config::ServerConfig cfg;
+  const common::Clock& clock = common::SystemClock::Get();
+  std::unique_ptr<datastore::DataStore> ds;
+  std::unique_ptr<KeyManager> km;
+  std::unique_ptr<CaManager> ca;
+  std::unique_ptr<ServerSvidRotator> svid;
+  std::unique_ptr<EntryIndex> index;
+  std::unique_ptr<AgentService> agent_service;
+  std::unique_ptr<AdminService> admin_service;
+  std::unique_ptr<HealthListener> health;
+  std::unique_ptr<grpc::Server> agent_server;
+  std::unique_ptr<grpc::Server> admin_server;
+  int agent_port = 0;
+
+  std::atomic<bool> ca_activated{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;  // guarded by mu
+  bool stopped = false;   // guarded by mu
+  std::thread maintenance;
+  std::atomic<bool> index_healthy{true};
+
+  void Maintain();
+  std::map<std::string, AdminService::SubsystemHealth> Health() const;
+};
+
+std::map<std::string, AdminService::SubsystemHealth> Server::Impl::Health() const {
+  std::map<std::string, AdminService::SubsystemHealth> out;
+  std::optional<common::Certificate> active = ca->ActiveX509Ca();
+  if (!active) {
+    out["ca"] = {false, "no active X.509 CA"};
+  } else if (active->not_after() <= clock.Now()) {
+    out["ca"] = {false, "the active X.509 CA has expired"};
+  } else {
+    out["ca"] = {true, "ok"};
+  }
+  out["entry_index"] = {index_healthy.load(), index_healthy.load() ? "ok" : "poll failing"};
+  return out;
+}
+
+void Server::Impl::Maintain() {
+  absl::Time now = clock.Now();
+  absl::Time next_ca = now + kCaTickPeriod;
+  absl::Time next_prune = now + kPrunePeriod;
+  absl::Time next_federated = now + kFederatedRefreshPeriod;
+  bool poll_failing = false;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, absl::ToChronoMilliseconds(kMaintenancePeriod), [&] { return stopping; });
+      if (stopping) return;
+    }
+    now = clock.Now();
+    // Catches writes by other servers sharing the datastore.
+    absl::Status st = index->Poll();
+    if (!st.ok() && !poll_failing) {
+      LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
+    } else if (st.ok() && poll_failing) {
+      LogInfo("Entry index poll recovered");
+    }
+    poll_failing = !st.ok();
+    index_healthy = st.ok();
+    if (ca_activated.exchange(false) || now >= next_ca) {
+      if (now >= next_ca) {
+        if (absl::Status t = ca->Tick(); !t.ok()) {
+          LogWarn("CA rotation check failed", {{"error", std::string(t.message())}});
+        }
+        next_ca = now + kCaTickPeriod;
+      }
+      if (absl::Status t = svid->Tick(); !t.ok()) {
+        LogWarn("Server SVID rotation failed", {{"error", std::string(t.message())}});
+      }
+    }
+    if (now >= next_federated) {
+      if (absl::Status f = agent_service->RefreshFederatedBundles(); !f.ok()) {
+        LogWarn("Federated bundle refresh failed", {{"error", std::string(f.message())}});
+      }
+      next_federated = now + kFederatedRefreshPeriod;
+    }
+    if (now >= next_prune) {
+      absl::StatusOr<int64_t> tokens = ds->PruneJoinTokens(now);
+      if (tokens.ok() && *tokens > 0) {
+        LogDebug("Pruned expired join tokens", {{"count", std::to_string(*tokens)}});
+      }
+      absl::StatusOr<int64_t> events = ds->PruneEvents(now - kEventRetention);
+      if (!events.ok()) {
+        LogWarn("Event pruning failed", {{"error", std::string(events.status().message())}});
+      }
+      next_prune = now + kPrunePeriod;
+    }
+  }
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() { Shutdown(); }
+
+int Server::agent_port() const { return impl_->agent_port; }
+const std::string& Server::socket_path() const { return impl_->cfg.socket_path; }
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfig& cfg) {
+  SetLogLevel(cfg.log_level);
+  SetLogFormat(cfg.log_format);
+  auto impl = std::make_unique<Impl>(cfg);
+  Impl& s = *impl;
+  const common::TrustDomain& td = cfg.trust_domain;
+
+  TRELLIS_RETURN_IF_ERROR(common::EnsurePrivateDir(cfg.data_dir));
+  TRELLIS_ASSIGN_OR_RETURN(
+      s.ds, datastore::CreateDataStore(DatabaseTypeName(cfg.data_store.database_type),
+                                       cfg.data_store.connection_string));
+  TRELLIS_ASSIGN_OR_RETURN(std::string instance_id, LoadOrCreateInstanceId(cfg.data_dir));
+  TRELLIS_ASSIGN_OR_RETURN(s.km, CreateKeyManager(cfg.key_manager, cfg.data_dir));
+
+  TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
+  ca_opts.server_instance_id = instance_id;
+  if (CaManager::SvidTtlTooLong(cfg.ca_ttl, cfg.default_x509_svid_ttl)) {
+    LogWarn("default_x509_svid_ttl is too long for ca_ttl: SVIDs may outlive their CA's overlap",
+            {{"ca_ttl", absl::FormatDuration(cfg.ca_ttl)},
+             {"default_x509_svid_ttl", absl::FormatDuration(cfg.default_x509_svid_ttl)}});
+  }
+  TRELLIS_ASSIGN_OR_RETURN(s.ca, CaManager::Create(ca_opts, s.ds.get(), s.km.get(), s.clock));
+  TRELLIS_RETURN_IF_ERROR(s.ca->Start());
+
+  ServerSvidRotator::Options svid_opts;
+  svid_opts.data_dir = cfg.data_dir;
+  svid_opts.key_type = common::KeyType::kEcP256;
+  TRELLIS_ASSIGN_OR_RETURN(s.svid, ServerSvidRotator::Create(svid_opts, s.ca.get(), s.clock));
+  TRELLIS_RETURN_IF_ERROR(s.svid->Start());
+
+  TRELLIS_ASSIGN_OR_RETURN(s.index, EntryIndex::Create(s.ds.get(), s.clock));
+
+  std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors;
+  for (const auto& a : cfg.node_attestors) {
+    TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<attestors::ServerNodeAttestor> created,
+                             attestors::CreateServerNodeAttestor(a, td, s.ds.get(), s.clock));
+    attestors.push_back(std::move(created));
+  }
+
+  AgentService::Options agent_opts{td};
+  agent_opts.agent_ttl = cfg.EffectiveAgentTtl();
+  agent_opts.default_x509_svid_ttl = cfg.default_x509_svid_ttl;
+  agent_opts.default_jwt_svid_ttl = cfg.default_jwt_svid_ttl;
+  agent_opts.rate_limits.attestation_enabled = cfg.ratelimit.attestation;
+  agent_opts.rate_limits.signing_enabled = cfg.ratelimit.signing;
+  agent_opts.clock = &s.clock;
+  CaManager* ca = s.ca.get();
+  const common::Clock* clock = &s.clock;
+  agent_opts.authenticate =
+      [ca, clock](const grpc::ServerContext& ctx) -> absl::StatusOr<CallerIdentity> {
+    std::shared_ptr<const common::Bundle> bundle = ca->Bundle();
+    if (!bundle) return absl::UnavailableError("the trust bundle is not ready");
+    TRELLIS_ASSIGN_OR_RETURN(transport::PeerIdentity peer,
+                             transport::AuthenticatePeer(ctx, *bundle, clock->Now()));
+    return CallerIdentity{peer.id, peer.serial_hex, peer.not_after};
+  };
+  agent_opts.peer_address = [](const grpc::ServerContext& ctx) {
+    return transport::PeerAddress(ctx);
+  };
+  s.agent_service = std::make_unique<AgentService>(agent_opts, s.ds.get(), s.ca.get(),
+                                                   s.index.get(), std::move(attestors));
+  AgentService* agents = s.agent_service.get();
+  EntryIndex* index = s.index.get();
+  s.index->SetChangeListener([agents](uint64_t) { agents->NotifyChange(); });
+  s.ca->SetBundleListener(
+      [agents](std::shared_ptr<const common::Bundle>) { agents->NotifyChange(); });
+  Impl* raw = impl.get();
+  s.ca->SetX509ActivationListener([raw] {
+    raw->ca_activated = true;
+    raw->cv.notify_all();
+  });
+  if (absl::Status f = s.agent_service->RefreshFederatedBundles(); !f.ok()) {
+    LogWarn("Federated bundle load failed", {{"error", std::string(f.message())}});
+  }
+
+  AdminService::Options admin_opts{td};
+  admin_opts.clock = &s.clock;
+  admin_opts.after_write = [index] {
+    if (absl::Status st = index->Poll(); !st.ok()) {
+      LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
+    }
+  };
+  admin_opts.after_bundle_write = [agents] { (void)agents->RefreshFederatedBundles(); };
+  admin_opts.health = [raw] { return raw->Health(); };
+  s.admin_service = std::make_unique<AdminService>(s.ds.get(), admin_opts);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+absl::Status Server::Start() {
+  Impl& s = *impl_;
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ServerCredentials> creds,
+      transport::SpiffeServerCredentials(s.svid->CertChainPath(), s.svid->KeyPath()));
+  {
+    grpc::ServerBuilder b;
+    AddKeepalive(b);
+    b.AddListeningPort(HostPort(s.cfg.bind_address, s.cfg.bind_port), creds, &s.agent_port);
+    b.RegisterService(s.agent_service.get());
+    s.agent_server = b.BuildAndStart();
+    if (!s.agent_server || s.agent_port == 0) {
+      s.agent_server.reset();
+      return absl::UnavailableError("cannot listen for agents on " +
+                                    HostPort(s.cfg.bind_address, s.cfg.bind_port));
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(PrepareSocketPath(s.cfg.socket_path));
+  {
+    grpc::ServerBuilder b;
+    b.AddListeningPort("unix:" + s.cfg.socket_path, grpc::InsecureServerCredentials());
+    b.RegisterService(s.admin_service.get());
+    s.admin_server = b.BuildAndStart();
+    if (!s.admin_server) {
+      return absl::UnavailableError("cannot listen on admin socket " + s.cfg.socket_path);
+    }
+    if (::chmod(s.cfg.socket_path.c_str(), 0770) != 0) {
+      return absl::FailedPreconditionError("cannot chmod " + s.cfg.socket_path + ": " +
+                                           std::strerror(errno));
+    }
+  }
+  if (s.cfg.health_checks.listener_enabled) {
+    Impl* raw = impl_.get();
+    TRELLIS_ASSIGN_OR_RETURN(
+        s.health, HealthListener::Start(s.cfg.health_checks, [raw] {
+          HealthReport r;
+          for (const auto& [name, h] : raw->Health()) r.subsystems[name] = {h.healthy, h.detail};
+          absl::StatusOr<int> v = raw->ds->SchemaVersion();
+          // A datastore outage makes the server not ready, but it stays live: restarting it
+          // would not bring the database back.
+          r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
+          r.live_excludes = {"datastore", "entry_index"};
+          return r;
+        }));
+  }
+  s.maintenance = std::thread([&s] { s.Maintain(); });
+  LogInfo("Server started", {{"trust_domain", s.cfg.trust_domain.name()},
+                             {"agent_address", HostPort(s.cfg.bind_address, s.agent_port)},
+                             {"socket_path", s.cfg.socket_path}});
+  return absl::OkStatus();
+}
+
+void Server::Shutdown() {
+  Impl& s = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (s.stopped) return;
+    s.stopped = true;
+    s.stopping = true;
+  }
+  s.cv.notify_all();
+  if (s.agent_service) s.agent_service->Shutdown();
+  auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kShutdownGrace);
+  if (s.agent_server) s.agent_server->Shutdown(deadline);
+  if (s.admin_server) s.admin_server->Shutdown(deadline);
+  if (s.maintenance.joinable()) s.maintenance.join();
+  if (s.health) s.health->Stop();
+  if (s.agent_server) s.agent_server->Wait();
+  if (s.admin_server) {
+    s.admin_server->Wait();
+    ::unlink(s.cfg.socket_path.c_str());
+  }
+  s.agent_server.reset();
+  s.admin_server.reset();
+  s.health.reset();
+  // Nothing may call into the services once they are gone.
+  if (s.index) s.index->SetChangeListener(nullptr);
+  if (s.ca) {
+    s.ca->SetBundleListener(nullptr);
+    s.ca->SetX509ActivationListener(nullptr);
+  }
+  s.admin_service.reset();
+  s.agent_service.reset();
+  s.index.reset();
+  s.svid.reset();
+  s.ca.reset();
+  s.km.reset();
+  s.ds.reset();
+  if (s.agent_port != 0) LogInfo("Server stopped");
+}
+
+absl::Status RunServerUntilSignal(const config::ServerConfig& config) {
+  // Block the stop signals before any thread starts so every thread inherits the mask and
+  // only sigwait below receives them.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // A client vanishing mid-write must not kill the process.
+  signal(SIGPIPE, SIG_IGN);
+  TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create(config));
+  TRELLIS_RETURN_IF_ERROR(server->Start());
+  int sig = 0;
+  sigwait(&stop, &sig);
+  LogInfo("Stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  server->Shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace trellis::server

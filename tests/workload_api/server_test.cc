@@ -1,0 +1,498 @@
+// The Workload API over a real Unix socket: this test process is the workload, identified by
+// the kernel through the connection the server accepted.
+#include "workload_api/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "common/bundle.h"
+#include "common/jwt.h"
+#include "common/keys.h"
+#include "common/x509.h"
+#include "gtest/gtest.h"
+#include "workload.grpc.pb.h"
+
+namespace trellis::workload_api {
+namespace {
+
+using common::SpiffeId;
+
+// Records the credentials the server hands over, and gives selectors from them.
+class RecordingAttestor final : public attestors::WorkloadAttestor {
+ public:
+  std::string Name() const override { return "recording"; }
+  absl::StatusOr<std::vector<std::string>> Attest(
+      const attestors::CallerCredentials& caller) override {
+    last_pid = caller.pid;
+    last_uid = caller.uid;
+    calls++;
+    if (fail) return absl::UnauthenticatedError("process vanished");
+    return std::vector<std::string>{absl::StrCat("unix:uid:", caller.uid)};
+  }
+  std::atomic<pid_t> last_pid{0};
+  std::atomic<uid_t> last_uid{0};
+  std::atomic<int> calls{0};
+  std::atomic<bool> fail{false};
+};
+
+struct Pki {
+  common::TrustDomain td = *common::TrustDomain::Parse("example.org");
+  common::PrivateKey ca_key = *common::PrivateKey::Generate();
+  common::Certificate ca = *common::CreateRootCa(ca_key, td, absl::Hours(24),
+                                                 common::SystemClock::Get());
+  std::unique_ptr<common::X509SvidIssuer> issuer =
+      *common::X509SvidIssuer::Create(ca, ca_key, common::SystemClock::Get());
+  common::PrivateKey jwt_key = *common::PrivateKey::Generate();
+
+  CachedSvid Svid(const std::string& id) {
+    common::PrivateKey key = *common::PrivateKey::Generate();
+    std::string leaf =
+        *issuer->IssueForPublicKey(key.public_key(), *SpiffeId::Parse(id), absl::Hours(1));
+    CachedSvid svid;
+    svid.chain_der = {leaf};
+    svid.key_pkcs8_der = std::string(key.ToPkcs8Der()->view());
+    auto cert = common::Certificate::FromDer(leaf);
+    svid.not_before = cert->not_before();
+    svid.not_after = cert->not_after();
+    return svid;
+  }
+  std::shared_ptr<const common::Bundle> Bundle(bool with_second_jwt_key = false) {
+    auto b = std::make_shared<common::Bundle>(td);
+    EXPECT_TRUE(b->AddX509Authority(ca).ok());
+    EXPECT_TRUE(b->AddJwtAuthority("kid1", jwt_key.public_key()).ok());
+    if (with_second_jwt_key) {
+      EXPECT_TRUE(b->AddJwtAuthority("kid2", common::PrivateKey::Generate()->public_key()).ok());
+    }
+    return b;
+  }
+};
+
+CachedEntry Entry(const std::string& id, const std::string& spiffe_id,
+                  std::vector<std::string> selectors, int64_t created_at = 1) {
+  return CachedEntry{id, *SpiffeId::Parse(spiffe_id), std::move(selectors), {}, "", 1,
+                     created_at, 0};
+}
+
+std::string MyUidSelector() { return absl::StrCat("unix:uid:", getuid()); }
+
+class WorkloadApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("trellis-wapi-", getpid(), "-", counter_++);
+    std::filesystem::create_directories(dir_);
+    socket_ = (dir_ / "sock" / "api.sock").string();
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void StartServer(WorkloadApiServer::JwtMinter minter = nullptr) {
+    auto s = WorkloadApiServer::Start({socket_, 2}, &cache_, {&attestor_}, std::move(minter),
+                                      common::SystemClock::Get());
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+  }
+
+  // A ready snapshot with one entry for this process's uid and its SVID.
+  CacheSnapshot ReadySnapshot(const std::string& id = "spiffe://example.org/app") {
+    CacheSnapshot snap;
+    snap.ready = true;
+    snap.bundle = pki_.Bundle();
+    snap.entries.insert_or_assign("e1", Entry("e1", id, {MyUidSelector()}));
+    snap.svids["e1"] = pki_.Svid(id);
+    return snap;
+  }
+
+  std::unique_ptr<SpiffeWorkloadAPI::Stub> Stub() {
+    channel_ = grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials());
+    return SpiffeWorkloadAPI::NewStub(channel_);
+  }
+
+  static void Header(grpc::ClientContext* ctx) {
+    ctx->AddMetadata("workload.spiffe.io", "true");
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+
+  static int counter_;
+  std::filesystem::path dir_;
+  std::string socket_;
+  Pki pki_;
+  Cache cache_;
+  RecordingAttestor attestor_;
+  std::unique_ptr<WorkloadApiServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+int WorkloadApiTest::counter_ = 0;
+
+TEST_F(WorkloadApiTest, SocketIsOpenToEveryLocalUser) {
+  StartServer();
+  struct stat st;
+  ASSERT_EQ(stat(socket_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0777u);
+  ASSERT_EQ(stat((dir_ / "sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0755u);
+}
+
+TEST_F(WorkloadApiTest, MissingHeaderIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(attestor_.calls.load(), 0);  // checked before anything else
+}
+
+TEST_F(WorkloadApiTest, WrongHeaderValueIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("workload.spiffe.io", "yes");
+  ValidateJWTSVIDRequest req;
+  req.set_audience("a");
+  req.set_svid("x.y.z");
+  ValidateJWTSVIDResponse resp;
+  EXPECT_EQ(stub->ValidateJWTSVID(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_EQ(attestor_.last_pid.load(), getpid());
+  EXPECT_EQ(attestor_.last_uid.load(), getuid());
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
+  CacheSnapshot snap = ReadySnapshot();
+  snap.entries.insert_or_assign("e0",
+                               Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
+  snap.svids["e0"] = pki_.Svid("spiffe://example.org/older");
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  ASSERT_EQ(resp.svids_size(), 2);
+  EXPECT_EQ(resp.svids(0).spiffe_id(), "spiffe://example.org/older");
+  EXPECT_EQ(resp.svids(1).spiffe_id(), "spiffe://example.org/app");
+  EXPECT_EQ(resp.svids(0).bundle(), pki_.ca.der());
+  auto cert = common::Certificate::FromDer(resp.svids(0).x509_svid());
+  auto key = common::PrivateKey::FromPkcs8Der(resp.svids(0).x509_svid_key());
+  ASSERT_TRUE(cert.ok() && key.ok());
+  EXPECT_TRUE(common::CheckKeyMatchesCertificate(*key, *cert).ok());
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
+  CacheSnapshot snap = ReadySnapshot();
+  snap.entries.at("e1").selectors = {"unix:uid:999999"};
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(WorkloadApiTest, NotSyncedYetIsUnavailable) {
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(WorkloadApiTest, VanishedCallerIsUnauthenticated) {
+  cache_.Publish(ReadySnapshot());
+  attestor_.fail = true;
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(WorkloadApiTest, StreamSendsFullStateOnRotation) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse first, second;
+  ASSERT_TRUE(reader->Read(&first));
+  CacheSnapshot rotated = ReadySnapshot();  // same entry, a new SVID
+  cache_.Publish(rotated);
+  ASSERT_TRUE(reader->Read(&second));
+  ASSERT_EQ(second.svids_size(), 1);
+  EXPECT_NE(second.svids(0).x509_svid(), first.svids(0).x509_svid());
+  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids["e1"].chain_der[0]);
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(WorkloadApiTest, LosingLastIdentityEndsStreamWithPermissionDenied) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  CacheSnapshot empty;
+  empty.ready = true;
+  empty.bundle = pki_.Bundle();
+  cache_.Publish(empty);
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(WorkloadApiTest, BundleStreamSkipsIdenticalMessages) {
+  CacheSnapshot snap = ReadySnapshot();
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509Bundles(&ctx, X509BundlesRequest());
+  X509BundlesResponse first, next;
+  ASSERT_TRUE(reader->Read(&first));
+  EXPECT_EQ(first.bundles().at("spiffe://example.org"), pki_.ca.der());
+  // An SVID rotation leaves the bundles as they were: nothing must be sent for it.
+  cache_.Publish(ReadySnapshot());
+  // A new CA is a change: the next message must be this one, not a repeat.
+  common::PrivateKey key2 = *common::PrivateKey::Generate();
+  common::Certificate ca2 =
+      *common::CreateRootCa(key2, pki_.td, absl::Hours(24), common::SystemClock::Get());
+  auto bundle2 = std::make_shared<common::Bundle>(*pki_.Bundle());
+  ASSERT_TRUE(bundle2->AddX509Authority(ca2).ok());
+  CacheSnapshot changed = ReadySnapshot();
+  changed.bundle = bundle2;
+  cache_.Publish(changed);
+  ASSERT_TRUE(reader->Read(&next));
+  EXPECT_EQ(next.bundles().at("spiffe://example.org"), common::BundleToDer(*bundle2));
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(WorkloadApiTest, JwtBundlesArePlainJwksWithKid) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchJWTBundles(&ctx, JWTBundlesRequest());
+  JWTBundlesResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  auto jwks = nlohmann::json::parse(resp.bundles().at("spiffe://example.org"));
+  ASSERT_EQ(jwks["keys"].size(), 1u);
+  EXPECT_EQ(jwks["keys"][0]["kid"], "kid1");
+  EXPECT_FALSE(jwks["keys"][0].contains("use"));
+  ctx.TryCancel();
+  reader->Finish();
+}
+
+TEST_F(WorkloadApiTest, ValidateJwtSvidReturnsIdAndAudienceArray) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  nlohmann::json claims = {{"sub", "spiffe://example.org/app"},
+                           {"aud", "svc"},  // a single string must come back as an array
+                           {"exp", absl::ToUnixSeconds(absl::Now() + absl::Minutes(5))},
+                           {"iat", absl::ToUnixSeconds(absl::Now())}};
+  std::string token = *common::SignJwt(pki_.jwt_key, "kid1", claims);
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  ValidateJWTSVIDRequest req;
+  req.set_audience("svc");
+  req.set_svid(token);
+  ValidateJWTSVIDResponse resp;
+  grpc::Status st = stub->ValidateJWTSVID(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.spiffe_id(), "spiffe://example.org/app");
+  const auto& aud = resp.claims().fields().at("aud");
+  ASSERT_TRUE(aud.has_list_value());
+  EXPECT_EQ(aud.list_value().values(0).string_value(), "svc");
+}
+
+TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
+                                           *SpiffeId::Parse("spiffe://example.org/app"), {"svc"},
+                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  ValidateJWTSVIDRequest req;
+  req.set_audience("other");
+  req.set_svid(token);
+  ValidateJWTSVIDResponse resp;
+  EXPECT_EQ(stub->ValidateJWTSVID(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
+                                           *SpiffeId::Parse("spiffe://other.org/app"), {"svc"},
+                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  ValidateJWTSVIDRequest req;
+  req.set_audience("svc");
+  req.set_svid(token);
+  ValidateJWTSVIDResponse resp;
+  EXPECT_EQ(stub->ValidateJWTSVID(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(WorkloadApiTest, FetchJwtSvidMintsForEachIdentity) {
+  cache_.Publish(ReadySnapshot());
+  std::vector<std::string> seen_audience;
+  StartServer([&](const CachedEntry& entry, const std::vector<std::string>& aud)
+                  -> absl::StatusOr<std::string> {
+    seen_audience = aud;
+    return "token-for-" + entry.id;
+  });
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  JWTSVIDRequest req;
+  req.add_audience("svc");
+  JWTSVIDResponse resp;
+  grpc::Status st = stub->FetchJWTSVID(&ctx, req, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_EQ(resp.svids_size(), 1);
+  EXPECT_EQ(resp.svids(0).spiffe_id(), "spiffe://example.org/app");
+  EXPECT_EQ(resp.svids(0).svid(), "token-for-e1");
+  EXPECT_EQ(seen_audience, std::vector<std::string>{"svc"});
+}
+
+TEST_F(WorkloadApiTest, FetchJwtSvidWithoutAudienceIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  JWTSVIDResponse resp;
+  EXPECT_EQ(stub->FetchJWTSVID(&ctx, JWTSVIDRequest(), &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(WorkloadApiTest, FetchJwtSvidForAnotherIdIsPermissionDenied) {
+  cache_.Publish(ReadySnapshot());
+  StartServer([](const CachedEntry&, const std::vector<std::string>&)
+                  -> absl::StatusOr<std::string> { return "t"; });
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  JWTSVIDRequest req;
+  req.add_audience("svc");
+  req.set_spiffe_id("spiffe://example.org/not-mine");
+  JWTSVIDResponse resp;
+  EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(WorkloadApiTest, ClosedConnectionsLeaveNoRecord) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  {
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Header(&ctx);
+    JWTSVIDResponse resp;
+    stub->FetchJWTSVID(&ctx, JWTSVIDRequest(), &resp);
+    EXPECT_EQ(server_->TrackedConnections(), 1u);
+    stub.reset();
+    channel_.reset();
+  }
+  // gRPC closes the fd asynchronously once the client is gone.
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (server_->TrackedConnections() != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(server_->TrackedConnections(), 0u);
+}
+
+TEST_F(WorkloadApiTest, StopEndsOpenStreams) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  server_->Stop();
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(cache_.ListenerCount(), 0u);
+}
+
+TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  constexpr int kStreams = 1000;
+  std::vector<std::unique_ptr<grpc::ClientContext>> ctxs;
+  std::vector<std::unique_ptr<grpc::ClientReader<X509SVIDResponse>>> readers;
+  for (int i = 0; i < kStreams; ++i) {
+    ctxs.push_back(std::make_unique<grpc::ClientContext>());
+    Header(ctxs.back().get());
+    readers.push_back(stub->FetchX509SVID(ctxs.back().get(), X509SVIDRequest()));
+  }
+  X509SVIDResponse resp;
+  for (auto& r : readers) ASSERT_TRUE(r->Read(&resp));
+  CacheSnapshot rotated = ReadySnapshot();
+  cache_.Publish(rotated);
+  for (auto& r : readers) {
+    ASSERT_TRUE(r->Read(&resp));
+    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids["e1"].chain_der[0]);
+  }
+  for (auto& c : ctxs) c->TryCancel();
+  for (auto& r : readers) r->Finish();
+}
+
+}  // namespace
+}  // namespace trellis::workload_api
