@@ -21,6 +21,13 @@
 #include "trellis/server/v1/agent.grpc.pb.h"
 #include "transport/spiffe_tls.h"
 #include "workload_api/server.h"
+#ifdef TRELLIS_AGENT_HEALTH
+#include "server/health.h"
+#else
+namespace trellis::server {
+class HealthListener {};  // built without the health listener
+}  // namespace trellis::server
+#endif
 
 namespace trellis::agent {
 
@@ -417,6 +424,24 @@ absl::Status Agent::Start() {
           },
           clock_));
   Log("info", "Workload API listening on " + config_.socket_path);
+#ifdef TRELLIS_AGENT_HEALTH
+  if (config_.health_checks.listener_enabled) {
+    TRELLIS_ASSIGN_OR_RETURN(health_, server::HealthListener::Start(config_.health_checks, [this] {
+                               server::HealthReport report;
+                               auto snap = cache_.Snapshot();
+                               report.subsystems["workload_api"] = {
+                                   snap->ready, snap->ready ? "" : "not synced with a server yet"};
+                               std::lock_guard<std::mutex> lock(mu_);
+                               bool valid = !agent_chain_.empty() &&
+                                            clock_.Now() < agent_chain_.front().not_after();
+                               report.subsystems["agent_svid"] = {valid,
+                                                                  valid ? "" : "agent SVID expired"};
+                               // Not ready while unsynced, but a restart would not help.
+                               report.live_excludes.insert("workload_api");
+                               return report;
+                             }));
+  }
+#endif
   sync_thread_ = std::thread([this] { SyncLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
   return absl::OkStatus();
@@ -433,6 +458,12 @@ void Agent::Interrupt() {
 
 void Agent::Stop() {
   Interrupt();
+#ifdef TRELLIS_AGENT_HEALTH
+  if (health_) {
+    health_->Stop();
+    health_.reset();
+  }
+#endif
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   if (workload_api_) {
