@@ -40,7 +40,17 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(15);
 constexpr size_t kMaxBatch = 500;
 
 std::mutex log_mu;
+std::atomic<int> min_log_level{1};  // 0 debug, 1 info, 2 warning, 3 error
+
+int LevelRank(const std::string& level) {
+  if (level == "debug") return 0;
+  if (level == "info") return 1;
+  if (level == "warning") return 2;
+  return 3;
+}
+
 void Log(const std::string& level, const std::string& msg) {
+  if (LevelRank(level) < min_log_level.load()) return;
   std::lock_guard<std::mutex> lock(log_mu);
   std::cerr << "time=\"" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
             << "\" level=" << level << " msg=\"" << msg << "\"" << std::endl;
@@ -197,6 +207,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
   if (bootstrap_methods > 1) {
     return absl::InvalidArgumentError(
         "only one of trust_bundle_path, trust_bundle_url and insecure_bootstrap may be set");
+  }
+  switch (config.log_level) {
+    case common::config::LogLevel::kDebug: min_log_level = 0; break;
+    case common::config::LogLevel::kInfo: min_log_level = 1; break;
+    case common::config::LogLevel::kWarn: min_log_level = 2; break;
+    case common::config::LogLevel::kError: min_log_level = 3; break;
   }
   std::unique_ptr<Agent> agent(new Agent(std::move(config), std::move(options), clock));
   Agent* raw = agent.get();
@@ -519,6 +535,9 @@ absl::Status Agent::MaybeRenewAgentSvid() {
     if (agent_chain_.empty()) return absl::UnauthenticatedError("no agent SVID");
     renew_at = agent_renew_at_;
     not_after = agent_chain_.front().not_after();
+    workload_api::CachedSvid own;
+    for (const auto& c : agent_chain_) own.chain_der.push_back(c.der());
+    if (IssuedByTainted(own)) renew_at = absl::InfinitePast();
   }
   absl::Time now = clock_.Now();
   if (now >= not_after) return HandleRefusal(absl::UnauthenticatedError("agent SVID expired"));
@@ -559,6 +578,14 @@ absl::Status Agent::SyncEntries() {
       return absl::InternalError("server sent a bundle of another trust domain");
     }
     new_bundle = std::move(*b);
+    std::set<std::string> tainted;
+    for (const auto& a : resp.bundle().x509_authorities()) {
+      if (!a.tainted()) continue;
+      auto cert = common::Certificate::FromDer(a.asn1());
+      if (cert.ok()) tainted.insert(cert->SubjectKeyId());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    tainted_key_ids_ = std::move(tainted);
   }
   std::map<std::string, std::shared_ptr<const common::Bundle>> fed_updates;
   for (const auto& fb : resp.federated_bundles()) {
@@ -634,7 +661,8 @@ absl::Status Agent::MintSvids() {
       auto it = svids_.find(id);
       if (it == svids_.end() ||
           NeedsRenewal(now, renew_at_[id], it->second.not_after, it->second.entry_revision,
-                       entry.revision)) {
+                       entry.revision) ||
+          IssuedByTainted(it->second)) {
         due.push_back(id);
         revisions[id] = entry.revision;
       }
@@ -687,6 +715,20 @@ absl::Status Agent::MintSvids() {
     if (minted > 0) Log("info", absl::StrCat("minted ", minted, " workload SVID(s)"));
   }
   return absl::OkStatus();
+}
+
+bool Agent::IssuedByTainted(const workload_api::CachedSvid& svid) const {
+  if (tainted_key_ids_.empty()) return false;
+  // Any certificate of the chain signed by (or being) a tainted authority taints the SVID.
+  for (const std::string& der : svid.chain_der) {
+    auto cert = common::Certificate::FromDer(der);
+    if (!cert.ok()) continue;
+    if (tainted_key_ids_.count(cert->AuthorityKeyId()) ||
+        tainted_key_ids_.count(cert->SubjectKeyId())) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool Agent::PruneExpired() {
@@ -769,6 +811,7 @@ void Agent::SyncLoop() {
       sync_requested_ = false;
     }
     absl::Status s = Sync();
+    if (s.ok()) Log("debug", "synced with " + conn_->CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {
       if (PruneExpired()) Publish();

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,6 +92,8 @@ class Agent {
   absl::Status SyncEntries();
   absl::Status MintSvids();
   bool PruneExpired();
+  // True when the SVID chains to an authority the server marked tainted (requires mu_).
+  bool IssuedByTainted(const workload_api::CachedSvid& svid) const;
   void Publish();
   void SyncLoop();
   void WatchLoop();
@@ -124,6 +127,7 @@ class Agent {
   std::map<std::string, workload_api::CachedEntry> entries_;
   std::map<std::string, workload_api::CachedSvid> svids_;
   std::map<std::string, absl::Time> renew_at_;
+  std::set<std::string> tainted_key_ids_;  // subject key ids of tainted X.509 authorities
   bool synced_once_ = false;
 
   std::mutex jwt_mu_;
