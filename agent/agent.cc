@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "agent/bundle_url.h"
 #include "agent/rotation.h"
 #include "agent/state_store.h"
 #include "attestors/workload/unix_attestor.h"
@@ -287,8 +288,20 @@ absl::Status Agent::LoadBootstrap() {
     return absl::OkStatus();
   }
   if (!config_.trust_bundle_url.empty()) {
-    return absl::UnimplementedError("trust_bundle_url bootstrap is not supported yet; use "
-                                    "trust_bundle_path or insecure_bootstrap");
+    auto text = HttpsGet(config_.trust_bundle_url);
+    if (!text.ok()) return Annotate(text.status(), "trust_bundle_url");
+    absl::StatusOr<common::Bundle> bundle =
+        config_.trust_bundle_format == common::config::TrustBundleFormat::kSpiffe
+            ? common::ParseSpiffeBundle(td, *text)
+            : common::BundleFromPem(td, *text);
+    if (!bundle.ok()) return Annotate(bundle.status(), "trust_bundle_url " + config_.trust_bundle_url);
+    if (bundle->x509_authorities().empty()) {
+      return absl::InvalidArgumentError("trust_bundle_url " + config_.trust_bundle_url +
+                                        " holds no X.509 authority");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    bundle_ = std::make_shared<const common::Bundle>(std::move(*bundle));
+    return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
       "no bootstrap trust: set trust_bundle_path or insecure_bootstrap = true");
