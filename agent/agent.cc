@@ -19,8 +19,8 @@
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/status.h"
-#include "trellis/server/v1/agent.grpc.pb.h"
 #include "transport/spiffe_tls.h"
+#include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload_api/server.h"
 #ifdef TRELLIS_AGENT_HEALTH
 #include "server/health.h"
@@ -53,7 +53,8 @@ int LevelRank(const std::string& level) {
 void Log(const std::string& level, const std::string& msg) {
   if (LevelRank(level) < min_log_level.load()) return;
   std::lock_guard<std::mutex> lock(log_mu);
-  std::cerr << "time=\"" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
+  std::cerr << "time=\""
+            << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
             << "\" level=" << level << " msg=\"" << msg << "\"" << std::endl;
 }
 
@@ -74,7 +75,8 @@ bool IsTransient(const absl::Status& s) {
 }
 
 absl::StatusOr<common::Bundle> BundleFromProto(const v1::Bundle& proto) {
-  TRELLIS_ASSIGN_OR_RETURN(common::TrustDomain td, common::TrustDomain::Parse(proto.trust_domain()));
+  TRELLIS_ASSIGN_OR_RETURN(common::TrustDomain td,
+                           common::TrustDomain::Parse(proto.trust_domain()));
   common::Bundle bundle(td);
   for (const auto& a : proto.x509_authorities()) {
     TRELLIS_ASSIGN_OR_RETURN(common::Certificate cert, common::Certificate::FromDer(a.asn1()));
@@ -101,8 +103,8 @@ absl::StatusOr<std::vector<common::Certificate>> ChainFromProto(const v1::X509SV
 
 absl::StatusOr<workload_api::CachedEntry> EntryFromProto(const v1::Entry& e) {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId id, common::SpiffeId::Parse(e.spiffe_id()));
-  workload_api::CachedEntry entry{e.id(), id, {}, {}, e.hint(), e.revision_number(),
-                                  e.created_at(), e.jwt_svid_ttl()};
+  workload_api::CachedEntry entry{
+      e.id(), id, {}, {}, e.hint(), e.revision_number(), e.created_at(), e.jwt_svid_ttl()};
   for (const auto& s : e.selectors()) entry.selectors.push_back(s.type() + ":" + s.value());
   for (const auto& td : e.federates_with()) {
     auto parsed = common::TrustDomain::Parse(td);
@@ -198,8 +200,7 @@ Agent::Agent(common::config::AgentConfig config, Options options, const common::
     : config_(std::move(config)), options_(std::move(options)), clock_(clock) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig config,
-                                                     Options options,
-                                                     const common::Clock& clock) {
+                                                     Options options, const common::Clock& clock) {
   TRELLIS_ASSIGN_OR_RETURN(std::vector<std::string> targets,
                            ServerTargets(config.server_address, config.server_port));
   int bootstrap_methods = (config.trust_bundle_path.empty() ? 0 : 1) +
@@ -210,10 +211,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
         "only one of trust_bundle_path, trust_bundle_url and insecure_bootstrap may be set");
   }
   switch (config.log_level) {
-    case common::config::LogLevel::kDebug: min_log_level = 0; break;
-    case common::config::LogLevel::kInfo: min_log_level = 1; break;
-    case common::config::LogLevel::kWarn: min_log_level = 2; break;
-    case common::config::LogLevel::kError: min_log_level = 3; break;
+    case common::config::LogLevel::kDebug:
+      min_log_level = 0;
+      break;
+    case common::config::LogLevel::kInfo:
+      min_log_level = 1;
+      break;
+    case common::config::LogLevel::kWarn:
+      min_log_level = 2;
+      break;
+    case common::config::LogLevel::kError:
+      min_log_level = 3;
+      break;
   }
   std::unique_ptr<Agent> agent(new Agent(std::move(config), std::move(options), clock));
   Agent* raw = agent.get();
@@ -249,8 +258,8 @@ absl::Status Agent::LoadBootstrap() {
   const common::TrustDomain& td = config_.trust_domain;
   auto persisted = LoadAgentState(config_.data_dir, td);
   if (!persisted.ok()) {
-    Log("warning", "ignoring unusable persisted agent state: " +
-                       std::string(persisted.status().message()));
+    Log("warning",
+        "ignoring unusable persisted agent state: " + std::string(persisted.status().message()));
   } else if (persisted->has_value()) {
     AgentState& state = **persisted;
     std::lock_guard<std::mutex> lock(mu_);
@@ -273,7 +282,8 @@ absl::Status Agent::LoadBootstrap() {
         config_.trust_bundle_format == common::config::TrustBundleFormat::kSpiffe
             ? common::ParseSpiffeBundle(td, text)
             : common::BundleFromPem(td, text);
-    if (!bundle.ok()) return Annotate(bundle.status(), "trust_bundle_path " + config_.trust_bundle_path);
+    if (!bundle.ok())
+      return Annotate(bundle.status(), "trust_bundle_path " + config_.trust_bundle_path);
     if (bundle->x509_authorities().empty()) {
       return absl::InvalidArgumentError("trust_bundle_path " + config_.trust_bundle_path +
                                         " holds no X.509 authority");
@@ -294,7 +304,8 @@ absl::Status Agent::LoadBootstrap() {
         config_.trust_bundle_format == common::config::TrustBundleFormat::kSpiffe
             ? common::ParseSpiffeBundle(td, *text)
             : common::BundleFromPem(td, *text);
-    if (!bundle.ok()) return Annotate(bundle.status(), "trust_bundle_url " + config_.trust_bundle_url);
+    if (!bundle.ok())
+      return Annotate(bundle.status(), "trust_bundle_url " + config_.trust_bundle_url);
     if (bundle->x509_authorities().empty()) {
       return absl::InvalidArgumentError("trust_bundle_url " + config_.trust_bundle_url +
                                         " holds no X.509 authority");
@@ -338,8 +349,8 @@ absl::Status Agent::AdoptAgentSvid(std::vector<common::Certificate> chain, commo
     std::lock_guard<std::mutex> lock(wake_mu_);
     if (watch_ctx_) watch_ctx_->TryCancel();
   }
-  Log("info", "agent SVID " + id.String() + " valid until " +
-                  absl::FormatTime(chain.front().not_after()));
+  Log("info",
+      "agent SVID " + id.String() + " valid until " + absl::FormatTime(chain.front().not_after()));
   return absl::OkStatus();
 }
 
@@ -444,31 +455,29 @@ absl::Status Agent::Start() {
   for (auto& a : workload_attestors_) attestors.push_back(a.get());
   workload_api::WorkloadApiServer::Options wopts{config_.socket_path,
                                                  options_.workload_api_threads};
-  TRELLIS_ASSIGN_OR_RETURN(
-      workload_api_,
-      workload_api::WorkloadApiServer::Start(
-          wopts, &cache_, attestors,
-          [this](const workload_api::CachedEntry& entry, const std::vector<std::string>& aud) {
-            return MintJwt(entry, aud);
-          },
-          clock_));
+  TRELLIS_ASSIGN_OR_RETURN(workload_api_, workload_api::WorkloadApiServer::Start(
+                                              wopts, &cache_, attestors,
+                                              [this](const workload_api::CachedEntry& entry,
+                                                     const std::vector<std::string>& aud) {
+                                                return MintJwt(entry, aud);
+                                              },
+                                              clock_));
   Log("info", "Workload API listening on " + config_.socket_path);
 #ifdef TRELLIS_AGENT_HEALTH
   if (config_.health_checks.listener_enabled) {
-    TRELLIS_ASSIGN_OR_RETURN(health_, server::HealthListener::Start(config_.health_checks, [this] {
-                               server::HealthReport report;
-                               auto snap = cache_.Snapshot();
-                               report.subsystems["workload_api"] = {
-                                   snap->ready, snap->ready ? "" : "not synced with a server yet"};
-                               std::lock_guard<std::mutex> lock(mu_);
-                               bool valid = !agent_chain_.empty() &&
-                                            clock_.Now() < agent_chain_.front().not_after();
-                               report.subsystems["agent_svid"] = {valid,
-                                                                  valid ? "" : "agent SVID expired"};
-                               // Not ready while unsynced, but a restart would not help.
-                               report.live_excludes.insert("workload_api");
-                               return report;
-                             }));
+    TRELLIS_ASSIGN_OR_RETURN(
+        health_, server::HealthListener::Start(config_.health_checks, [this] {
+          server::HealthReport report;
+          auto snap = cache_.Snapshot();
+          report.subsystems["workload_api"] = {snap->ready,
+                                               snap->ready ? "" : "not synced with a server yet"};
+          std::lock_guard<std::mutex> lock(mu_);
+          bool valid = !agent_chain_.empty() && clock_.Now() < agent_chain_.front().not_after();
+          report.subsystems["agent_svid"] = {valid, valid ? "" : "agent SVID expired"};
+          // Not ready while unsynced, but a restart would not help.
+          report.live_excludes.insert("workload_api");
+          return report;
+        }));
   }
 #endif
   sync_thread_ = std::thread([this] { SyncLoop(); });
@@ -523,15 +532,15 @@ absl::Status Agent::HandleRefusal(const absl::Status& status) {
     can_attest = reattestable_;
   }
   // A join token not yet spent by this process (a new -joinToken after eviction) also works.
-  bool fresh_token = !token_used_ &&
-                     std::holds_alternative<common::config::JoinTokenAgentAttestorConfig>(
-                         config_.node_attestor) &&
-                     !(options_.join_token.empty() && config_.join_token.empty());
+  bool fresh_token =
+      !token_used_ &&
+      std::holds_alternative<common::config::JoinTokenAgentAttestorConfig>(config_.node_attestor) &&
+      !(options_.join_token.empty() && config_.join_token.empty());
   if (!can_attest && !fresh_token) {
     return Annotate(status, "the server refused the agent SVID and this agent cannot attest again");
   }
-  Log("warning", "the server refused the agent SVID (" + std::string(status.message()) +
-                     "); attesting again");
+  Log("warning",
+      "the server refused the agent SVID (" + std::string(status.message()) + "); attesting again");
   absl::Status last;
   for (const std::string& target : conn_->targets()) {
     last = AttestOnce(target);
@@ -575,7 +584,8 @@ absl::Status Agent::SyncEntries() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, e] : entries_) (*req.mutable_known_revisions())[id] = e.revision;
     req.set_bundle_sequence(bundle_ ? bundle_->sequence() : 0);
-    for (const auto& [td, b] : federated_) (*req.mutable_federated_bundle_sequences())[td] = b->sequence();
+    for (const auto& [td, b] : federated_)
+      (*req.mutable_federated_bundle_sequences())[td] = b->sequence();
   }
   v1::SyncAuthorizedEntriesResponse resp;
   grpc::ClientContext ctx;
@@ -720,8 +730,8 @@ absl::Status Agent::MintSvids() {
       svid.entry_revision = it->second.revision;
       std::lock_guard<std::mutex> lock(mu_);
       if (!entries_.count(r.entry_id())) continue;  // removed meanwhile
-      renew_at_[r.entry_id()] = RenewalTime(std::max(svid.not_before, clock_.Now()),
-                                            svid.not_after, RandomUnitJitter());
+      renew_at_[r.entry_id()] =
+          RenewalTime(std::max(svid.not_before, clock_.Now()), svid.not_after, RandomUnitJitter());
       svids_[r.entry_id()] = std::move(svid);
       ++minted;
     }
@@ -828,7 +838,8 @@ void Agent::SyncLoop() {
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {
       if (PruneExpired()) Publish();
-      Log("warning", "sync with " + conn_->CurrentTarget() + " failed: " + std::string(s.message()));
+      Log("warning",
+          "sync with " + conn_->CurrentTarget() + " failed: " + std::string(s.message()));
       if (IsTransient(s)) conn_->Failover();
       wait = std::min(wait, Backoff(failures++));
     } else {
@@ -836,7 +847,8 @@ void Agent::SyncLoop() {
       // Wake for the earliest renewal too, so a short-lived SVID is not renewed late.
       std::lock_guard<std::mutex> lock(mu_);
       absl::Time now = clock_.Now();
-      for (const auto& [id, t] : renew_at_) wait = std::min(wait, std::max(absl::Milliseconds(100), t - now));
+      for (const auto& [id, t] : renew_at_)
+        wait = std::min(wait, std::max(absl::Milliseconds(100), t - now));
     }
     std::unique_lock<std::mutex> lock(wake_mu_);
     wake_cv_.wait_for(lock, absl::ToChronoNanoseconds(wait),
@@ -905,7 +917,8 @@ absl::StatusOr<std::string> Agent::MintJwt(const workload_api::CachedEntry& entr
   }
   JwtCacheItem item;
   item.token = resp.svid().token();
-  absl::Time issued = resp.svid().issued_at() > 0 ? absl::FromUnixSeconds(resp.svid().issued_at()) : now;
+  absl::Time issued =
+      resp.svid().issued_at() > 0 ? absl::FromUnixSeconds(resp.svid().issued_at()) : now;
   item.expires_at = absl::FromUnixSeconds(resp.svid().expires_at());
   item.renew_at = issued + (item.expires_at - issued) / 2;
   std::lock_guard<std::mutex> lock(jwt_mu_);

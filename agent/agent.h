@@ -56,8 +56,7 @@ class Agent {
   };
 
   static absl::StatusOr<std::unique_ptr<Agent>> Create(common::config::AgentConfig config,
-                                                       Options options,
-                                                       const common::Clock& clock);
+                                                       Options options, const common::Clock& clock);
   ~Agent();
 
   // Loads the persisted identity or attests (retrying while no server is reachable, until
@@ -135,8 +134,8 @@ class Agent {
 
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;
-  bool stop_ = false;            // guarded by wake_mu_
-  bool sync_requested_ = false;  // guarded by wake_mu_
+  bool stop_ = false;                         // guarded by wake_mu_
+  bool sync_requested_ = false;               // guarded by wake_mu_
   grpc::ClientContext* watch_ctx_ = nullptr;  // guarded by wake_mu_
   bool token_used_ = false;
   std::thread sync_thread_;

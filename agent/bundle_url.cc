@@ -59,7 +59,7 @@ absl::StatusOr<std::string> HttpsGet(const std::string& url) {
   auto parsed = ParseHttpsUrl(url);
   if (!parsed.ok()) return parsed.status();
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
-                                                         SSL_CTX_free);
+                                                        SSL_CTX_free);
   if (!ctx) return absl::InternalError("cannot create a TLS context");
   SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
@@ -78,8 +78,9 @@ absl::StatusOr<std::string> HttpsGet(const std::string& url) {
   if (BIO_do_connect(bio.get()) <= 0 || BIO_do_handshake(bio.get()) <= 0) {
     return absl::UnavailableError("cannot connect to " + url + ": " + OpenSslError());
   }
-  std::string request = absl::StrCat("GET ", parsed->path, " HTTP/1.0\r\nHost: ", parsed->host,
-                                     "\r\nAccept: application/json, */*\r\nConnection: close\r\n\r\n");
+  std::string request =
+      absl::StrCat("GET ", parsed->path, " HTTP/1.0\r\nHost: ", parsed->host,
+                   "\r\nAccept: application/json, */*\r\nConnection: close\r\n\r\n");
   if (BIO_write(bio.get(), request.data(), static_cast<int>(request.size())) <= 0) {
     return absl::UnavailableError("cannot send the request to " + url);
   }
@@ -94,7 +95,8 @@ absl::StatusOr<std::string> HttpsGet(const std::string& url) {
     }
   }
   size_t header_end = response.find("\r\n\r\n");
-  if (header_end == std::string::npos) return absl::UnavailableError("malformed answer from " + url);
+  if (header_end == std::string::npos)
+    return absl::UnavailableError("malformed answer from " + url);
   std::string status_line = response.substr(0, response.find("\r\n"));
   // "HTTP/1.x 200 OK"
   size_t sp = status_line.find(' ');

@@ -14,8 +14,8 @@
 #include "common/file_util.h"
 #include "common/jwt.h"
 #include "gtest/gtest.h"
-#include "trellis/server/v1/agent.grpc.pb.h"
 #include "transport/spiffe_tls.h"
+#include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload.grpc.pb.h"
 
 namespace trellis::agent {
@@ -52,8 +52,8 @@ class FakeAgentService final : public v1::Agent::Service {
 
   absl::Status WriteServerFiles(const std::string& cert, const std::string& key) {
     auto server_key = *common::PrivateKey::Generate();
-    auto leaf = issuer_->IssueForPublicKey(server_key.public_key(), common::ServerId(td_),
-                                           absl::Hours(1));
+    auto leaf =
+        issuer_->IssueForPublicKey(server_key.public_key(), common::ServerId(td_), absl::Hours(1));
     if (!leaf.ok()) return leaf.status();
     auto absl_status = common::WriteFileAtomic(cert, common::Certificate::FromDer(*leaf)->ToPem());
     if (!absl_status.ok()) return absl_status;
@@ -70,7 +70,8 @@ class FakeAgentService final : public v1::Agent::Service {
         token_spent_.exchange(true)) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "bad token");
     }
-    auto id = *SpiffeId::Parse(absl::StrCat("spiffe://example.org/spire/agent/join_token/", kToken));
+    auto id =
+        *SpiffeId::Parse(absl::StrCat("spiffe://example.org/spire/agent/join_token/", kToken));
     auto leaf = issuer_->IssueFromCsr(req.params().csr(), id, absl::Hours(1));
     if (!leaf.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad csr");
     v1::AttestAgentResponse resp;
@@ -187,8 +188,8 @@ class FakeAgentService final : public v1::Agent::Service {
   std::atomic<bool> tainted_{false};
   std::mutex mu_;
   std::condition_variable cv_;
-  int64_t revision_ = 1;   // guarded by mu_
-  uint64_t notices_ = 1;   // guarded by mu_
+  int64_t revision_ = 1;  // guarded by mu_
+  uint64_t notices_ = 1;  // guarded by mu_
 };
 
 class AgentTest : public ::testing::Test {
@@ -249,8 +250,8 @@ class AgentTest : public ::testing::Test {
   }
 
   std::unique_ptr<SpiffeWorkloadAPI::Stub> WorkloadStub() {
-    return SpiffeWorkloadAPI::NewStub(grpc::CreateChannel(
-        "unix://" + (dir_ / "api.sock").string(), grpc::InsecureChannelCredentials()));
+    return SpiffeWorkloadAPI::NewStub(grpc::CreateChannel("unix://" + (dir_ / "api.sock").string(),
+                                                          grpc::InsecureChannelCredentials()));
   }
 
   std::filesystem::path dir_;

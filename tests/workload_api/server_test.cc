@@ -45,8 +45,8 @@ class RecordingAttestor final : public attestors::WorkloadAttestor {
 struct Pki {
   common::TrustDomain td = *common::TrustDomain::Parse("example.org");
   common::PrivateKey ca_key = *common::PrivateKey::Generate();
-  common::Certificate ca = *common::CreateRootCa(ca_key, td, absl::Hours(24),
-                                                 common::SystemClock::Get());
+  common::Certificate ca =
+      *common::CreateRootCa(ca_key, td, absl::Hours(24), common::SystemClock::Get());
   std::unique_ptr<common::X509SvidIssuer> issuer =
       *common::X509SvidIssuer::Create(ca, ca_key, common::SystemClock::Get());
   common::PrivateKey jwt_key = *common::PrivateKey::Generate();
@@ -76,8 +76,8 @@ struct Pki {
 
 CachedEntry Entry(const std::string& id, const std::string& spiffe_id,
                   std::vector<std::string> selectors, int64_t created_at = 1) {
-  return CachedEntry{id, *SpiffeId::Parse(spiffe_id), std::move(selectors), {}, "", 1,
-                     created_at, 0};
+  return CachedEntry{id, *SpiffeId::Parse(spiffe_id), std::move(selectors), {}, "", 1, created_at,
+                     0};
 }
 
 std::string MyUidSelector() { return absl::StrCat("unix:uid:", getuid()); }
@@ -188,7 +188,7 @@ TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
 TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
   CacheSnapshot snap = ReadySnapshot();
   snap.entries.insert_or_assign("e0",
-                               Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
+                                Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
   snap.svids["e0"] = pki_.Svid("spiffe://example.org/older");
   cache_.Publish(snap);
   StartServer();
@@ -355,9 +355,9 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidReturnsIdAndAudienceArray) {
 TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
-                                           *SpiffeId::Parse("spiffe://example.org/app"), {"svc"},
-                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  std::string token =
+      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://example.org/app"),
+                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -372,9 +372,9 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
 TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
-                                           *SpiffeId::Parse("spiffe://other.org/app"), {"svc"},
-                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  std::string token =
+      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://other.org/app"),
+                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -389,8 +389,8 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
 TEST_F(WorkloadApiTest, FetchJwtSvidMintsForEachIdentity) {
   cache_.Publish(ReadySnapshot());
   std::vector<std::string> seen_audience;
-  StartServer([&](const CachedEntry& entry, const std::vector<std::string>& aud)
-                  -> absl::StatusOr<std::string> {
+  StartServer([&](const CachedEntry& entry,
+                  const std::vector<std::string>& aud) -> absl::StatusOr<std::string> {
     seen_audience = aud;
     return "token-for-" + entry.id;
   });
@@ -421,8 +421,8 @@ TEST_F(WorkloadApiTest, FetchJwtSvidWithoutAudienceIsInvalidArgument) {
 
 TEST_F(WorkloadApiTest, FetchJwtSvidForAnotherIdIsPermissionDenied) {
   cache_.Publish(ReadySnapshot());
-  StartServer([](const CachedEntry&, const std::vector<std::string>&)
-                  -> absl::StatusOr<std::string> { return "t"; });
+  StartServer([](const CachedEntry&,
+                 const std::vector<std::string>&) -> absl::StatusOr<std::string> { return "t"; });
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -430,8 +430,7 @@ TEST_F(WorkloadApiTest, FetchJwtSvidForAnotherIdIsPermissionDenied) {
   req.add_audience("svc");
   req.set_spiffe_id("spiffe://example.org/not-mine");
   JWTSVIDResponse resp;
-  EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(WorkloadApiTest, ClosedConnectionsLeaveNoRecord) {
