@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 
@@ -85,13 +86,30 @@ int Main() {
       if (r.status().code() != 0) Die("BatchCreateEntry item: " + r.status().message());
     }
   }
+  // Wait on the agent's own "minted N workload SVID(s)" log lines rather than fetching: a
+  // FetchX509SVID answer with 1,000 SVIDs would itself grow the agent's heap and be counted.
   auto start = absl::Now();
-  if (!WaitFor([&] { return SvidCount(*workload) == kEntries + 1; }, absl::Seconds(180))) {
-    Die(absl::StrCat("the agent serves ", SvidCount(*workload), " SVIDs, expected ", kEntries + 1,
-                     "\n", d.Logs()));
+  auto minted = [&] {
+    std::string log = d.AgentLog();
+    long total = 0;
+    for (size_t pos = log.find("minted "); pos != std::string::npos;
+         pos = log.find("minted ", pos + 1)) {
+      total += std::strtol(log.c_str() + pos + 7, nullptr, 10);
+    }
+    return total;
+  };
+  if (!WaitFor([&] { return minted() >= kEntries + 1; }, absl::Seconds(180))) {
+    Die(absl::StrCat("the agent minted ", minted(), " SVIDs, expected ", kEntries + 1, "\n",
+                     d.Logs()));
   }
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   long loaded = SettledRssKib(d.agent_pid());
+  // Then check the workload really holds them all (this fetch may grow the heap further).
+  int served = SvidCount(*workload);
+  if (served != kEntries + 1) {
+    Die(absl::StrCat("the agent serves ", served, " SVIDs, expected ", kEntries + 1));
+  }
+  long after_fetch = RssKib(d.agent_pid());
 
   double idle_mib = idle / 1024.0;
   double per_svid_kib = static_cast<double>(loaded - idle) / kEntries;
@@ -102,7 +120,9 @@ int Main() {
   std::printf("  with %d more SVIDs cached                 %8.1f MiB\n", kEntries, loaded / 1024.0);
   std::printf("  per cached SVID                             %8.2f KiB (target %.0f KB) %s\n",
               per_svid_kib, kPerSvidTargetKiB, per_svid_kib <= kPerSvidTargetKiB ? "PASS" : "MISS");
-  std::printf("  ratio idle agent / client floor: %.2f; %d SVIDs reached the workload in %.1f s\n",
+  std::printf("  after fetching all %d SVIDs once         %8.1f MiB\n", kEntries + 1,
+              after_fetch / 1024.0);
+  std::printf("  ratio idle agent / client floor: %.2f; %d SVIDs minted in %.1f s\n",
               static_cast<double>(idle) / self, kEntries, seconds);
   return idle_mib <= kIdleTargetMiB && per_svid_kib <= kPerSvidTargetKiB ? 0 : 2;
 }

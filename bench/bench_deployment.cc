@@ -262,7 +262,7 @@ void Deployment::StartAgent() {
       absl::StrCat("agent {\n  trust_domain = \"example.org\"\n  server_address = \"127.0.0.1\"\n",
                    "  server_port = \"", port_, "\"\n  data_dir = \"", dir_, "/agent/data\"\n",
                    "  socket_path = \"", agent_socket_, "\"\n  trust_bundle_path = \"", bundle_pem_,
-                   "\"\n  log_level = \"WARN\"\n}\nplugins {\n",
+                   "\"\n  log_level = \"INFO\"\n}\nplugins {\n",
                    "  NodeAttestor \"join_token\" {\n    plugin_data {}\n  }\n",
                    "  KeyManager \"memory\" {\n    plugin_data {}\n  }\n",
                    "  WorkloadAttestor \"unix\" {\n    plugin_data {}\n  }\n}\n");
@@ -283,6 +283,10 @@ void Deployment::StartAgent() {
 void Deployment::StopAgent() {
   if (agent_) agent_->Stop();
   agent_.reset();
+}
+
+std::string Deployment::AgentLog() const {
+  return ReadFileTail(dir_ + "/agent.log", std::string::npos);
 }
 
 std::string Deployment::Logs() const {

@@ -83,6 +83,8 @@ class Deployment {
   pid_t agent_pid() const { return agent_ ? agent_->pid() : -1; }
   // Last lines of the logs, for failure messages.
   std::string Logs() const;
+  // The whole agent log.
+  std::string AgentLog() const;
 
  private:
   std::string dir_;

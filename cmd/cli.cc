@@ -40,9 +40,9 @@ std::string OneLine(std::string text) {
 void PrintUsage(const Program& p, std::ostream& os) {
   os << "Usage: " << p.name << " <command> [flags]\n\n"
      << "Commands:\n"
-     << "  validate   Check a " << p.kind << " configuration file and report the first error\n";
+     << "  validate     Check a " << p.kind << " configuration file and report the first error\n";
   for (const SubCommand& c : p.extra) {
-    os << "  " << c.name << std::string(c.name.size() < 11 ? 11 - c.name.size() : 1, ' ')
+    os << "  " << c.name << std::string(c.name.size() < 13 ? 13 - c.name.size() : 1, ' ')
        << c.summary << "\n";
   }
   os << "\n"

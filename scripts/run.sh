@@ -91,7 +91,8 @@ wait_until() {
 }
 
 free_port() {
-  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  /usr/bin/python3 -c \
+    'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
 td=example.org
@@ -148,7 +149,8 @@ agent_id="spiffe://$td/spire/agent/join_token/$token"
 "$server_bin" bundle show -format pem -socketPath "$server_sock" > "$dir/bootstrap.pem"
 echo "   token: $token"
 echo "   agent ID will be: $agent_id"
-echo "   bundle: $dir/bootstrap.pem ($(grep -c 'BEGIN CERTIFICATE' "$dir/bootstrap.pem") certificate(s))"
+certs=$(grep -c 'BEGIN CERTIFICATE' "$dir/bootstrap.pem")
+echo "   bundle: $dir/bootstrap.pem ($certs certificate(s))"
 
 cat > "$dir/agent.conf" << CONF
 agent {

@@ -2,6 +2,7 @@
 // and are folded back into the index at once so the next call (and watchers) see them.
 #include "server/agent_service.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -57,6 +58,15 @@ absl::StatusOr<v1::X509SVID> MakeSvid(const common::SpiffeId& id,
   return svid;
 }
 
+// The trust bundle as stored (JWT key expiry and taint flags included), else as published.
+std::optional<v1::Bundle> CurrentBundle(const CaManager& ca) {
+  absl::StatusOr<datastore::Bundle> stored = ca.StoredBundle();
+  if (stored.ok()) return BundleToProto(*stored);
+  std::shared_ptr<const common::Bundle> bundle = ca.Bundle();
+  if (bundle) return BundleToProto(*bundle);
+  return std::nullopt;
+}
+
 }  // namespace
 
 AgentService::AgentService(Options options, datastore::DataStore* ds, CaManager* ca,
@@ -108,7 +118,10 @@ absl::Status AgentService::RefreshFederatedBundles() {
         changed = true;
       }
     }
-    if (changed) federated_ = std::move(fresh);
+    if (changed) {
+      federated_ = std::move(fresh);
+      ++federated_generation_;
+    }
   }
   if (changed) NotifyChange();
   return absl::OkStatus();
@@ -143,7 +156,9 @@ absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
            (!node->new_cert_serial_number.empty() &&
             caller.serial_hex == node->new_cert_serial_number);
   };
-  if (!from_store && (!serial_known() || node->banned)) {
+  // A ban is never lifted, so the index is trusted on it; an unknown serial may be a renewal
+  // another server recorded after our last poll.
+  if (!from_store && !node->banned && !serial_known()) {
     TRELLIS_RETURN_IF_ERROR(reload());
     if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
   }
@@ -302,7 +317,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
   absl::StatusOr<v1::X509SVID> svid = MakeSvid(agent_id, *chain);
   if (!svid.ok()) return svid.status();
   *result.mutable_svid() = *svid;
-  *result.mutable_bundle() = BundleToProto(*ca_->Bundle());
+  if (std::optional<v1::Bundle> bundle = CurrentBundle(*ca_)) *result.mutable_bundle() = *bundle;
   result.set_reattestable(attested->reattestable);
   LogInfo("Agent attested", {{"agent_id", id},
                              {"type", params.data().type()},
@@ -450,9 +465,9 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
   for (const auto& [id, rev] : req->known_revisions()) {
     if (!ids.count(id)) resp->add_removed_ids(id);
   }
-  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
-  if (bundle && bundle->sequence() != req->bundle_sequence()) {
-    *resp->mutable_bundle() = BundleToProto(*bundle);
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
+  if (bundle && bundle->sequence_number() != req->bundle_sequence()) {
+    *resp->mutable_bundle() = std::move(*bundle);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -474,34 +489,69 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
 
 // ---- WatchChanges --------------------------------------------------------------------------
 
+uint64_t AgentService::EntriesFingerprint(const common::SpiffeId& agent) const {
+  std::vector<std::pair<std::string, int64_t>> items;
+  for (const auto& e : index_->AuthorizedEntries(agent))
+    items.emplace_back(e.id, e.revision_number);
+  std::sort(items.begin(), items.end());
+  // FNV-1a over "id:revision;" items: order-independent after the sort, stable across calls.
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](const std::string& bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const auto& [id, rev] : items) mix(id + ":" + std::to_string(rev) + ";");
+  return h;
+}
+
 grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest*,
                                         grpc::ServerWriter<v1::ChangeNotice>* writer) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpc(agent.status());
-  uint64_t seen_generation = 0;
-  std::optional<std::pair<uint64_t, uint64_t>> last_sent;
-  uint64_t last_generation_sent = UINT64_MAX;
+  // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
+  // federated bundles. A notice goes out only when one of them moved, so a change to another
+  // agent's entries does not make every agent sync.
+  struct State {
+    uint64_t entries;
+    uint64_t bundle_sequence;
+    uint64_t federated;
+    bool operator==(const State&) const = default;
+  };
+  auto current = [&] {
+    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+    uint64_t federated;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      federated = federated_generation_;
+    }
+    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated};
+  };
+  uint64_t seen_generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     seen_generation = generation_;
   }
+  std::optional<State> last_sent;
+  bool changed = true;
   while (true) {
-    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
-    std::pair<uint64_t, uint64_t> now_state{index_->Version(), bundle ? bundle->sequence() : 0};
-    // Federated bundle changes only move the generation: notify then too.
-    if (!last_sent || *last_sent != now_state || last_generation_sent != seen_generation) {
-      v1::ChangeNotice notice;
-      notice.set_entries_version(now_state.first);
-      notice.set_bundle_sequence(now_state.second);
-      if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
-      last_sent = now_state;
-      last_generation_sent = seen_generation;
+    if (changed) {
+      State now = current();
+      if (!last_sent || !(*last_sent == now)) {
+        v1::ChangeNotice notice;
+        notice.set_entries_version(index_->Version());
+        notice.set_bundle_sequence(now.bundle_sequence);
+        if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
+        last_sent = now;
+      }
     }
     {
       std::unique_lock<std::mutex> lock(mu_);
       changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck),
                         [&] { return shutdown_ || generation_ != seen_generation; });
       if (shutdown_) return grpc::Status::OK;
+      changed = generation_ != seen_generation;
       seen_generation = generation_;
     }
     if (ctx->IsCancelled()) return grpc::Status::OK;
@@ -517,9 +567,9 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
 
 grpc::Status AgentService::GetBundle(ServerContext*, const v1::GetBundleRequest*,
                                      v1::Bundle* resp) {
-  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
   if (!bundle) return ToGrpc(absl::UnavailableError("the trust bundle is not ready"));
-  *resp = BundleToProto(*bundle);
+  *resp = std::move(*bundle);
   return grpc::Status::OK;
 }
 

@@ -101,6 +101,8 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
   std::optional<datastore::RegistrationEntry> AuthorizedEntry(const common::SpiffeId& agent,
                                                               const std::string& entry_id) const;
   absl::Duration X509Ttl(const datastore::RegistrationEntry& e) const;
+  // Changes whenever the agent's authorised entries (ids or revisions) change.
+  uint64_t EntriesFingerprint(const common::SpiffeId& agent) const;
 
   Options options_;
   datastore::DataStore* ds_;
@@ -113,8 +115,9 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
 
   std::mutex mu_;
   std::condition_variable changed_;
-  uint64_t generation_ = 0;  // guarded by mu_; bumps on every NotifyChange
-  bool shutdown_ = false;    // guarded by mu_
+  uint64_t generation_ = 0;            // guarded by mu_; bumps on every NotifyChange
+  uint64_t federated_generation_ = 0;  // guarded by mu_; bumps when a federated bundle changes
+  bool shutdown_ = false;              // guarded by mu_
   // Federated bundles by trust domain name, re-read by RefreshFederatedBundles.
   std::map<std::string, std::shared_ptr<const v1::Bundle>> federated_;  // guarded by mu_
 };

@@ -7,8 +7,8 @@
 
 #include <algorithm>
 #include <iostream>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -112,8 +112,8 @@ absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
     return absl::InvalidArgumentError("key_file_path " + options.key_file_path +
                                       " does not match cert_file_path " + options.cert_file_path);
   }
-  if (!signer.IsCa() || (signer.HasKeyUsageExtension() &&
-                         (signer.key_usage() & common::kKeyUsageKeyCertSign) == 0)) {
+  if (!signer.IsCa() ||
+      (signer.HasKeyUsageExtension() && (signer.key_usage() & common::kKeyUsageKeyCertSign) == 0)) {
     return absl::InvalidArgumentError("cert_file_path " + options.cert_file_path +
                                       " is not a CA certificate allowed to sign certificates");
   }
@@ -139,8 +139,7 @@ absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
     if (!Contains(roots, c)) intermediates.push_back(c);
   }
   if (clock.Now() >= signer.not_after()) {
-    return absl::FailedPreconditionError("upstream CA " + options.cert_file_path +
-                                         " has expired");
+    return absl::FailedPreconditionError("upstream CA " + options.cert_file_path + " has expired");
   }
   return std::unique_ptr<UpstreamAuthority>(new DiskUpstreamAuthority(
       signer, std::move(*key), std::move(intermediates), std::move(roots), clock));
@@ -172,14 +171,14 @@ struct CaManager::State {
 
   std::mutex ops_mu;  // serialises Start/Tick (rotation and bundle writes)
   mutable std::mutex mu;
-  std::optional<X509Slot> x509_active, x509_prepared;  // guarded by mu
-  std::optional<JwtSlot> jwt_active, jwt_prepared;     // guarded by mu
-  std::shared_ptr<const common::Bundle> bundle;        // guarded by mu
-  std::optional<datastore::Bundle> stored_bundle;      // guarded by mu
-  uint64_t x509_generation = 0;                        // guarded by mu
-  std::shared_ptr<const Signer> signer;                // guarded by mu
+  std::optional<X509Slot> x509_active, x509_prepared;                          // guarded by mu
+  std::optional<JwtSlot> jwt_active, jwt_prepared;                             // guarded by mu
+  std::shared_ptr<const common::Bundle> bundle;                                // guarded by mu
+  std::optional<datastore::Bundle> stored_bundle;                              // guarded by mu
+  uint64_t x509_generation = 0;                                                // guarded by mu
+  std::shared_ptr<const Signer> signer;                                        // guarded by mu
   std::function<void(std::shared_ptr<const common::Bundle>)> bundle_listener;  // guarded by mu
-  std::function<void()> activation_listener;                                    // guarded by mu
+  std::function<void()> activation_listener;                                   // guarded by mu
 };
 
 CaManager::CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
@@ -235,8 +234,7 @@ std::string X509JournalData(const std::vector<common::Certificate>& chain,
   return j.dump();
 }
 
-absl::Status ParseX509JournalData(const std::string& data,
-                                  std::vector<common::Certificate>* chain,
+absl::Status ParseX509JournalData(const std::string& data, std::vector<common::Certificate>* chain,
                                   std::vector<common::Certificate>* roots) {
   try {
     nlohmann::json j = nlohmann::json::parse(data);
@@ -547,8 +545,7 @@ absl::Status CaManager::RotateX509Locked() {
   }
   auto usable = [&](const State::X509Slot& s) {
     const auto& ca = s.ca();
-    return ca.not_after() - now >=
-           ActivateThreshold(Lifetime(ca.not_before(), ca.not_after()));
+    return ca.not_after() - now >= ActivateThreshold(Lifetime(ca.not_before(), ca.not_after()));
   };
   // A prepared CA that is already too short-lived to be worth activating is dropped.
   if (prepared && !usable(*prepared)) {
@@ -726,8 +723,7 @@ absl::StatusOr<std::string> CaManager::SignJwtSvid(const common::SpiffeId& id,
   if (audience.empty()) return absl::InvalidArgumentError("a JWT-SVID needs an audience");
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("JWT-SVID ttl must be > 0");
   if (id.trust_domain().name() != options_.trust_domain.name()) {
-    return absl::InvalidArgumentError("SPIFFE ID " + id.String() +
-                                      " is outside the trust domain " +
+    return absl::InvalidArgumentError("SPIFFE ID " + id.String() + " is outside the trust domain " +
                                       options_.trust_domain.name());
   }
   std::optional<State::JwtSlot> key;
@@ -799,6 +795,57 @@ std::string CaManager::PreparedJwtKid() const {
 uint64_t CaManager::X509Generation() const {
   std::lock_guard<std::mutex> lock(state_->mu);
   return state_->x509_generation;
+}
+
+namespace {
+
+common::KeyType FromConfigKeyType(common::config::KeyType t) {
+  switch (t) {
+    case common::config::KeyType::kEcP256:
+      return common::KeyType::kEcP256;
+    case common::config::KeyType::kEcP384:
+      return common::KeyType::kEcP384;
+    case common::config::KeyType::kRsa2048:
+      return common::KeyType::kRsa2048;
+    case common::config::KeyType::kRsa4096:
+      return common::KeyType::kRsa4096;
+  }
+  return common::KeyType::kEcP256;
+}
+
+}  // namespace
+
+absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
+    const common::config::ServerConfig& config, const common::Clock& clock) {
+  CaManager::Options o(config.trust_domain);
+  o.ca_ttl = config.ca_ttl;
+  o.default_x509_svid_ttl = config.default_x509_svid_ttl;
+  o.default_jwt_svid_ttl = config.default_jwt_svid_ttl;
+  o.ca_key_type = FromConfigKeyType(config.ca_key_type);
+  o.jwt_key_type = FromConfigKeyType(config.jwt_key_type);
+  // Our CA subject holds one value per attribute; SPIRE's lists rarely carry more.
+  o.ca_subject.country = config.ca_subject.country.empty() ? "" : config.ca_subject.country.front();
+  o.ca_subject.organization =
+      config.ca_subject.organization.empty() ? "" : config.ca_subject.organization.front();
+  o.ca_subject.common_name = config.ca_subject.common_name;
+  o.jwt_issuer = config.jwt_issuer;
+  if (config.federation.bundle_endpoint &&
+      config.federation.bundle_endpoint->refresh_hint > absl::ZeroDuration()) {
+    o.refresh_hint = config.federation.bundle_endpoint->refresh_hint;
+  }
+  if (config.upstream_authority) {
+    if (const auto* disk =
+            std::get_if<common::config::DiskUpstreamAuthorityConfig>(&*config.upstream_authority)) {
+      TRELLIS_ASSIGN_OR_RETURN(
+          auto upstream,
+          CreateDiskUpstreamAuthority(
+              {disk->cert_file_path, disk->key_file_path, disk->bundle_file_path}, clock));
+      o.upstream = std::move(upstream);
+    } else {
+      return absl::UnimplementedError("UpstreamAuthority \"spire\" is not supported yet");
+    }
+  }
+  return o;
 }
 
 }  // namespace trellis::server

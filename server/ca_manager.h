@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "common/bundle.h"
 #include "common/clock.h"
+#include "common/config/server_config.h"
 #include "common/keys.h"
 #include "common/spiffe_id.h"
 #include "common/x509.h"
@@ -67,7 +68,7 @@ class CaManager {
     std::string jwt_issuer;  // empty: no "iss" claim
     // Nullptr: self-signed root. Otherwise every X.509 CA is minted by this authority.
     std::shared_ptr<UpstreamAuthority> upstream;
-    // Keys journal records in the datastore so several servers can share one store.
+    // Names this server's CA journal records, so several servers can share one store.
     std::string server_instance_id = "default";
     // How long an expired authority stays in the bundle before it is pruned.
     absl::Duration prune_grace = absl::Hours(1);
@@ -76,8 +77,7 @@ class CaManager {
   };
 
   static absl::StatusOr<std::unique_ptr<CaManager>> Create(Options options,
-                                                           datastore::DataStore* ds,
-                                                           KeyManager* km,
+                                                           datastore::DataStore* ds, KeyManager* km,
                                                            const common::Clock& clock);
   ~CaManager();
 
@@ -87,6 +87,7 @@ class CaManager {
   absl::Status Tick();
 
   // Leaf then intermediates (no root), DER each. NotAfter = min(now + ttl, CA NotAfter).
+  // INVALID_ARGUMENT for a bad CSR, ID or TTL; UNAVAILABLE before Start() succeeded.
   absl::StatusOr<std::vector<std::string>> SignX509SvidFromCsr(
       std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
       const std::vector<std::string>& dns_names);
@@ -95,6 +96,7 @@ class CaManager {
       const common::PublicKey& key, const common::SpiffeId& id, absl::Duration ttl,
       const std::vector<std::string>& dns_names = {});
   // Compact JWS signed with the active JWT key; exp capped at the key's NotAfter.
+  // INVALID_ARGUMENT without audience, with ttl <= 0 or an ID of another trust domain.
   absl::StatusOr<std::string> SignJwtSvid(const common::SpiffeId& id,
                                           const std::vector<std::string>& audience,
                                           absl::Duration ttl);
@@ -108,7 +110,8 @@ class CaManager {
   // Called after the active X.509 CA changes (e.g. to reissue the server's own SVID).
   void SetX509ActivationListener(std::function<void()> listener);
 
-  // Active CA certificate, and its chain (CA first, up to but excluding the root).
+  // Active CA certificate, and its chain (CA first, up to but excluding the root: empty for
+  // a self-signed CA, which is the root).
   std::optional<common::Certificate> ActiveX509Ca() const;
   std::vector<common::Certificate> ActiveX509Chain() const;
   std::optional<common::Certificate> PreparedX509Ca() const;
@@ -141,12 +144,10 @@ class CaManager {
     absl::Time not_before;
     absl::Time not_after;
   };
-  CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
-            const common::Clock& clock);
+  CaManager(Options options, datastore::DataStore* ds, KeyManager* km, const common::Clock& clock);
 
-  std::shared_ptr<const Signer> MakeSigner(
-      std::shared_ptr<const common::X509SvidIssuer> issuer,
-      const std::vector<common::Certificate>& chain) const;
+  std::shared_ptr<const Signer> MakeSigner(std::shared_ptr<const common::X509SvidIssuer> issuer,
+                                           const std::vector<common::Certificate>& chain) const;
   std::shared_ptr<const Signer> CurrentSigner() const;
   absl::StatusOr<X509Candidate> NewX509Ca();
   absl::StatusOr<JwtCandidate> NewJwtKey();
@@ -168,5 +169,11 @@ class CaManager {
   const common::Clock& clock_;
   std::unique_ptr<State> state_;
 };
+
+// Options from the server configuration: TTLs, key types, subject, JWT issuer and the
+// UpstreamAuthority "disk" (read now, so a bad path fails start-up). UNIMPLEMENTED for
+// UpstreamAuthority "spire".
+absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
+    const common::config::ServerConfig& config, const common::Clock& clock);
 
 }  // namespace trellis::server

@@ -6,8 +6,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -57,7 +57,7 @@ class EntryIndex {
 
   datastore::DataStore* ds_;
   const common::Clock& clock_;
-  std::mutex poll_mu_;  // one Poll at a time
+  std::mutex poll_mu_;         // one Poll at a time
   int64_t last_event_id_ = 0;  // guarded by poll_mu_
   mutable std::shared_mutex mu_;
   std::unique_ptr<Data> data_;              // guarded by mu_

@@ -28,10 +28,12 @@ absl::Status ValidateKeyId(const std::string& id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.';
     if (!ok) {
-      return absl::InvalidArgumentError("key id \"" + id + "\" has a character outside [A-Za-z0-9._-]");
+      return absl::InvalidArgumentError("key id \"" + id +
+                                        "\" has a character outside [A-Za-z0-9._-]");
     }
   }
-  if (id == "." || id == "..") return absl::InvalidArgumentError("key id \"" + id + "\" is reserved");
+  if (id == "." || id == "..")
+    return absl::InvalidArgumentError("key id \"" + id + "\" is reserved");
   return absl::OkStatus();
 }
 
@@ -72,8 +74,8 @@ absl::StatusOr<common::PrivateKey> DiskKeyManager::GetKey(const std::string& id)
   }
   if ((st.st_mode & 077) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "key file ", path, " is accessible by group or others (mode ",
-        absl::Hex(st.st_mode & 0777), "); refusing to use it: chmod 600 it or delete it"));
+        "key file ", path, " is accessible by group or others (mode ", absl::Hex(st.st_mode & 0777),
+        "); refusing to use it: chmod 600 it or delete it"));
   }
   if (st.st_uid != ::geteuid()) {
     return absl::FailedPreconditionError("key file " + path + " is owned by another user");

@@ -44,20 +44,6 @@ constexpr absl::Duration kFederatedRefreshPeriod = absl::Seconds(5);
 constexpr absl::Duration kEventRetention = absl::Hours(1);
 constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 
-common::KeyType ToKeyType(config::KeyType t) {
-  switch (t) {
-    case config::KeyType::kEcP256:
-      return common::KeyType::kEcP256;
-    case config::KeyType::kEcP384:
-      return common::KeyType::kEcP384;
-    case config::KeyType::kRsa2048:
-      return common::KeyType::kRsa2048;
-    case config::KeyType::kRsa4096:
-      return common::KeyType::kRsa4096;
-  }
-  return common::KeyType::kEcP256;
-}
-
 std::string DatabaseTypeName(config::DatabaseType t) {
   return t == config::DatabaseType::kPostgres ? "postgres" : "sqlite3";
 }
@@ -255,34 +241,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   TRELLIS_ASSIGN_OR_RETURN(std::string instance_id, LoadOrCreateInstanceId(cfg.data_dir));
   TRELLIS_ASSIGN_OR_RETURN(s.km, CreateKeyManager(cfg.key_manager, cfg.data_dir));
 
-  CaManager::Options ca_opts(td);
-  ca_opts.ca_ttl = cfg.ca_ttl;
-  ca_opts.default_x509_svid_ttl = cfg.default_x509_svid_ttl;
-  ca_opts.default_jwt_svid_ttl = cfg.default_jwt_svid_ttl;
-  ca_opts.ca_key_type = ToKeyType(cfg.ca_key_type);
-  ca_opts.jwt_key_type = ToKeyType(cfg.jwt_key_type);
-  ca_opts.jwt_issuer = cfg.jwt_issuer;
+  TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
   ca_opts.server_instance_id = instance_id;
-  if (!cfg.ca_subject.country.empty()) ca_opts.ca_subject.country = cfg.ca_subject.country.front();
-  if (!cfg.ca_subject.organization.empty()) {
-    ca_opts.ca_subject.organization = cfg.ca_subject.organization.front();
-  }
-  ca_opts.ca_subject.common_name = cfg.ca_subject.common_name;
-  if (cfg.federation.bundle_endpoint &&
-      cfg.federation.bundle_endpoint->refresh_hint > absl::ZeroDuration()) {
-    ca_opts.refresh_hint = cfg.federation.bundle_endpoint->refresh_hint;
-  }
-  if (cfg.upstream_authority) {
-    if (const auto* disk =
-            std::get_if<config::DiskUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
-      DiskUpstreamOptions o{disk->cert_file_path, disk->key_file_path, disk->bundle_file_path};
-      TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<UpstreamAuthority> up,
-                               CreateDiskUpstreamAuthority(o, s.clock));
-      ca_opts.upstream = std::move(up);
-    } else {
-      return absl::UnimplementedError("UpstreamAuthority \"spire\" is not available in this build");
-    }
-  }
   if (CaManager::SvidTtlTooLong(cfg.ca_ttl, cfg.default_x509_svid_ttl)) {
     LogWarn("default_x509_svid_ttl is too long for ca_ttl: SVIDs may outlive their CA's overlap",
             {{"ca_ttl", absl::FormatDuration(cfg.ca_ttl)},
@@ -430,9 +390,14 @@ void Server::Shutdown() {
   s.agent_server.reset();
   s.admin_server.reset();
   s.health.reset();
+  // Nothing may call into the services once they are gone.
+  if (s.index) s.index->SetChangeListener(nullptr);
+  if (s.ca) {
+    s.ca->SetBundleListener(nullptr);
+    s.ca->SetX509ActivationListener(nullptr);
+  }
   s.admin_service.reset();
   s.agent_service.reset();
-  if (s.index) s.index->SetChangeListener(nullptr);
   s.index.reset();
   s.svid.reset();
   s.ca.reset();

@@ -43,8 +43,8 @@ absl::Status ServerSvidRotator::Tick() {
 
 absl::Status ServerSvidRotator::Rotate() {
   const uint64_t generation = ca_->X509Generation();
-  TRELLIS_ASSIGN_OR_RETURN(auto id, common::SpiffeId::FromPath(ca_->options().trust_domain,
-                                                                "/spire/server"));
+  TRELLIS_ASSIGN_OR_RETURN(
+      auto id, common::SpiffeId::FromPath(ca_->options().trust_domain, "/spire/server"));
   TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key, common::PrivateKey::Generate(options_.key_type));
   TRELLIS_ASSIGN_OR_RETURN(std::string csr, common::BuildCsr(key, id));
   TRELLIS_ASSIGN_OR_RETURN(std::vector<std::string> chain_der,

@@ -28,8 +28,7 @@ class ServerSvidRotator {
     absl::Duration ttl = absl::ZeroDuration();
   };
 
-  static absl::StatusOr<std::unique_ptr<ServerSvidRotator>> Create(Options options,
-                                                                   CaManager* ca,
+  static absl::StatusOr<std::unique_ptr<ServerSvidRotator>> Create(Options options, CaManager* ca,
                                                                    const common::Clock& clock);
 
   // Issues the first SVID and writes the files.

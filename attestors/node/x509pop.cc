@@ -52,7 +52,8 @@ std::vector<datastore::Selector> LeafSelectors(const common::Certificate& leaf) 
   X509_NAME* subject = X509_get_subject_name(leaf.x509());
   for (int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1); i >= 0;
        i = X509_NAME_get_index_by_NID(subject, NID_commonName, i)) {
-    add("subject:cn:" + Asn1StringToUtf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i))));
+    add("subject:cn:" +
+        Asn1StringToUtf8(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i))));
   }
   add("serialnumber:" + leaf.SerialHex());
   common::GeneralNamesPtr names(static_cast<GENERAL_NAMES*>(
@@ -130,8 +131,11 @@ absl::StatusOr<ServerNodeAttestor::Result> X509PopServerAttestor::Attest(
   }
   for (const auto& c : chain) TRELLIS_RETURN_IF_ERROR(CheckKeySize(c));
   const common::Certificate& leaf = chain.front();
-  if (leaf.HasKeyUsageExtension() &&
-      (leaf.key_usage() & common::kKeyUsageDigitalSignature) == 0) {
+  // A CA presented as the leaf would verify against itself when it is a configured CA.
+  if (leaf.IsCa()) {
+    return absl::PermissionDeniedError("x509pop: leaf certificate is a CA certificate");
+  }
+  if (leaf.HasKeyUsageExtension() && (leaf.key_usage() & common::kKeyUsageDigitalSignature) == 0) {
     return absl::PermissionDeniedError(
         "x509pop: leaf certificate key usage lacks digitalSignature");
   }
@@ -187,8 +191,8 @@ absl::StatusOr<ServerNodeAttestor::Result> X509PopServerAttestor::Attest(
 
   // Proof of possession of the leaf key.
   std::string nonce(kX509PopChallengeSize, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()),
-                 static_cast<int>(nonce.size())) != 1) {
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(nonce.data()), static_cast<int>(nonce.size())) !=
+      1) {
     return absl::InternalError("x509pop: random number generator failed");
   }
   auto response = challenge(nonce);
@@ -224,7 +228,8 @@ absl::StatusOr<std::unique_ptr<X509PopAgentAttestor>> X509PopAgentAttestor::Crea
   if (!intermediates_path.empty()) {
     TRELLIS_ASSIGN_OR_RETURN(std::string pem, common::ReadFile(intermediates_path));
     auto more = common::Certificate::ChainFromPem(pem);
-    if (!more.ok()) return Annotate(more.status(), "x509pop intermediates_path " + intermediates_path);
+    if (!more.ok())
+      return Annotate(more.status(), "x509pop intermediates_path " + intermediates_path);
     for (auto& c : *more) chain->push_back(std::move(c));
   }
   if (!common::CheckKeyMatchesCertificate(*key, chain->front()).ok()) {

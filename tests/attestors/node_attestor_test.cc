@@ -1,4 +1,6 @@
 // Node attestors: join_token (single use, expiry, races) and x509pop (chain, key, challenge).
+#include "attestors/node/node_attestor.h"
+
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -6,13 +8,12 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <thread>
 
 #include "attestors/node/join_token.h"
-#include "attestors/node/node_attestor.h"
 #include "attestors/node/x509pop.h"
 #include "common/file_util.h"
 #include "datastore/factory.h"
@@ -128,10 +129,9 @@ TEST(JoinTokenAgent, PayloadIsTheTokenAndChallengesAreRefused) {
 }
 
 TEST(CreateAgentNodeAttestor, JoinTokenWithoutTokenIsInvalidArgument) {
-  EXPECT_EQ(CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "")
-                .status()
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "").status().code(),
+      absl::StatusCode::kInvalidArgument);
   auto a = CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "t");
   ASSERT_TRUE(a.ok());
   EXPECT_EQ((*a)->Name(), "join_token");
@@ -200,8 +200,11 @@ Issued MakeCert(const std::string& cn, EVP_PKEY* subject_key, const Issued* issu
     X509_EXTENSION_free(ext);
   };
   add(NID_basic_constraints, ca ? "critical,CA:TRUE" : "CA:FALSE");
-  if (ca) add(NID_key_usage, "critical,keyCertSign,cRLSign");
-  if (!ca && !key_usage.empty()) add(NID_key_usage, key_usage);
+  if (!key_usage.empty()) {
+    add(NID_key_usage, key_usage);
+  } else if (ca) {
+    add(NID_key_usage, "critical,keyCertSign,cRLSign");
+  }
   add(NID_subject_key_identifier, "hash");
   if (!san.empty()) add(NID_subject_alt_name, san);
   X509_sign(x, issuer_key, EVP_sha256());
@@ -236,9 +239,8 @@ class X509PopTest : public ::testing::Test {
                      "DNS:node1.example.org,URI:https://node1.example.org/x,"
                      "email:ops@example.org,IP:10.0.0.7",
                      "critical,digitalSignature", 0x0abc);
-    auto attestor =
-        X509PopServerAttestor::CreateFromCerts(Td(), {*common::Certificate::FromDer(ca_.der)},
-                                               clock_);
+    auto attestor = X509PopServerAttestor::CreateFromCerts(
+        Td(), {*common::Certificate::FromDer(ca_.der)}, clock_);
     ASSERT_TRUE(attestor.ok()) << attestor.status();
     attestor_ = std::move(*attestor);
   }
@@ -351,9 +353,21 @@ TEST_F(X509PopTest, RsaLeafUsesPssSignature) {
 
 TEST_F(X509PopTest, LeafWithoutDigitalSignatureUsageIsPermissionDenied) {
   Pkey key = EcKey();
-  Issued leaf = MakeCert("enc-only", key.p, &inter_, inter_key_.p, false, "",
-                         "critical,keyEncipherment");
+  Issued leaf =
+      MakeCert("enc-only", key.p, &inter_, inter_key_.p, false, "", "critical,keyEncipherment");
   EXPECT_EQ(attestor_->Attest(leaf.der + inter_.der, Signer(key.p)).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(X509PopTest, ConfiguredCaPresentedAsLeafIsPermissionDenied) {
+  // Key usage allows signing, so only the CA check stands in the way.
+  Pkey key = EcKey();
+  Issued ca = MakeCert("Signing CA", key.p, nullptr, key.p, /*ca=*/true, "",
+                       "critical,keyCertSign,digitalSignature");
+  auto attestor =
+      X509PopServerAttestor::CreateFromCerts(Td(), {*common::Certificate::FromDer(ca.der)}, clock_);
+  ASSERT_TRUE(attestor.ok());
+  EXPECT_EQ((*attestor)->Attest(ca.der, Signer(key.p)).status().code(),
             absl::StatusCode::kPermissionDenied);
 }
 

@@ -199,6 +199,28 @@ TEST_F(ServerCliTest, EntryCreateShowCountDelete) {
   EXPECT_EQ(Admin({"entry", "count"}).out, std::to_string(before) + " registration entries\n");
 }
 
+TEST_F(ServerCliTest, EntryUpdateReplacesFieldsAndBumpsRevision) {
+  Result created = Admin({"entry", "create", "-parentID", "spiffe://example.org/p", "-spiffeID",
+                          "spiffe://example.org/upd", "-selector", "unix:uid:1"});
+  ASSERT_EQ(created.code, 0) << created.err;
+  std::string id = EntryIdFrom(created.out);
+  Result updated =
+      Admin({"entry", "update", "-entryID", id, "-parentID", "spiffe://example.org/p",
+             "-spiffeID", "spiffe://example.org/upd", "-selector", "unix:uid:2", "-jwtSVIDTTL",
+             "60"});
+  ASSERT_EQ(updated.code, 0) << updated.err;
+  EXPECT_THAT(updated.out, HasSubstr("Revision         : 1\n"));
+  EXPECT_THAT(updated.out, HasSubstr("JWT-SVID TTL     : 60\n"));
+  EXPECT_THAT(updated.out, HasSubstr("Selector         : unix:uid:2\n"));
+}
+
+TEST_F(ServerCliTest, EntryUpdateWithoutEntryIdFails) {
+  Result r = Admin({"entry", "update", "-parentID", "spiffe://example.org/p", "-spiffeID",
+                    "spiffe://example.org/upd", "-selector", "unix:uid:2"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(r.err, "Error: entry ID is required\n");
+}
+
 TEST_F(ServerCliTest, EntryCreateWithOptionalFieldsPrintsThem) {
   Result r = Admin({"entry", "create", "-node", "-spiffeID", "spiffe://example.org/nodes/web",
                     "-selector", "x509pop:subject:cn:web", "-x509SVIDTTL", "300", "-dns",

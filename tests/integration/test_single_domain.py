@@ -13,7 +13,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,6 +91,14 @@ class DeploymentTest(unittest.TestCase):
         self.assertTrue(ku.value.digital_signature)
         self.assertFalse(ku.value.key_cert_sign)
         self.assertTrue(wl.key_matches_cert(svid.x509_svid_key, leaf))
+        eku = leaf.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+        self.assertIn(ExtendedKeyUsageOID.SERVER_AUTH, list(eku))
+        self.assertIn(ExtendedKeyUsageOID.CLIENT_AUTH, list(eku))
+        leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+        leaf.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+        if len(leaf.subject) == 0:
+            san = leaf.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+            self.assertTrue(san.critical, "an empty subject needs a critical SAN")
         result = wl.openssl_verify(self.d.path("verify"), chain, roots)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("leaf.pem: OK", result.stdout)
@@ -170,6 +178,11 @@ class SingleDomainTest(DeploymentTest):
         self.check_x509_svid(resp.svids[0], spiffe_id("pop-workload"))
         shown = server.agent(agent_id)
         self.assertEqual(agent_field(shown, "attestation_type"), "x509pop")
+        selectors = {(sel.get("type"), sel.get("value"))
+                     for sel in agent_field(shown, "selectors") or []}
+        self.assertIn(("x509pop", "subject:cn:node-1"), selectors)
+        self.assertIn(("x509pop", "ca:fingerprint:" + ca.fingerprint(hashes.SHA1()).hex()),
+                      selectors)
 
     def test_workload_receives_valid_x509_svid(self):
         server, agent, _, agent_id = self.setup_with_token()
@@ -240,6 +253,35 @@ class SingleDomainTest(DeploymentTest):
         with self.assertRaises(grpc.RpcError) as err:
             client.fetch_x509(header=False)
         self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_wrong_security_header_value_is_invalid_argument(self):
+        server, agent, _, agent_id = self.setup_with_token()
+        server.create_entry(agent_id, spiffe_id("workload"), [UID_SELECTOR])
+        client = self.client(agent)
+        self.wait_for_svids(client, [spiffe_id("workload")])
+        stream = client.stub.FetchX509SVID(client.pb2.X509SVIDRequest(), timeout=30,
+                                           metadata=(("workload.spiffe.io", "false"),))
+        with self.assertRaises(grpc.RpcError) as err:
+            next(stream)
+        self.assertEqual(err.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_jwt_request_without_audience_is_invalid_argument(self):
+        server, agent, _, agent_id = self.setup_with_token()
+        server.create_entry(agent_id, spiffe_id("workload"), [UID_SELECTOR])
+        client = self.client(agent)
+        self.wait_for_svids(client, [spiffe_id("workload")])
+        with self.assertRaises(grpc.RpcError) as no_audience:
+            client.fetch_jwt([])
+        self.assertEqual(no_audience.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_validating_a_malformed_token_is_invalid_argument(self):
+        server, agent, _, agent_id = self.setup_with_token()
+        server.create_entry(agent_id, spiffe_id("workload"), [UID_SELECTOR])
+        client = self.client(agent)
+        self.wait_for_svids(client, [spiffe_id("workload")])
+        with self.assertRaises(grpc.RpcError) as garbage:
+            client.validate_jwt("audience-a", "not.a.jwt")
+        self.assertEqual(garbage.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
 
     def test_unregistered_caller_is_permission_denied(self):
         if os.getuid() != 0:

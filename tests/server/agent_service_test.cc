@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "attestors/node/node_attestor.h"
 #include "attestors/node/x509pop.h"
@@ -305,6 +306,33 @@ TEST_F(AgentServiceTest, ReusedJoinTokenIsRefused) {
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
 }
 
+TEST_F(AgentServiceTest, ConcurrentAttestationsWithOneTokenAdmitExactlyOne) {
+  std::string token = NewToken();
+  constexpr int kRacers = 4;
+  std::vector<grpc::StatusCode> codes(kRacers);
+  std::vector<std::string> csrs;
+  for (int i = 0; i < kRacers; ++i) {
+    csrs.push_back(Must(common::BuildCsr(Must(common::PrivateKey::Generate()))));
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kRacers; ++i) {
+    threads.emplace_back([&, i] {
+      v1::AttestAgentResponse resp;
+      codes[i] = Attest("join_token", token, csrs[i], &resp).error_code();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int ok = 0;
+  for (grpc::StatusCode c : codes) {
+    if (c == grpc::StatusCode::OK) {
+      ++ok;
+    } else {
+      EXPECT_EQ(c, grpc::StatusCode::PERMISSION_DENIED);
+    }
+  }
+  EXPECT_EQ(ok, 1);
+}
+
 TEST_F(AgentServiceTest, UnknownJoinTokenIsRefused) {
   common::PrivateKey key = Must(common::PrivateKey::Generate());
   v1::AttestAgentResponse resp;
@@ -347,6 +375,8 @@ TEST_F(AgentServiceTest, GetBundleNeedsNoClientCertificate) {
   ASSERT_TRUE(stub->GetBundle(&ctx, {}, &resp).ok());
   EXPECT_EQ(resp.trust_domain(), "example.org");
   EXPECT_EQ(resp.sequence_number(), ca_->Bundle()->sequence());
+  ASSERT_GE(resp.jwt_authorities_size(), 1);
+  EXPECT_GT(resp.jwt_authorities(0).expires_at(), absl::ToUnixSeconds(absl::Now()));
 }
 
 TEST_F(AgentServiceTest, SyncWithoutClientCertificateIsUnauthenticated) {
@@ -642,6 +672,25 @@ TEST_F(AgentServiceTest, WatchPushesANoticeWhenAnEntryIsCreated) {
   reader->Finish();
 }
 
+TEST_F(AgentServiceTest, WatchStaysQuietForAnotherAgentsEntries) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice first;
+  ASSERT_TRUE(reader->Read(&first));
+  AddEntry("spiffe://example.org/spire/agent/join_token/someone-else", "spiffe://example.org/x");
+  AddEntry(a.svid.spiffe_id(), "spiffe://example.org/mine");
+  uint64_t after_both = index_->Version();
+  // Had the foreign entry produced a notice, this one would carry the version before ours.
+  v1::ChangeNotice next;
+  ASSERT_TRUE(reader->Read(&next));
+  EXPECT_EQ(next.entries_version(), after_both);
+  ctx.TryCancel();
+  reader->Finish();
+}
+
 TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsEvicted) {
   AgentCreds a = AttestNew();
   auto stub = As(a);
@@ -655,6 +704,28 @@ TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsEvicted) {
   while (reader->Read(&notice)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsBanned) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice notice;
+  ASSERT_TRUE(reader->Read(&notice));
+  datastore::AttestedNode ban;
+  ban.spiffe_id = a.svid.spiffe_id();
+  ban.banned = true;
+  datastore::NodeMask mask;
+  mask.banned = true;
+  ASSERT_TRUE(ds_->UpdateNode(ban, mask).ok());
+  ASSERT_TRUE(index_->Poll().ok());
+  while (reader->Read(&notice)) {
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(st.error_message(), HasSubstr("banned"));
 }
 
 TEST_F(AgentServiceTest, WatchEndsCleanlyOnShutdown) {

@@ -155,9 +155,8 @@ TEST_F(CaManagerTest, BundleListenerSeesIncreasingSequence) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
   std::vector<uint64_t> seqs;
-  ca->SetBundleListener([&](std::shared_ptr<const common::Bundle> b) {
-    seqs.push_back(b->sequence());
-  });
+  ca->SetBundleListener(
+      [&](std::shared_ptr<const common::Bundle> b) { seqs.push_back(b->sequence()); });
   const uint64_t start_seq = ca->Bundle()->sequence();
   AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
   ASSERT_FALSE(seqs.empty());
@@ -358,6 +357,34 @@ TEST(CaManagerRules, ThresholdsAreCapped) {
   EXPECT_EQ(CaManager::ActivateThreshold(absl::Hours(24 * 365)), absl::Hours(24 * 7));
 }
 
+TEST(CaManagerOptionsFromConfig, CopiesTtlsKeyTypesAndIssuer) {
+  common::config::ServerConfig config(Td());
+  config.ca_ttl = absl::Hours(48);
+  config.default_x509_svid_ttl = absl::Hours(2);
+  config.default_jwt_svid_ttl = absl::Minutes(10);
+  config.ca_key_type = common::config::KeyType::kEcP384;
+  config.jwt_issuer = "https://oidc.example.org";
+  config.ca_subject.common_name = "Trellis CA";
+  auto o = CaManagerOptionsFromConfig(config, common::SystemClock::Get());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->ca_ttl, absl::Hours(48));
+  EXPECT_EQ(o->default_x509_svid_ttl, absl::Hours(2));
+  EXPECT_EQ(o->default_jwt_svid_ttl, absl::Minutes(10));
+  EXPECT_EQ(o->ca_key_type, common::KeyType::kEcP384);
+  EXPECT_EQ(o->jwt_issuer, "https://oidc.example.org");
+  EXPECT_EQ(o->ca_subject.common_name, "Trellis CA");
+  EXPECT_EQ(o->ca_subject.country, "US");
+  EXPECT_EQ(o->upstream, nullptr);
+}
+
+TEST(CaManagerOptionsFromConfig, MissingUpstreamFilesFailStartUp) {
+  common::config::ServerConfig config(Td());
+  config.upstream_authority =
+      common::config::DiskUpstreamAuthorityConfig{"/nonexistent/ca.pem", "/nonexistent/ca.key", ""};
+  EXPECT_EQ(CaManagerOptionsFromConfig(config, common::SystemClock::Get()).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 // ---- UpstreamAuthority "disk" ----
 
 class DiskUpstreamTest : public CaManagerTest {
@@ -437,8 +464,7 @@ TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
   EXPECT_EQ(chain[2], *up_cert);
   auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
   EXPECT_TRUE(verified.ok()) << verified.status();
-  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()),
-            0);
+  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()), 0);
 }
 
 TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
@@ -458,8 +484,7 @@ TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
 class FlakyUpstream final : public UpstreamAuthority {
  public:
   explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key,
-                                        const common::TrustDomain& td,
+  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key, const common::TrustDomain& td,
                                         absl::Duration ttl) override {
     if (down) return absl::UnavailableError("upstream unreachable");
     return inner_->MintX509Ca(key, td, ttl);
@@ -515,14 +540,22 @@ TEST_F(CaManagerTest, SigningWhileRotatingIsSafe) {
     while (!stop) {
       auto svid = ca->SignX509SvidFromCsr(csr, id, absl::Minutes(5), {});
       auto jwt = ca->SignJwtSvid(id, {"a"}, absl::Minutes(5));
-      if (!svid.ok() || !jwt.ok()) failures++;
+      if (!svid.ok() || !jwt.ok()) {
+        failures++;
+        ADD_FAILURE() << svid.status() << " / " << jwt.status();
+      }
       signed_count++;
     }
   });
   // Two full rotations in one-hour steps (well inside the activation margin).
+  // Fake time runs hours per millisecond here, so let the signer finish a full round after
+  // each step: a signer holding a CA across several steps would see it expire, which real
+  // time never allows.
   for (int i = 0; i < 48; ++i) {
     clock_.Advance(absl::Hours(1));
     EXPECT_TRUE(ca->Tick().ok());
+    const int seen = signed_count.load();
+    while (signed_count.load() < seen + 2) std::this_thread::yield();
   }
   while (signed_count.load() < 10) std::this_thread::yield();
   stop = true;

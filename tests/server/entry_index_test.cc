@@ -79,8 +79,8 @@ TEST_F(EntryIndexTest, EntryParentedByAgentIsAuthorized) {
 
 TEST_F(EntryIndexTest, NodeAliasAppliesWhenItsSelectorsAreSubsetOfNodeSelectors) {
   AddNode(kAgent, {{"x509pop", "subject:cn:a"}, {"x509pop", "serialnumber:1"}});
-  const std::string alias = AddEntry(kServer, "spiffe://example.org/nodes/a",
-                                     {{"x509pop", "subject:cn:a"}});
+  const std::string alias =
+      AddEntry(kServer, "spiffe://example.org/nodes/a", {{"x509pop", "subject:cn:a"}});
   AddEntry(kServer, "spiffe://example.org/nodes/b",
            {{"x509pop", "subject:cn:a"}, {"x509pop", "subject:cn:b"}});
   auto index = MakeIndex();
@@ -125,8 +125,7 @@ TEST_F(EntryIndexTest, EntryReachableTwiceIsReturnedOnce) {
 
 TEST_F(EntryIndexTest, ExpiredEntryAndItsChildrenAreExcluded) {
   const std::string live = AddEntry(kAgent, "spiffe://example.org/live");
-  AddEntry(kAgent, "spiffe://example.org/gone", {{"unix", "uid:1"}},
-           kTestStart + absl::Minutes(5));
+  AddEntry(kAgent, "spiffe://example.org/gone", {{"unix", "uid:1"}}, kTestStart + absl::Minutes(5));
   AddEntry("spiffe://example.org/gone", "spiffe://example.org/under-gone");
   auto index = MakeIndex();
   ASSERT_NE(index, nullptr);
