@@ -2,7 +2,9 @@
 #include "server/entry_index.h"
 
 #include <algorithm>
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "tests/server/server_test_util.h"
@@ -227,6 +229,47 @@ TEST_F(EntryIndexTest, EntriesBySpiffeIdFindsDownstreamEntries) {
   ASSERT_NE(index, nullptr);
   EXPECT_EQ(index->EntriesBySpiffeId("spiffe://example.org/downstream").size(), 2u);
   EXPECT_TRUE(index->EntriesBySpiffeId("spiffe://example.org/none").empty());
+}
+
+TEST_F(EntryIndexTest, PollAppliesMoreEventsThanOneBatch) {
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::vector<datastore::RegistrationEntry> batch;
+  for (int i = 0; i < 1500; ++i) {
+    datastore::RegistrationEntry e;
+    e.parent_id = kAgent;
+    e.spiffe_id = "spiffe://example.org/w" + std::to_string(i);
+    e.selectors = {{"unix", "uid:1"}};
+    batch.push_back(e);
+  }
+  ASSERT_TRUE(ds_->CreateEntries(batch).ok());
+  ASSERT_TRUE(index->Poll().ok());
+  EXPECT_EQ(index->EntryCount(), 1500u);
+  EXPECT_EQ(Authorized(*index, kAgent).size(), 1500u);
+}
+
+TEST_F(EntryIndexTest, ReadersSeeConsistentStateWhilePolling) {
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::thread reader([&] {
+    const auto agent = *common::SpiffeId::Parse(kAgent);
+    while (!stop) {
+      // Every returned entry must be complete, whatever Poll() is doing meanwhile.
+      for (const auto& e : index->AuthorizedEntries(agent)) {
+        if (e.id.empty() || e.selectors.empty()) bad++;
+      }
+    }
+  });
+  for (int i = 0; i < 50; ++i) {
+    AddEntry(kAgent, "spiffe://example.org/p" + std::to_string(i));
+    ASSERT_TRUE(index->Poll().ok());
+  }
+  stop = true;
+  reader.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(Authorized(*index, kAgent).size(), 50u);
 }
 
 }  // namespace

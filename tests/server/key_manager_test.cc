@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/server/server_test_util.h"
 
@@ -43,6 +44,16 @@ TEST(DiskKeyManager, WritesKey0600InDir0700) {
   ASSERT_TRUE((*km)->GenerateKey("JWT-Signer-k1", common::KeyType::kEcP256).ok());
   EXPECT_EQ(ModeOf(keys), 0700u);
   EXPECT_EQ(ModeOf(keys + "/JWT-Signer-k1.pem"), 0600u);
+}
+
+TEST(DiskKeyManager, StoresPkcs8Pem) {
+  TempDir dir;
+  auto km = DiskKeyManager::Create(dir.path() + "/keys");
+  ASSERT_TRUE(km.ok());
+  ASSERT_TRUE((*km)->GenerateKey("k", common::KeyType::kEcP256).ok());
+  auto pem = common::ReadFile(dir.path() + "/keys/k.pem");
+  ASSERT_TRUE(pem.ok());
+  EXPECT_EQ(pem->rfind("-----BEGIN PRIVATE KEY-----", 0), 0u);
 }
 
 TEST(DiskKeyManager, RefusesKeyFileReadableByOthers) {
