@@ -527,6 +527,18 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
     if (!S_ISSOCK(st.st_mode)) {
       return absl::FailedPreconditionError("socket_path " + path + " exists and is not a socket");
     }
+    // A socket someone still answers on belongs to a running agent: never take it over.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un probe_addr{};
+    probe_addr.sun_family = AF_UNIX;
+    std::memcpy(probe_addr.sun_path, path.c_str(), path.size());
+    bool live = probe >= 0 &&
+                connect(probe, reinterpret_cast<sockaddr*>(&probe_addr), sizeof(probe_addr)) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      return absl::FailedPreconditionError("socket_path " + path +
+                                           " is in use by another running process");
+    }
     unlink(path.c_str());
   }
   s->listen_fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

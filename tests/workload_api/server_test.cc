@@ -3,11 +3,14 @@
 #include "workload_api/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -141,6 +144,28 @@ TEST_F(WorkloadApiTest, SocketIsOpenToEveryLocalUser) {
   EXPECT_EQ(st.st_mode & 0777, 0777u);
   ASSERT_EQ(stat((dir_ / "sock").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0755u);
+}
+
+TEST_F(WorkloadApiTest, SocketOfARunningServerIsNotTakenOver) {
+  StartServer();
+  auto second = WorkloadApiServer::Start({socket_, 1}, &cache_, {&attestor_}, nullptr,
+                                         common::SystemClock::Get());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkloadApiTest, StaleSocketFileIsReplaced) {
+  StartServer();
+  server_->Stop();
+  // Leave a dead socket file behind, as a crashed agent would.
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_.c_str(), socket_.size());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  close(fd);
+  server_.reset();
+  StartServer();
+  EXPECT_NE(server_, nullptr);
 }
 
 TEST_F(WorkloadApiTest, MissingHeaderIsInvalidArgument) {
