@@ -94,6 +94,8 @@ class WorkloadApiTest : public ::testing::Test {
     socket_ = (dir_ / "sock" / "api.sock").string();
   }
   void TearDown() override {
+    // Client first: a gRPC channel outliving its server can take seconds to wind down.
+    channel_.reset();
     if (server_) server_->Stop();
     std::filesystem::remove_all(dir_);
   }
