@@ -472,11 +472,26 @@ int RunApi(const std::vector<std::string>& args, std::ostream& out, std::ostream
 }  // namespace
 
 bool IsAgentCommand(const std::string& command) {
-  return command == "run" || command == "healthcheck" || command == "api";
+  return command == "run" || command == "healthcheck" || command == "api" || command == "-h" ||
+         command == "--help" || command == "-help" || command == "help";
 }
 
 int RunAgentCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] != "run" && args[0] != "healthcheck" && args[0] != "api") {
+    out << "Usage: trellis-agent <command> [flags]\n\n"
+        << "Commands:\n"
+        << "  run                 Run the agent (-config FILE [-joinToken T] [-expandEnv])\n"
+        << "  validate            Check an agent configuration file\n"
+        << "  healthcheck         Check that the Workload API answers [-shallow]\n"
+        << "  api fetch x509      Fetch X509-SVIDs [-write DIR] [-silent]\n"
+        << "  api fetch jwt       Fetch JWT-SVIDs -audience A [-spiffeID S]\n"
+        << "  api validate jwt    Validate a JWT-SVID -audience A -svid T\n"
+        << "  api watch           Print every X509-SVID update\n\n"
+        << "Every api command and healthcheck take -socketPath (default: SPIFFE_ENDPOINT_SOCKET,\n"
+        << "then " << kDefaultSocket << ").\n";
+    return 0;
+  }
   if (args[0] == "run") return RunRun(rest, out, err);
   if (args[0] == "healthcheck") return RunHealthcheck(rest, out, err);
   return RunApi(rest, out, err);
