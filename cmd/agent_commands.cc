@@ -204,6 +204,10 @@ int RunHealthcheck(const std::vector<std::string>& args, std::ostream& out, std:
     return rc;
   }
   socket = ResolveSocket(socket);
+  struct stat st;
+  if (stat(socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return Fail(err, "Agent is unhealthy: no Workload API socket at " + socket);
+  }
   auto channel = grpc::CreateChannel("unix://" + socket, grpc::InsecureChannelCredentials());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
     return Fail(err, "Agent is unhealthy: cannot connect to " + socket);
