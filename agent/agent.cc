@@ -12,15 +12,23 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "agent/bundle_url.h"
 #include "agent/rotation.h"
 #include "agent/state_store.h"
 #include "attestors/workload/unix_attestor.h"
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/status.h"
-#include "trellis/server/v1/agent.grpc.pb.h"
 #include "transport/spiffe_tls.h"
+#include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload_api/server.h"
+#ifdef TRELLIS_AGENT_HEALTH
+#include "server/health.h"
+#else
+namespace trellis::server {
+class HealthListener {};  // built without the health listener
+}  // namespace trellis::server
+#endif
 
 namespace trellis::agent {
 
@@ -33,9 +41,20 @@ constexpr absl::Duration kCallTimeout = absl::Seconds(15);
 constexpr size_t kMaxBatch = 500;
 
 std::mutex log_mu;
+std::atomic<int> min_log_level{1};  // 0 debug, 1 info, 2 warning, 3 error
+
+int LevelRank(const std::string& level) {
+  if (level == "debug") return 0;
+  if (level == "info") return 1;
+  if (level == "warning") return 2;
+  return 3;
+}
+
 void Log(const std::string& level, const std::string& msg) {
+  if (LevelRank(level) < min_log_level.load()) return;
   std::lock_guard<std::mutex> lock(log_mu);
-  std::cerr << "time=\"" << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
+  std::cerr << "time=\""
+            << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())
             << "\" level=" << level << " msg=\"" << msg << "\"" << std::endl;
 }
 
@@ -56,7 +75,8 @@ bool IsTransient(const absl::Status& s) {
 }
 
 absl::StatusOr<common::Bundle> BundleFromProto(const v1::Bundle& proto) {
-  TRELLIS_ASSIGN_OR_RETURN(common::TrustDomain td, common::TrustDomain::Parse(proto.trust_domain()));
+  TRELLIS_ASSIGN_OR_RETURN(common::TrustDomain td,
+                           common::TrustDomain::Parse(proto.trust_domain()));
   common::Bundle bundle(td);
   for (const auto& a : proto.x509_authorities()) {
     TRELLIS_ASSIGN_OR_RETURN(common::Certificate cert, common::Certificate::FromDer(a.asn1()));
@@ -83,8 +103,8 @@ absl::StatusOr<std::vector<common::Certificate>> ChainFromProto(const v1::X509SV
 
 absl::StatusOr<workload_api::CachedEntry> EntryFromProto(const v1::Entry& e) {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId id, common::SpiffeId::Parse(e.spiffe_id()));
-  workload_api::CachedEntry entry{e.id(), id, {}, {}, e.hint(), e.revision_number(),
-                                  e.created_at(), e.jwt_svid_ttl()};
+  workload_api::CachedEntry entry{
+      e.id(), id, {}, {}, e.hint(), e.revision_number(), e.created_at(), e.jwt_svid_ttl()};
   for (const auto& s : e.selectors()) entry.selectors.push_back(s.type() + ":" + s.value());
   for (const auto& td : e.federates_with()) {
     auto parsed = common::TrustDomain::Parse(td);
@@ -180,8 +200,7 @@ Agent::Agent(common::config::AgentConfig config, Options options, const common::
     : config_(std::move(config)), options_(std::move(options)), clock_(clock) {}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig config,
-                                                     Options options,
-                                                     const common::Clock& clock) {
+                                                     Options options, const common::Clock& clock) {
   TRELLIS_ASSIGN_OR_RETURN(std::vector<std::string> targets,
                            ServerTargets(config.server_address, config.server_port));
   int bootstrap_methods = (config.trust_bundle_path.empty() ? 0 : 1) +
@@ -190,6 +209,20 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
   if (bootstrap_methods > 1) {
     return absl::InvalidArgumentError(
         "only one of trust_bundle_path, trust_bundle_url and insecure_bootstrap may be set");
+  }
+  switch (config.log_level) {
+    case common::config::LogLevel::kDebug:
+      min_log_level = 0;
+      break;
+    case common::config::LogLevel::kInfo:
+      min_log_level = 1;
+      break;
+    case common::config::LogLevel::kWarn:
+      min_log_level = 2;
+      break;
+    case common::config::LogLevel::kError:
+      min_log_level = 3;
+      break;
   }
   std::unique_ptr<Agent> agent(new Agent(std::move(config), std::move(options), clock));
   Agent* raw = agent.get();
@@ -225,8 +258,8 @@ absl::Status Agent::LoadBootstrap() {
   const common::TrustDomain& td = config_.trust_domain;
   auto persisted = LoadAgentState(config_.data_dir, td);
   if (!persisted.ok()) {
-    Log("warning", "ignoring unusable persisted agent state: " +
-                       std::string(persisted.status().message()));
+    Log("warning",
+        "ignoring unusable persisted agent state: " + std::string(persisted.status().message()));
   } else if (persisted->has_value()) {
     AgentState& state = **persisted;
     std::lock_guard<std::mutex> lock(mu_);
@@ -249,7 +282,8 @@ absl::Status Agent::LoadBootstrap() {
         config_.trust_bundle_format == common::config::TrustBundleFormat::kSpiffe
             ? common::ParseSpiffeBundle(td, text)
             : common::BundleFromPem(td, text);
-    if (!bundle.ok()) return Annotate(bundle.status(), "trust_bundle_path " + config_.trust_bundle_path);
+    if (!bundle.ok())
+      return Annotate(bundle.status(), "trust_bundle_path " + config_.trust_bundle_path);
     if (bundle->x509_authorities().empty()) {
       return absl::InvalidArgumentError("trust_bundle_path " + config_.trust_bundle_path +
                                         " holds no X.509 authority");
@@ -264,8 +298,21 @@ absl::Status Agent::LoadBootstrap() {
     return absl::OkStatus();
   }
   if (!config_.trust_bundle_url.empty()) {
-    return absl::UnimplementedError("trust_bundle_url bootstrap is not supported yet; use "
-                                    "trust_bundle_path or insecure_bootstrap");
+    auto text = HttpsGet(config_.trust_bundle_url);
+    if (!text.ok()) return Annotate(text.status(), "trust_bundle_url");
+    absl::StatusOr<common::Bundle> bundle =
+        config_.trust_bundle_format == common::config::TrustBundleFormat::kSpiffe
+            ? common::ParseSpiffeBundle(td, *text)
+            : common::BundleFromPem(td, *text);
+    if (!bundle.ok())
+      return Annotate(bundle.status(), "trust_bundle_url " + config_.trust_bundle_url);
+    if (bundle->x509_authorities().empty()) {
+      return absl::InvalidArgumentError("trust_bundle_url " + config_.trust_bundle_url +
+                                        " holds no X.509 authority");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    bundle_ = std::make_shared<const common::Bundle>(std::move(*bundle));
+    return absl::OkStatus();
   }
   return absl::InvalidArgumentError(
       "no bootstrap trust: set trust_bundle_path or insecure_bootstrap = true");
@@ -302,8 +349,8 @@ absl::Status Agent::AdoptAgentSvid(std::vector<common::Certificate> chain, commo
     std::lock_guard<std::mutex> lock(wake_mu_);
     if (watch_ctx_) watch_ctx_->TryCancel();
   }
-  Log("info", "agent SVID " + id.String() + " valid until " +
-                  absl::FormatTime(chain.front().not_after()));
+  Log("info",
+      "agent SVID " + id.String() + " valid until " + absl::FormatTime(chain.front().not_after()));
   return absl::OkStatus();
 }
 
@@ -408,15 +455,31 @@ absl::Status Agent::Start() {
   for (auto& a : workload_attestors_) attestors.push_back(a.get());
   workload_api::WorkloadApiServer::Options wopts{config_.socket_path,
                                                  options_.workload_api_threads};
-  TRELLIS_ASSIGN_OR_RETURN(
-      workload_api_,
-      workload_api::WorkloadApiServer::Start(
-          wopts, &cache_, attestors,
-          [this](const workload_api::CachedEntry& entry, const std::vector<std::string>& aud) {
-            return MintJwt(entry, aud);
-          },
-          clock_));
+  TRELLIS_ASSIGN_OR_RETURN(workload_api_, workload_api::WorkloadApiServer::Start(
+                                              wopts, &cache_, attestors,
+                                              [this](const workload_api::CachedEntry& entry,
+                                                     const std::vector<std::string>& aud) {
+                                                return MintJwt(entry, aud);
+                                              },
+                                              clock_));
   Log("info", "Workload API listening on " + config_.socket_path);
+#ifdef TRELLIS_AGENT_HEALTH
+  if (config_.health_checks.listener_enabled) {
+    TRELLIS_ASSIGN_OR_RETURN(
+        health_, server::HealthListener::Start(config_.health_checks, [this] {
+          server::HealthReport report;
+          auto snap = cache_.Snapshot();
+          report.subsystems["workload_api"] = {snap->ready,
+                                               snap->ready ? "" : "not synced with a server yet"};
+          std::lock_guard<std::mutex> lock(mu_);
+          bool valid = !agent_chain_.empty() && clock_.Now() < agent_chain_.front().not_after();
+          report.subsystems["agent_svid"] = {valid, valid ? "" : "agent SVID expired"};
+          // Not ready while unsynced, but a restart would not help.
+          report.live_excludes.insert("workload_api");
+          return report;
+        }));
+  }
+#endif
   sync_thread_ = std::thread([this] { SyncLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
   return absl::OkStatus();
@@ -433,6 +496,12 @@ void Agent::Interrupt() {
 
 void Agent::Stop() {
   Interrupt();
+#ifdef TRELLIS_AGENT_HEALTH
+  if (health_) {
+    health_->Stop();
+    health_.reset();
+  }
+#endif
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   if (workload_api_) {
@@ -463,15 +532,15 @@ absl::Status Agent::HandleRefusal(const absl::Status& status) {
     can_attest = reattestable_;
   }
   // A join token not yet spent by this process (a new -joinToken after eviction) also works.
-  bool fresh_token = !token_used_ &&
-                     std::holds_alternative<common::config::JoinTokenAgentAttestorConfig>(
-                         config_.node_attestor) &&
-                     !(options_.join_token.empty() && config_.join_token.empty());
+  bool fresh_token =
+      !token_used_ &&
+      std::holds_alternative<common::config::JoinTokenAgentAttestorConfig>(config_.node_attestor) &&
+      !(options_.join_token.empty() && config_.join_token.empty());
   if (!can_attest && !fresh_token) {
     return Annotate(status, "the server refused the agent SVID and this agent cannot attest again");
   }
-  Log("warning", "the server refused the agent SVID (" + std::string(status.message()) +
-                     "); attesting again");
+  Log("warning",
+      "the server refused the agent SVID (" + std::string(status.message()) + "); attesting again");
   absl::Status last;
   for (const std::string& target : conn_->targets()) {
     last = AttestOnce(target);
@@ -488,6 +557,9 @@ absl::Status Agent::MaybeRenewAgentSvid() {
     if (agent_chain_.empty()) return absl::UnauthenticatedError("no agent SVID");
     renew_at = agent_renew_at_;
     not_after = agent_chain_.front().not_after();
+    workload_api::CachedSvid own;
+    for (const auto& c : agent_chain_) own.chain_der.push_back(c.der());
+    if (IssuedByTainted(own)) renew_at = absl::InfinitePast();
   }
   absl::Time now = clock_.Now();
   if (now >= not_after) return HandleRefusal(absl::UnauthenticatedError("agent SVID expired"));
@@ -512,7 +584,8 @@ absl::Status Agent::SyncEntries() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, e] : entries_) (*req.mutable_known_revisions())[id] = e.revision;
     req.set_bundle_sequence(bundle_ ? bundle_->sequence() : 0);
-    for (const auto& [td, b] : federated_) (*req.mutable_federated_bundle_sequences())[td] = b->sequence();
+    for (const auto& [td, b] : federated_)
+      (*req.mutable_federated_bundle_sequences())[td] = b->sequence();
   }
   v1::SyncAuthorizedEntriesResponse resp;
   grpc::ClientContext ctx;
@@ -528,6 +601,14 @@ absl::Status Agent::SyncEntries() {
       return absl::InternalError("server sent a bundle of another trust domain");
     }
     new_bundle = std::move(*b);
+    std::set<std::string> tainted;
+    for (const auto& a : resp.bundle().x509_authorities()) {
+      if (!a.tainted()) continue;
+      auto cert = common::Certificate::FromDer(a.asn1());
+      if (cert.ok()) tainted.insert(cert->SubjectKeyId());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    tainted_key_ids_ = std::move(tainted);
   }
   std::map<std::string, std::shared_ptr<const common::Bundle>> fed_updates;
   for (const auto& fb : resp.federated_bundles()) {
@@ -603,7 +684,8 @@ absl::Status Agent::MintSvids() {
       auto it = svids_.find(id);
       if (it == svids_.end() ||
           NeedsRenewal(now, renew_at_[id], it->second.not_after, it->second.entry_revision,
-                       entry.revision)) {
+                       entry.revision) ||
+          IssuedByTainted(it->second)) {
         due.push_back(id);
         revisions[id] = entry.revision;
       }
@@ -648,14 +730,28 @@ absl::Status Agent::MintSvids() {
       svid.entry_revision = it->second.revision;
       std::lock_guard<std::mutex> lock(mu_);
       if (!entries_.count(r.entry_id())) continue;  // removed meanwhile
-      renew_at_[r.entry_id()] = RenewalTime(std::max(svid.not_before, clock_.Now()),
-                                            svid.not_after, RandomUnitJitter());
+      renew_at_[r.entry_id()] =
+          RenewalTime(std::max(svid.not_before, clock_.Now()), svid.not_after, RandomUnitJitter());
       svids_[r.entry_id()] = std::move(svid);
       ++minted;
     }
     if (minted > 0) Log("info", absl::StrCat("minted ", minted, " workload SVID(s)"));
   }
   return absl::OkStatus();
+}
+
+bool Agent::IssuedByTainted(const workload_api::CachedSvid& svid) const {
+  if (tainted_key_ids_.empty()) return false;
+  // Any certificate of the chain signed by (or being) a tainted authority taints the SVID.
+  for (const std::string& der : svid.chain_der) {
+    auto cert = common::Certificate::FromDer(der);
+    if (!cert.ok()) continue;
+    if (tainted_key_ids_.count(cert->AuthorityKeyId()) ||
+        tainted_key_ids_.count(cert->SubjectKeyId())) {
+      return true;
+    }
+  }
+  return false;
 }
 
 bool Agent::PruneExpired() {
@@ -738,10 +834,12 @@ void Agent::SyncLoop() {
       sync_requested_ = false;
     }
     absl::Status s = Sync();
+    if (s.ok()) Log("debug", "synced with " + conn_->CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {
       if (PruneExpired()) Publish();
-      Log("warning", "sync with " + conn_->CurrentTarget() + " failed: " + std::string(s.message()));
+      Log("warning",
+          "sync with " + conn_->CurrentTarget() + " failed: " + std::string(s.message()));
       if (IsTransient(s)) conn_->Failover();
       wait = std::min(wait, Backoff(failures++));
     } else {
@@ -749,7 +847,8 @@ void Agent::SyncLoop() {
       // Wake for the earliest renewal too, so a short-lived SVID is not renewed late.
       std::lock_guard<std::mutex> lock(mu_);
       absl::Time now = clock_.Now();
-      for (const auto& [id, t] : renew_at_) wait = std::min(wait, std::max(absl::Milliseconds(100), t - now));
+      for (const auto& [id, t] : renew_at_)
+        wait = std::min(wait, std::max(absl::Milliseconds(100), t - now));
     }
     std::unique_lock<std::mutex> lock(wake_mu_);
     wake_cv_.wait_for(lock, absl::ToChronoNanoseconds(wait),
@@ -818,7 +917,8 @@ absl::StatusOr<std::string> Agent::MintJwt(const workload_api::CachedEntry& entr
   }
   JwtCacheItem item;
   item.token = resp.svid().token();
-  absl::Time issued = resp.svid().issued_at() > 0 ? absl::FromUnixSeconds(resp.svid().issued_at()) : now;
+  absl::Time issued =
+      resp.svid().issued_at() > 0 ? absl::FromUnixSeconds(resp.svid().issued_at()) : now;
   item.expires_at = absl::FromUnixSeconds(resp.svid().expires_at());
   item.renew_at = issued + (item.expires_at - issued) / 2;
   std::lock_guard<std::mutex> lock(jwt_mu_);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -33,6 +34,10 @@ namespace trellis::workload_api {
 class WorkloadApiServer;
 }
 
+namespace trellis::server {
+class HealthListener;
+}
+
 namespace trellis::agent {
 
 class ServerConnection;
@@ -51,8 +56,7 @@ class Agent {
   };
 
   static absl::StatusOr<std::unique_ptr<Agent>> Create(common::config::AgentConfig config,
-                                                       Options options,
-                                                       const common::Clock& clock);
+                                                       Options options, const common::Clock& clock);
   ~Agent();
 
   // Loads the persisted identity or attests (retrying while no server is reachable, until
@@ -87,6 +91,8 @@ class Agent {
   absl::Status SyncEntries();
   absl::Status MintSvids();
   bool PruneExpired();
+  // True when the SVID chains to an authority the server marked tainted (requires mu_).
+  bool IssuedByTainted(const workload_api::CachedSvid& svid) const;
   void Publish();
   void SyncLoop();
   void WatchLoop();
@@ -106,6 +112,7 @@ class Agent {
   std::unique_ptr<NodeAttestor> attestor_;  // created on first need
   std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors_;
   std::unique_ptr<workload_api::WorkloadApiServer> workload_api_;
+  std::unique_ptr<server::HealthListener> health_;
 
   mutable std::mutex mu_;
   // Guarded by mu_:
@@ -119,6 +126,7 @@ class Agent {
   std::map<std::string, workload_api::CachedEntry> entries_;
   std::map<std::string, workload_api::CachedSvid> svids_;
   std::map<std::string, absl::Time> renew_at_;
+  std::set<std::string> tainted_key_ids_;  // subject key ids of tainted X.509 authorities
   bool synced_once_ = false;
 
   std::mutex jwt_mu_;
@@ -126,8 +134,8 @@ class Agent {
 
   std::mutex wake_mu_;
   std::condition_variable wake_cv_;
-  bool stop_ = false;            // guarded by wake_mu_
-  bool sync_requested_ = false;  // guarded by wake_mu_
+  bool stop_ = false;                         // guarded by wake_mu_
+  bool sync_requested_ = false;               // guarded by wake_mu_
   grpc::ClientContext* watch_ctx_ = nullptr;  // guarded by wake_mu_
   bool token_used_ = false;
   std::thread sync_thread_;

@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<NodeAttestor>> CreateX509Pop(
   if (!key.ok()) return Annotate(key.status(), "x509pop private_key_path " + cfg.private_key_path);
   TRELLIS_ASSIGN_OR_RETURN(std::string cert_pem, common::ReadFile(cfg.certificate_path));
   auto chain = common::Certificate::ChainFromPem(cert_pem);
-  if (!chain.ok()) return Annotate(chain.status(), "x509pop certificate_path " + cfg.certificate_path);
+  if (!chain.ok())
+    return Annotate(chain.status(), "x509pop certificate_path " + cfg.certificate_path);
   if (!cfg.intermediates_path.empty()) {
     TRELLIS_ASSIGN_OR_RETURN(std::string inter_pem, common::ReadFile(cfg.intermediates_path));
     auto inter = common::Certificate::ChainFromPem(inter_pem);

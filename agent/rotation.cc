@@ -20,8 +20,8 @@ absl::Time RenewalTime(absl::Time not_before, absl::Time not_after, double unit_
   return not_before + half * (1.0 + kRenewalJitter * unit_jitter);
 }
 
-bool NeedsRenewal(absl::Time now, absl::Time renew_at, absl::Time not_after,
-                  int64_t svid_revision, int64_t entry_revision) {
+bool NeedsRenewal(absl::Time now, absl::Time renew_at, absl::Time not_after, int64_t svid_revision,
+                  int64_t entry_revision) {
   return svid_revision != entry_revision || now >= renew_at || now >= not_after;
 }
 

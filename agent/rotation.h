@@ -19,8 +19,8 @@ absl::Time RenewalTime(absl::Time not_before, absl::Time not_after, double unit_
 
 // True when an SVID minted for `svid_revision`, due for renewal at `renew_at` and expiring at
 // `not_after`, must be replaced at `now` for an entry now at `entry_revision`.
-bool NeedsRenewal(absl::Time now, absl::Time renew_at, absl::Time not_after,
-                  int64_t svid_revision, int64_t entry_revision);
+bool NeedsRenewal(absl::Time now, absl::Time renew_at, absl::Time not_after, int64_t svid_revision,
+                  int64_t entry_revision);
 
 // Exponential backoff: initial * 2^attempt, capped at max.
 absl::Duration Backoff(int attempt, absl::Duration initial = absl::Seconds(1),

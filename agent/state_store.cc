@@ -38,8 +38,8 @@ absl::Status SaveAgentState(const std::string& data_dir, const AgentState& state
   // and the key goes first so a crash between the two leaves a detectable mismatch, never a
   // silently wrong pair.
   TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes key_pem, state.key.ToPem());
-  TRELLIS_RETURN_IF_ERROR(common::WritePrivateFile(
-      PathIn(data_dir, "agent_svid.key"), key_pem.view()));
+  TRELLIS_RETURN_IF_ERROR(
+      common::WritePrivateFile(PathIn(data_dir, "agent_svid.key"), key_pem.view()));
   return common::WriteFileAtomic(PathIn(data_dir, "agent_svid.pem"),
                                  common::Certificate::ChainToPem(state.chain), 0600);
 }

@@ -1,8 +1,8 @@
 // trellis-agent run / healthcheck / api ...: flag parsing and output in SPIRE's shapes.
 #include "cmd/agent_commands.h"
 
-#include <grpcpp/grpcpp.h>
 #include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -14,9 +14,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
 #include "common/bundle.h"
@@ -76,23 +76,11 @@ int Parse(const std::string& usage_line, po::options_description& flags,
 
 // "rpc error: code = PermissionDenied desc = ..." as Go clients print it.
 std::string RpcError(const grpc::Status& st) {
-  static const char* kNames[] = {"OK",
-                                 "Canceled",
-                                 "Unknown",
-                                 "InvalidArgument",
-                                 "DeadlineExceeded",
-                                 "NotFound",
-                                 "AlreadyExists",
-                                 "PermissionDenied",
-                                 "ResourceExhausted",
-                                 "FailedPrecondition",
-                                 "Aborted",
-                                 "OutOfRange",
-                                 "Unimplemented",
-                                 "Internal",
-                                 "Unavailable",
-                                 "DataLoss",
-                                 "Unauthenticated"};
+  static const char* kNames[] = {
+      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
+      "DataLoss", "Unauthenticated"};
   int code = static_cast<int>(st.error_code());
   std::string name = code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("Code(", code, ")");
   return absl::StrCat("rpc error: code = ", name, " desc = ", st.error_message());
@@ -148,8 +136,8 @@ int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream
   po::options_description flags("Flags");
   std::string config_path, join_token;
   bool expand_env = false;
-  flags.add_options()("config", po::value<std::string>(&config_path)->default_value(
-                                    "conf/agent/agent.conf"),
+  flags.add_options()("config",
+                      po::value<std::string>(&config_path)->default_value("conf/agent/agent.conf"),
                       "Path to the agent configuration file")(
       "joinToken", po::value<std::string>(&join_token)->default_value(""),
       "Join token to attest with (overrides agent.join_token)")(
@@ -210,12 +198,16 @@ int RunHealthcheck(const std::vector<std::string>& args, std::ostream& out, std:
       "verbose", po::value<bool>(&verbose)->implicit_value(true)->default_value(false),
       "Print details");
   po::variables_map vm;
-  if (int rc = Parse("trellis-agent healthcheck [-socketPath P] [-shallow]", flags, args, &vm, out,
-                     err);
+  if (int rc =
+          Parse("trellis-agent healthcheck [-socketPath P] [-shallow]", flags, args, &vm, out, err);
       rc >= 0) {
     return rc;
   }
   socket = ResolveSocket(socket);
+  struct stat st;
+  if (stat(socket.c_str(), &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return Fail(err, "Agent is unhealthy: no Workload API socket at " + socket);
+  }
   auto channel = grpc::CreateChannel("unix://" + socket, grpc::InsecureChannelCredentials());
   if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(5))) {
     return Fail(err, "Agent is unhealthy: cannot connect to " + socket);
@@ -285,7 +277,8 @@ absl::Status WriteX509(const X509SVIDResponse& resp, const std::string& dir) {
     std::string base = absl::StrCat(dir, "/");
     absl::Status s = common::WriteFileAtomic(absl::StrCat(base, "svid.", i, ".pem"),
                                              common::Certificate::ChainToPem(*chain), 0644);
-    if (s.ok()) s = common::WriteFileAtomic(absl::StrCat(base, "svid.", i, ".key"), key_pem->view(), 0600);
+    if (s.ok())
+      s = common::WriteFileAtomic(absl::StrCat(base, "svid.", i, ".key"), key_pem->view(), 0600);
     if (s.ok()) {
       s = common::WriteFileAtomic(absl::StrCat(base, "bundle.", i, ".pem"),
                                   common::Certificate::ChainToPem(*bundle), 0644);
@@ -354,8 +347,8 @@ int RunFetchJwt(const std::vector<std::string>& args, std::ostream& out, std::os
       "audience", po::value<std::vector<std::string>>(&audience)->composing(),
       "Audience (repeatable, or comma-separated)")(
       "spiffeID", po::value<std::string>(&spiffe_id)->default_value(""),
-      "Only the JWT-SVID of this SPIFFE ID")("timeout", po::value<int>(&timeout_s)->default_value(5),
-                                            "Seconds to wait for a response");
+      "Only the JWT-SVID of this SPIFFE ID")(
+      "timeout", po::value<int>(&timeout_s)->default_value(5), "Seconds to wait for a response");
   po::variables_map vm;
   if (int rc = Parse("trellis-agent api fetch jwt -audience A [-spiffeID S] [-socketPath P]", flags,
                      args, &vm, out, err);
@@ -483,11 +476,26 @@ int RunApi(const std::vector<std::string>& args, std::ostream& out, std::ostream
 }  // namespace
 
 bool IsAgentCommand(const std::string& command) {
-  return command == "run" || command == "healthcheck" || command == "api";
+  return command == "run" || command == "healthcheck" || command == "api" || command == "-h" ||
+         command == "--help" || command == "-help" || command == "help";
 }
 
 int RunAgentCommand(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] != "run" && args[0] != "healthcheck" && args[0] != "api") {
+    out << "Usage: trellis-agent <command> [flags]\n\n"
+        << "Commands:\n"
+        << "  run                 Run the agent (-config FILE [-joinToken T] [-expandEnv])\n"
+        << "  validate            Check an agent configuration file\n"
+        << "  healthcheck         Check that the Workload API answers [-shallow]\n"
+        << "  api fetch x509      Fetch X509-SVIDs [-write DIR] [-silent]\n"
+        << "  api fetch jwt       Fetch JWT-SVIDs -audience A [-spiffeID S]\n"
+        << "  api validate jwt    Validate a JWT-SVID -audience A -svid T\n"
+        << "  api watch           Print every X509-SVID update\n\n"
+        << "Every api command and healthcheck take -socketPath (default: SPIFFE_ENDPOINT_SOCKET,\n"
+        << "then " << kDefaultSocket << ").\n";
+    return 0;
+  }
   if (args[0] == "run") return RunRun(rest, out, err);
   if (args[0] == "healthcheck") return RunHealthcheck(rest, out, err);
   return RunApi(rest, out, err);

@@ -31,8 +31,7 @@ std::vector<Identity> CacheSnapshot::IdentitiesFor(
   return out;
 }
 
-std::shared_ptr<const common::Bundle> CacheSnapshot::BundleOf(
-    const common::TrustDomain& td) const {
+std::shared_ptr<const common::Bundle> CacheSnapshot::BundleOf(const common::TrustDomain& td) const {
   if (bundle && bundle->trust_domain() == td) return bundle;
   auto it = federated.find(td.name());
   return it == federated.end() ? nullptr : it->second;

@@ -83,10 +83,10 @@ class Cache {
 
  private:
   mutable std::mutex mu_;
-  std::shared_ptr<const CacheSnapshot> snapshot_;              // guarded by mu_
-  std::map<uint64_t, std::shared_ptr<Listener>> listeners_;    // guarded by mu_
-  uint64_t next_listener_id_ = 1;                              // guarded by mu_
-  uint64_t next_version_ = 1;                                  // guarded by mu_
+  std::shared_ptr<const CacheSnapshot> snapshot_;            // guarded by mu_
+  std::map<uint64_t, std::shared_ptr<Listener>> listeners_;  // guarded by mu_
+  uint64_t next_listener_id_ = 1;                            // guarded by mu_
+  uint64_t next_version_ = 1;                                // guarded by mu_
   std::mutex publish_mu_;  // keeps notifications in publication order
 };
 

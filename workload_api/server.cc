@@ -98,8 +98,7 @@ grpc::Status CheckHeader(const grpc::CallbackServerContext* ctx) {
     is_true = std::string_view(it->second.data(), it->second.size()) == "true";
   }
   if (count != 1 || !is_true) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "security header missing from request");
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "security header missing from request");
   }
   return grpc::Status::OK;
 }
@@ -340,8 +339,8 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
                      const common::Clock& clock)
       : server_(server), cache_(cache), minter_(std::move(minter)), clock_(clock) {}
 
-  grpc::ServerWriteReactor<X509SVIDResponse>* FetchX509SVID(
-      grpc::CallbackServerContext* ctx, const X509SVIDRequest*) override {
+  grpc::ServerWriteReactor<X509SVIDResponse>* FetchX509SVID(grpc::CallbackServerContext* ctx,
+                                                            const X509SVIDRequest*) override {
     return new CacheStream<X509SVIDResponse>(server_, cache_, ctx, &RenderX509Svids, true);
   }
 
@@ -350,8 +349,8 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
     return new CacheStream<X509BundlesResponse>(server_, cache_, ctx, &RenderX509Bundles, true);
   }
 
-  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(
-      grpc::CallbackServerContext* ctx, const JWTBundlesRequest*) override {
+  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(grpc::CallbackServerContext* ctx,
+                                                                const JWTBundlesRequest*) override {
     return new CacheStream<JWTBundlesResponse>(server_, cache_, ctx, &RenderJwtBundles, true);
   }
 
@@ -364,7 +363,8 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
       return reactor;
     }
     if (req->audience().empty()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "audience must be specified"));
+      reactor->Finish(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "audience must be specified"));
       return reactor;
     }
     for (const std::string& aud : req->audience()) {
@@ -375,8 +375,9 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
     }
     if (!req->spiffe_id().empty()) {
       if (auto id = common::SpiffeId::Parse(req->spiffe_id()); !id.ok()) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "invalid requested SPIFFE ID: " + std::string(id.status().message())));
+        reactor->Finish(
+            grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         "invalid requested SPIFFE ID: " + std::string(id.status().message())));
         return reactor;
       }
     }
@@ -475,12 +476,12 @@ class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
       return absl::InvalidArgumentError("no keys found for trust domain " +
                                         sub->trust_domain().name());
     }
-    auto svid = common::VerifyJwtSvid(req.svid(), bundle->jwt_authorities(), req.audience(),
-                                      clock_.Now());
+    auto svid =
+        common::VerifyJwtSvid(req.svid(), bundle->jwt_authorities(), req.audience(), clock_.Now());
     if (!svid.ok()) return absl::InvalidArgumentError(std::string(svid.status().message()));
     resp->set_spiffe_id(svid->subject.String());
-    auto parsed = google::protobuf::util::JsonStringToMessage(svid->claims.dump(),
-                                                              resp->mutable_claims());
+    auto parsed =
+        google::protobuf::util::JsonStringToMessage(svid->claims.dump(), resp->mutable_claims());
     if (!parsed.ok()) return absl::InternalError("cannot convert claims");
     return absl::OkStatus();
   }
@@ -525,6 +526,18 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   if (lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) {
       return absl::FailedPreconditionError("socket_path " + path + " exists and is not a socket");
+    }
+    // A socket someone still answers on belongs to a running agent: never take it over.
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un probe_addr{};
+    probe_addr.sun_family = AF_UNIX;
+    std::memcpy(probe_addr.sun_path, path.c_str(), path.size());
+    bool live = probe >= 0 &&
+                connect(probe, reinterpret_cast<sockaddr*>(&probe_addr), sizeof(probe_addr)) == 0;
+    if (probe >= 0) close(probe);
+    if (live) {
+      return absl::FailedPreconditionError("socket_path " + path +
+                                           " is in use by another running process");
     }
     unlink(path.c_str());
   }

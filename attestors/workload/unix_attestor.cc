@@ -34,8 +34,8 @@ absl::StatusOr<StatusFields> ReadStatus(const std::string& path, pid_t pid) {
   bool have_uid = false, have_gid = false;
   std::string line;
   while (std::getline(in, line)) {
-    auto parse_ids = [&](absl::string_view rest, bool second) -> absl::StatusOr<
-                                                                 std::vector<uint32_t>> {
+    auto parse_ids = [&](absl::string_view rest,
+                         bool second) -> absl::StatusOr<std::vector<uint32_t>> {
       std::vector<uint32_t> ids;
       for (absl::string_view f : absl::StrSplit(rest, absl::ByAnyChar(" \t"), absl::SkipEmpty())) {
         uint32_t v = 0;
@@ -107,10 +107,10 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
   FdCloser closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0) return absl::UnavailableError("cannot stat the workload binary");
-  auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                             static_cast<int64_t>(st.st_size),
-                             static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                                 st.st_mtim.tv_nsec);
+  auto key =
+      std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                      static_cast<int64_t>(st.st_size),
+                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
   {
     std::lock_guard<std::mutex> lock(hash_mu_);
     auto it = hash_cache_.find(key);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
+#include "agent/bundle_url.h"
 #include "agent/node_attestation.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
@@ -82,6 +83,41 @@ TEST(CacheSnapshot, EntryAppliesWhenItsSelectorsAreASubset) {
   auto got = snap.EntriesFor({"unix:uid:1", "unix:gid:2"});
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0]->id, "a");
+}
+
+}  // namespace
+}  // namespace trellis::agent
+
+namespace trellis::agent {
+namespace {
+
+TEST(ParseHttpsUrl, HostPortAndPath) {
+  auto got = ParseHttpsUrl("https://bundle.example.org:8443/bundle.json");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->host, "bundle.example.org");
+  EXPECT_EQ(got->port, "8443");
+  EXPECT_EQ(got->path, "/bundle.json");
+}
+
+TEST(ParseHttpsUrl, DefaultsToPort443AndRoot) {
+  auto got = ParseHttpsUrl("https://bundle.example.org");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->port, "443");
+  EXPECT_EQ(got->path, "/");
+}
+
+TEST(ParseHttpsUrl, PlainHttpIsInvalidArgument) {
+  EXPECT_EQ(ParseHttpsUrl("http://bundle.example.org/").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseHttpsUrl, BadPortIsInvalidArgument) {
+  EXPECT_EQ(ParseHttpsUrl("https://h:99999/").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(HttpsGet, UnreachableServerIsUnavailable) {
+  // Port 1 on loopback: nothing listens there.
+  EXPECT_EQ(HttpsGet("https://127.0.0.1:1/").status().code(), absl::StatusCode::kUnavailable);
 }
 
 }  // namespace

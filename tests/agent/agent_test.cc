@@ -14,8 +14,8 @@
 #include "common/file_util.h"
 #include "common/jwt.h"
 #include "gtest/gtest.h"
-#include "trellis/server/v1/agent.grpc.pb.h"
 #include "transport/spiffe_tls.h"
+#include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload.grpc.pb.h"
 
 namespace trellis::agent {
@@ -40,18 +40,20 @@ class FakeAgentService final : public v1::Agent::Service {
   v1::Bundle BundleProto() {
     v1::Bundle b;
     b.set_trust_domain("example.org");
-    b.add_x509_authorities()->set_asn1(ca_.der());
+    auto* x = b.add_x509_authorities();
+    x->set_asn1(ca_.der());
+    x->set_tainted(tainted_.load());
     auto* j = b.add_jwt_authorities();
     j->set_key_id("k1");
     j->set_public_key(jwt_key_.spki_der());
-    b.set_sequence_number(1);
+    b.set_sequence_number(tainted_.load() ? 2 : 1);
     return b;
   }
 
   absl::Status WriteServerFiles(const std::string& cert, const std::string& key) {
     auto server_key = *common::PrivateKey::Generate();
-    auto leaf = issuer_->IssueForPublicKey(server_key.public_key(), common::ServerId(td_),
-                                           absl::Hours(1));
+    auto leaf =
+        issuer_->IssueForPublicKey(server_key.public_key(), common::ServerId(td_), absl::Hours(1));
     if (!leaf.ok()) return leaf.status();
     auto absl_status = common::WriteFileAtomic(cert, common::Certificate::FromDer(*leaf)->ToPem());
     if (!absl_status.ok()) return absl_status;
@@ -68,7 +70,8 @@ class FakeAgentService final : public v1::Agent::Service {
         token_spent_.exchange(true)) {
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "bad token");
     }
-    auto id = *SpiffeId::Parse(absl::StrCat("spiffe://example.org/spire/agent/join_token/", kToken));
+    auto id =
+        *SpiffeId::Parse(absl::StrCat("spiffe://example.org/spire/agent/join_token/", kToken));
     auto leaf = issuer_->IssueFromCsr(req.params().csr(), id, absl::Hours(1));
     if (!leaf.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad csr");
     v1::AttestAgentResponse resp;
@@ -98,7 +101,9 @@ class FakeAgentService final : public v1::Agent::Service {
       s->set_value(absl::StrCat("uid:", getuid()));
       e->set_revision_number(revision_);
     }
-    if (req->bundle_sequence() != 1) *resp->mutable_bundle() = BundleProto();
+    if (req->bundle_sequence() != (tainted_.load() ? 2u : 1u)) {
+      *resp->mutable_bundle() = BundleProto();
+    }
     return grpc::Status::OK;
   }
 
@@ -162,6 +167,15 @@ class FakeAgentService final : public v1::Agent::Service {
     cv_.notify_all();
   }
 
+  void TaintCa() {
+    tainted_ = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      notices_++;
+    }
+    cv_.notify_all();
+  }
+
   std::atomic<int> attestations{0}, syncs{0}, batches{0}, minted{0}, jwts{0};
 
  private:
@@ -171,10 +185,11 @@ class FakeAgentService final : public v1::Agent::Service {
   std::unique_ptr<common::X509SvidIssuer> issuer_;
   common::PrivateKey jwt_key_;
   std::atomic<bool> token_spent_{false};
+  std::atomic<bool> tainted_{false};
   std::mutex mu_;
   std::condition_variable cv_;
-  int64_t revision_ = 1;   // guarded by mu_
-  uint64_t notices_ = 1;   // guarded by mu_
+  int64_t revision_ = 1;  // guarded by mu_
+  uint64_t notices_ = 1;  // guarded by mu_
 };
 
 class AgentTest : public ::testing::Test {
@@ -235,8 +250,8 @@ class AgentTest : public ::testing::Test {
   }
 
   std::unique_ptr<SpiffeWorkloadAPI::Stub> WorkloadStub() {
-    return SpiffeWorkloadAPI::NewStub(grpc::CreateChannel(
-        "unix://" + (dir_ / "api.sock").string(), grpc::InsecureChannelCredentials()));
+    return SpiffeWorkloadAPI::NewStub(grpc::CreateChannel("unix://" + (dir_ / "api.sock").string(),
+                                                          grpc::InsecureChannelCredentials()));
   }
 
   std::filesystem::path dir_;
@@ -292,6 +307,23 @@ TEST_F(AgentTest, WatchNoticeOnRevisionChangeRemintsAtOnce) {
   // Well inside the 5 s periodic sync when pushed; the poll allows for a loaded machine.
   ASSERT_TRUE(WaitForSvid(agent, 2));
   EXPECT_GE(fake_.minted.load(), 2);
+}
+
+TEST_F(AgentTest, TaintedIssuerTriggersRenewalWithoutRevisionChange) {
+  absl::Status st;
+  Agent* agent = StartAgent(kToken, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(WaitForSvid(agent, 1));
+  std::string before = agent->cache()->Snapshot()->svids.at("e1").chain_der[0];
+  int minted_before = fake_.minted.load();
+  fake_.TaintCa();
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline &&
+         agent->cache()->Snapshot()->svids.at("e1").chain_der[0] == before) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_NE(agent->cache()->Snapshot()->svids.at("e1").chain_der[0], before);
+  EXPECT_GT(fake_.minted.load(), minted_before);
 }
 
 TEST_F(AgentTest, JwtSvidIsCachedPerAudienceSet) {

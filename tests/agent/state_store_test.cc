@@ -17,9 +17,8 @@ class StateStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     root_ = std::filesystem::temp_directory_path() /
-            absl::StrCat("trellis-agent-state-", getpid(), "-", ::testing::UnitTest::GetInstance()
-                                                                     ->current_test_info()
-                                                                     ->name());
+            absl::StrCat("trellis-agent-state-", getpid(), "-",
+                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(root_);
     dir_ = (root_ / "data").string();
   }
@@ -77,9 +76,9 @@ TEST_F(StateStoreTest, KeyNotMatchingTheCertificateIsRefused) {
   AgentState state = MakeState();
   ASSERT_TRUE(SaveAgentState(dir_, state).ok());
   AgentState other = MakeState();
-  ASSERT_TRUE(common::WritePrivateFile(dir_ + "/agent_svid.key",
-                                       std::string(other.key.ToPem()->view()))
-                  .ok());
+  ASSERT_TRUE(
+      common::WritePrivateFile(dir_ + "/agent_svid.key", std::string(other.key.ToPem()->view()))
+          .ok());
   EXPECT_EQ(LoadAgentState(dir_, td_).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

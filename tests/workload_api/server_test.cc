@@ -3,11 +3,14 @@
 #include "workload_api/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -45,8 +48,8 @@ class RecordingAttestor final : public attestors::WorkloadAttestor {
 struct Pki {
   common::TrustDomain td = *common::TrustDomain::Parse("example.org");
   common::PrivateKey ca_key = *common::PrivateKey::Generate();
-  common::Certificate ca = *common::CreateRootCa(ca_key, td, absl::Hours(24),
-                                                 common::SystemClock::Get());
+  common::Certificate ca =
+      *common::CreateRootCa(ca_key, td, absl::Hours(24), common::SystemClock::Get());
   std::unique_ptr<common::X509SvidIssuer> issuer =
       *common::X509SvidIssuer::Create(ca, ca_key, common::SystemClock::Get());
   common::PrivateKey jwt_key = *common::PrivateKey::Generate();
@@ -76,8 +79,8 @@ struct Pki {
 
 CachedEntry Entry(const std::string& id, const std::string& spiffe_id,
                   std::vector<std::string> selectors, int64_t created_at = 1) {
-  return CachedEntry{id, *SpiffeId::Parse(spiffe_id), std::move(selectors), {}, "", 1,
-                     created_at, 0};
+  return CachedEntry{id, *SpiffeId::Parse(spiffe_id), std::move(selectors), {}, "", 1, created_at,
+                     0};
 }
 
 std::string MyUidSelector() { return absl::StrCat("unix:uid:", getuid()); }
@@ -91,6 +94,8 @@ class WorkloadApiTest : public ::testing::Test {
     socket_ = (dir_ / "sock" / "api.sock").string();
   }
   void TearDown() override {
+    // Client first: a gRPC channel outliving its server can take seconds to wind down.
+    channel_.reset();
     if (server_) server_->Stop();
     std::filesystem::remove_all(dir_);
   }
@@ -143,6 +148,28 @@ TEST_F(WorkloadApiTest, SocketIsOpenToEveryLocalUser) {
   EXPECT_EQ(st.st_mode & 0777, 0755u);
 }
 
+TEST_F(WorkloadApiTest, SocketOfARunningServerIsNotTakenOver) {
+  StartServer();
+  auto second = WorkloadApiServer::Start({socket_, 1}, &cache_, {&attestor_}, nullptr,
+                                         common::SystemClock::Get());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkloadApiTest, StaleSocketFileIsReplaced) {
+  StartServer();
+  server_->Stop();
+  // Leave a dead socket file behind, as a crashed agent would.
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_.c_str(), socket_.size());
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  close(fd);
+  server_.reset();
+  StartServer();
+  EXPECT_NE(server_, nullptr);
+}
+
 TEST_F(WorkloadApiTest, MissingHeaderIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
@@ -188,7 +215,7 @@ TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
 TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
   CacheSnapshot snap = ReadySnapshot();
   snap.entries.insert_or_assign("e0",
-                               Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
+                                Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
   snap.svids["e0"] = pki_.Svid("spiffe://example.org/older");
   cache_.Publish(snap);
   StartServer();
@@ -355,9 +382,9 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidReturnsIdAndAudienceArray) {
 TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
-                                           *SpiffeId::Parse("spiffe://example.org/app"), {"svc"},
-                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  std::string token =
+      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://example.org/app"),
+                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -372,9 +399,9 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
 TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token = *common::SignJwtSvid(pki_.jwt_key, "kid1",
-                                           *SpiffeId::Parse("spiffe://other.org/app"), {"svc"},
-                                           absl::Now(), absl::Now() + absl::Minutes(5));
+  std::string token =
+      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://other.org/app"),
+                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -389,8 +416,8 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
 TEST_F(WorkloadApiTest, FetchJwtSvidMintsForEachIdentity) {
   cache_.Publish(ReadySnapshot());
   std::vector<std::string> seen_audience;
-  StartServer([&](const CachedEntry& entry, const std::vector<std::string>& aud)
-                  -> absl::StatusOr<std::string> {
+  StartServer([&](const CachedEntry& entry,
+                  const std::vector<std::string>& aud) -> absl::StatusOr<std::string> {
     seen_audience = aud;
     return "token-for-" + entry.id;
   });
@@ -421,8 +448,8 @@ TEST_F(WorkloadApiTest, FetchJwtSvidWithoutAudienceIsInvalidArgument) {
 
 TEST_F(WorkloadApiTest, FetchJwtSvidForAnotherIdIsPermissionDenied) {
   cache_.Publish(ReadySnapshot());
-  StartServer([](const CachedEntry&, const std::vector<std::string>&)
-                  -> absl::StatusOr<std::string> { return "t"; });
+  StartServer([](const CachedEntry&,
+                 const std::vector<std::string>&) -> absl::StatusOr<std::string> { return "t"; });
   auto stub = Stub();
   grpc::ClientContext ctx;
   Header(&ctx);
@@ -430,8 +457,7 @@ TEST_F(WorkloadApiTest, FetchJwtSvidForAnotherIdIsPermissionDenied) {
   req.add_audience("svc");
   req.set_spiffe_id("spiffe://example.org/not-mine");
   JWTSVIDResponse resp;
-  EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).error_code(),
-            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(WorkloadApiTest, ClosedConnectionsLeaveNoRecord) {

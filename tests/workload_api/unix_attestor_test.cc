@@ -1,4 +1,6 @@
 // The unix workload attestor against the test process itself, and the pid-reuse defence.
+#include "attestors/workload/unix_attestor.h"
+
 #include <grp.h>
 #include <openssl/sha.h>
 #include <pwd.h>
@@ -10,7 +12,6 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "attestors/workload/unix_attestor.h"
 #include "gtest/gtest.h"
 
 namespace trellis::attestors {
@@ -122,8 +123,7 @@ TEST(ParseStatStartTime, CommandWithSpacesAndParentheses) {
 }
 
 TEST(ParseStatStartTime, TruncatedTextIsInvalidArgument) {
-  EXPECT_EQ(ParseStatStartTime("42 (x) S 1 2").status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseStatStartTime("42 (x) S 1 2").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SelectorsSubset, SubsetMatches) {

@@ -1,0 +1,24 @@
+// Bootstrap from trust_bundle_url: one HTTPS GET verified with the system's Web PKI roots.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace trellis::agent {
+
+struct HttpsUrl {
+  std::string host;
+  std::string port = "443";
+  std::string path = "/";
+};
+
+// Accepts only https://host[:port][/path]. INVALID_ARGUMENT naming the defect otherwise.
+absl::StatusOr<HttpsUrl> ParseHttpsUrl(const std::string& url);
+
+// GET over TLS (certificate and host name verified against the default trust store); the
+// body of a 200 answer, at most 1 MiB. UNAVAILABLE when the server cannot be reached or
+// answers otherwise.
+absl::StatusOr<std::string> HttpsGet(const std::string& url);
+
+}  // namespace trellis::agent
