@@ -284,6 +284,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
   absl::StatusOr<std::vector<std::string>> chain =
       ca_->SignX509SvidFromCsr(params.csr(), agent_id, options_.agent_ttl, {});
   if (!chain.ok()) return chain.status();
+  CountX509Signed();
   absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
   if (!leaf.ok()) return leaf.status();
 
@@ -348,6 +349,7 @@ grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRe
   absl::StatusOr<std::vector<std::string>> chain =
       ca_->SignX509SvidFromCsr(req->csr(), *agent, options_.agent_ttl, {});
   if (!chain.ok()) return ToGrpc(chain.status());
+  CountX509Signed();
   absl::StatusOr<v1::X509SVID> svid = MakeSvid(*agent, *chain);
   if (!svid.ok()) return ToGrpc(svid.status());
   absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
@@ -398,6 +400,7 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
     }
     absl::StatusOr<std::vector<std::string>> chain =
         ca_->SignX509SvidFromCsr(p.csr(), *id, X509Ttl(e), e.dns_names);
+    if (chain.ok()) CountX509Signed();
     absl::StatusOr<v1::X509SVID> svid =
         chain.ok() ? MakeSvid(*id, *chain) : absl::StatusOr<v1::X509SVID>(chain.status());
     if (!svid.ok()) {
@@ -438,6 +441,7 @@ grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRe
   absl::Time now = clock_.Now();
   absl::StatusOr<std::string> token = ca_->SignJwtSvid(*id, audience, ttl);
   if (!token.ok()) return ToGrpc(token.status());
+  if (options_.jwt_svid_signed) options_.jwt_svid_signed();
   v1::JWTSVID* svid = resp->mutable_svid();
   svid->set_spiffe_id(id->String());
   svid->set_token(*token);
@@ -510,6 +514,11 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
                                         grpc::ServerWriter<v1::ChangeNotice>* writer) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpc(agent.status());
+  open_watches_.fetch_add(1);
+  struct WatchCount {
+    std::atomic<int64_t>& n;
+    ~WatchCount() { n.fetch_sub(1); }
+  } watch_count{open_watches_};
   // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
   // federated bundles. A notice goes out only when one of them moved, so a change to another
   // agent's entries does not make every agent sync.

@@ -3,6 +3,7 @@
 // the caller's agent SVID and re-checks its node (exists, not banned, serial current or new).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -59,6 +60,9 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
     // How often an idle WatchChanges stream checks that its caller is still there and still
     // allowed; changes themselves are pushed at once.
     absl::Duration watch_recheck = absl::Seconds(1);
+    // Called once for every X.509-SVID / JWT-SVID this service signs (for metrics).
+    std::function<void()> x509_svid_signed;
+    std::function<void()> jwt_svid_signed;
   };
 
   AgentService(Options options, datastore::DataStore* ds, CaManager* ca, EntryIndex* index,
@@ -71,6 +75,8 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
   absl::Status RefreshFederatedBundles();
   // Ends every WatchChanges stream (OK) and refuses new ones: the server is stopping.
   void Shutdown();
+  // WatchChanges streams currently open: roughly the agents connected right now.
+  int64_t OpenWatches() const { return open_watches_.load(); }
 
   using ServerContext = ::grpc::ServerContext;
   grpc::Status AttestAgent(
@@ -101,6 +107,9 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
   std::optional<datastore::RegistrationEntry> AuthorizedEntry(const common::SpiffeId& agent,
                                                               const std::string& entry_id) const;
   absl::Duration X509Ttl(const datastore::RegistrationEntry& e) const;
+  void CountX509Signed() const {
+    if (options_.x509_svid_signed) options_.x509_svid_signed();
+  }
   // Changes whenever the agent's authorised entries (ids or revisions) change.
   uint64_t EntriesFingerprint(const common::SpiffeId& agent) const;
 
@@ -118,6 +127,7 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
   uint64_t generation_ = 0;            // guarded by mu_; bumps on every NotifyChange
   uint64_t federated_generation_ = 0;  // guarded by mu_; bumps when a federated bundle changes
   bool shutdown_ = false;              // guarded by mu_
+  std::atomic<int64_t> open_watches_{0};
   // Federated bundles by trust domain name, re-read by RefreshFederatedBundles.
   std::map<std::string, std::shared_ptr<const v1::Bundle>> federated_;  // guarded by mu_
 };

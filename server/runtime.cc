@@ -29,6 +29,7 @@
 #include "server/key_manager.h"
 #include "server/runtime_log.h"
 #include "server/server_svid.h"
+#include "telemetry/metrics.h"
 #include "transport/spiffe_tls.h"
 
 namespace trellis::server {
@@ -139,6 +140,10 @@ struct Server::Impl {
   std::unique_ptr<AgentService> agent_service;
   std::unique_ptr<AdminService> admin_service;
   std::unique_ptr<HealthListener> health;
+  // Created in Start(), destroyed after the gRPC servers it instruments.
+  std::unique_ptr<telemetry::Metrics> metrics;
+  telemetry::Counter x509_signed;  // no-ops until Start()
+  telemetry::Counter jwt_signed;
   std::unique_ptr<grpc::Server> agent_server;
   std::unique_ptr<grpc::Server> admin_server;
   int agent_port = 0;
@@ -152,6 +157,7 @@ struct Server::Impl {
   std::atomic<bool> index_healthy{true};
 
   void Maintain();
+  absl::Status StartMetrics();
   std::map<std::string, AdminService::SubsystemHealth> Health() const;
 };
 
@@ -228,6 +234,7 @@ Server::~Server() { Shutdown(); }
 
 int Server::agent_port() const { return impl_->agent_port; }
 const std::string& Server::socket_path() const { return impl_->cfg.socket_path; }
+int Server::metrics_port() const { return impl_->metrics ? impl_->metrics->port() : 0; }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfig& cfg) {
   SetLogLevel(cfg.log_level);
@@ -283,6 +290,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   agent_opts.peer_address = [](const grpc::ServerContext& ctx) {
     return transport::PeerAddress(ctx);
   };
+  Impl* raw = impl.get();
+  agent_opts.x509_svid_signed = [raw] { raw->x509_signed.Increment(); };
+  agent_opts.jwt_svid_signed = [raw] { raw->jwt_signed.Increment(); };
   s.agent_service = std::make_unique<AgentService>(agent_opts, s.ds.get(), s.ca.get(),
                                                    s.index.get(), std::move(attestors));
   AgentService* agents = s.agent_service.get();
@@ -290,7 +300,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   s.index->SetChangeListener([agents](uint64_t) { agents->NotifyChange(); });
   s.ca->SetBundleListener(
       [agents](std::shared_ptr<const common::Bundle>) { agents->NotifyChange(); });
-  Impl* raw = impl.get();
   s.ca->SetX509ActivationListener([raw] {
     raw->ca_activated = true;
     raw->cv.notify_all();
@@ -312,14 +321,38 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
+// Serves /metrics when configured; the server's own metrics are registered here.
+absl::Status Server::Impl::StartMetrics() {
+  Impl& s = *this;
+  TRELLIS_ASSIGN_OR_RETURN(s.metrics, telemetry::Metrics::Create(s.cfg.telemetry));
+  s.x509_signed = s.metrics->AddCounter("trellis_server_x509_svids_signed_total",
+                                        "X.509-SVIDs signed for agents and workloads");
+  s.jwt_signed = s.metrics->AddCounter("trellis_server_jwt_svids_signed_total",
+                                       "JWT-SVIDs signed for workloads");
+  EntryIndex* index = s.index.get();
+  s.metrics->AddGaugeCallback("trellis_server_entries", "Registration entries in the index",
+                              [index] { return static_cast<double>(index->EntryCount()); });
+  AgentService* agents = s.agent_service.get();
+  s.metrics->AddGaugeCallback(
+      "trellis_server_agents_connected", "Open WatchChanges streams (agents connected)",
+      [agents] { return static_cast<double>(agents->OpenWatches()); });
+  if (s.metrics->port() != 0) {
+    LogInfo("Serving Prometheus metrics",
+            {{"address", HostPort(s.cfg.telemetry.prometheus->host, s.metrics->port())}});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Server::Start() {
   Impl& s = *impl_;
   TRELLIS_ASSIGN_OR_RETURN(
       std::shared_ptr<grpc::ServerCredentials> creds,
       transport::SpiffeServerCredentials(s.svid->CertChainPath(), s.svid->KeyPath()));
+  TRELLIS_RETURN_IF_ERROR(s.StartMetrics());
   {
     grpc::ServerBuilder b;
     AddKeepalive(b);
+    s.metrics->Instrument(b);
     b.AddListeningPort(HostPort(s.cfg.bind_address, s.cfg.bind_port), creds, &s.agent_port);
     b.RegisterService(s.agent_service.get());
     s.agent_server = b.BuildAndStart();
@@ -333,6 +366,7 @@ absl::Status Server::Start() {
   {
     grpc::ServerBuilder b;
     b.AddListeningPort("unix:" + s.cfg.socket_path, grpc::InsecureServerCredentials());
+    s.metrics->Instrument(b);
     b.RegisterService(s.admin_service.get());
     s.admin_server = b.BuildAndStart();
     if (!s.admin_server) {
@@ -387,6 +421,9 @@ void Server::Shutdown() {
   s.agent_server.reset();
   s.admin_server.reset();
   s.health.reset();
+  // Scrapes read the index and the agent service: stop serving before they go.
+  s.x509_signed = s.jwt_signed = telemetry::Counter();
+  s.metrics.reset();
   // Nothing may call into the services once they are gone.
   if (s.index) s.index->SetChangeListener(nullptr);
   if (s.ca) {

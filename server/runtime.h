@@ -28,6 +28,8 @@ class Server {
   // The agent API port actually bound (useful with bind_port 0).
   int agent_port() const;
   const std::string& socket_path() const;
+  // The port /metrics is served on after Start(); 0 without `telemetry { Prometheus {} }`.
+  int metrics_port() const;
 
  private:
   struct Impl;

@@ -19,6 +19,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "common/health.h"
+#include "tests/telemetry/scrape_util.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
 
 namespace trellis::server {
@@ -165,6 +166,43 @@ TEST_F(RuntimeTest, StartsWithTheHealthListenerEnabled) {
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE((*server)->Start().ok());
   EXPECT_TRUE(AdminAnswers());
+}
+
+TEST_F(RuntimeTest, TelemetryCountsAdminCallsByStatusCode) {
+  auto server = Server::Create(
+      Config("telemetry {\n  Prometheus {\n    host = \"127.0.0.1\"\n    port = 0\n  }\n}\n"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  ASSERT_GT((*server)->metrics_port(), 0);
+  ASSERT_TRUE(AdminAnswers());
+  auto stub = v1::Admin::NewStub(
+      grpc::CreateChannel("unix:" + socket_, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::GetEntryRequest req;
+  req.set_id("no-such-entry");
+  v1::Entry entry;
+  ASSERT_EQ(stub->GetEntry(&ctx, req, &entry).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  std::string text = telemetry::testing::Scrape((*server)->metrics_port());
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_rpc_requests_total",
+                                              {{"service", "trellis.server.v1.Admin"},
+                                               {"method", "Health"},
+                                               {"code", "OK"}}),
+              ::testing::Optional(1.0));
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_rpc_requests_total",
+                                              {{"method", "GetEntry"}, {"code", "NOT_FOUND"}}),
+              ::testing::Optional(1.0));
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_entries", {}),
+              ::testing::Optional(0.0));
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_agents_connected", {}),
+              ::testing::Optional(0.0));
+}
+
+TEST_F(RuntimeTest, WithoutTelemetryNoMetricsPort) {
+  auto server = Server::Create(Config());
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  EXPECT_EQ((*server)->metrics_port(), 0);
 }
 
 TEST(RenderHealth, DatastoreOutageFailsReadyButNotLive) {

@@ -1,0 +1,283 @@
+// Prometheus telemetry: registry, exposer, gRPC server interceptor and scrape-time gauges.
+#include "telemetry/metrics.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/status.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/support/server_interceptor.h"
+#include "prometheus/collectable.h"
+#include "prometheus/counter.h"
+#include "prometheus/exposer.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/registry.h"
+
+namespace trellis::telemetry {
+namespace {
+
+using grpc::experimental::InterceptionHookPoints;
+
+// Unary calls are expected to take milliseconds; anything past 10s lands in +Inf.
+const prometheus::Histogram::BucketBoundaries kRpcBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+// Streams (WatchChanges, FetchX509SVID) live as long as their peer: seconds to days.
+const prometheus::Histogram::BucketBoundaries kStreamBuckets = {
+    0.1, 1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600};
+
+// The canonical gRPC code names (as in the gRPC status code documentation).
+std::string CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "UNKNOWN";
+  }
+}
+
+// Gauges whose value is read from their owner at scrape time, so they can never go stale.
+class CallbackGauges : public prometheus::Collectable {
+ public:
+  void Add(std::string name, std::string help, std::function<double()> value) {
+    std::lock_guard lock(mu_);
+    gauges_.push_back({std::move(name), std::move(help), std::move(value)});
+  }
+  void Clear() {
+    // Collect() holds mu_ while calling back, so no callback runs once this returns.
+    std::lock_guard lock(mu_);
+    gauges_.clear();
+  }
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::lock_guard lock(mu_);
+    std::vector<prometheus::MetricFamily> out;
+    for (const auto& g : gauges_) {
+      prometheus::MetricFamily family;
+      family.name = g.name;
+      family.help = g.help;
+      family.type = prometheus::MetricType::Gauge;
+      prometheus::ClientMetric metric;
+      metric.gauge.value = g.value();
+      family.metric.push_back(std::move(metric));
+      out.push_back(std::move(family));
+    }
+    return out;
+  }
+
+ private:
+  struct Gauge {
+    std::string name;
+    std::string help;
+    std::function<double()> value;
+  };
+  mutable std::mutex mu_;
+  std::vector<Gauge> gauges_;
+};
+
+// Resolves `host` to a numeric address civetweb can bind ("[v6]:port" for IPv6).
+absl::StatusOr<std::string> ListenAddress(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    return absl::InvalidArgumentError("telemetry: cannot resolve Prometheus host \"" + host +
+                                      "\": " + gai_strerror(rc));
+  }
+  char buf[NI_MAXHOST];
+  int family = res->ai_family;
+  rc = getnameinfo(res->ai_addr, res->ai_addrlen, buf, sizeof(buf), nullptr, 0, NI_NUMERICHOST);
+  freeaddrinfo(res);
+  if (rc != 0) {
+    return absl::InvalidArgumentError("telemetry: cannot resolve Prometheus host \"" + host +
+                                      "\": " + gai_strerror(rc));
+  }
+  std::string addr = buf;
+  if (family == AF_INET6) addr = "[" + addr + "]";
+  return addr + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+struct Metrics::Impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<CallbackGauges> callbacks = std::make_shared<CallbackGauges>();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int port = 0;
+
+  prometheus::Family<prometheus::Counter>* rpc_requests = nullptr;
+  prometheus::Family<prometheus::Histogram>* rpc_duration = nullptr;
+  prometheus::Family<prometheus::Histogram>* stream_duration = nullptr;
+
+  std::mutex counters_mu;
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> counters;  // by name
+
+  void RecordRpc(const std::string& service, const std::string& method, bool stream,
+                 grpc::StatusCode code, double seconds) {
+    prometheus::Labels labels{{"service", service}, {"method", method}, {"code", CodeName(code)}};
+    rpc_requests->Add(labels).Increment();
+    if (stream) {
+      stream_duration->Add(labels, kStreamBuckets).Observe(seconds);
+    } else {
+      rpc_duration->Add(labels, kRpcBuckets).Observe(seconds);
+    }
+  }
+};
+
+namespace {
+
+// One per server-side call: counts the call and times it from arrival to its status.
+class RpcInterceptor : public grpc::experimental::Interceptor {
+ public:
+  RpcInterceptor(Metrics::Impl* metrics, grpc::experimental::ServerRpcInfo* info)
+      : metrics_(metrics), start_(std::chrono::steady_clock::now()) {
+    // "/package.Service/Method"; anything else is recorded whole as the method.
+    std::string full = info->method() ? info->method() : "";
+    size_t slash = full.rfind('/');
+    if (!full.empty() && full[0] == '/' && slash != std::string::npos && slash > 0) {
+      service_ = full.substr(1, slash - 1);
+      method_ = full.substr(slash + 1);
+    } else {
+      method_ = full;
+    }
+    stream_ = info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY;
+  }
+
+  ~RpcInterceptor() override {
+    // A call torn down without sending a status was cancelled (peer gone, server stopping).
+    if (!recorded_) Record(grpc::StatusCode::CANCELLED);
+  }
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (!recorded_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      Record(methods->GetSendStatus().error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  void Record(grpc::StatusCode code) {
+    recorded_ = true;
+    std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
+    metrics_->RecordRpc(service_, method_, stream_, code, elapsed.count());
+  }
+
+  Metrics::Impl* metrics_;
+  std::chrono::steady_clock::time_point start_;
+  std::string service_;
+  std::string method_;
+  bool stream_ = false;
+  bool recorded_ = false;
+};
+
+class RpcInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit RpcInterceptorFactory(Metrics::Impl* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new RpcInterceptor(metrics_, info);
+  }
+
+ private:
+  Metrics::Impl* metrics_;
+};
+
+}  // namespace
+
+void Counter::Increment(double by) {
+  if (impl_ != nullptr) static_cast<prometheus::Counter*>(impl_)->Increment(by);
+}
+
+absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(
+    const common::config::TelemetryConfig& config) {
+  auto impl = std::make_unique<Impl>();
+  impl->rpc_requests = &prometheus::BuildCounter()
+                            .Name("trellis_rpc_requests_total")
+                            .Help("gRPC calls handled, by method and status code")
+                            .Register(*impl->registry);
+  impl->rpc_duration = &prometheus::BuildHistogram()
+                            .Name("trellis_rpc_duration_seconds")
+                            .Help("Unary gRPC call latency, arrival to status, in seconds")
+                            .Register(*impl->registry);
+  impl->stream_duration = &prometheus::BuildHistogram()
+                               .Name("trellis_rpc_stream_duration_seconds")
+                               .Help("Streaming gRPC call lifetime in seconds")
+                               .Register(*impl->registry);
+  if (config.prometheus) {
+    const auto& prom = *config.prometheus;
+    std::string where = prom.host + ":" + std::to_string(prom.port);
+    TRELLIS_ASSIGN_OR_RETURN(std::string address, ListenAddress(prom.host, prom.port));
+    try {
+      impl->exposer = std::make_unique<prometheus::Exposer>(address, 2);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError("telemetry: cannot serve Prometheus metrics on " + where +
+                                    ": " + e.what());
+    }
+    std::vector<int> ports = impl->exposer->GetListeningPorts();
+    if (ports.empty()) {
+      return absl::UnavailableError("telemetry: cannot serve Prometheus metrics on " + where);
+    }
+    impl->port = ports.front();
+    impl->exposer->RegisterCollectable(impl->registry);
+    impl->exposer->RegisterCollectable(impl->callbacks);
+  }
+  return std::unique_ptr<Metrics>(new Metrics(std::move(impl)));
+}
+
+Metrics::Metrics(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Metrics::~Metrics() {
+  // Stop serving first: scrapes read the registry and the callbacks.
+  impl_->exposer.reset();
+}
+
+int Metrics::port() const { return impl_->port; }
+
+void Metrics::Instrument(grpc::ServerBuilder& builder) {
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+  creators.push_back(std::make_unique<RpcInterceptorFactory>(impl_.get()));
+  builder.experimental().SetInterceptorCreators(std::move(creators));
+}
+
+Counter Metrics::AddCounter(const std::string& name, const std::string& help,
+                            const std::map<std::string, std::string>& labels) {
+  std::lock_guard lock(impl_->counters_mu);
+  auto& family = impl_->counters[name];
+  if (family == nullptr) {
+    family = &prometheus::BuildCounter().Name(name).Help(help).Register(*impl_->registry);
+  }
+  return Counter(&family->Add(prometheus::Labels(labels.begin(), labels.end())));
+}
+
+void Metrics::AddGaugeCallback(const std::string& name, const std::string& help,
+                               std::function<double()> value) {
+  impl_->callbacks->Add(name, help, std::move(value));
+}
+
+void Metrics::ClearCallbacks() { impl_->callbacks->Clear(); }
+
+}  // namespace trellis::telemetry
