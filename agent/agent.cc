@@ -431,7 +431,23 @@ absl::Status Agent::AttestWithRetry() {
   }
 }
 
+absl::Status Agent::StartMetrics() {
+  if (metrics_) return absl::OkStatus();  // a repeated Start() keeps them
+  TRELLIS_ASSIGN_OR_RETURN(metrics_, telemetry::Metrics::Create(config_.telemetry));
+  const std::string sync_help = "Syncs with the server, by result";
+  sync_ok_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "ok"}});
+  sync_error_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "error"}});
+  metrics_->AddGaugeCallback("trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
+                             [this] { return static_cast<double>(cache_.Snapshot()->svids.size()); });
+  if (metrics_->port() != 0) {
+    Log("info", "Serving Prometheus metrics on " + config_.telemetry.prometheus->host + ":" +
+                    std::to_string(metrics_->port()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Agent::Start() {
+  TRELLIS_RETURN_IF_ERROR(StartMetrics());
   TRELLIS_RETURN_IF_ERROR(LoadBootstrap());
   bool have_svid;
   {
@@ -449,6 +465,7 @@ absl::Status Agent::Start() {
   for (auto& a : workload_attestors_) attestors.push_back(a.get());
   workload_api::WorkloadApiServer::Options wopts{config_.socket_path,
                                                  options_.workload_api_threads};
+  wopts.configure_builder = [this](grpc::ServerBuilder& b) { metrics_->Instrument(b); };
   TRELLIS_ASSIGN_OR_RETURN(workload_api_, workload_api::WorkloadApiServer::Start(
                                               wopts, &cache_, attestors,
                                               [this](const workload_api::CachedEntry& entry,
@@ -499,6 +516,9 @@ void Agent::Stop() {
     workload_api_.reset();
     Log("info", "Workload API stopped");
   }
+  // After the Workload API: its calls record into these metrics.
+  sync_ok_ = sync_error_ = telemetry::Counter();
+  metrics_.reset();
 }
 
 bool Agent::WaitFor(absl::Duration d) {
@@ -824,6 +844,7 @@ void Agent::SyncLoop() {
       sync_requested_ = false;
     }
     absl::Status s = Sync();
+    (s.ok() ? sync_ok_ : sync_error_).Increment();
     if (s.ok()) Log("debug", "synced with " + conn_->CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {

@@ -20,6 +20,7 @@
 #include "common/config/agent_config.h"
 #include "common/keys.h"
 #include "common/x509.h"
+#include "telemetry/metrics.h"
 #include "workload_api/cache.h"
 
 namespace grpc {
@@ -69,6 +70,8 @@ class Agent {
   // thread that called Start().
   void Stop();
   const std::string& socket_path() const { return config_.socket_path; }
+  // The port /metrics is served on once Start() began; 0 without telemetry configured.
+  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   workload_api::Cache* cache() { return &cache_; }
   std::optional<common::SpiffeId> agent_id() const;
@@ -82,6 +85,7 @@ class Agent {
 
   Agent(common::config::AgentConfig config, Options options, const common::Clock& clock);
 
+  absl::Status StartMetrics();
   absl::Status LoadBootstrap();
   absl::Status AttestWithRetry();
   absl::Status AttestOnce(const std::string& target);
@@ -111,6 +115,10 @@ class Agent {
   std::unique_ptr<ServerConnection> conn_;
   std::unique_ptr<NodeAttestor> attestor_;  // created on first need
   std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors_;
+  // Declared before workload_api_: the server it instruments must go first.
+  std::unique_ptr<telemetry::Metrics> metrics_;
+  telemetry::Counter sync_ok_;
+  telemetry::Counter sync_error_;
   std::unique_ptr<workload_api::WorkloadApiServer> workload_api_;
   std::unique_ptr<common::HealthListener> health_;
 

@@ -560,6 +560,7 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   s->service_ = std::make_unique<WorkloadApiService>(s.get(), cache, std::move(minter), clock);
   grpc::ServerBuilder builder;
   builder.RegisterService(s->service_.get());
+  if (options.configure_builder) options.configure_builder(builder);
   s->server_ = builder.BuildAndStart();
   if (!s->server_) return absl::InternalError("cannot start the Workload API gRPC server");
   s->accept_thread_ = std::thread([raw = s.get()] { raw->AcceptLoop(); });

@@ -20,6 +20,7 @@
 
 namespace grpc {
 class Server;
+class ServerBuilder;
 }
 
 namespace trellis::workload_api {
@@ -44,6 +45,8 @@ class WorkloadApiServer {
     std::string socket_path;
     // Threads for attestation and JWT minting, so neither blocks gRPC's callback threads.
     int worker_threads = 4;
+    // Adjusts the gRPC server before it starts (e.g. adds metrics interceptors).
+    std::function<void(grpc::ServerBuilder&)> configure_builder = nullptr;
   };
 
   // Binds the socket (parent directory created 0755, socket 0777; a stale socket file is

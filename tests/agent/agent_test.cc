@@ -13,7 +13,9 @@
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/jwt.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/telemetry/scrape_util.h"
 #include "transport/spiffe_tls.h"
 #include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload.grpc.pb.h"
@@ -223,6 +225,7 @@ class AgentTest : public ::testing::Test {
     c.data_dir = (dir_ / "data").string();
     c.socket_path = (dir_ / "api.sock").string();
     c.insecure_bootstrap = true;
+    c.telemetry = telemetry_;
     return c;
   }
 
@@ -255,6 +258,7 @@ class AgentTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
+  common::config::TelemetryConfig telemetry_;
   FakeAgentService fake_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
@@ -366,6 +370,52 @@ TEST_F(AgentTest, WorkloadGetsItsSvidOverTheSocket) {
   EXPECT_EQ(resp.svids(0).spiffe_id(), "spiffe://example.org/app");
   ctx.TryCancel();
   reader->Finish();
+}
+
+TEST_F(AgentTest, TelemetryCountsSyncsWorkloadCallsAndCachedSvids) {
+  telemetry_.prometheus = common::config::PrometheusConfig{"127.0.0.1", 0};
+  absl::Status st;
+  Agent* agent = StartAgent(kToken, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  ASSERT_TRUE(WaitForSvid(agent, 1));
+  ASSERT_GT(agent->metrics_port(), 0);
+  auto stub = WorkloadStub();
+  for (bool with_header : {true, false}) {
+    grpc::ClientContext ctx;
+    if (with_header) ctx.AddMetadata("workload.spiffe.io", "true");
+    JWTSVIDRequest req;
+    req.add_audience("a");
+    JWTSVIDResponse resp;
+    EXPECT_EQ(stub->FetchJWTSVID(&ctx, req, &resp).ok(), with_header);
+  }
+
+  using telemetry::testing::SampleValue;
+  // The cache is published inside a sync, the sync counted after it: poll for the count.
+  std::string text;
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  do {
+    text = telemetry::testing::Scrape(agent->metrics_port());
+    if (SampleValue(text, "trellis_agent_sync_total", {{"result", "ok"}}).value_or(0) >= 1) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  } while (absl::Now() < deadline);
+  EXPECT_GE(SampleValue(text, "trellis_agent_sync_total", {{"result", "ok"}}).value_or(0), 1);
+  EXPECT_THAT(SampleValue(text, "trellis_agent_cached_svids", {}), ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
+                          {{"service", "SpiffeWorkloadAPI"},
+                           {"method", "FetchJWTSVID"},
+                           {"code", "OK"}}),
+              ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
+                          {{"method", "FetchJWTSVID"}, {"code", "INVALID_ARGUMENT"}}),
+              ::testing::Optional(1.0));
+}
+
+TEST_F(AgentTest, UnusableTelemetryAddressFailsStart) {
+  telemetry_.prometheus = common::config::PrometheusConfig{"no-such-host.invalid", 0};
+  absl::Status st;
+  StartAgent(kToken, &st);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(fake_.attestations.load(), 0);
 }
 
 }  // namespace
