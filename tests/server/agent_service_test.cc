@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -89,6 +90,8 @@ class AgentServiceTest : public ::testing::Test {
     };
     opts.peer_address = [](const grpc::ServerContext& ctx) { return transport::PeerAddress(ctx); };
     opts.watch_recheck = absl::Milliseconds(100);
+    opts.x509_svid_signed = [this] { ++x509_signed_; };
+    opts.jwt_svid_signed = [this] { ++jwt_signed_; };
     service_ = std::make_unique<AgentService>(opts, ds_.get(), ca_.get(), index_.get(),
                                               std::move(attestors));
     AgentService* svc = service_.get();
@@ -191,6 +194,8 @@ class AgentServiceTest : public ::testing::Test {
   std::unique_ptr<ServerSvidRotator> svid_;
   std::unique_ptr<EntryIndex> index_;
   std::unique_ptr<AgentService> service_;
+  std::atomic<int> x509_signed_{0};
+  std::atomic<int> jwt_signed_{0};
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   int token_counter_ = 0;
@@ -510,6 +515,54 @@ TEST_F(AgentServiceTest, NewJwtSvidForAuthorisedEntry) {
                                         absl::Now());
   ASSERT_TRUE(verified.ok()) << verified.status();
   EXPECT_EQ(absl::ToUnixSeconds(verified->expiry), resp.svid().expires_at());
+}
+
+TEST_F(AgentServiceTest, SigningHooksCountEverySignedSvidOnly) {
+  AgentCreds a = AttestNew();
+  EXPECT_EQ(x509_signed_.load(), 1);  // the agent SVID
+  datastore::RegistrationEntry mine = AddEntry(a.svid.spiffe_id(), "spiffe://example.org/app");
+  v1::BatchNewX509SVIDRequest req;
+  auto* good = req.add_params();
+  good->set_entry_id(mine.id);
+  good->set_csr(Must(common::BuildCsr(Must(common::PrivateKey::Generate()))));
+  auto* bad = req.add_params();
+  bad->set_entry_id(mine.id);
+  bad->set_csr("garbage");
+  v1::BatchNewX509SVIDResponse resp;
+  auto stub = As(a);
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->BatchNewX509SVID(&ctx, req, &resp).ok());
+  }
+  EXPECT_EQ(x509_signed_.load(), 2);
+  v1::NewJWTSVIDRequest jwt_req;
+  jwt_req.set_entry_id(mine.id);
+  jwt_req.add_audience("db");
+  v1::NewJWTSVIDResponse jwt_resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub->NewJWTSVID(&ctx, jwt_req, &jwt_resp).ok());
+  EXPECT_EQ(jwt_signed_.load(), 1);
+  EXPECT_EQ(x509_signed_.load(), 2);
+}
+
+TEST_F(AgentServiceTest, OpenWatchesCountsLiveStreams) {
+  AgentCreds a = AttestNew();
+  auto stub = As(a);
+  EXPECT_EQ(service_->OpenWatches(), 0);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->WatchChanges(&ctx, {});
+  v1::ChangeNotice first;
+  ASSERT_TRUE(reader->Read(&first));
+  EXPECT_EQ(service_->OpenWatches(), 1);
+  ctx.TryCancel();
+  reader->Finish();
+  // The handler notices the cancellation at its next recheck.
+  absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (service_->OpenWatches() != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(service_->OpenWatches(), 0);
 }
 
 TEST_F(AgentServiceTest, NewJwtSvidForForeignEntryIsDenied) {
