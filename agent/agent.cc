@@ -437,8 +437,9 @@ absl::Status Agent::StartMetrics() {
   const std::string sync_help = "Syncs with the server, by result";
   sync_ok_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "ok"}});
   sync_error_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "error"}});
-  metrics_->AddGaugeCallback("trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
-                             [this] { return static_cast<double>(cache_.Snapshot()->svids.size()); });
+  metrics_->AddGaugeCallback(
+      "trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
+      [this] { return static_cast<double>(cache_.Snapshot()->svids.size()); });
   if (metrics_->port() != 0) {
     Log("info", "Serving Prometheus metrics on " + config_.telemetry.prometheus->host + ":" +
                     std::to_string(metrics_->port()));

@@ -110,19 +110,19 @@ TEST_F(MetricsRpcTest, CountsSyncCallsByMethodAndStatusCodeName) {
             grpc::StatusCode::PERMISSION_DENIED);
 
   std::string text = Scrape(metrics_->port());
-  EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
-                          {{"service", "trellis.server.v1.Admin"},
-                           {"method", "CountEntries"},
-                           {"code", "OK"}}),
-              Optional(2.0));
+  EXPECT_THAT(
+      SampleValue(
+          text, "trellis_rpc_requests_total",
+          {{"service", "trellis.server.v1.Admin"}, {"method", "CountEntries"}, {"code", "OK"}}),
+      Optional(2.0));
   EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
                           {{"service", "trellis.server.v1.Admin"},
                            {"method", "CountAgents"},
                            {"code", "PERMISSION_DENIED"}}),
               Optional(1.0));
-  EXPECT_EQ(SampleValue(text, "trellis_rpc_requests_total",
-                        {{"method", "CountAgents"}, {"code", "OK"}}),
-            std::nullopt);
+  EXPECT_EQ(
+      SampleValue(text, "trellis_rpc_requests_total", {{"method", "CountAgents"}, {"code", "OK"}}),
+      std::nullopt);
 }
 
 TEST_F(MetricsRpcTest, RecordsUnaryLatencyHistogram) {
@@ -169,8 +169,7 @@ TEST_F(MetricsRpcTest, TimesStreamsInTheirOwnHistogram) {
   EXPECT_THAT(SampleValue(text, "trellis_rpc_stream_duration_seconds_count",
                           {{"method", "FetchX509SVID"}, {"code", "OK"}}),
               Optional(1.0));
-  EXPECT_EQ(SampleValue(text, "trellis_rpc_duration_seconds_count",
-                        {{"method", "FetchX509SVID"}}),
+  EXPECT_EQ(SampleValue(text, "trellis_rpc_duration_seconds_count", {{"method", "FetchX509SVID"}}),
             std::nullopt);
 }
 
