@@ -18,17 +18,11 @@
 #include "attestors/workload/unix_attestor.h"
 #include "common/csr.h"
 #include "common/file_util.h"
+#include "common/health.h"
 #include "common/status.h"
 #include "transport/spiffe_tls.h"
 #include "trellis/server/v1/agent.grpc.pb.h"
 #include "workload_api/server.h"
-#ifdef TRELLIS_AGENT_HEALTH
-#include "server/health.h"
-#else
-namespace trellis::server {
-class HealthListener {};  // built without the health listener
-}  // namespace trellis::server
-#endif
 
 namespace trellis::agent {
 
@@ -463,11 +457,10 @@ absl::Status Agent::Start() {
                                               },
                                               clock_));
   Log("info", "Workload API listening on " + config_.socket_path);
-#ifdef TRELLIS_AGENT_HEALTH
   if (config_.health_checks.listener_enabled) {
     TRELLIS_ASSIGN_OR_RETURN(
-        health_, server::HealthListener::Start(config_.health_checks, [this] {
-          server::HealthReport report;
+        health_, common::HealthListener::Start(config_.health_checks, [this] {
+          common::HealthReport report;
           auto snap = cache_.Snapshot();
           report.subsystems["workload_api"] = {snap->ready,
                                                snap->ready ? "" : "not synced with a server yet"};
@@ -479,7 +472,6 @@ absl::Status Agent::Start() {
           return report;
         }));
   }
-#endif
   sync_thread_ = std::thread([this] { SyncLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
   return absl::OkStatus();
@@ -496,12 +488,10 @@ void Agent::Interrupt() {
 
 void Agent::Stop() {
   Interrupt();
-#ifdef TRELLIS_AGENT_HEALTH
   if (health_) {
     health_->Stop();
     health_.reset();
   }
-#endif
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
   if (workload_api_) {

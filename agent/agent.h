@@ -34,7 +34,7 @@ namespace trellis::workload_api {
 class WorkloadApiServer;
 }
 
-namespace trellis::server {
+namespace trellis::common {
 class HealthListener;
 }
 
@@ -112,7 +112,7 @@ class Agent {
   std::unique_ptr<NodeAttestor> attestor_;  // created on first need
   std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors_;
   std::unique_ptr<workload_api::WorkloadApiServer> workload_api_;
-  std::unique_ptr<server::HealthListener> health_;
+  std::unique_ptr<common::HealthListener> health_;
 
   mutable std::mutex mu_;
   // Guarded by mu_:

@@ -25,7 +25,7 @@
 #include "server/agent_service.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
-#include "server/health.h"
+#include "common/health.h"
 #include "server/key_manager.h"
 #include "server/runtime_log.h"
 #include "server/server_svid.h"
@@ -35,6 +35,8 @@ namespace trellis::server {
 namespace {
 
 namespace config = common::config;
+using common::HealthListener;
+using common::HealthReport;
 
 constexpr absl::Duration kMaintenancePeriod = absl::Seconds(1);
 constexpr absl::Duration kCaTickPeriod = absl::Seconds(10);
@@ -243,11 +245,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
 
   TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
   ca_opts.server_instance_id = instance_id;
-  if (CaManager::SvidTtlTooLong(cfg.ca_ttl, cfg.default_x509_svid_ttl)) {
-    LogWarn("default_x509_svid_ttl is too long for ca_ttl: SVIDs may outlive their CA's overlap",
-            {{"ca_ttl", absl::FormatDuration(cfg.ca_ttl)},
-             {"default_x509_svid_ttl", absl::FormatDuration(cfg.default_x509_svid_ttl)}});
-  }
   TRELLIS_ASSIGN_OR_RETURN(s.ca, CaManager::Create(ca_opts, s.ds.get(), s.km.get(), s.clock));
   TRELLIS_RETURN_IF_ERROR(s.ca->Start());
 

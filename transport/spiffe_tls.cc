@@ -177,7 +177,7 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> SpiffeServerCredentials
   return grpc::experimental::TlsServerCredentials(options);
 }
 
-absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContext& ctx,
+absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContextBase& ctx,
                                               const common::Bundle& bundle, absl::Time now) {
   std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("caller presented no certificate");
@@ -203,7 +203,7 @@ absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContext& ctx,
   return identity;
 }
 
-std::string PeerAddress(const grpc::ServerContext& ctx) {
+std::string PeerAddress(const grpc::ServerContextBase& ctx) {
   std::string peer = ctx.peer();
   if (peer.rfind("unix:", 0) == 0 || peer.rfind("fd:", 0) == 0) return "unix";
   std::string rest;

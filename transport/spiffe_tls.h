@@ -16,7 +16,7 @@
 namespace grpc {
 class ChannelCredentials;
 class ServerCredentials;
-class ServerContext;
+class ServerContextBase;
 class Status;
 }  // namespace grpc
 
@@ -58,11 +58,11 @@ struct PeerIdentity {
 // The caller's verified identity. UNAUTHENTICATED when it presented no certificate or its
 // chain does not verify as an X509-SVID of the bundle's trust domain at `now`. Results are
 // cached per (chain, bundle sequence) so repeated calls on one connection stay cheap.
-absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContext& ctx,
+absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContextBase& ctx,
                                               const common::Bundle& bundle, absl::Time now);
 
 // The caller's address without port ("127.0.0.1", "::1"), or "unix" for Unix sockets.
-std::string PeerAddress(const grpc::ServerContext& ctx);
+std::string PeerAddress(const grpc::ServerContextBase& ctx);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);

@@ -18,13 +18,16 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "server/health.h"
+#include "common/health.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
 
 namespace trellis::server {
 namespace {
 
 using ::testing::HasSubstr;
+using common::HealthListener;
+using common::HealthReport;
+using common::RenderHealth;
 
 class RuntimeTest : public ::testing::Test {
  protected:

@@ -1,5 +1,5 @@
 // A minimal HTTP/1.0 responder for liveness and readiness probes.
-#include "server/health.h"
+#include "common/health.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-namespace trellis::server {
+namespace trellis::common {
 
 std::pair<int, std::string> RenderHealth(const HealthReport& report, bool live) {
   nlohmann::json subsystems = nlohmann::json::object();
@@ -141,4 +141,4 @@ void HealthListener::Answer(int fd) {
   }
 }
 
-}  // namespace trellis::server
+}  // namespace trellis::common

@@ -13,7 +13,7 @@
 #include "absl/status/statusor.h"
 #include "common/config/shared_config.h"
 
-namespace trellis::server {
+namespace trellis::common {
 
 struct HealthReport {
   struct Subsystem {
@@ -51,4 +51,4 @@ class HealthListener {
   std::atomic<bool> stopped_{false};
 };
 
-}  // namespace trellis::server
+}  // namespace trellis::common
