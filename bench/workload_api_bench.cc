@@ -88,20 +88,30 @@ struct Percentiles {
   double p50, p99;
 };
 
-Percentiles Measure(SpiffeWorkloadAPI::Stub& stub, bool header, const char* what) {
+// Samples the floor and the Workload API in alternating blocks of kBlock calls, so load from
+// other processes on the machine weighs on both alike while each side stays warm.
+constexpr int kBlock = 50;
+std::pair<Percentiles, Percentiles> MeasurePair(SpiffeWorkloadAPI::Stub& floor_stub,
+                                                SpiffeWorkloadAPI::Stub& workload_stub) {
   X509SVIDResponse msg;
   double us;
-  for (int i = 0; i < kWarmup; ++i) {
-    if (!FirstMessage(stub, header, &msg, &us)) Die(std::string(what) + ": no first message");
+  std::vector<double> floor_samples, workload_samples;
+  for (int block = 0; block < (kWarmup + kSamples) / kBlock; ++block) {
+    bool keep = block >= kWarmup / kBlock;
+    for (int i = 0; i < kBlock; ++i) {
+      if (!FirstMessage(floor_stub, false, &msg, &us)) Die("floor: no first message");
+      if (keep) floor_samples.push_back(us);
+    }
+    for (int i = 0; i < kBlock; ++i) {
+      if (!FirstMessage(workload_stub, true, &msg, &us)) Die("Workload API: no first message");
+      if (keep) workload_samples.push_back(us);
+    }
   }
-  std::vector<double> samples;
-  samples.reserve(kSamples);
-  for (int i = 0; i < kSamples; ++i) {
-    if (!FirstMessage(stub, header, &msg, &us)) Die(std::string(what) + ": no first message");
-    samples.push_back(us);
-  }
-  std::sort(samples.begin(), samples.end());
-  return {samples[samples.size() / 2], samples[samples.size() * 99 / 100]};
+  auto percentiles = [](std::vector<double>& v) {
+    std::sort(v.begin(), v.end());
+    return Percentiles{v[v.size() / 2], v[v.size() * 99 / 100]};
+  };
+  return {percentiles(floor_samples), percentiles(workload_samples)};
 }
 
 // kOpenStreams FetchX509SVID streams on an async completion queue; records, per stream, when
@@ -280,10 +290,11 @@ int Main() {
   if (!echo_server) Die("cannot start the echo server");
   auto echo_stub = SpiffeWorkloadAPI::NewStub(UnixChannel(echo_socket));
 
-  std::printf("FetchX509SVID first message, %d samples each, message %zu bytes\n", kSamples,
-              real.ByteSizeLong());
-  Percentiles floor = Measure(*echo_stub, false, "echo");
-  Percentiles idle = Measure(*agent_stub, true, "agent");
+  std::printf(
+      "FetchX509SVID first message, %d samples each (alternating blocks of 50), message %zu "
+      "bytes\n",
+      kSamples, real.ByteSizeLong());
+  auto [floor, idle] = MeasurePair(*echo_stub, *agent_stub);
   std::printf("  floor: plain gRPC stream, Unix socket:  p50 %7.1f us  p99 %7.1f us\n", floor.p50,
               floor.p99);
   std::printf("  Workload API, idle:                    p50 %7.1f us  p99 %7.1f us\n", idle.p50,
@@ -300,11 +311,13 @@ int Main() {
                        " streams got a first message"));
     }
     if (open.Failed() > 0) Die(absl::StrCat(open.Failed(), " streams failed to open"));
-    Percentiles loaded = Measure(*agent_stub, true, "agent with open streams");
+    auto [floor2, loaded] = MeasurePair(*echo_stub, *agent_stub);
+    std::printf("  floor again, alongside:                p50 %7.1f us  p99 %7.1f us\n", floor2.p50,
+                floor2.p99);
     std::printf("  Workload API, %d streams open:       p50 %7.1f us  p99 %7.1f us\n", kOpenStreams,
                 loaded.p50, loaded.p99);
     std::printf("  ratio p50 workload/floor: %.2f; p99 %.1f us (target < %.0f us) %s\n",
-                loaded.p50 / floor.p50, loaded.p99, kP99TargetUs,
+                loaded.p50 / floor2.p50, loaded.p99, kP99TargetUs,
                 loaded.p99 < kP99TargetUs ? "PASS" : "MISS");
     if (loaded.p99 >= kP99TargetUs) status = 2;
 
