@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <iostream>
@@ -593,7 +594,7 @@ absl::Status Agent::SyncEntries() {
   v1::SyncAuthorizedEntriesRequest req;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& [id, e] : entries_) (*req.mutable_known_revisions())[id] = e.revision;
+    for (const auto& [id, e] : entries_) (*req.mutable_known_revisions())[id] = e->revision;
     req.set_bundle_sequence(bundle_ ? bundle_->sequence() : 0);
     for (const auto& [td, b] : federated_)
       (*req.mutable_federated_bundle_sequences())[td] = b->sequence();
@@ -646,11 +647,12 @@ absl::Status Agent::SyncEntries() {
         continue;
       }
       auto it = entries_.find(entry->id);
-      if (it != entries_.end() && it->second.revision != entry->revision) {
+      if (it != entries_.end() && it->second->revision != entry->revision) {
         dropped_jwt_entries.push_back(entry->id);
       }
       std::string key = entry->id;
-      entries_.insert_or_assign(key, std::move(*entry));
+      entries_.insert_or_assign(
+          key, std::make_shared<const workload_api::CachedEntry>(std::move(*entry)));
     }
     if (new_bundle) bundle_ = std::make_shared<const common::Bundle>(*new_bundle);
     for (auto& [td, b] : fed_updates) federated_[td] = std::move(b);
@@ -694,11 +696,11 @@ absl::Status Agent::MintSvids() {
     for (const auto& [id, entry] : entries_) {
       auto it = svids_.find(id);
       if (it == svids_.end() ||
-          NeedsRenewal(now, renew_at_[id], it->second.not_after, it->second.entry_revision,
-                       entry.revision) ||
-          IssuedByTainted(it->second)) {
+          NeedsRenewal(now, renew_at_[id], it->second->not_after, it->second->entry_revision,
+                       entry->revision) ||
+          IssuedByTainted(*it->second)) {
         due.push_back(id);
-        revisions[id] = entry.revision;
+        revisions[id] = entry->revision;
       }
     }
   }
@@ -743,7 +745,7 @@ absl::Status Agent::MintSvids() {
       if (!entries_.count(r.entry_id())) continue;  // removed meanwhile
       renew_at_[r.entry_id()] =
           RenewalTime(std::max(svid.not_before, clock_.Now()), svid.not_after, RandomUnitJitter());
-      svids_[r.entry_id()] = std::move(svid);
+      svids_[r.entry_id()] = std::make_shared<const workload_api::CachedSvid>(std::move(svid));
       ++minted;
     }
     if (minted > 0) Log("info", absl::StrCat("minted ", minted, " workload SVID(s)"));
@@ -770,7 +772,7 @@ bool Agent::PruneExpired() {
   bool changed = false;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = svids_.begin(); it != svids_.end();) {
-    if (now >= it->second.not_after) {
+    if (now >= it->second->not_after) {
       it = svids_.erase(it);
       changed = true;
     } else {
@@ -780,7 +782,7 @@ bool Agent::PruneExpired() {
   return changed;
 }
 
-void Agent::Publish() {
+bool Agent::Publish() {
   workload_api::CacheSnapshot snap;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -799,7 +801,7 @@ void Agent::Publish() {
   if (same) {
     for (const auto& [id, e] : snap.entries) {
       auto it = current->entries.find(id);
-      if (it == current->entries.end() || it->second.revision != e.revision) {
+      if (it == current->entries.end() || it->second->revision != e->revision) {
         same = false;
         break;
       }
@@ -808,13 +810,16 @@ void Agent::Publish() {
   if (same) {
     for (const auto& [id, s] : snap.svids) {
       auto it = current->svids.find(id);
-      if (it == current->svids.end() || it->second.chain_der != s.chain_der) {
+      if (it == current->svids.end() ||
+          (it->second != s && it->second->chain_der != s->chain_der)) {
         same = false;
         break;
       }
     }
   }
-  if (!same) cache_.Publish(std::move(snap));
+  if (same) return false;
+  cache_.Publish(std::move(snap));
+  return true;
 }
 
 absl::Status Agent::Sync() {
@@ -832,7 +837,11 @@ absl::Status Agent::Sync() {
   }
   TRELLIS_RETURN_IF_ERROR(s);
   absl::Status mint = MintSvids();
-  Publish();
+  if (Publish()) {
+    // A sync that changed the cache freed its transient protobufs, CSRs and keys in between
+    // the long-lived SVIDs; hand those free pages back instead of keeping them resident.
+    malloc_trim(0);
+  }
   return mint;
 }
 

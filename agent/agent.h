@@ -97,7 +97,8 @@ class Agent {
   bool PruneExpired();
   // True when the SVID chains to an authority the server marked tainted (requires mu_).
   bool IssuedByTainted(const workload_api::CachedSvid& svid) const;
-  void Publish();
+  // False when nothing a workload can see changed (nothing was published).
+  bool Publish();
   void SyncLoop();
   void WatchLoop();
   void RequestSync();
@@ -131,8 +132,8 @@ class Agent {
   absl::Time agent_renew_at_;
   bool reattestable_ = false;
   bool insecure_bootstrap_pending_ = false;
-  std::map<std::string, workload_api::CachedEntry> entries_;
-  std::map<std::string, workload_api::CachedSvid> svids_;
+  std::map<std::string, std::shared_ptr<const workload_api::CachedEntry>> entries_;
+  std::map<std::string, std::shared_ptr<const workload_api::CachedSvid>> svids_;
   std::map<std::string, absl::Time> renew_at_;
   std::set<std::string> tainted_key_ids_;  // subject key ids of tainted X.509 authorities
   bool synced_once_ = false;

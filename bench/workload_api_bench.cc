@@ -230,8 +230,8 @@ workload_api::CacheSnapshot Snapshot(const common::X509SvidIssuer& issuer,
   workload_api::CacheSnapshot snap;
   snap.ready = true;
   snap.bundle = std::move(bundle);
-  snap.entries.emplace(entry.id, entry);
-  snap.svids.emplace(entry.id, std::move(svid));
+  snap.entries.emplace(entry.id, std::make_shared<const workload_api::CachedEntry>(entry));
+  snap.svids.emplace(entry.id, std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   return snap;
 }
 
@@ -323,7 +323,7 @@ int Main() {
 
     // Rotation: publish a new SVID for the entry and time its arrival on every stream.
     workload_api::CacheSnapshot rotated = Snapshot(*issuer, bundle, entry);
-    std::string new_leaf = rotated.svids.begin()->second.chain_der[0];
+    std::string new_leaf = rotated.svids.begin()->second->chain_der[0];
     auto published = Clock::now();
     cache.Publish(std::move(rotated));
     std::optional<std::pair<Clock::time_point, Clock::time_point>> arrivals;

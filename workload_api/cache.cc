@@ -11,8 +11,17 @@ namespace trellis::workload_api {
 std::vector<const CachedEntry*> CacheSnapshot::EntriesFor(
     const std::vector<std::string>& selectors) const {
   std::vector<const CachedEntry*> out;
+  // Sorted once here rather than once per entry: this runs for every stream's first message
+  // over every cached entry. Same rule as attestors::SelectorsSubset.
+  std::vector<std::string> have(selectors);
+  std::sort(have.begin(), have.end());
   for (const auto& [id, entry] : entries) {
-    if (attestors::SelectorsSubset(entry.selectors, selectors)) out.push_back(&entry);
+    // An entry without selectors identifies nobody.
+    if (!entry || entry->selectors.empty()) continue;
+    bool all = std::all_of(
+        entry->selectors.begin(), entry->selectors.end(),
+        [&](const std::string& s) { return std::binary_search(have.begin(), have.end(), s); });
+    if (all) out.push_back(entry.get());
   }
   std::sort(out.begin(), out.end(), [](const CachedEntry* a, const CachedEntry* b) {
     if (a->created_at != b->created_at) return a->created_at < b->created_at;
@@ -26,7 +35,7 @@ std::vector<Identity> CacheSnapshot::IdentitiesFor(
   std::vector<Identity> out;
   for (const CachedEntry* entry : EntriesFor(selectors)) {
     auto it = svids.find(entry->id);
-    if (it != svids.end()) out.push_back(Identity{entry, &it->second});
+    if (it != svids.end() && it->second) out.push_back(Identity{entry, it->second.get()});
   }
   return out;
 }

@@ -50,8 +50,10 @@ struct CacheSnapshot {
   // Trust domain name -> bundle.
   std::map<std::string, std::shared_ptr<const common::Bundle>> federated;
   // Entry id -> entry; entry id -> SVID (entries without an SVID yet are absent there).
-  std::map<std::string, CachedEntry> entries;
-  std::map<std::string, CachedSvid> svids;
+  // Entries and SVIDs are immutable and shared with the agent's own tables and with later
+  // snapshots, so publishing a snapshot does not copy every entry, certificate and key.
+  std::map<std::string, std::shared_ptr<const CachedEntry>> entries;
+  std::map<std::string, std::shared_ptr<const CachedSvid>> svids;
 
   // Entries whose selectors are a subset of `selectors` and that hold an SVID, ordered so the
   // first is the default identity (oldest entry first, then by id).

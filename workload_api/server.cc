@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -199,7 +200,7 @@ class CacheStream : public grpc::ServerWriteReactor<Resp> {
     }
     std::shared_ptr<State> state = state_;
     PeerRecord record = *peer;
-    server->work()->Post([state, record, server, cache] {
+    auto attest_and_send = [state, record, server, cache] {
       auto selectors = server->AttestCaller(record);
       std::lock_guard<std::mutex> lock(state->mu);
       CacheStream* self = state->reactor;
@@ -214,7 +215,14 @@ class CacheStream : public grpc::ServerWriteReactor<Resp> {
         if (auto s = weak.lock()) Deliver(s, *snap);
       });
       self->OnSnapshotLocked(*cache->Snapshot(), /*first=*/true);
-    });
+    };
+    // Handing a quick attestation to a worker costs more (two thread wake-ups) than the
+    // attestation itself; only attestation that may block leaves the gRPC thread.
+    if (server->attest_inline()) {
+      attest_and_send();
+    } else {
+      server->work()->Post(std::move(attest_and_send));
+    }
   }
 
   // Ends the stream from outside (server shutdown).
@@ -507,6 +515,8 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   std::unique_ptr<WorkloadApiServer> s(new WorkloadApiServer());
   s->options_ = options;
   s->attestors_ = std::move(attestors);
+  s->attest_inline_ = std::all_of(s->attestors_.begin(), s->attestors_.end(),
+                                  [](attestors::WorkloadAttestor* a) { return a->NonBlocking(); });
   const std::string& path = options.socket_path;
   sockaddr_un addr{};
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -674,11 +684,12 @@ absl::StatusOr<std::vector<std::string>> WorkloadApiServer::AttestCaller(const P
   if (peer.start_time == 0) {
     return absl::UnauthenticatedError("calling process exited before it could be attested");
   }
+  // The pin taken at accept time: whatever the attestors read is only trusted if the same
+  // process still holds the pid after they are done (checked below, after all of them).
   attestors::ProcessPin pin = attestors::ProcessPin::FromStartTime(peer.creds.pid, peer.start_time);
-  if (absl::Status s = pin.Check(); !s.ok()) return s;
   std::vector<std::string> selectors;
   for (attestors::WorkloadAttestor* attestor : attestors_) {
-    auto got = attestor->Attest(peer.creds);
+    auto got = attestor->AttestPinned(peer.creds, pin);
     if (!got.ok()) {
       if (absl::Status s = pin.Check(); !s.ok()) return s;
       if (got.status().code() == absl::StatusCode::kUnauthenticated) return got.status();

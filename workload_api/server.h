@@ -66,6 +66,8 @@ class WorkloadApiServer {
   absl::StatusOr<PeerRecord> LookupPeer(const std::string& peer);
   absl::StatusOr<std::vector<std::string>> AttestCaller(const PeerRecord& peer);
   WorkQueue* work() { return work_.get(); }
+  // True when every attestor is quick enough to run on the gRPC thread that took the call.
+  bool attest_inline() const { return attest_inline_; }
   WorkloadApiService* service() { return service_.get(); }
 
  private:
@@ -81,6 +83,7 @@ class WorkloadApiServer {
   std::unique_ptr<WorkloadApiService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<attestors::WorkloadAttestor*> attestors_;
+  bool attest_inline_ = false;
   std::mutex peers_mu_;
   std::map<int, PeerRecord> peers_;  // guarded by peers_mu_; keyed by the connection's fd
   std::atomic<bool> stopped_{false};

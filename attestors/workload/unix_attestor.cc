@@ -9,9 +9,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
+#include <cstring>
 #include <memory>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -28,12 +27,13 @@ struct StatusFields {
 
 // Reads "Uid:", "Gid:" (effective = second column) and "Groups:" from /proc/<pid>/status.
 absl::StatusOr<StatusFields> ReadStatus(const std::string& path, pid_t pid) {
-  std::ifstream in(path);
-  if (!in) return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
+  auto text = ReadProcFile(path);
+  if (!text.ok()) {
+    return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
+  }
   StatusFields out;
   bool have_uid = false, have_gid = false;
-  std::string line;
-  while (std::getline(in, line)) {
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     auto parse_ids = [&](absl::string_view rest,
                          bool second) -> absl::StatusOr<std::vector<uint32_t>> {
       std::vector<uint32_t> ids;
@@ -150,6 +150,11 @@ absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::Attest(
   auto pin = ProcessPin::Pin(caller.pid);
   if (!pin.ok()) return pin.status();
   return AttestPinned(*pin);
+}
+
+absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(
+    const CallerCredentials&, const ProcessPin& pin) {
+  return AttestPinned(pin);
 }
 
 absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(

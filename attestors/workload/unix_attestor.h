@@ -23,6 +23,10 @@ class UnixWorkloadAttestor final : public WorkloadAttestor {
   // Same, against a pin taken earlier (at accept time): the pid must still be that process
   // after the selectors were read.
   absl::StatusOr<std::vector<SelectorString>> AttestPinned(const ProcessPin& pin);
+  absl::StatusOr<std::vector<SelectorString>> AttestPinned(const CallerCredentials& caller,
+                                                           const ProcessPin& pin) override;
+  // Hashing the binary may read many megabytes: only without it is attestation quick.
+  bool NonBlocking() const override { return !options_.discover_workload_path; }
 
  private:
   absl::StatusOr<std::string> BinarySha256(const std::string& exe_link);

@@ -1,11 +1,12 @@
 // Process pinning against pid reuse, and the selector subset rule.
 #include "attestors/workload/workload_attestor.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,15 +28,32 @@ absl::StatusOr<uint64_t> ParseStatStartTime(const std::string& stat) {
   return start;
 }
 
+absl::StatusOr<std::string> ReadProcFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::string out;
+  char buf[4096];
+  while (true) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      close(fd);
+      return absl::NotFoundError(absl::StrCat("cannot read ", path));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return out;
+}
+
 absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid) {
   if (pid <= 0) return absl::UnauthenticatedError(absl::StrCat("invalid caller pid ", pid));
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::stringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || text.str().empty()) {
+  auto text = ReadProcFile(absl::StrCat("/proc/", pid, "/stat"));
+  if (!text.ok() || text->empty()) {
     return absl::UnauthenticatedError(absl::StrCat("process ", pid, " no longer exists"));
   }
-  return ParseStatStartTime(text.str());
+  return ParseStatStartTime(*text);
 }
 
 absl::StatusOr<ProcessPin> ProcessPin::Pin(pid_t pid) {

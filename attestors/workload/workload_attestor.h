@@ -23,6 +23,8 @@ struct CallerCredentials {
 // A selector in the "type:value" form entries use, e.g. "unix:uid:1000".
 using SelectorString = std::string;
 
+class ProcessPin;
+
 class WorkloadAttestor {
  public:
   virtual ~WorkloadAttestor() = default;
@@ -30,6 +32,16 @@ class WorkloadAttestor {
   // Selectors for the process; UNAUTHENTICATED when the process vanished (or its pid was
   // reused) during attestation, UNAVAILABLE when attestation could not run.
   virtual absl::StatusOr<std::vector<SelectorString>> Attest(const CallerCredentials& caller) = 0;
+  // Same, for a caller pinned earlier (at accept time). The caller of this method re-checks
+  // `pin` after every attestor has run; an attestor that can use the pin itself saves pinning
+  // the process again.
+  virtual absl::StatusOr<std::vector<SelectorString>> AttestPinned(const CallerCredentials& caller,
+                                                                   const ProcessPin& /*pin*/) {
+    return Attest(caller);
+  }
+  // True when Attest never waits on anything slower than a few small /proc reads, so it may
+  // run on a gRPC callback thread instead of being handed to a worker.
+  virtual bool NonBlocking() const { return false; }
 };
 
 // A process pinned by pid and its start time (field 22 of /proc/<pid>/stat, clock ticks since
@@ -55,6 +67,10 @@ class ProcessPin {
 
 // Start time of `pid` from /proc/<pid>/stat; UNAUTHENTICATED when the process does not exist.
 absl::StatusOr<uint64_t> ProcessStartTime(pid_t pid);
+
+// The whole of a small /proc file in one open/read loop (no iostreams: this is on the path of
+// every Workload API call). NOT_FOUND when it cannot be opened or read.
+absl::StatusOr<std::string> ReadProcFile(const std::string& path);
 
 // Parses the start time out of the text of /proc/<pid>/stat (the command name may hold
 // spaces and parentheses: fields are counted after the last ')'). INVALID_ARGUMENT if bad.

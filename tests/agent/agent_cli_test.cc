@@ -44,12 +44,12 @@ class AgentCliTest : public ::testing::Test {
     snap.ready = true;
     snap.bundle = bundle;
     snap.entries.insert_or_assign(
-        "e1", workload_api::CachedEntry{
-                  "e1", id, {absl::StrCat("unix:uid:", geteuid())}, {}, "", 1, 1, 0});
+        "e1", std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
+                  "e1", id, {absl::StrCat("unix:uid:", geteuid())}, {}, "", 1, 1, 0}));
     workload_api::CachedSvid svid;
     svid.chain_der = {leaf};
     svid.key_pkcs8_der = std::string(key.ToPkcs8Der()->view());
-    snap.svids.insert_or_assign("e1", svid);
+    snap.svids.insert_or_assign("e1", std::make_shared<const workload_api::CachedSvid>(svid));
     cache_.Publish(snap);
     auto server = workload_api::WorkloadApiServer::Start(
         {socket_, 2}, &cache_, {&attestor_},

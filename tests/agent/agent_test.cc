@@ -246,7 +246,7 @@ class AgentTest : public ::testing::Test {
     while (absl::Now() < deadline) {
       auto snap = agent->cache()->Snapshot();
       auto it = snap->svids.find("e1");
-      if (it != snap->svids.end() && it->second.entry_revision == revision) return true;
+      if (it != snap->svids.end() && it->second->entry_revision == revision) return true;
       absl::SleepFor(absl::Milliseconds(10));
     }
     return false;
@@ -318,15 +318,15 @@ TEST_F(AgentTest, TaintedIssuerTriggersRenewalWithoutRevisionChange) {
   Agent* agent = StartAgent(kToken, &st);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_TRUE(WaitForSvid(agent, 1));
-  std::string before = agent->cache()->Snapshot()->svids.at("e1").chain_der[0];
+  std::string before = agent->cache()->Snapshot()->svids.at("e1")->chain_der[0];
   int minted_before = fake_.minted.load();
   fake_.TaintCa();
   absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline &&
-         agent->cache()->Snapshot()->svids.at("e1").chain_der[0] == before) {
+         agent->cache()->Snapshot()->svids.at("e1")->chain_der[0] == before) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_NE(agent->cache()->Snapshot()->svids.at("e1").chain_der[0], before);
+  EXPECT_NE(agent->cache()->Snapshot()->svids.at("e1")->chain_der[0], before);
   EXPECT_GT(fake_.minted.load(), minted_before);
 }
 

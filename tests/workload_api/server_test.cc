@@ -39,6 +39,8 @@ class RecordingAttestor final : public attestors::WorkloadAttestor {
     if (fail) return absl::UnauthenticatedError("process vanished");
     return std::vector<std::string>{absl::StrCat("unix:uid:", caller.uid)};
   }
+  bool NonBlocking() const override { return non_blocking; }
+  bool non_blocking = false;  // set before the server starts
   std::atomic<pid_t> last_pid{0};
   std::atomic<uid_t> last_uid{0};
   std::atomic<int> calls{0};
@@ -112,8 +114,9 @@ class WorkloadApiTest : public ::testing::Test {
     CacheSnapshot snap;
     snap.ready = true;
     snap.bundle = pki_.Bundle();
-    snap.entries.insert_or_assign("e1", Entry("e1", id, {MyUidSelector()}));
-    snap.svids["e1"] = pki_.Svid(id);
+    snap.entries.insert_or_assign(
+        "e1", std::make_shared<const CachedEntry>(Entry("e1", id, {MyUidSelector()})));
+    snap.svids["e1"] = std::make_shared<const CachedSvid>(pki_.Svid(id));
     return snap;
   }
 
@@ -197,6 +200,39 @@ TEST_F(WorkloadApiTest, WrongHeaderValueIsInvalidArgument) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(WorkloadApiTest, NonBlockingAttestorStillAttestsEveryStream) {
+  attestor_.non_blocking = true;
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext ctx;
+    Header(&ctx);
+    auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+    X509SVIDResponse resp;
+    ASSERT_TRUE(reader->Read(&resp));
+    EXPECT_EQ(resp.svids_size(), 1);
+    ctx.TryCancel();
+    reader->Finish();
+  }
+  EXPECT_EQ(attestor_.calls.load(), 2);
+  EXPECT_EQ(attestor_.last_pid.load(), getpid());
+}
+
+TEST_F(WorkloadApiTest, NonBlockingAttestorFailureIsUnauthenticated) {
+  attestor_.non_blocking = true;
+  attestor_.fail = true;
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
 TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
   cache_.Publish(ReadySnapshot());
   StartServer();
@@ -214,9 +250,10 @@ TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
 
 TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
   CacheSnapshot snap = ReadySnapshot();
-  snap.entries.insert_or_assign("e0",
-                                Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0));
-  snap.svids["e0"] = pki_.Svid("spiffe://example.org/older");
+  snap.entries.insert_or_assign(
+      "e0", std::make_shared<const CachedEntry>(
+                Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0)));
+  snap.svids["e0"] = std::make_shared<const CachedSvid>(pki_.Svid("spiffe://example.org/older"));
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -239,7 +276,9 @@ TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
 
 TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
   CacheSnapshot snap = ReadySnapshot();
-  snap.entries.at("e1").selectors = {"unix:uid:999999"};
+  CachedEntry other_uid = *snap.entries.at("e1");
+  other_uid.selectors = {"unix:uid:999999"};
+  snap.entries["e1"] = std::make_shared<const CachedEntry>(std::move(other_uid));
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -289,7 +328,7 @@ TEST_F(WorkloadApiTest, StreamSendsFullStateOnRotation) {
   ASSERT_TRUE(reader->Read(&second));
   ASSERT_EQ(second.svids_size(), 1);
   EXPECT_NE(second.svids(0).x509_svid(), first.svids(0).x509_svid());
-  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids["e1"].chain_der[0]);
+  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids["e1"]->chain_der[0]);
   ctx.TryCancel();
   reader->Finish();
 }
@@ -514,7 +553,7 @@ TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   cache_.Publish(rotated);
   for (auto& r : readers) {
     ASSERT_TRUE(r->Read(&resp));
-    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids["e1"].chain_der[0]);
+    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids["e1"]->chain_der[0]);
   }
   for (auto& c : ctxs) c->TryCancel();
   for (auto& r : readers) r->Finish();

@@ -115,6 +115,45 @@ TEST(ProcessPin, AttestPinnedRefusesAReusedPid) {
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnauthenticated);
 }
 
+TEST(ProcessPin, AttestPinnedThroughTheInterfaceRefusesAReusedPid) {
+  auto start = ProcessStartTime(getpid());
+  ASSERT_TRUE(start.ok());
+  UnixWorkloadAttestor unix_attestor({});
+  WorkloadAttestor& attestor = unix_attestor;
+  auto got = attestor.AttestPinned(Self(), ProcessPin::FromStartTime(getpid(), *start + 1));
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST(ProcessPin, AttestPinnedThroughTheInterfaceUsesTheGivenPin) {
+  auto pin = ProcessPin::Pin(getpid());
+  ASSERT_TRUE(pin.ok());
+  UnixWorkloadAttestor unix_attestor({});
+  WorkloadAttestor& attestor = unix_attestor;
+  auto got = attestor.AttestPinned(Self(), *pin);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(Has(*got, absl::StrCat("unix:uid:", geteuid())));
+}
+
+TEST(UnixWorkloadAttestor, NonBlockingOnlyWithoutBinaryHashing) {
+  EXPECT_TRUE(UnixWorkloadAttestor({}).NonBlocking());
+  EXPECT_FALSE(UnixWorkloadAttestor({.discover_workload_path = true}).NonBlocking());
+}
+
+TEST(ReadProcFile, ReadsAFileLongerThanOneBuffer) {
+  // /proc/self/maps of a test binary linked with gRPC is well over 4 KiB.
+  auto got = ReadProcFile("/proc/self/maps");
+  ASSERT_TRUE(got.ok()) << got.status();
+  std::ifstream in("/proc/self/maps");
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_GT(got->size(), 4096u);
+  EXPECT_EQ(got->substr(0, line.size()), line);
+}
+
+TEST(ReadProcFile, MissingFileIsNotFound) {
+  EXPECT_EQ(ReadProcFile("/proc/0/stat").status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST(ParseStatStartTime, CommandWithSpacesAndParentheses) {
   std::string stat = "42 (a b) (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
   auto got = ParseStatStartTime(stat);
