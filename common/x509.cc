@@ -502,23 +502,25 @@ absl::StatusOr<std::unique_ptr<X509SvidIssuer>> X509SvidIssuer::Create(Certifica
   return issuer;
 }
 
-absl::StatusOr<std::string> X509SvidIssuer::IssueFromCsr(
-    std::string_view csr_der, const SpiffeId& id, absl::Duration ttl,
-    const std::vector<std::string>& dns_names) const {
+absl::StatusOr<std::string> X509SvidIssuer::IssueFromCsr(std::string_view csr_der,
+                                                         const SpiffeId& id, absl::Duration ttl,
+                                                         const std::vector<std::string>& dns_names,
+                                                         absl::Time* not_after) const {
   TRELLIS_ASSIGN_OR_RETURN(internal::CsrView csr, internal::ParseCsrView(csr_der));
   TRELLIS_RETURN_IF_ERROR(internal::VerifyCsrView(csr));
-  return Issue(csr.spki, csr.rsa, id, ttl, dns_names);
+  return Issue(csr.spki, csr.rsa, id, ttl, dns_names, not_after);
 }
 
 absl::StatusOr<std::string> X509SvidIssuer::IssueForPublicKey(
     const PublicKey& key, const SpiffeId& id, absl::Duration ttl,
     const std::vector<std::string>& dns_names) const {
-  return Issue(key.spki_der(), !IsEcKeyType(key.type()), id, ttl, dns_names);
+  return Issue(key.spki_der(), !IsEcKeyType(key.type()), id, ttl, dns_names, nullptr);
 }
 
 absl::StatusOr<std::string> X509SvidIssuer::Issue(std::string_view spki, bool rsa_key,
                                                   const SpiffeId& id, absl::Duration ttl,
-                                                  const std::vector<std::string>& dns_names) const {
+                                                  const std::vector<std::string>& dns_names,
+                                                  absl::Time* not_after_out) const {
   if (ttl <= absl::ZeroDuration()) return absl::InvalidArgumentError("SVID TTL must be positive");
   if (id.IsTrustDomainId()) {
     return absl::InvalidArgumentError("X509-SVID ID " + id.String() + " has no path");
@@ -585,6 +587,7 @@ absl::StatusOr<std::string> X509SvidIssuer::Issue(std::string_view spki, bool rs
   cert_body.append(tbs);
   cert_body.append(sig_alg_der_);
   der::AppendTlv(&cert_body, der::kBitString, sig_bits);
+  if (not_after_out != nullptr) *not_after_out = absl::FromUnixSeconds(not_after);
   return der::Tlv(der::kSequence, cert_body);
 }
 

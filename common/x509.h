@@ -126,10 +126,12 @@ class X509SvidIssuer {
   // The identity comes from `id` alone: names requested inside the CSR are ignored.
   // INVALID_ARGUMENT for a malformed CSR, a bad CSR signature, an unsupported key, a SPIFFE ID
   // outside the CA's trust domain or a trust-domain-only ID, bad DNS names, or ttl <= 0.
-  // FAILED_PRECONDITION when the CA has expired.
+  // FAILED_PRECONDITION when the CA has expired. When `not_after` is given it receives the
+  // leaf's NotAfter, so callers need not parse the DER back just to learn the expiry.
   absl::StatusOr<std::string> IssueFromCsr(std::string_view csr_der, const SpiffeId& id,
                                            absl::Duration ttl,
-                                           const std::vector<std::string>& dns_names = {}) const;
+                                           const std::vector<std::string>& dns_names = {},
+                                           absl::Time* not_after = nullptr) const;
   // Same for a key the caller already holds.
   absl::StatusOr<std::string> IssueForPublicKey(
       const PublicKey& key, const SpiffeId& id, absl::Duration ttl,
@@ -141,8 +143,8 @@ class X509SvidIssuer {
   X509SvidIssuer(Certificate ca, PrivateKey ca_key, const Clock& clock)
       : ca_(std::move(ca)), ca_key_(std::move(ca_key)), clock_(clock) {}
   absl::StatusOr<std::string> Issue(std::string_view spki_der, bool rsa_key, const SpiffeId& id,
-                                    absl::Duration ttl,
-                                    const std::vector<std::string>& dns_names) const;
+                                    absl::Duration ttl, const std::vector<std::string>& dns_names,
+                                    absl::Time* not_after_out) const;
 
   // Signs a digest of the TBSCertificate with a pooled, pre-initialised signing context.
   absl::StatusOr<std::string> SignDigest(std::string_view tbs) const;

@@ -46,16 +46,13 @@ void FillJwtTimes(const std::string& token, v1::JWTSVID* out, absl::Time now, ab
   }
 }
 
-absl::StatusOr<v1::X509SVID> MakeSvid(const common::SpiffeId& id,
-                                      const std::vector<std::string>& chain) {
-  if (chain.empty()) return absl::InternalError("the CA returned an empty chain");
-  absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain.front());
-  if (!leaf.ok()) return leaf.status();
-  v1::X509SVID svid;
-  svid.set_spiffe_id(id.String());
-  for (const auto& der : chain) svid.add_cert_chain(der);
-  svid.set_expires_at(absl::ToUnixSeconds(leaf->not_after()));
-  return svid;
+// The issuer reports NotAfter, so the leaf is not parsed back (a full X509 decode costs more
+// than issuing it).
+void FillSvid(const common::SpiffeId& id, std::vector<std::string>&& chain, absl::Time not_after,
+              v1::X509SVID* svid) {
+  svid->set_spiffe_id(id.String());
+  for (auto& der : chain) svid->add_cert_chain(std::move(der));
+  svid->set_expires_at(absl::ToUnixSeconds(not_after));
 }
 
 // The trust bundle as stored (JWT key expiry and taint flags included), else as published.
@@ -315,9 +312,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
   (void)index_->Poll();
 
   v1::AttestAgentResponse::Result result;
-  absl::StatusOr<v1::X509SVID> svid = MakeSvid(agent_id, *chain);
-  if (!svid.ok()) return svid.status();
-  *result.mutable_svid() = *svid;
+  FillSvid(agent_id, std::move(*chain), leaf->not_after(), result.mutable_svid());
   if (std::optional<v1::Bundle> bundle = CurrentBundle(*ca_)) *result.mutable_bundle() = *bundle;
   result.set_reattestable(attested->reattestable);
   LogInfo("Agent attested", {{"agent_id", id},
@@ -350,10 +345,10 @@ grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRe
       ca_->SignX509SvidFromCsr(req->csr(), *agent, options_.agent_ttl, {});
   if (!chain.ok()) return ToGrpc(chain.status());
   CountX509Signed();
-  absl::StatusOr<v1::X509SVID> svid = MakeSvid(*agent, *chain);
-  if (!svid.ok()) return ToGrpc(svid.status());
   absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
   if (!leaf.ok()) return ToGrpc(leaf.status());
+  v1::X509SVID svid;
+  FillSvid(*agent, std::move(*chain), leaf->not_after(), &svid);
   datastore::AttestedNode update;
   update.spiffe_id = agent->String();
   update.new_cert_serial_number = leaf->SerialHex();
@@ -364,7 +359,7 @@ grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRe
   if (!updated.ok()) return ToGrpc(updated.status());
   (void)index_->Poll();
   LogInfo("Agent SVID renewed", {{"agent_id", agent->String()}, {"serial", leaf->SerialHex()}});
-  *resp->mutable_svid() = std::move(*svid);
+  *resp->mutable_svid() = std::move(svid);
   return grpc::Status::OK;
 }
 
@@ -398,18 +393,19 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
       r->set_message(std::string(id.status().message()));
       continue;
     }
+    absl::Time not_after;
     absl::StatusOr<std::vector<std::string>> chain =
-        ca_->SignX509SvidFromCsr(p.csr(), *id, X509Ttl(e), e.dns_names);
-    if (chain.ok()) CountX509Signed();
-    absl::StatusOr<v1::X509SVID> svid =
-        chain.ok() ? MakeSvid(*id, *chain) : absl::StatusOr<v1::X509SVID>(chain.status());
-    if (!svid.ok()) {
-      r->set_code(static_cast<int>(svid.status().code()));
-      r->set_message(std::string(svid.status().message()));
+        ca_->SignX509SvidFromCsr(p.csr(), *id, X509Ttl(e), e.dns_names, &not_after);
+    if (!chain.ok() || chain->empty()) {
+      absl::Status st =
+          chain.ok() ? absl::InternalError("the CA returned an empty chain") : chain.status();
+      r->set_code(static_cast<int>(st.code()));
+      r->set_message(std::string(st.message()));
       continue;
     }
+    CountX509Signed();
     r->set_code(0);
-    *r->mutable_svid() = std::move(*svid);
+    FillSvid(*id, std::move(*chain), not_after, r->mutable_svid());
   }
   return grpc::Status::OK;
 }

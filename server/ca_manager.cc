@@ -691,11 +691,11 @@ std::shared_ptr<const CaManager::Signer> CaManager::CurrentSigner() const {
 
 absl::StatusOr<std::vector<std::string>> CaManager::SignX509SvidFromCsr(
     std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
-    const std::vector<std::string>& dns_names) {
+    const std::vector<std::string>& dns_names, absl::Time* not_after) {
   auto signer = CurrentSigner();
   if (!signer) return absl::UnavailableError("no active X.509 CA yet");
   TRELLIS_ASSIGN_OR_RETURN(std::string leaf,
-                           signer->issuer->IssueFromCsr(csr_der, id, ttl, dns_names));
+                           signer->issuer->IssueFromCsr(csr_der, id, ttl, dns_names, not_after));
   std::vector<std::string> out;
   out.reserve(1 + signer->chain_der.size());
   out.push_back(std::move(leaf));

@@ -88,9 +88,10 @@ class CaManager {
 
   // Leaf then intermediates (no root), DER each. NotAfter = min(now + ttl, CA NotAfter).
   // INVALID_ARGUMENT for a bad CSR, ID or TTL; UNAVAILABLE before Start() succeeded.
+  // `not_after`, when given, receives the leaf's NotAfter (saves re-parsing the leaf).
   absl::StatusOr<std::vector<std::string>> SignX509SvidFromCsr(
       std::string_view csr_der, const common::SpiffeId& id, absl::Duration ttl,
-      const std::vector<std::string>& dns_names);
+      const std::vector<std::string>& dns_names, absl::Time* not_after = nullptr);
   // Same for a public key the caller already holds (the server's own SVID).
   absl::StatusOr<std::vector<std::string>> SignX509SvidForKey(
       const common::PublicKey& key, const common::SpiffeId& id, absl::Duration ttl,

@@ -361,5 +361,14 @@ TEST(X509SvidIssuer, ConcurrentIssuanceProducesValidLeaves) {
   }
 }
 
+TEST(X509SvidIssuer, ReportedNotAfterMatchesLeaf) {
+  TestPki pki;
+  PrivateKey key = Unwrap(PrivateKey::Generate());
+  absl::Time not_after = absl::InfinitePast();
+  std::string der = Unwrap(
+      pki.issuer->IssueFromCsr(Unwrap(BuildCsr(key)), pki.id, absl::Hours(1), {}, &not_after));
+  EXPECT_EQ(not_after, Unwrap(Certificate::FromDer(der)).not_after());
+}
+
 }  // namespace
 }  // namespace trellis::common
