@@ -134,15 +134,7 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
                             "plugins: a KeyManager is required, \"disk\" or \"memory\"");
   }
 
-  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> health, top.Child("health_checks"));
-  if (health.has_value()) {
-    TRELLIS_ASSIGN_OR_RETURN(cfg.health_checks, ReadHealthChecks(*health));
-  }
-  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> telemetry, top.Child("telemetry"));
-  if (telemetry.has_value()) {
-    TRELLIS_ASSIGN_OR_RETURN(cfg.telemetry, ReadTelemetry(*telemetry));
-  }
-  TRELLIS_RETURN_IF_ERROR(top.Finish());
+  TRELLIS_RETURN_IF_ERROR(ReadSharedBlocksAndFinish(top, &cfg.health_checks, &cfg.telemetry));
   return cfg;
 }
 

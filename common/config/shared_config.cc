@@ -165,4 +165,17 @@ absl::StatusOr<Section> OpenPluginData(const Document& doc, const PluginEntry& e
   return Section::Open(doc, *entry.plugin_data, entry.path + ".plugin_data");
 }
 
+absl::Status ReadSharedBlocksAndFinish(Section& top, HealthChecksConfig* health,
+                                       TelemetryConfig* telemetry) {
+  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> health_section, top.Child("health_checks"));
+  if (health_section.has_value()) {
+    TRELLIS_ASSIGN_OR_RETURN(*health, ReadHealthChecks(*health_section));
+  }
+  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> telemetry_section, top.Child("telemetry"));
+  if (telemetry_section.has_value()) {
+    TRELLIS_ASSIGN_OR_RETURN(*telemetry, ReadTelemetry(*telemetry_section));
+  }
+  return top.Finish();
+}
+
 }  // namespace trellis::common::config

@@ -41,6 +41,10 @@ struct TelemetryConfig {
 absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* format);
 absl::StatusOr<HealthChecksConfig> ReadHealthChecks(Section& section);
 absl::StatusOr<TelemetryConfig> ReadTelemetry(Section& section);
+// Reads the optional top-level `health_checks` and `telemetry` blocks both binaries share,
+// then refuses any top-level key nobody read.
+absl::Status ReadSharedBlocksAndFinish(Section& top, HealthChecksConfig* health,
+                                       TelemetryConfig* telemetry);
 
 // One `key "label" { ... }` block. In the tree a key maps to an object keyed by label, or (as
 // JSON files may write it) to a list of such objects.
