@@ -130,6 +130,24 @@ class WorkloadApiTest : public ::testing::Test {
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
   }
 
+  // ValidateJWTSVID with the required header.
+  grpc::Status Validate(const std::string& audience, const std::string& token,
+                        ValidateJWTSVIDResponse* resp) {
+    auto stub = Stub();
+    grpc::ClientContext ctx;
+    Header(&ctx);
+    ValidateJWTSVIDRequest req;
+    req.set_audience(audience);
+    req.set_svid(token);
+    return stub->ValidateJWTSVID(&ctx, req, resp);
+  }
+
+  // A JWT-SVID for `id` signed by the test trust domain's JWT key, valid for 5 minutes.
+  std::string SignToken(const std::string& id) {
+    return *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse(id), {"svc"}, absl::Now(),
+                                absl::Now() + absl::Minutes(5));
+  }
+
   static int counter_;
   std::filesystem::path dir_;
   std::string socket_;
@@ -403,14 +421,8 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidReturnsIdAndAudienceArray) {
                            {"exp", absl::ToUnixSeconds(absl::Now() + absl::Minutes(5))},
                            {"iat", absl::ToUnixSeconds(absl::Now())}};
   std::string token = *common::SignJwt(pki_.jwt_key, "kid1", claims);
-  auto stub = Stub();
-  grpc::ClientContext ctx;
-  Header(&ctx);
-  ValidateJWTSVIDRequest req;
-  req.set_audience("svc");
-  req.set_svid(token);
   ValidateJWTSVIDResponse resp;
-  grpc::Status st = stub->ValidateJWTSVID(&ctx, req, &resp);
+  grpc::Status st = Validate("svc", token, &resp);
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.spiffe_id(), "spiffe://example.org/app");
   const auto& aud = resp.claims().fields().at("aud");
@@ -421,34 +433,16 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidReturnsIdAndAudienceArray) {
 TEST_F(WorkloadApiTest, ValidateJwtSvidWithWrongAudienceIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token =
-      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://example.org/app"),
-                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
-  auto stub = Stub();
-  grpc::ClientContext ctx;
-  Header(&ctx);
-  ValidateJWTSVIDRequest req;
-  req.set_audience("other");
-  req.set_svid(token);
   ValidateJWTSVIDResponse resp;
-  EXPECT_EQ(stub->ValidateJWTSVID(&ctx, req, &resp).error_code(),
+  EXPECT_EQ(Validate("other", SignToken("spiffe://example.org/app"), &resp).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
   cache_.Publish(ReadySnapshot());
   StartServer();
-  std::string token =
-      *common::SignJwtSvid(pki_.jwt_key, "kid1", *SpiffeId::Parse("spiffe://other.org/app"),
-                           {"svc"}, absl::Now(), absl::Now() + absl::Minutes(5));
-  auto stub = Stub();
-  grpc::ClientContext ctx;
-  Header(&ctx);
-  ValidateJWTSVIDRequest req;
-  req.set_audience("svc");
-  req.set_svid(token);
   ValidateJWTSVIDResponse resp;
-  EXPECT_EQ(stub->ValidateJWTSVID(&ctx, req, &resp).error_code(),
+  EXPECT_EQ(Validate("svc", SignToken("spiffe://other.org/app"), &resp).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
