@@ -20,6 +20,7 @@
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/health.h"
+#include "common/jwt.h"
 #include "common/status.h"
 #include "transport/spiffe_tls.h"
 #include "trellis/server/v1/agent.grpc.pb.h"
@@ -619,8 +620,19 @@ absl::Status Agent::SyncEntries() {
       auto cert = common::Certificate::FromDer(a.asn1());
       if (cert.ok()) tainted.insert(cert->SubjectKeyId());
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    tainted_key_ids_ = std::move(tainted);
+    std::set<std::string> tainted_kids;
+    for (const auto& a : resp.bundle().jwt_authorities()) {
+      if (a.tainted()) tainted_kids.insert(a.key_id());
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      tainted_key_ids_ = std::move(tainted);
+    }
+    // JWT-SVIDs signed by a tainted key are fetched again on the next request.
+    std::lock_guard<std::mutex> lock(jwt_mu_);
+    for (auto it = jwt_cache_.begin(); it != jwt_cache_.end();) {
+      it = tainted_kids.count(it->second.kid) ? jwt_cache_.erase(it) : std::next(it);
+    }
   }
   std::map<std::string, std::shared_ptr<const common::Bundle>> fed_updates;
   for (const auto& fb : resp.federated_bundles()) {
@@ -751,6 +763,15 @@ absl::Status Agent::MintSvids() {
     if (minted > 0) Log("info", absl::StrCat("minted ", minted, " workload SVID(s)"));
   }
   return absl::OkStatus();
+}
+
+std::string Agent::TokenKid(const std::string& token) {
+  auto header = common::Base64UrlDecode(token.substr(0, token.find('.')));
+  if (!header.ok()) return "";
+  // The server signed it; a header we cannot read just never matches a tainted kid.
+  nlohmann::json j = nlohmann::json::parse(*header, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object() || !j.contains("kid") || !j["kid"].is_string()) return "";
+  return j["kid"].get<std::string>();
 }
 
 bool Agent::IssuedByTainted(const workload_api::CachedSvid& svid) const {
@@ -938,6 +959,7 @@ absl::StatusOr<std::string> Agent::MintJwt(const workload_api::CachedEntry& entr
   }
   JwtCacheItem item;
   item.token = resp.svid().token();
+  item.kid = TokenKid(item.token);
   absl::Time issued =
       resp.svid().issued_at() > 0 ? absl::FromUnixSeconds(resp.svid().issued_at()) : now;
   item.expires_at = absl::FromUnixSeconds(resp.svid().expires_at());

@@ -79,6 +79,7 @@ class Agent {
  private:
   struct JwtCacheItem {
     std::string token;
+    std::string kid;  // signing key, so a taint of that key drops the token
     absl::Time renew_at;
     absl::Time expires_at;
   };
@@ -97,6 +98,8 @@ class Agent {
   bool PruneExpired();
   // True when the SVID chains to an authority the server marked tainted (requires mu_).
   bool IssuedByTainted(const workload_api::CachedSvid& svid) const;
+  // The "kid" of a compact JWS header ("" when absent).
+  static std::string TokenKid(const std::string& token);
   // False when nothing a workload can see changed (nothing was published).
   bool Publish();
   void SyncLoop();

@@ -34,7 +34,7 @@ int RunServerCommand(const std::vector<std::string>& args, std::ostream& out, st
     for (char& c : msg) {
       if (c == '\n') c = ' ';
     }
-    err << "Error: " << msg << "\n";
+    err << "Error: " << msg << " (" << absl::StatusCodeToString(run.code()) << ")\n";
     return 1;
   }
   return 0;

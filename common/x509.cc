@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -630,39 +631,14 @@ absl::StatusOr<std::string> X509SvidIssuer::SignDigest(std::string_view tbs) con
 
 // ---- Verification ----
 
-absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
-                                        const std::vector<Certificate>& authorities,
-                                        const TrustDomain& trust_domain, absl::Time now) {
-  if (chain.empty()) return absl::InvalidArgumentError("empty X509-SVID chain");
-  if (chain.size() > kMaxChainLength) {
-    return absl::InvalidArgumentError(absl::StrCat("X509-SVID chain has ", chain.size(),
-                                                   " certificates (max ", kMaxChainLength, ")"));
-  }
-  auto fail = [](const std::string& why) {
-    return absl::UnauthenticatedError("X509-SVID: " + why);
-  };
-  const Certificate& leaf = chain[0];
-  auto id = leaf.GetSpiffeId();
-  if (!id.ok()) return fail(std::string(id.status().message()));
-  if (id->IsTrustDomainId()) return fail("leaf SPIFFE ID has no path");
-  if (!id->MemberOf(trust_domain)) {
-    return fail("leaf SPIFFE ID " + id->String() + " is not in trust domain " +
-                trust_domain.name());
-  }
-  if (leaf.IsCa()) return fail("leaf is a CA certificate");
-  uint32_t ku = leaf.key_usage();
-  if (!(ku & kKeyUsageDigitalSignature)) return fail("leaf key usage lacks digitalSignature");
-  if (ku & (kKeyUsageKeyCertSign | kKeyUsageCrlSign)) {
-    return fail("leaf key usage has keyCertSign or cRLSign");
-  }
-  for (size_t i = 1; i < chain.size(); ++i) {
-    if (!chain[i].IsCa() || !(chain[i].key_usage() & kKeyUsageKeyCertSign)) {
-      return fail(absl::StrCat("chain certificate ", i + 1, " is not a CA with keyCertSign"));
-    }
-  }
-  if (authorities.empty())
-    return fail("no X.509 authorities for trust domain " + trust_domain.name());
+namespace {
 
+// Builds and checks the path from chain[0] through chain[1..] to one of `authorities` (each a
+// trust anchor) at `now`; every certificate above chain[0] must be a CA with keyCertSign.
+absl::Status VerifyPath(const std::vector<Certificate>& chain,
+                        const std::vector<Certificate>& authorities, absl::Time now,
+                        const std::function<absl::Status(const std::string&)>& fail) {
+  const Certificate& leaf = chain[0];
   X509StorePtr store(X509_STORE_new());
   X509StackPtr untrusted(sk_X509_new_null());
   X509StoreCtxPtr ctx(X509_STORE_CTX_new());
@@ -700,7 +676,72 @@ absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
       return fail(absl::StrCat("chain certificate ", i + 1, " is not a CA with keyCertSign"));
     }
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
+                                        const std::vector<Certificate>& authorities,
+                                        const TrustDomain& trust_domain, absl::Time now) {
+  if (chain.empty()) return absl::InvalidArgumentError("empty X509-SVID chain");
+  if (chain.size() > kMaxChainLength) {
+    return absl::InvalidArgumentError(absl::StrCat("X509-SVID chain has ", chain.size(),
+                                                   " certificates (max ", kMaxChainLength, ")"));
+  }
+  auto fail = [](const std::string& why) {
+    return absl::UnauthenticatedError("X509-SVID: " + why);
+  };
+  const Certificate& leaf = chain[0];
+  auto id = leaf.GetSpiffeId();
+  if (!id.ok()) return fail(std::string(id.status().message()));
+  if (id->IsTrustDomainId()) return fail("leaf SPIFFE ID has no path");
+  if (!id->MemberOf(trust_domain)) {
+    return fail("leaf SPIFFE ID " + id->String() + " is not in trust domain " +
+                trust_domain.name());
+  }
+  if (leaf.IsCa()) return fail("leaf is a CA certificate");
+  uint32_t ku = leaf.key_usage();
+  if (!(ku & kKeyUsageDigitalSignature)) return fail("leaf key usage lacks digitalSignature");
+  if (ku & (kKeyUsageKeyCertSign | kKeyUsageCrlSign)) {
+    return fail("leaf key usage has keyCertSign or cRLSign");
+  }
+  for (size_t i = 1; i < chain.size(); ++i) {
+    if (!chain[i].IsCa() || !(chain[i].key_usage() & kKeyUsageKeyCertSign)) {
+      return fail(absl::StrCat("chain certificate ", i + 1, " is not a CA with keyCertSign"));
+    }
+  }
+  if (authorities.empty())
+    return fail("no X.509 authorities for trust domain " + trust_domain.name());
+
+  TRELLIS_RETURN_IF_ERROR(VerifyPath(chain, authorities, now, fail));
   return *std::move(id);
+}
+
+absl::Status VerifyCaChain(const std::vector<Certificate>& chain,
+                           const std::vector<Certificate>& authorities,
+                           const TrustDomain& trust_domain, absl::Time now) {
+  if (chain.empty()) return absl::InvalidArgumentError("empty CA chain");
+  if (chain.size() > kMaxChainLength) {
+    return absl::InvalidArgumentError(absl::StrCat("CA chain has ", chain.size(),
+                                                   " certificates (max ", kMaxChainLength, ")"));
+  }
+  auto fail = [](const std::string& why) {
+    return absl::UnauthenticatedError("CA chain: " + why);
+  };
+  if (authorities.empty()) return fail("no X.509 authorities to verify against");
+  for (size_t i = 0; i < chain.size(); ++i) {
+    if (!chain[i].IsCa() || !(chain[i].key_usage() & kKeyUsageKeyCertSign)) {
+      return fail(absl::StrCat("certificate ", i + 1, " is not a CA with keyCertSign"));
+    }
+  }
+  auto id = chain[0].GetSpiffeId();
+  if (!id.ok()) return fail(std::string(id.status().message()));
+  if (!id->IsTrustDomainId() || !id->MemberOf(trust_domain)) {
+    return fail("CA URI SAN " + id->String() + " is not the trust domain ID of " +
+                trust_domain.name());
+  }
+  return VerifyPath(chain, authorities, now, fail);
 }
 
 // ---- Reference path ----

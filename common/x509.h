@@ -172,6 +172,13 @@ absl::StatusOr<SpiffeId> VerifyX509Svid(const std::vector<Certificate>& chain,
                                         const std::vector<Certificate>& authorities,
                                         const TrustDomain& trust_domain, absl::Time now);
 
+// Verifies a CA chain (the CA first, then intermediates) against `authorities` (every one a
+// trust anchor) at `now`: each certificate a CA with keyCertSign, the first carrying the trust
+// domain ID as URI SAN. UNAUTHENTICATED for every verification failure.
+absl::Status VerifyCaChain(const std::vector<Certificate>& chain,
+                           const std::vector<Certificate>& authorities,
+                           const TrustDomain& trust_domain, absl::Time now);
+
 // OK when `key` is the private half of `cert`'s public key; INVALID_ARGUMENT otherwise.
 absl::Status CheckKeyMatchesCertificate(const PrivateKey& key, const Certificate& cert);
 

@@ -5,6 +5,7 @@
 
 #include "datastore/datastore.h"
 #include "server/api_convert.h"
+#include "server/ca_manager.h"
 #include "server/runtime_log.h"
 
 namespace trellis::server {
@@ -444,6 +445,114 @@ grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
   if (!st.ok()) return ToGrpc(st);
   LogInfo("Federated bundle deleted", {{"trust_domain", td->name()}});
   if (options_.after_bundle_write) options_.after_bundle_write();
+  return grpc::Status::OK;
+}
+
+// ---- Local and upstream authorities ----
+
+namespace {
+
+void FillAuthority(const CaManager::AuthorityInfo& info, v1::AuthorityState* out) {
+  out->set_authority_id(info.id);
+  out->set_expires_at(absl::ToUnixSeconds(info.expires_at));
+  out->set_upstream_authority_subject_key_id(info.upstream_subject_key_id);
+}
+
+absl::Status NeedId(const std::string& id, const char* what) {
+  if (id.empty()) return absl::InvalidArgumentError(std::string(what) + ": is required");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::Status AdminService::GetAuthorityState(ServerContext*,
+                                             const v1::GetAuthorityStateRequest* req,
+                                             v1::GetAuthorityStateResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  CaManager::AuthorityStates states = req->kind() == v1::AUTHORITY_JWT
+                                          ? options_.ca->JwtAuthorities()
+                                          : options_.ca->X509Authorities();
+  if (states.active) FillAuthority(*states.active, resp->mutable_active());
+  if (states.prepared) FillAuthority(*states.prepared, resp->mutable_prepared());
+  if (states.old) FillAuthority(*states.old, resp->mutable_old());
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityRequest* req,
+                                            v1::AuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
+  auto info = jwt ? options_.ca->PrepareJwt() : options_.ca->PrepareX509();
+  if (!info.ok()) return ToGrpc(info.status());
+  FillAuthority(*info, resp->mutable_authority());
+  LogInfo(jwt ? "JWT authority prepared" : "X.509 authority prepared",
+          {{"authority_id", info->id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ActivateAuthority(ServerContext*, const v1::AuthorityRequest* req,
+                                             v1::AuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
+  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
+  auto info = jwt ? options_.ca->ActivateJwt(req->authority_id())
+                  : options_.ca->ActivateX509(req->authority_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillAuthority(*info, resp->mutable_authority());
+  LogInfo(jwt ? "JWT authority activated" : "X.509 authority activated",
+          {{"authority_id", info->id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::TaintAuthority(ServerContext*, const v1::AuthorityRequest* req,
+                                          v1::AuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
+  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
+  auto info = jwt ? options_.ca->TaintJwt(req->authority_id())
+                  : options_.ca->TaintX509(req->authority_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillAuthority(*info, resp->mutable_authority());
+  LogInfo(jwt ? "JWT authority tainted" : "X.509 authority tainted", {{"authority_id", info->id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RevokeAuthority(ServerContext*, const v1::AuthorityRequest* req,
+                                           v1::AuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
+  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
+  auto info = jwt ? options_.ca->RevokeJwt(req->authority_id())
+                  : options_.ca->RevokeX509(req->authority_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillAuthority(*info, resp->mutable_authority());
+  LogInfo(jwt ? "JWT authority revoked" : "X.509 authority revoked", {{"authority_id", info->id}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,
+                                                  const v1::UpstreamAuthorityRequest* req,
+                                                  v1::UpstreamAuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = options_.ca->TaintUpstreamX509(req->subject_key_id()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  resp->set_subject_key_id(req->subject_key_id());
+  LogInfo("Upstream X.509 authority tainted", {{"subject_key_id", req->subject_key_id()}});
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RevokeUpstreamAuthority(ServerContext*,
+                                                   const v1::UpstreamAuthorityRequest* req,
+                                                   v1::UpstreamAuthorityResponse* resp) {
+  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok()) return ToGrpc(s);
+  if (absl::Status s = options_.ca->RevokeUpstreamX509(req->subject_key_id()); !s.ok()) {
+    return ToGrpc(s);
+  }
+  resp->set_subject_key_id(req->subject_key_id());
+  LogInfo("Upstream X.509 authority revoked", {{"subject_key_id", req->subject_key_id()}});
   return grpc::Status::OK;
 }
 

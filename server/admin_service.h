@@ -16,6 +16,8 @@ class DataStore;
 
 namespace trellis::server {
 
+class CaManager;
+
 class AdminService final : public ::trellis::server::v1::Admin::Service {
  public:
   struct SubsystemHealth {
@@ -33,6 +35,8 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
     std::function<void()> after_bundle_write;
     // Health of the subsystems besides the datastore (CA, entry index, ...).
     std::function<std::map<std::string, SubsystemHealth>()> health;
+    // Local and upstream authority operations; UNAVAILABLE when null.
+    CaManager* ca = nullptr;
   };
 
   AdminService(datastore::DataStore* ds, Options options);
@@ -65,6 +69,20 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
                                   v1::Bundle*) override;
   grpc::Status DeleteFederatedBundle(ServerContext*, const v1::DeleteFederatedBundleRequest*,
                                      v1::Empty*) override;
+  grpc::Status GetAuthorityState(ServerContext*, const v1::GetAuthorityStateRequest*,
+                                 v1::GetAuthorityStateResponse*) override;
+  grpc::Status PrepareAuthority(ServerContext*, const v1::AuthorityRequest*,
+                                v1::AuthorityResponse*) override;
+  grpc::Status ActivateAuthority(ServerContext*, const v1::AuthorityRequest*,
+                                 v1::AuthorityResponse*) override;
+  grpc::Status TaintAuthority(ServerContext*, const v1::AuthorityRequest*,
+                              v1::AuthorityResponse*) override;
+  grpc::Status RevokeAuthority(ServerContext*, const v1::AuthorityRequest*,
+                               v1::AuthorityResponse*) override;
+  grpc::Status TaintUpstreamAuthority(ServerContext*, const v1::UpstreamAuthorityRequest*,
+                                      v1::UpstreamAuthorityResponse*) override;
+  grpc::Status RevokeUpstreamAuthority(ServerContext*, const v1::UpstreamAuthorityRequest*,
+                                       v1::UpstreamAuthorityResponse*) override;
   grpc::Status Health(ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
 
  private:

@@ -8,10 +8,12 @@
 #include <algorithm>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/csr.h"
 #include "common/file_util.h"
 #include "common/jwt.h"
 #include "common/status.h"
@@ -70,11 +72,12 @@ class DiskUpstreamAuthority final : public UpstreamAuthority {
         roots_(std::move(roots)),
         clock_(clock) {}
 
-  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& ca_key,
+  absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& ca_key,
                                         const common::TrustDomain& td,
                                         absl::Duration ttl) override {
-    TRELLIS_ASSIGN_OR_RETURN(common::Certificate ca,
-                             common::CreateIntermediateCa(cert_, key_, ca_key, td, ttl, clock_));
+    TRELLIS_ASSIGN_OR_RETURN(common::Certificate ca, common::CreateIntermediateCa(
+                                                         cert_, key_, ca_key.public_key(), td,
+                                                         ttl, clock_));
     MintResult result;
     result.ca_chain.push_back(std::move(ca));
     for (const auto& c : intermediates_) result.ca_chain.push_back(c);
@@ -179,6 +182,20 @@ struct CaManager::State {
   std::shared_ptr<const Signer> signer;                                        // guarded by mu
   std::function<void(std::shared_ptr<const common::Bundle>)> bundle_listener;  // guarded by mu
   std::function<void()> activation_listener;                                   // guarded by mu
+  // The authority retired by the last activation, until pruned (operators taint/revoke it).
+  std::optional<X509Slot> x509_old;  // guarded by mu
+  std::optional<JwtSlot> jwt_old;    // guarded by mu
+  // Backoff between failed upstream calls (guarded by ops_mu).
+  absl::Time next_upstream_attempt = absl::InfinitePast();
+  int upstream_failures = 0;
+  // Latest CA minted for each downstream server: the key ids its chain depends on.
+  struct DownstreamMint {
+    std::set<std::string> key_ids;
+    absl::Time not_after;
+  };
+  std::map<std::string, DownstreamMint> downstream_mints;  // guarded by mu
+  // The upstream's bundle as last received (nested servers).
+  std::optional<datastore::Bundle> upstream_bundle;  // guarded by mu
 };
 
 CaManager::CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
@@ -304,8 +321,28 @@ absl::Status CaManager::Start() {
   TRELLIS_ASSIGN_OR_RETURN(auto journal, ds_->ListCaJournal(options_.server_instance_id));
   const absl::Time now = clock_.Now();
   for (const CaJournalEntry& e : journal) {
-    if (e.status == AuthorityStatus::kOld) continue;
     if (e.not_after <= now) continue;
+    if (e.status == AuthorityStatus::kOld) {
+      // The newest retired authority stays visible to operators (taint, revoke) until pruned.
+      if (e.kind == AuthorityKind::kX509) {
+        std::vector<common::Certificate> chain, roots;
+        auto key = km_->GetKey(X509KeyId(e.authority_id));
+        if (ParseX509JournalData(e.data, &chain, &roots).ok() && key.ok()) {
+          std::lock_guard<std::mutex> lock(state_->mu);
+          state_->x509_old = State::X509Slot{e.authority_id, std::move(chain), std::move(roots),
+                                             std::move(*key), nullptr};
+        }
+      } else {
+        auto not_before = ParseJwtJournalData(e.data);
+        auto key = km_->GetKey(JwtKeyId(e.authority_id));
+        if (not_before.ok() && key.ok()) {
+          std::lock_guard<std::mutex> lock(state_->mu);
+          state_->jwt_old = State::JwtSlot{e.authority_id, std::move(*key), *not_before,
+                                           e.not_after};
+        }
+      }
+      continue;
+    }
     if (e.kind == AuthorityKind::kX509) {
       std::vector<common::Certificate> chain, roots;
       if (auto s = ParseX509JournalData(e.data, &chain, &roots); !s.ok()) {
@@ -388,7 +425,17 @@ absl::Status CaManager::Start() {
     }
   }
   if (!x509.empty() || !jwt.empty()) TRELLIS_RETURN_IF_ERROR(AppendToBundle(x509, jwt));
-  TRELLIS_RETURN_IF_ERROR(RotateLocked());
+  if (absl::Status rotated = RotateLocked(); !rotated.ok()) {
+    // A persisted, unexpired CA keeps this server signing while its upstream is unreachable.
+    bool have_ca;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      have_ca = state_->x509_active.has_value();
+    }
+    if (!have_ca) return rotated;
+    Warn("rotation at start-up failed, continuing with the persisted authorities: " +
+         rotated.ToString());
+  }
   // Publish whatever the store holds now, even when nothing changed during start-up.
   return ReloadBundle(/*force_notify=*/true);
 }
@@ -460,6 +507,63 @@ absl::Status CaManager::ReloadBundle(bool force_notify) {
   return absl::OkStatus();
 }
 
+namespace {
+
+std::string Hex(const std::string& raw) { return absl::BytesToHexString(raw); }
+
+// True when a certificate of `chain` is, or is signed by, an authority in `key_ids`.
+bool ChainTouches(const std::vector<common::Certificate>& chain,
+                  const std::set<std::string>& key_ids) {
+  if (key_ids.empty()) return false;
+  for (const auto& c : chain) {
+    if (key_ids.count(c.SubjectKeyId()) || key_ids.count(c.AuthorityKeyId())) return true;
+  }
+  return false;
+}
+
+constexpr absl::Duration kUpstreamBackoffMin = absl::Seconds(1);
+constexpr absl::Duration kUpstreamBackoffMax = absl::Seconds(30);
+
+}  // namespace
+
+std::set<std::string> CaManager::TaintedX509KeyIds() const {
+  std::set<std::string> out;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->stored_bundle) return out;
+  for (const auto& a : state_->stored_bundle->x509_authorities) {
+    if (!a.tainted) continue;
+    auto cert = common::Certificate::FromDer(a.ca_der);
+    if (cert.ok()) out.insert(cert->SubjectKeyId());
+  }
+  return out;
+}
+
+bool CaManager::JwtKidTainted(const std::string& kid) const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (!state_->stored_bundle) return false;
+  for (const auto& a : state_->stored_bundle->jwt_authorities) {
+    if (a.kid == kid) return a.tainted;
+  }
+  return false;
+}
+
+bool CaManager::UpstreamAttemptAllowed() const {
+  return clock_.Now() >= state_->next_upstream_attempt;
+}
+
+void CaManager::UpstreamCallDone(const absl::Status& result) {
+  if (result.ok()) {
+    state_->upstream_failures = 0;
+    state_->next_upstream_attempt = absl::InfinitePast();
+    return;
+  }
+  // Exponential backoff so an unreachable upstream is not hammered by every tick.
+  absl::Duration wait = kUpstreamBackoffMin;
+  for (int i = 0; i < state_->upstream_failures && wait < kUpstreamBackoffMax; ++i) wait *= 2;
+  state_->upstream_failures++;
+  state_->next_upstream_attempt = clock_.Now() + std::min(wait, kUpstreamBackoffMax);
+}
+
 absl::StatusOr<CaManager::X509Candidate> CaManager::NewX509Ca() {
   TRELLIS_ASSIGN_OR_RETURN(std::string raw, RandomBytes(10));
   const std::string id = absl::BytesToHexString(raw);
@@ -467,17 +571,30 @@ absl::StatusOr<CaManager::X509Candidate> CaManager::NewX509Ca() {
                            km_->GenerateKey(X509KeyId(id), options_.ca_key_type));
   std::vector<common::Certificate> chain, roots;
   if (options_.upstream) {
-    auto minted =
-        options_.upstream->MintX509Ca(key.public_key(), options_.trust_domain, options_.ca_ttl);
+    auto minted = options_.upstream->MintX509Ca(key, options_.trust_domain, options_.ca_ttl);
+    UpstreamCallDone(minted.status());
     if (!minted.ok()) {
       (void)km_->DeleteKey(X509KeyId(id));
       return Annotate(minted.status(), "minting a CA from the upstream authority");
     }
-    // Checked before use: an upstream that answers with someone else's CA is refused.
+    // Checked before use: an upstream that answers with someone else's CA, a chain that does
+    // not lead to the roots, or a chain through a tainted authority is refused.
+    absl::Status usable;
     if (minted->ca_chain.empty() || minted->roots.empty() ||
         !(minted->ca_chain.front().public_key() == key.public_key())) {
+      usable = absl::InternalError("upstream authority returned a CA for another key");
+    } else if (absl::Status v = common::VerifyCaChain(minted->ca_chain, minted->roots,
+                                                      options_.trust_domain, clock_.Now());
+               !v.ok()) {
+      usable = Annotate(v, "upstream authority returned a CA chain that does not verify");
+    } else if (ChainTouches(minted->ca_chain, TaintedX509KeyIds())) {
+      usable = absl::UnavailableError(
+          "upstream authority still signs with a tainted authority; retrying later");
+    }
+    if (!usable.ok()) {
+      UpstreamCallDone(usable);
       (void)km_->DeleteKey(X509KeyId(id));
-      return absl::InternalError("upstream authority returned an unusable CA chain");
+      return usable;
     }
     chain = std::move(minted->ca_chain);
     roots = std::move(minted->roots);
@@ -499,9 +616,20 @@ absl::StatusOr<CaManager::JwtCandidate> CaManager::NewJwtKey() {
   TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key,
                            km_->GenerateKey(JwtKeyId(kid), options_.jwt_key_type));
   const absl::Time now = clock_.Now();
-  absl::Time not_after = now + options_.ca_ttl;
-  // A JWT key never outlives the X.509 CA chain it is published alongside when an upstream
-  // bounds our lifetime; for a self-signed root ca_ttl is the bound.
+  const absl::Time not_after = now + options_.ca_ttl;
+  if (options_.upstream && options_.upstream->OwnsBundle()) {
+    // Published before it signs anything, so every branch can validate its tokens.
+    auto published =
+        options_.upstream->PublishJwtAuthority({kid, key.spki_der(), not_after, false});
+    UpstreamCallDone(published.status());
+    if (!published.ok()) {
+      (void)km_->DeleteKey(JwtKeyId(kid));
+      return Annotate(published.status(), "publishing a JWT key to the upstream authority");
+    }
+    if (absl::Status m = MergeUpstreamBundleLocked(*published); !m.ok()) {
+      Warn("applying the upstream bundle failed: " + m.ToString());
+    }
+  }
   return JwtCandidate{kid, std::move(key), now, not_after};
 }
 
@@ -535,6 +663,75 @@ absl::Duration Lifetime(absl::Time nb, absl::Time na) { return na - nb; }
 
 }  // namespace
 
+absl::Status CaManager::PrepareX509Locked(bool forced) {
+  if (options_.upstream && !forced && !UpstreamAttemptAllowed()) {
+    return absl::UnavailableError("waiting to retry the upstream authority");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(X509Candidate fresh, NewX509Ca());
+  const absl::Time now = clock_.Now();
+  const common::Certificate& ca = fresh.chain.front();
+  {
+    // A CA cut short by its upstream's own expiry is not worth activating while the current
+    // one lives longer: it would need replacing at once (and could lapse unnoticed).
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (options_.upstream && state_->x509_active &&
+        ca.not_after() - now < ActivateThreshold(options_.ca_ttl) &&
+        state_->x509_active->ca().not_after() >= ca.not_after()) {
+      (void)km_->DeleteKey(X509KeyId(fresh.id));
+      absl::Status short_lived = absl::UnavailableError(
+          "upstream authority returned a CA valid only until " + absl::FormatTime(ca.not_after()) +
+          ", too short to activate; retrying later");
+      UpstreamCallDone(short_lived);
+      return short_lived;
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, fresh.id, AuthorityStatus::kPrepared,
+                                  X509JournalData(fresh.chain, fresh.roots), ca.not_after()));
+  State::X509Slot slot{fresh.id, fresh.chain, fresh.roots, fresh.key, nullptr};
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->x509_prepared = slot;
+  }
+  // Published before it signs anything, so agents already trust it at activation.
+  std::vector<datastore::X509Authority> roots;
+  for (const auto& r : slot.roots) roots.push_back({r.der(), r.not_after(), false});
+  return AppendToBundle(roots, {});
+}
+
+absl::Status CaManager::ActivateX509Locked() {
+  std::optional<State::X509Slot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->x509_active;
+    prepared = state_->x509_prepared;
+  }
+  if (!prepared) return absl::FailedPreconditionError("no prepared X.509 authority");
+  TRELLIS_ASSIGN_OR_RETURN(auto issuer,
+                           common::X509SvidIssuer::Create(prepared->ca(), prepared->key, clock_));
+  prepared->issuer = std::move(issuer);
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, prepared->id, AuthorityStatus::kActive,
+                                  X509JournalData(prepared->chain, prepared->roots),
+                                  prepared->ca().not_after()));
+  if (active) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, active->id, AuthorityStatus::kOld,
+                                    X509JournalData(active->chain, active->roots),
+                                    active->ca().not_after()));
+  }
+  std::function<void()> listener;
+  auto signer = MakeSigner(prepared->issuer, prepared->chain);
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (active) state_->x509_old = std::move(active);
+    state_->x509_active = std::move(prepared);
+    state_->signer = std::move(signer);
+    state_->x509_prepared.reset();
+    state_->x509_generation++;
+    listener = state_->activation_listener;
+  }
+  if (listener) listener();
+  return absl::OkStatus();
+}
+
 absl::Status CaManager::RotateX509Locked() {
   const absl::Time now = clock_.Now();
   std::optional<State::X509Slot> active, prepared;
@@ -543,11 +740,14 @@ absl::Status CaManager::RotateX509Locked() {
     active = state_->x509_active;
     prepared = state_->x509_prepared;
   }
+  const std::set<std::string> tainted = TaintedX509KeyIds();
   auto usable = [&](const State::X509Slot& s) {
     const auto& ca = s.ca();
-    return ca.not_after() - now >= ActivateThreshold(Lifetime(ca.not_before(), ca.not_after()));
+    return ca.not_after() - now >= ActivateThreshold(Lifetime(ca.not_before(), ca.not_after())) &&
+           !ChainTouches(s.chain, tainted);
   };
-  // A prepared CA that is already too short-lived to be worth activating is dropped.
+  // A prepared CA that is already too short-lived to be worth activating, or that chains to
+  // a tainted authority, is dropped.
   if (prepared && !usable(*prepared)) {
     TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, prepared->id, AuthorityStatus::kOld,
                                     X509JournalData(prepared->chain, prepared->roots),
@@ -566,47 +766,55 @@ absl::Status CaManager::RotateX509Locked() {
     const absl::Duration remaining = ca.not_after() - now;
     if (remaining < PrepareThreshold(life)) need_prepare = true;
     if (remaining < ActivateThreshold(life)) need_activate = true;
+    // Tainted above us: replace the CA at once (the upstream already signs with another).
+    if (ChainTouches(active->chain, tainted)) need_prepare = need_activate = true;
   }
   if ((need_prepare || need_activate) && !prepared) {
-    TRELLIS_ASSIGN_OR_RETURN(X509Candidate fresh, NewX509Ca());
-    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, fresh.id, AuthorityStatus::kPrepared,
-                                    X509JournalData(fresh.chain, fresh.roots),
-                                    fresh.chain.front().not_after()));
-    State::X509Slot slot{fresh.id, fresh.chain, fresh.roots, fresh.key, nullptr};
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->x509_prepared = slot;
+    absl::Status p = PrepareX509Locked(/*forced=*/false);
+    // Waiting out the backoff is not a failure worth reporting on every tick.
+    if (!p.ok() && p.message() == "waiting to retry the upstream authority") {
+      return absl::OkStatus();
     }
-    prepared = slot;
-    // Published before it signs anything, so agents already trust it at activation.
-    std::vector<datastore::X509Authority> roots;
-    for (const auto& r : slot.roots) roots.push_back({r.der(), r.not_after(), false});
-    TRELLIS_RETURN_IF_ERROR(AppendToBundle(roots, {}));
+    TRELLIS_RETURN_IF_ERROR(p);
   }
   if (!need_activate) return absl::OkStatus();
+  return ActivateX509Locked();
+}
 
-  TRELLIS_ASSIGN_OR_RETURN(auto issuer,
-                           common::X509SvidIssuer::Create(prepared->ca(), prepared->key, clock_));
-  prepared->issuer = std::move(issuer);
-  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, prepared->id, AuthorityStatus::kActive,
-                                  X509JournalData(prepared->chain, prepared->roots),
-                                  prepared->ca().not_after()));
-  if (active) {
-    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, active->id, AuthorityStatus::kOld,
-                                    X509JournalData(active->chain, active->roots),
-                                    active->ca().not_after()));
+absl::Status CaManager::PrepareJwtLocked(bool forced) {
+  if (options_.upstream && options_.upstream->OwnsBundle() && !forced &&
+      !UpstreamAttemptAllowed()) {
+    return absl::UnavailableError("waiting to retry the upstream authority");
   }
-  std::function<void()> listener;
-  auto signer = MakeSigner(prepared->issuer, prepared->chain);
+  TRELLIS_ASSIGN_OR_RETURN(JwtCandidate fresh, NewJwtKey());
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, fresh.kid, AuthorityStatus::kPrepared,
+                                  JwtJournalData(fresh.not_before), fresh.not_after));
+  State::JwtSlot slot{fresh.kid, fresh.key, fresh.not_before, fresh.not_after};
   {
     std::lock_guard<std::mutex> lock(state_->mu);
-    state_->x509_active = std::move(prepared);
-    state_->signer = std::move(signer);
-    state_->x509_prepared.reset();
-    state_->x509_generation++;
-    listener = state_->activation_listener;
+    state_->jwt_prepared = slot;
   }
-  if (listener) listener();
+  return AppendToBundle({}, {{slot.kid, slot.key.spki_der(), slot.not_after, false}});
+}
+
+absl::Status CaManager::ActivateJwtLocked() {
+  std::optional<State::JwtSlot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->jwt_active;
+    prepared = state_->jwt_prepared;
+  }
+  if (!prepared) return absl::FailedPreconditionError("no prepared JWT authority");
+  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, prepared->kid, AuthorityStatus::kActive,
+                                  JwtJournalData(prepared->not_before), prepared->not_after));
+  if (active) {
+    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, active->kid, AuthorityStatus::kOld,
+                                    JwtJournalData(active->not_before), active->not_after));
+  }
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (active) state_->jwt_old = std::move(active);
+  state_->jwt_active = std::move(prepared);
+  state_->jwt_prepared.reset();
   return absl::OkStatus();
 }
 
@@ -619,7 +827,8 @@ absl::Status CaManager::RotateJwtLocked() {
     prepared = state_->jwt_prepared;
   }
   auto usable = [&](const State::JwtSlot& s) {
-    return s.not_after - now >= ActivateThreshold(Lifetime(s.not_before, s.not_after));
+    return s.not_after - now >= ActivateThreshold(Lifetime(s.not_before, s.not_after)) &&
+           !JwtKidTainted(s.kid);
   };
   if (prepared && !usable(*prepared)) {
     TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, prepared->kid, AuthorityStatus::kOld,
@@ -637,31 +846,18 @@ absl::Status CaManager::RotateJwtLocked() {
     const absl::Duration remaining = active->not_after - now;
     if (remaining < PrepareThreshold(life)) need_prepare = true;
     if (remaining < ActivateThreshold(life)) need_activate = true;
+    // Tainted (by an operator at the root tier): replace it at once.
+    if (JwtKidTainted(active->kid)) need_prepare = need_activate = true;
   }
   if ((need_prepare || need_activate) && !prepared) {
-    TRELLIS_ASSIGN_OR_RETURN(JwtCandidate fresh, NewJwtKey());
-    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, fresh.kid, AuthorityStatus::kPrepared,
-                                    JwtJournalData(fresh.not_before), fresh.not_after));
-    State::JwtSlot slot{fresh.kid, fresh.key, fresh.not_before, fresh.not_after};
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      state_->jwt_prepared = slot;
+    absl::Status p = PrepareJwtLocked(/*forced=*/false);
+    if (!p.ok() && p.message() == "waiting to retry the upstream authority") {
+      return absl::OkStatus();
     }
-    prepared = slot;
-    TRELLIS_RETURN_IF_ERROR(
-        AppendToBundle({}, {{slot.kid, slot.key.spki_der(), slot.not_after, false}}));
+    TRELLIS_RETURN_IF_ERROR(p);
   }
   if (!need_activate) return absl::OkStatus();
-  TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, prepared->kid, AuthorityStatus::kActive,
-                                  JwtJournalData(prepared->not_before), prepared->not_after));
-  if (active) {
-    TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, active->kid, AuthorityStatus::kOld,
-                                    JwtJournalData(active->not_before), active->not_after));
-  }
-  std::lock_guard<std::mutex> lock(state_->mu);
-  state_->jwt_active = std::move(prepared);
-  state_->jwt_prepared.reset();
-  return absl::OkStatus();
+  return ActivateJwtLocked();
 }
 
 absl::Status CaManager::PruneLocked() {
@@ -680,6 +876,14 @@ absl::Status CaManager::PruneLocked() {
     TRELLIS_RETURN_IF_ERROR(km_->DeleteKey(key_id));
     TRELLIS_RETURN_IF_ERROR(
         ds_->DeleteCaJournalEntry(options_.server_instance_id, e.kind, e.authority_id));
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (e.kind == AuthorityKind::kX509 && state_->x509_old &&
+        state_->x509_old->id == e.authority_id) {
+      state_->x509_old.reset();
+    }
+    if (e.kind == AuthorityKind::kJwt && state_->jwt_old && state_->jwt_old->kid == e.authority_id) {
+      state_->jwt_old.reset();
+    }
   }
   return absl::OkStatus();
 }
@@ -797,6 +1001,488 @@ uint64_t CaManager::X509Generation() const {
   return state_->x509_generation;
 }
 
+// ---- Nesting ----
+
+absl::StatusOr<UpstreamAuthority::MintResult> CaManager::MintDownstreamCa(
+    std::string_view csr_der, absl::Duration preferred_ttl, const common::SpiffeId& caller) {
+  auto csr = common::CertificateRequest::FromDer(csr_der);
+  if (!csr.ok()) return Annotate(csr.status(), "downstream CA request");
+  if (absl::Status v = csr->VerifySignature(); !v.ok()) {
+    return Annotate(v, "downstream CA request");
+  }
+  if (preferred_ttl < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("preferred_ttl must not be negative");
+  }
+  std::optional<State::X509Slot> active;
+  std::shared_ptr<const common::Bundle> bundle;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->x509_active;
+    bundle = state_->bundle;
+  }
+  if (!active || !bundle) return absl::UnavailableError("no active X.509 CA yet");
+  const absl::Duration ttl = preferred_ttl > absl::ZeroDuration() ? preferred_ttl : options_.ca_ttl;
+  // NotAfter is capped at the active CA's, so a downstream CA never outlives its issuer.
+  TRELLIS_ASSIGN_OR_RETURN(
+      common::Certificate ca,
+      common::CreateIntermediateCa(active->ca(), active->key, csr->public_key(),
+                                   options_.trust_domain, ttl, clock_, options_.ca_subject));
+  UpstreamAuthority::MintResult result;
+  result.ca_chain.push_back(ca);
+  // A self-signed active CA is the root itself, which chains stop below.
+  if (options_.upstream) {
+    for (const auto& c : active->chain) result.ca_chain.push_back(c);
+  }
+  result.roots = bundle->x509_authorities();
+  State::DownstreamMint record;
+  for (const auto& c : result.ca_chain) {
+    record.key_ids.insert(c.SubjectKeyId());
+    record.key_ids.insert(c.AuthorityKeyId());
+  }
+  record.not_after = ca.not_after();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  state_->downstream_mints[caller.String()] = std::move(record);
+  return result;
+}
+
+absl::StatusOr<datastore::Bundle> CaManager::AcceptPublishedJwtAuthority(
+    const datastore::JwtAuthority& authority) {
+  if (authority.kid.empty()) return absl::InvalidArgumentError("JWT authority has no key id");
+  if (auto key = common::PublicKey::FromSpkiDer(authority.public_key_der); !key.ok()) {
+    return Annotate(key.status(), "JWT authority " + authority.kid + " public key");
+  }
+  if (authority.expires_at <= clock_.Now()) {
+    return absl::InvalidArgumentError("JWT authority " + authority.kid + " has already expired");
+  }
+  datastore::JwtAuthority clean = authority;
+  clean.tainted = false;  // tainting is the bundle owner's decision, not the publisher's
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (options_.upstream && options_.upstream->OwnsBundle()) {
+    // Nested: the root holds the trust domain's bundle; it reaches us back on the stream, but
+    // the answer to the publish already carries it.
+    TRELLIS_ASSIGN_OR_RETURN(datastore::Bundle up,
+                             options_.upstream->PublishJwtAuthority(clean));
+    TRELLIS_RETURN_IF_ERROR(MergeUpstreamBundleLocked(up));
+  } else {
+    TRELLIS_RETURN_IF_ERROR(AppendToBundle({}, {clean}));
+  }
+  return StoredBundle();
+}
+
+absl::Status CaManager::ApplyUpstreamBundle(const datastore::Bundle& upstream) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  TRELLIS_RETURN_IF_ERROR(MergeUpstreamBundleLocked(upstream));
+  // Replace at once whatever the upstream has just tainted (no-op otherwise).
+  return RotateLocked();
+}
+
+absl::Status CaManager::MergeUpstreamBundleLocked(const datastore::Bundle& upstream) {
+  if (upstream.trust_domain != options_.trust_domain.name()) {
+    return absl::InvalidArgumentError("upstream bundle is for trust domain " +
+                                      upstream.trust_domain + ", not " +
+                                      options_.trust_domain.name());
+  }
+  if (upstream.x509_authorities.empty()) {
+    return absl::InvalidArgumentError("upstream bundle has no X.509 authority");
+  }
+  std::optional<datastore::Bundle> local;
+  std::vector<datastore::JwtAuthority> own_jwt;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    local = state_->stored_bundle;
+    state_->upstream_bundle = upstream;
+    for (const auto* s : {&state_->jwt_active, &state_->jwt_prepared}) {
+      if (*s) own_jwt.push_back({(*s)->kid, (*s)->key.spki_der(), (*s)->not_after, false});
+    }
+  }
+  datastore::Bundle merged;
+  merged.trust_domain = upstream.trust_domain;
+  merged.refresh_hint_seconds = local && local->refresh_hint_seconds > 0
+                                    ? local->refresh_hint_seconds
+                                    : upstream.refresh_hint_seconds;
+  // Local taint marks stay (an operator here may taint an upstream authority first).
+  auto locally_tainted_x509 = [&](const std::string& der) {
+    if (!local) return false;
+    for (const auto& a : local->x509_authorities) {
+      if (a.ca_der == der) return a.tainted;
+    }
+    return false;
+  };
+  auto locally_tainted_jwt = [&](const std::string& kid) {
+    if (!local) return false;
+    for (const auto& a : local->jwt_authorities) {
+      if (a.kid == kid) return a.tainted;
+    }
+    return false;
+  };
+  for (auto a : upstream.x509_authorities) {
+    a.tainted = a.tainted || locally_tainted_x509(a.ca_der);
+    merged.x509_authorities.push_back(std::move(a));
+  }
+  for (auto a : upstream.jwt_authorities) {
+    a.tainted = a.tainted || locally_tainted_jwt(a.kid);
+    merged.jwt_authorities.push_back(std::move(a));
+  }
+  for (const auto& own : own_jwt) {
+    bool present = std::any_of(merged.jwt_authorities.begin(), merged.jwt_authorities.end(),
+                               [&](const auto& a) { return a.kid == own.kid; });
+    if (!present) merged.jwt_authorities.push_back(own);
+  }
+  if (local && local->x509_authorities == merged.x509_authorities &&
+      local->jwt_authorities == merged.jwt_authorities) {
+    return absl::OkStatus();
+  }
+  auto stored = ds_->SetBundle(merged);
+  if (!stored.ok()) return Annotate(stored.status(), "storing the upstream bundle");
+  // A changed bundle may unblock a rotation the backoff is holding back (e.g. after a taint).
+  state_->next_upstream_attempt = absl::InfinitePast();
+  return ReloadBundle(/*force_notify=*/false);
+}
+
+// ---- Forced rotation ----
+
+namespace {
+
+CaManager::AuthorityInfo X509Info(const std::vector<common::Certificate>& chain,
+                                  bool has_upstream) {
+  CaManager::AuthorityInfo info;
+  info.id = Hex(chain.front().SubjectKeyId());
+  info.expires_at = chain.front().not_after();
+  if (has_upstream) info.upstream_subject_key_id = Hex(chain.front().AuthorityKeyId());
+  return info;
+}
+
+}  // namespace
+
+CaManager::AuthorityStates CaManager::X509Authorities() const {
+  AuthorityStates out;
+  const bool up = options_.upstream != nullptr;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->x509_active) out.active = X509Info(state_->x509_active->chain, up);
+  if (state_->x509_prepared) out.prepared = X509Info(state_->x509_prepared->chain, up);
+  if (state_->x509_old) out.old = X509Info(state_->x509_old->chain, up);
+  return out;
+}
+
+CaManager::AuthorityStates CaManager::JwtAuthorities() const {
+  AuthorityStates out;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  for (auto [slot, dst] : {std::pair{&state_->jwt_active, &out.active},
+                           std::pair{&state_->jwt_prepared, &out.prepared},
+                           std::pair{&state_->jwt_old, &out.old}}) {
+    if (*slot) *dst = AuthorityInfo{(*slot)->kid, (*slot)->not_after, ""};
+  }
+  return out;
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareX509() {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (auto prepared = X509Authorities().prepared) {
+    return absl::FailedPreconditionError("X.509 authority " + prepared->id +
+                                         " is already prepared: activate it first");
+  }
+  TRELLIS_RETURN_IF_ERROR(PrepareX509Locked(/*forced=*/true));
+  return *X509Authorities().prepared;
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::ActivateX509(const std::string& id) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  AuthorityStates states = X509Authorities();
+  if (!states.prepared) {
+    return absl::FailedPreconditionError("no prepared X.509 authority: prepare one first");
+  }
+  if (states.prepared->id != id) {
+    if (states.active && states.active->id == id) {
+      return absl::FailedPreconditionError("X.509 authority " + id + " is already active");
+    }
+    return absl::FailedPreconditionError("only the prepared X.509 authority (" +
+                                         states.prepared->id + ") can be activated, not " + id);
+  }
+  TRELLIS_RETURN_IF_ERROR(ActivateX509Locked());
+  return *X509Authorities().active;
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::TaintX509(const std::string& id) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (options_.upstream) {
+    return absl::FailedPreconditionError(
+        "this server's X.509 authority is an intermediate minted by its UpstreamAuthority and "
+        "is not in the trust bundle: replace it with prepare and activate, or taint the root "
+        "it chains to (localauthority on the tier holding it, or upstreamauthority taint)");
+  }
+  AuthorityStates states = X509Authorities();
+  if (states.active && states.active->id == id) {
+    return absl::FailedPreconditionError("X.509 authority " + id +
+                                         " is active: prepare and activate another before "
+                                         "tainting it");
+  }
+  if (states.prepared && states.prepared->id == id) {
+    return absl::FailedPreconditionError("X.509 authority " + id +
+                                         " is prepared and has signed nothing: activate "
+                                         "another or wait, there is nothing to taint");
+  }
+  std::optional<State::X509Slot> old;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    old = state_->x509_old;
+  }
+  if (!old || Hex(old->ca().SubjectKeyId()) != id) {
+    return absl::NotFoundError("no old X.509 authority " + id);
+  }
+  TRELLIS_RETURN_IF_ERROR(
+      ds_->TaintX509Authority(options_.trust_domain.name(), old->ca().der()));
+  TRELLIS_RETURN_IF_ERROR(ReloadBundle(/*force_notify=*/false));
+  return *states.old;
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::RevokeX509(const std::string& id) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (options_.upstream) {
+    return absl::FailedPreconditionError(
+        "this server's X.509 authority is an intermediate minted by its UpstreamAuthority and "
+        "is not in the trust bundle: there is nothing to revoke here (upstreamauthority revoke "
+        "removes an upstream root)");
+  }
+  AuthorityStates states = X509Authorities();
+  if ((states.active && states.active->id == id) ||
+      (states.prepared && states.prepared->id == id)) {
+    return absl::FailedPreconditionError("X.509 authority " + id +
+                                         " is in use by this server (active or prepared): it "
+                                         "cannot be revoked");
+  }
+  std::optional<State::X509Slot> old;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    old = state_->x509_old;
+  }
+  if (!old || Hex(old->ca().SubjectKeyId()) != id) {
+    return absl::NotFoundError("no old X.509 authority " + id);
+  }
+  TRELLIS_RETURN_IF_ERROR(RevokeUpstreamCheckLocked(old->ca().SubjectKeyId()));
+  TRELLIS_RETURN_IF_ERROR(
+      ds_->RevokeX509Authority(options_.trust_domain.name(), old->ca().der()));
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->x509_old.reset();
+  }
+  TRELLIS_RETURN_IF_ERROR(ReloadBundle(/*force_notify=*/false));
+  return *states.old;
+}
+
+absl::Status CaManager::RevokeUpstreamCheckLocked(const std::string& raw_key_id) {
+  // Downstream servers whose current CA still chains to it would be cut off.
+  const absl::Time now = clock_.Now();
+  std::lock_guard<std::mutex> lock(state_->mu);
+  for (const auto& [caller, mint] : state_->downstream_mints) {
+    if (mint.not_after > now && mint.key_ids.count(raw_key_id)) {
+      return absl::FailedPreconditionError(
+          "downstream server " + caller + " still signs with a CA that chains to " +
+          Hex(raw_key_id) + " (valid until " + absl::FormatTime(mint.not_after) +
+          "): taint it and wait for the downstream to rotate");
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareJwt() {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (auto prepared = JwtAuthorities().prepared) {
+    return absl::FailedPreconditionError("JWT authority " + prepared->id +
+                                         " is already prepared: activate it first");
+  }
+  TRELLIS_RETURN_IF_ERROR(PrepareJwtLocked(/*forced=*/true));
+  return *JwtAuthorities().prepared;
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::ActivateJwt(const std::string& kid) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  AuthorityStates states = JwtAuthorities();
+  if (!states.prepared) {
+    return absl::FailedPreconditionError("no prepared JWT authority: prepare one first");
+  }
+  if (states.prepared->id != kid) {
+    if (states.active && states.active->id == kid) {
+      return absl::FailedPreconditionError("JWT authority " + kid + " is already active");
+    }
+    return absl::FailedPreconditionError("only the prepared JWT authority (" +
+                                         states.prepared->id + ") can be activated, not " + kid);
+  }
+  TRELLIS_RETURN_IF_ERROR(ActivateJwtLocked());
+  return *JwtAuthorities().active;
+}
+
+namespace {
+
+std::optional<datastore::JwtAuthority> FindJwt(const std::optional<datastore::Bundle>& b,
+                                               const std::string& kid) {
+  if (!b) return std::nullopt;
+  for (const auto& a : b->jwt_authorities) {
+    if (a.kid == kid) return a;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::TaintJwt(const std::string& kid) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (options_.upstream && options_.upstream->OwnsBundle()) {
+    return absl::FailedPreconditionError(
+        "the trust domain's bundle is held by the root tier: taint JWT authority " + kid +
+        " there (trellis-server localauthority jwt taint on the root tier); this server "
+        "replaces its own key at once when it sees it tainted");
+  }
+  AuthorityStates states = JwtAuthorities();
+  if (states.active && states.active->id == kid) {
+    return absl::FailedPreconditionError("JWT authority " + kid +
+                                         " is active: prepare and activate another before "
+                                         "tainting it");
+  }
+  if (states.prepared && states.prepared->id == kid) {
+    return absl::FailedPreconditionError("JWT authority " + kid +
+                                         " is prepared and has signed nothing: there is "
+                                         "nothing to taint");
+  }
+  std::optional<datastore::JwtAuthority> found;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    found = FindJwt(state_->stored_bundle, kid);
+  }
+  if (!found) return absl::NotFoundError("no JWT authority " + kid + " in the trust bundle");
+  TRELLIS_RETURN_IF_ERROR(ds_->TaintJwtAuthority(options_.trust_domain.name(), kid));
+  TRELLIS_RETURN_IF_ERROR(ReloadBundle(/*force_notify=*/false));
+  return AuthorityInfo{kid, found->expires_at, ""};
+}
+
+absl::StatusOr<CaManager::AuthorityInfo> CaManager::RevokeJwt(const std::string& kid) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (options_.upstream && options_.upstream->OwnsBundle()) {
+    return absl::FailedPreconditionError(
+        "the trust domain's bundle is held by the root tier: revoke JWT authority " + kid +
+        " there (trellis-server localauthority jwt revoke on the root tier)");
+  }
+  AuthorityStates states = JwtAuthorities();
+  if ((states.active && states.active->id == kid) ||
+      (states.prepared && states.prepared->id == kid)) {
+    return absl::FailedPreconditionError("JWT authority " + kid +
+                                         " is in use by this server (active or prepared): it "
+                                         "cannot be revoked");
+  }
+  std::optional<datastore::JwtAuthority> found;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    found = FindJwt(state_->stored_bundle, kid);
+  }
+  if (!found) return absl::NotFoundError("no JWT authority " + kid + " in the trust bundle");
+  if (!found->tainted) {
+    return absl::FailedPreconditionError("JWT authority " + kid +
+                                         " is not tainted: taint it first, and revoke it once "
+                                         "every JWT-SVID it signed has been replaced");
+  }
+  TRELLIS_RETURN_IF_ERROR(ds_->RevokeJwtAuthority(options_.trust_domain.name(), kid));
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->jwt_old && state_->jwt_old->kid == kid) state_->jwt_old.reset();
+  }
+  TRELLIS_RETURN_IF_ERROR(ReloadBundle(/*force_notify=*/false));
+  return AuthorityInfo{kid, found->expires_at, ""};
+}
+
+namespace {
+
+absl::StatusOr<common::Certificate> FindX509ByKeyId(const std::optional<datastore::Bundle>& b,
+                                                    const std::string& hex_key_id,
+                                                    bool* tainted) {
+  if (b) {
+    for (const auto& a : b->x509_authorities) {
+      auto cert = common::Certificate::FromDer(a.ca_der);
+      if (cert.ok() && Hex(cert->SubjectKeyId()) == hex_key_id) {
+        *tainted = a.tainted;
+        return *std::move(cert);
+      }
+    }
+  }
+  return absl::NotFoundError("no X.509 authority with Subject Key ID " + hex_key_id +
+                             " in the trust bundle");
+}
+
+}  // namespace
+
+absl::Status CaManager::TaintUpstreamX509(const std::string& subject_key_id) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (!options_.upstream) {
+    return absl::FailedPreconditionError(
+        "this server has no UpstreamAuthority: its roots are local authorities (use "
+        "localauthority x509 taint)");
+  }
+  bool tainted = false;
+  std::optional<datastore::Bundle> stored;
+  std::optional<State::X509Slot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    stored = state_->stored_bundle;
+    active = state_->x509_active;
+    prepared = state_->x509_prepared;
+  }
+  TRELLIS_ASSIGN_OR_RETURN(common::Certificate cert,
+                           FindX509ByKeyId(stored, subject_key_id, &tainted));
+  const std::set<std::string> ids = {cert.SubjectKeyId()};
+  for (const auto* s : {&active, &prepared}) {
+    if (*s && ChainTouches((*s)->chain, ids)) {
+      return absl::FailedPreconditionError(
+          "this server's " + std::string(s == &active ? "active" : "prepared") +
+          " X.509 authority chains to " + subject_key_id +
+          ": prepare and activate a CA from the new upstream authority first");
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(ds_->TaintX509Authority(options_.trust_domain.name(), cert.der()));
+  return ReloadBundle(/*force_notify=*/false);
+}
+
+absl::Status CaManager::RevokeUpstreamX509(const std::string& subject_key_id) {
+  std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (!options_.upstream) {
+    return absl::FailedPreconditionError(
+        "this server has no UpstreamAuthority: its roots are local authorities (use "
+        "localauthority x509 revoke)");
+  }
+  bool tainted = false;
+  std::optional<datastore::Bundle> stored, upstream_bundle;
+  std::optional<State::X509Slot> active, prepared;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    stored = state_->stored_bundle;
+    upstream_bundle = state_->upstream_bundle;
+    active = state_->x509_active;
+    prepared = state_->x509_prepared;
+  }
+  TRELLIS_ASSIGN_OR_RETURN(common::Certificate cert,
+                           FindX509ByKeyId(stored, subject_key_id, &tainted));
+  if (!tainted) {
+    return absl::FailedPreconditionError("upstream X.509 authority " + subject_key_id +
+                                         " is not tainted: taint it first");
+  }
+  const std::set<std::string> ids = {cert.SubjectKeyId()};
+  for (const auto* s : {&active, &prepared}) {
+    if (*s && ChainTouches((*s)->chain, ids)) {
+      return absl::FailedPreconditionError("this server's X.509 authority still chains to " +
+                                           subject_key_id + ": it cannot be revoked yet");
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(RevokeUpstreamCheckLocked(cert.SubjectKeyId()));
+  if (options_.upstream->OwnsBundle() && upstream_bundle) {
+    for (const auto& a : upstream_bundle->x509_authorities) {
+      if (a.ca_der == cert.der()) {
+        return absl::FailedPreconditionError(
+            "the upstream tier still trusts " + subject_key_id +
+            ": revoke it there, and it leaves this tier's bundle on the bundle stream");
+      }
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(ds_->RevokeX509Authority(options_.trust_domain.name(), cert.der()));
+  return ReloadBundle(/*force_notify=*/false);
+}
+
 namespace {
 
 common::KeyType FromConfigKeyType(common::config::KeyType t) {
@@ -841,9 +1527,8 @@ absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
           CreateDiskUpstreamAuthority(
               {disk->cert_file_path, disk->key_file_path, disk->bundle_file_path}, clock));
       o.upstream = std::move(upstream);
-    } else {
-      return absl::UnimplementedError("UpstreamAuthority \"spire\" is not supported yet");
     }
+    // UpstreamAuthority "spire" needs the Workload API and gRPC: the server runtime builds it.
   }
   return o;
 }

@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,24 +22,9 @@
 #include "common/x509.h"
 #include "datastore/datastore.h"
 #include "server/key_manager.h"
+#include "server/upstream_authority.h"
 
 namespace trellis::server {
-
-// Where the X.509 CA comes from when the server is not its own root.
-class UpstreamAuthority {
- public:
-  struct MintResult {
-    // The new CA first, then any intermediates above it; never the root.
-    std::vector<common::Certificate> ca_chain;
-    // The trust domain's roots (trust anchors for the bundle).
-    std::vector<common::Certificate> roots;
-  };
-  virtual ~UpstreamAuthority() = default;
-  // Signs a CA certificate for `ca_key` valid for at most `ttl` (capped by the upstream).
-  virtual absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& ca_key,
-                                                const common::TrustDomain& td,
-                                                absl::Duration ttl) = 0;
-};
 
 // UpstreamAuthority "disk": an operator-held CA certificate and key on disk. The bundle file
 // holds the roots when the certificate is itself an intermediate; without it the certificate
@@ -121,6 +107,47 @@ class CaManager {
   // Increases every time a new X.509 CA becomes active.
   uint64_t X509Generation() const;
 
+  // ---- Nesting: this server as the upstream of downstream servers ----
+  // Signs a CA for a downstream server from the CSR's public key (its signature is checked),
+  // valid for `preferred_ttl` (zero: ca_ttl) capped at the active CA's NotAfter. The chain is
+  // the new CA, then the active CA's chain up to (excluding) the root; roots are the bundle's.
+  // `caller` is remembered so an authority the downstream still chains to is not revoked.
+  absl::StatusOr<UpstreamAuthority::MintResult> MintDownstreamCa(std::string_view csr_der,
+                                                                 absl::Duration preferred_ttl,
+                                                                 const common::SpiffeId& caller);
+  // A JWT key published by a downstream server: forwarded up first when this server is
+  // nested, then added to the bundle. Returns the bundle as stored afterwards.
+  absl::StatusOr<datastore::Bundle> AcceptPublishedJwtAuthority(
+      const datastore::JwtAuthority& authority);
+  // Nested servers: makes the local bundle the upstream's (keeping local taint marks and this
+  // server's own JWT keys), then replaces at once any authority of ours that is tainted.
+  absl::Status ApplyUpstreamBundle(const datastore::Bundle& upstream);
+
+  // ---- Forced rotation (operators) ----
+  struct AuthorityInfo {
+    std::string id;  // X.509: CA Subject Key Identifier (hex); JWT: key id
+    absl::Time expires_at;
+    std::string upstream_subject_key_id;  // X.509 with an upstream: the issuer's SKI
+  };
+  struct AuthorityStates {
+    std::optional<AuthorityInfo> active, prepared, old;
+  };
+  AuthorityStates X509Authorities() const;
+  AuthorityStates JwtAuthorities() const;
+  // Each refuses an unsafe step with FAILED_PRECONDITION and the reason; NOT_FOUND for an
+  // unknown id.
+  absl::StatusOr<AuthorityInfo> PrepareX509();
+  absl::StatusOr<AuthorityInfo> ActivateX509(const std::string& id);
+  absl::StatusOr<AuthorityInfo> TaintX509(const std::string& id);
+  absl::StatusOr<AuthorityInfo> RevokeX509(const std::string& id);
+  absl::StatusOr<AuthorityInfo> PrepareJwt();
+  absl::StatusOr<AuthorityInfo> ActivateJwt(const std::string& kid);
+  absl::StatusOr<AuthorityInfo> TaintJwt(const std::string& kid);
+  absl::StatusOr<AuthorityInfo> RevokeJwt(const std::string& kid);
+  // Upstream X.509 authorities (roots our CA chains to), by Subject Key Identifier.
+  absl::Status TaintUpstreamX509(const std::string& subject_key_id);
+  absl::Status RevokeUpstreamX509(const std::string& subject_key_id);
+
   const Options& options() const { return options_; }
 
   // True when an SVID TTL exceeds min(ca_ttl/6, 7 days) (the start-up warning rule).
@@ -163,6 +190,19 @@ class CaManager {
   absl::Status RotateX509Locked();
   absl::Status RotateJwtLocked();
   absl::Status PruneLocked();
+  absl::Status PrepareX509Locked(bool forced);
+  absl::Status ActivateX509Locked();
+  absl::Status PrepareJwtLocked(bool forced);
+  absl::Status ActivateJwtLocked();
+  absl::Status MergeUpstreamBundleLocked(const datastore::Bundle& upstream);
+  // FAILED_PRECONDITION while a downstream's current CA chains to the key id (raw bytes).
+  absl::Status RevokeUpstreamCheckLocked(const std::string& raw_key_id);
+  // Subject key ids of the X.509 authorities marked tainted in our bundle.
+  std::set<std::string> TaintedX509KeyIds() const;
+  bool JwtKidTainted(const std::string& kid) const;
+  // Whether an upstream call may be made now (backoff after failures), and bookkeeping.
+  bool UpstreamAttemptAllowed() const;
+  void UpstreamCallDone(const absl::Status& result);
 
   Options options_;
   datastore::DataStore* ds_;
@@ -172,8 +212,8 @@ class CaManager {
 };
 
 // Options from the server configuration: TTLs, key types, subject, JWT issuer and the
-// UpstreamAuthority "disk" (read now, so a bad path fails start-up). UNIMPLEMENTED for
-// UpstreamAuthority "spire".
+// UpstreamAuthority "disk" (read now, so a bad path fails start-up). For UpstreamAuthority
+// "spire" `upstream` is left empty: the server runtime connects it.
 absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
     const common::config::ServerConfig& config, const common::Clock& clock);
 

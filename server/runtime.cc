@@ -21,6 +21,7 @@
 #include "common/status.h"
 #include "datastore/datastore.h"
 #include "datastore/factory.h"
+#include "downstream/spire_upstream_authority.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
 #include "server/ca_manager.h"
@@ -31,6 +32,7 @@
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"
 #include "transport/spiffe_tls.h"
+#include "upstream/upstream_service.h"
 
 namespace trellis::server {
 namespace {
@@ -40,7 +42,9 @@ using common::HealthListener;
 using common::HealthReport;
 
 constexpr absl::Duration kMaintenancePeriod = absl::Seconds(1);
-constexpr absl::Duration kCaTickPeriod = absl::Seconds(10);
+// Rotation checks are in-memory and cheap; a short period keeps activation on schedule and
+// lets upstream retries follow their backoff.
+constexpr absl::Duration kCaTickPeriod = absl::Seconds(1);
 constexpr absl::Duration kPrunePeriod = absl::Minutes(1);
 constexpr absl::Duration kFederatedRefreshPeriod = absl::Seconds(5);
 // Change-log events older than this are dropped; every server's index polls every second.
@@ -130,7 +134,13 @@ void AddKeepalive(grpc::ServerBuilder& b) {
 
 struct Server::Impl {
   explicit Impl(const config::ServerConfig& c) : cfg(c) {}
+  // The upstream's threads call into the CA manager: stop them before anything is destroyed.
+  ~Impl() {
+    if (upstream) upstream->Stop();
+  }
   config::ServerConfig cfg;
+  // UpstreamAuthority (disk or spire), shared with the CaManager; null for a self-signed root.
+  std::shared_ptr<UpstreamAuthority> upstream;
   const common::Clock& clock = common::SystemClock::Get();
   std::unique_ptr<datastore::DataStore> ds;
   std::unique_ptr<KeyManager> km;
@@ -139,6 +149,7 @@ struct Server::Impl {
   std::unique_ptr<EntryIndex> index;
   std::unique_ptr<AgentService> agent_service;
   std::unique_ptr<AdminService> admin_service;
+  std::unique_ptr<trellis::upstream::UpstreamService> upstream_service;
   std::unique_ptr<HealthListener> health;
   // Created in Start(), destroyed after the gRPC servers it instruments.
   std::unique_ptr<telemetry::Metrics> metrics;
@@ -252,8 +263,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
 
   TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
   ca_opts.server_instance_id = instance_id;
+  if (cfg.upstream_authority) {
+    if (const auto* spire =
+            std::get_if<config::SpireUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
+      downstream::SpireUpstreamOptions up(td);
+      up.server_address = spire->server_address;
+      up.server_port = spire->server_port;
+      up.workload_api_socket = spire->workload_api_socket;
+      TRELLIS_ASSIGN_OR_RETURN(ca_opts.upstream, downstream::CreateSpireUpstreamAuthority(up));
+      LogInfo("Nested under an upstream server",
+              {{"upstream", HostPort(up.server_address, up.server_port)},
+               {"workload_api_socket", up.workload_api_socket}});
+    }
+  }
+  s.upstream = ca_opts.upstream;
   TRELLIS_ASSIGN_OR_RETURN(s.ca, CaManager::Create(ca_opts, s.ds.get(), s.km.get(), s.clock));
   TRELLIS_RETURN_IF_ERROR(s.ca->Start());
+  if (s.upstream) {
+    CaManager* ca_for_upstream = s.ca.get();
+    s.upstream->WatchBundle([ca_for_upstream](const datastore::Bundle& b) {
+      if (absl::Status st = ca_for_upstream->ApplyUpstreamBundle(b); !st.ok()) {
+        LogWarn("Applying the upstream bundle failed", {{"error", std::string(st.message())}});
+      }
+    });
+  }
 
   ServerSvidRotator::Options svid_opts;
   svid_opts.data_dir = cfg.data_dir;
@@ -298,8 +331,27 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   AgentService* agents = s.agent_service.get();
   EntryIndex* index = s.index.get();
   s.index->SetChangeListener([agents](uint64_t) { agents->NotifyChange(); });
-  s.ca->SetBundleListener(
-      [agents](std::shared_ptr<const common::Bundle>) { agents->NotifyChange(); });
+  trellis::upstream::UpstreamService::Options upstream_opts;
+  upstream_opts.authenticate =
+      [ca, clock](const grpc::ServerContext& ctx) -> absl::StatusOr<common::SpiffeId> {
+    std::shared_ptr<const common::Bundle> bundle = ca->Bundle();
+    if (!bundle) return absl::UnavailableError("the trust bundle is not ready");
+    TRELLIS_ASSIGN_OR_RETURN(transport::PeerIdentity peer,
+                             transport::AuthenticatePeer(ctx, *bundle, clock->Now()));
+    return peer.id;
+  };
+  upstream_opts.is_downstream = [index](const common::SpiffeId& id) {
+    for (const auto& e : index->EntriesBySpiffeId(id.String())) {
+      if (e.downstream) return true;
+    }
+    return false;
+  };
+  s.upstream_service = std::make_unique<trellis::upstream::UpstreamService>(upstream_opts, s.ca.get());
+  trellis::upstream::UpstreamService* downstreams = s.upstream_service.get();
+  s.ca->SetBundleListener([agents, downstreams](std::shared_ptr<const common::Bundle>) {
+    agents->NotifyChange();
+    downstreams->NotifyBundleChanged();
+  });
   s.ca->SetX509ActivationListener([raw] {
     raw->ca_activated = true;
     raw->cv.notify_all();
@@ -317,6 +369,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   };
   admin_opts.after_bundle_write = [agents] { (void)agents->RefreshFederatedBundles(); };
   admin_opts.health = [raw] { return raw->Health(); };
+  admin_opts.ca = s.ca.get();
   s.admin_service = std::make_unique<AdminService>(s.ds.get(), admin_opts);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
@@ -355,6 +408,7 @@ absl::Status Server::Start() {
     s.metrics->Instrument(b);
     b.AddListeningPort(HostPort(s.cfg.bind_address, s.cfg.bind_port), creds, &s.agent_port);
     b.RegisterService(s.agent_service.get());
+    b.RegisterService(s.upstream_service.get());
     s.agent_server = b.BuildAndStart();
     if (!s.agent_server || s.agent_port == 0) {
       s.agent_server.reset();
@@ -408,6 +462,9 @@ void Server::Shutdown() {
   }
   s.cv.notify_all();
   if (s.agent_service) s.agent_service->Shutdown();
+  if (s.upstream_service) s.upstream_service->Shutdown();
+  // No upstream bundle may arrive while the services below are torn down.
+  if (s.upstream) s.upstream->Stop();
   auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kShutdownGrace);
   if (s.agent_server) s.agent_server->Shutdown(deadline);
   if (s.admin_server) s.admin_server->Shutdown(deadline);
@@ -431,6 +488,7 @@ void Server::Shutdown() {
     s.ca->SetX509ActivationListener(nullptr);
   }
   s.admin_service.reset();
+  s.upstream_service.reset();
   s.agent_service.reset();
   s.index.reset();
   s.svid.reset();

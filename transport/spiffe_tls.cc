@@ -181,9 +181,18 @@ absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContextBase& ctx
                                               const common::Bundle& bundle, absl::Time now) {
   std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
   if (auth == nullptr) return absl::UnauthenticatedError("caller presented no certificate");
+  // On the server side OpenSSL's peer chain leaves out the leaf (it is its own property), so
+  // a caller presenting intermediates (a workload under a nested server) needs both.
+  const std::string leaf_pem = FirstProperty(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME);
   std::string pem = FirstProperty(*auth, GRPC_X509_PEM_CERT_CHAIN_PROPERTY_NAME);
-  if (pem.empty()) pem = FirstProperty(*auth, GRPC_X509_PEM_CERT_PROPERTY_NAME);
-  if (pem.empty()) return absl::UnauthenticatedError("caller presented no certificate");
+  if (leaf_pem.empty() && pem.empty()) {
+    return absl::UnauthenticatedError("caller presented no certificate");
+  }
+  if (pem.empty()) {
+    pem = leaf_pem;
+  } else if (!leaf_pem.empty() && pem.compare(0, leaf_pem.size(), leaf_pem) != 0) {
+    pem = leaf_pem + pem;
+  }
 
   std::string key =
       bundle.trust_domain().name() + "\n" + std::to_string(bundle.sequence()) + "\n" + pem;

@@ -484,7 +484,7 @@ TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
 class FlakyUpstream final : public UpstreamAuthority {
  public:
   explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<MintResult> MintX509Ca(const common::PublicKey& key, const common::TrustDomain& td,
+  absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& key, const common::TrustDomain& td,
                                         absl::Duration ttl) override {
     if (down) return absl::UnavailableError("upstream unreachable");
     return inner_->MintX509Ca(key, td, ttl);
@@ -525,6 +525,10 @@ TEST_F(DiskUpstreamTest, UnreachableUpstreamKeepsSigningAndActivatesPreparedCa) 
   auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
   EXPECT_TRUE(ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).ok());
   flaky->down = false;
+  // Retries wait out a backoff (1 s after the first failure) rather than every tick.
+  ASSERT_TRUE(ca->Tick().ok());
+  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
+  clock_.Advance(absl::Seconds(2));
   ASSERT_TRUE(ca->Tick().ok());
   EXPECT_TRUE(ca->PreparedX509Ca().has_value());
 }

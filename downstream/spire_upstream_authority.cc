@@ -1,0 +1,229 @@
+// UpstreamAuthority "spire": MintX509CA, PublishJWTAuthority and the WatchBundle stream.
+#include "downstream/spire_upstream_authority.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "common/csr.h"
+#include "common/status.h"
+#include "downstream/workload_x509_source.h"
+#include "server/api_convert.h"
+#include "server/runtime_log.h"
+#include "transport/spiffe_tls.h"
+#include "trellis/server/v1/upstream.grpc.pb.h"
+
+namespace trellis::downstream {
+
+namespace v1 = server::v1;
+using server::LogInfo;
+using server::LogWarn;
+
+namespace {
+
+constexpr absl::Duration kWatchBackoffMin = absl::Milliseconds(200);
+constexpr absl::Duration kWatchBackoffMax = absl::Seconds(5);
+
+std::string Target(const std::string& host, uint16_t port) {
+  if (host.find(':') != std::string::npos && host.front() != '[') {
+    return "[" + host + "]:" + std::to_string(port);
+  }
+  return host + ":" + std::to_string(port);
+}
+
+void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
+  ctx->set_deadline(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(d));
+}
+
+class SpireUpstreamAuthority final : public server::UpstreamAuthority {
+ public:
+  SpireUpstreamAuthority(SpireUpstreamOptions options, std::unique_ptr<WorkloadX509Source> source,
+                         common::SpiffeId server_id)
+      : options_(std::move(options)), source_(std::move(source)), server_id_(std::move(server_id)) {}
+  ~SpireUpstreamAuthority() override { Stop(); }
+
+  absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& ca_key,
+                                        const common::TrustDomain& td,
+                                        absl::Duration ttl) override {
+    if (td.name() != options_.trust_domain.name()) {
+      return absl::InvalidArgumentError("upstream serves trust domain " +
+                                        options_.trust_domain.name() + ", not " + td.name());
+    }
+    TRELLIS_ASSIGN_OR_RETURN(auto stub, Stub());
+    TRELLIS_ASSIGN_OR_RETURN(std::string csr, common::BuildCsr(ca_key));
+    v1::MintX509CARequest req;
+    req.set_csr(csr);
+    req.set_preferred_ttl(absl::ToInt64Seconds(ttl));
+    v1::MintX509CAResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, options_.mint_timeout);
+    grpc::Status s = stub->MintX509CA(&ctx, req, &resp);
+    if (!s.ok()) {
+      return Annotate(transport::FromGrpcStatus(s), "upstream server " + target());
+    }
+    MintResult result;
+    for (const auto& der : resp.ca_chain()) {
+      auto c = common::Certificate::FromDer(der);
+      if (!c.ok()) return Annotate(c.status(), "CA chain from the upstream server");
+      result.ca_chain.push_back(*std::move(c));
+    }
+    for (const auto& der : resp.x509_authorities()) {
+      auto c = common::Certificate::FromDer(der);
+      if (!c.ok()) return Annotate(c.status(), "roots from the upstream server");
+      result.roots.push_back(*std::move(c));
+    }
+    return result;
+  }
+
+  bool OwnsBundle() const override { return true; }
+
+  absl::StatusOr<datastore::Bundle> PublishJwtAuthority(
+      const datastore::JwtAuthority& authority) override {
+    TRELLIS_ASSIGN_OR_RETURN(auto stub, Stub());
+    v1::PublishJWTAuthorityRequest req;
+    v1::JWTAuthority* a = req.mutable_authority();
+    a->set_key_id(authority.kid);
+    a->set_public_key(authority.public_key_der);
+    a->set_expires_at(absl::ToUnixSeconds(authority.expires_at));
+    v1::PublishJWTAuthorityResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, options_.publish_timeout);
+    grpc::Status s = stub->PublishJWTAuthority(&ctx, req, &resp);
+    if (!s.ok()) return Annotate(transport::FromGrpcStatus(s), "upstream server " + target());
+    auto bundle = server::BundleFromProto(resp.bundle());
+    if (!bundle.ok()) return Annotate(bundle.status(), "bundle from the upstream server");
+    return bundle;
+  }
+
+  void WatchBundle(std::function<void(const datastore::Bundle&)> on_bundle) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || watch_.joinable()) return;
+    watch_ = std::thread([this, cb = std::move(on_bundle)] { RunWatch(cb); });
+  }
+
+  void Stop() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      if (watch_ctx_) watch_ctx_->TryCancel();
+    }
+    cv_.notify_all();
+    if (watch_.joinable()) watch_.join();
+    source_->Stop();
+  }
+
+ private:
+  std::string target() const { return Target(options_.server_address, options_.server_port); }
+
+  // A stub on a channel authenticated with the current SVID; a new channel after rotation.
+  absl::StatusOr<std::shared_ptr<v1::Upstream::Stub>> Stub() {
+    TRELLIS_ASSIGN_OR_RETURN(auto svid, source_->Wait(options_.svid_wait));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stub_ && stub_leaf_ == svid->chain.front().der()) return stub_;
+    WorkloadX509Source* source = source_.get();
+    transport::BundleSource bundle = [source]() -> std::shared_ptr<const common::Bundle> {
+      auto current = source->Current();
+      return current ? current->bundle : nullptr;
+    };
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+    auto channel = grpc::CreateCustomChannel(
+        target(),
+        transport::SpiffeClientCredentials(transport::TlsIdentity{svid->chain_pem, svid->key_pem},
+                                           std::move(bundle), server_id_),
+        args);
+    stub_ = std::shared_ptr<v1::Upstream::Stub>(v1::Upstream::NewStub(channel));
+    if (!stub_leaf_.empty()) {
+      LogInfo("Using the rotated SVID for the upstream server", {{"spiffe_id", svid->id.String()}});
+    }
+    stub_leaf_ = svid->chain.front().der();
+    return stub_;
+  }
+
+  void RunWatch(const std::function<void(const datastore::Bundle&)>& on_bundle) {
+    absl::Duration backoff = kWatchBackoffMin;
+    bool failing = false;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) return;
+      }
+      absl::Status ended;
+      auto stub = Stub();
+      if (stub.ok()) {
+        grpc::ClientContext ctx;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (stopping_) return;
+          watch_ctx_ = &ctx;
+        }
+        auto reader = (*stub)->WatchBundle(&ctx, v1::WatchBundleRequest());
+        v1::Bundle msg;
+        while (reader->Read(&msg)) {
+          if (failing) {
+            LogInfo("Bundle stream from the upstream server restored", {{"upstream", target()}});
+            failing = false;
+          }
+          backoff = kWatchBackoffMin;
+          auto bundle = server::BundleFromProto(msg);
+          if (!bundle.ok()) {
+            LogWarn("Ignoring an unreadable bundle from the upstream server",
+                    {{"error", std::string(bundle.status().message())}});
+            continue;
+          }
+          on_bundle(*bundle);
+        }
+        ended = transport::FromGrpcStatus(reader->Finish());
+        std::lock_guard<std::mutex> lock(mu_);
+        watch_ctx_ = nullptr;
+        if (stopping_) return;
+      } else {
+        ended = stub.status();
+      }
+      if (!failing) {
+        LogWarn("Bundle stream from the upstream server ended; retrying",
+                {{"upstream", target()}, {"error", std::string(ended.message())}});
+        failing = true;
+      }
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stopping_; });
+      backoff = std::min(backoff * 2, kWatchBackoffMax);
+    }
+  }
+
+  SpireUpstreamOptions options_;
+  std::unique_ptr<WorkloadX509Source> source_;
+  common::SpiffeId server_id_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<v1::Upstream::Stub> stub_;  // guarded by mu_
+  std::string stub_leaf_;                     // guarded by mu_
+  bool stopping_ = false;                     // guarded by mu_
+  grpc::ClientContext* watch_ctx_ = nullptr;  // guarded by mu_
+  std::thread watch_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<server::UpstreamAuthority>> CreateSpireUpstreamAuthority(
+    SpireUpstreamOptions options) {
+  if (options.server_address.empty() || options.server_port == 0) {
+    return absl::InvalidArgumentError(
+        "UpstreamAuthority \"spire\" needs server_address and server_port");
+  }
+  if (options.workload_api_socket.empty()) {
+    return absl::InvalidArgumentError("UpstreamAuthority \"spire\" needs workload_api_socket");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(
+      common::SpiffeId server_id,
+      common::SpiffeId::Parse("spiffe://" + options.trust_domain.name() + "/spire/server"));
+  auto source = WorkloadX509Source::Start(options.workload_api_socket, options.trust_domain);
+  return std::unique_ptr<server::UpstreamAuthority>(
+      new SpireUpstreamAuthority(std::move(options), std::move(source), std::move(server_id)));
+}
+
+}  // namespace trellis::downstream

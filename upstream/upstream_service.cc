@@ -1,0 +1,142 @@
+// Upstream service: minting downstream CAs, accepting published JWT keys, bundle streams.
+#include "upstream/upstream_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "common/status.h"
+#include "server/api_convert.h"
+#include "server/runtime_log.h"
+#include "transport/spiffe_tls.h"
+
+namespace trellis::upstream {
+
+namespace v1 = server::v1;
+using server::LogInfo;
+using server::LogWarn;
+
+namespace {
+
+// How often an idle watch looks at its own cancellation (the client went away).
+constexpr absl::Duration kWatchCancelCheck = absl::Seconds(1);
+
+}  // namespace
+
+UpstreamService::UpstreamService(Options options, server::CaManager* ca)
+    : options_(std::move(options)), ca_(ca) {}
+
+UpstreamService::~UpstreamService() { Shutdown(); }
+
+absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(const grpc::ServerContext& ctx) const {
+  TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId caller, options_.authenticate(ctx));
+  if (!options_.is_downstream(caller)) {
+    return absl::PermissionDeniedError(
+        "caller " + caller.String() +
+        " is not a downstream server: no registration entry with this SPIFFE ID has "
+        "downstream = true");
+  }
+  return caller;
+}
+
+grpc::Status UpstreamService::MintX509CA(grpc::ServerContext* ctx,
+                                         const v1::MintX509CARequest* req,
+                                         v1::MintX509CAResponse* resp) {
+  absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
+  if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
+  if (req->preferred_ttl() < 0) {
+    return transport::ToGrpcStatus(
+        absl::InvalidArgumentError("preferred_ttl must not be negative"));
+  }
+  auto minted = ca_->MintDownstreamCa(req->csr(), absl::Seconds(req->preferred_ttl()), *caller);
+  if (!minted.ok()) {
+    LogWarn("Refused to mint a downstream CA",
+            {{"caller", caller->String()}, {"error", std::string(minted.status().message())}});
+    return transport::ToGrpcStatus(minted.status());
+  }
+  for (const auto& c : minted->ca_chain) resp->add_ca_chain(c.der());
+  for (const auto& r : minted->roots) resp->add_x509_authorities(r.der());
+  LogInfo("Minted a downstream CA",
+          {{"caller", caller->String()},
+           {"not_after", absl::FormatTime(absl::RFC3339_sec, minted->ca_chain.front().not_after(),
+                                          absl::UTCTimeZone())}});
+  return grpc::Status::OK;
+}
+
+grpc::Status UpstreamService::PublishJWTAuthority(grpc::ServerContext* ctx,
+                                                  const v1::PublishJWTAuthorityRequest* req,
+                                                  v1::PublishJWTAuthorityResponse* resp) {
+  absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
+  if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
+  if (!req->has_authority()) {
+    return transport::ToGrpcStatus(absl::InvalidArgumentError("missing authority"));
+  }
+  const v1::JWTAuthority& a = req->authority();
+  if (a.expires_at() <= 0) {
+    return transport::ToGrpcStatus(
+        absl::InvalidArgumentError("JWT authority " + a.key_id() + " has no expiry"));
+  }
+  datastore::JwtAuthority authority{a.key_id(), a.public_key(), absl::FromUnixSeconds(a.expires_at()),
+                                    false};
+  auto stored = ca_->AcceptPublishedJwtAuthority(authority);
+  if (!stored.ok()) return transport::ToGrpcStatus(stored.status());
+  *resp->mutable_bundle() = server::BundleToProto(*stored);
+  LogInfo("Accepted a JWT key from a downstream server",
+          {{"caller", caller->String()}, {"kid", a.key_id()}});
+  return grpc::Status::OK;
+}
+
+grpc::Status UpstreamService::WatchBundle(grpc::ServerContext* ctx,
+                                          const v1::WatchBundleRequest*,
+                                          grpc::ServerWriter<v1::Bundle>* writer) {
+  absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
+  if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
+  open_watches_.fetch_add(1);
+  struct WatchCount {
+    std::atomic<int64_t>& n;
+    ~WatchCount() { n.fetch_sub(1); }
+  } watch_count{open_watches_};
+  int64_t last_sent = -1;
+  uint64_t seen;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    seen = generation_;
+  }
+  while (true) {
+    absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
+    if (bundle.ok() && bundle->sequence_number != last_sent) {
+      if (!writer->Write(server::BundleToProto(*bundle))) return grpc::Status::OK;
+      last_sent = bundle->sequence_number;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, absl::ToChronoMilliseconds(kWatchCancelCheck),
+                 [&] { return shutdown_ || generation_ != seen; });
+    if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+    if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
+    seen = generation_;
+    // The entry may have been deleted or lost downstream = true since the stream opened.
+    lock.unlock();
+    if (!options_.is_downstream(*caller)) {
+      return transport::ToGrpcStatus(absl::PermissionDeniedError(
+          "caller " + caller->String() + " is no longer registered as a downstream server"));
+    }
+  }
+}
+
+void UpstreamService::NotifyBundleChanged() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    generation_++;
+  }
+  cv_.notify_all();
+}
+
+void UpstreamService::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutdown_ = true;
+  }
+  cv_.notify_all();
+}
+
+}  // namespace trellis::upstream
