@@ -198,6 +198,8 @@ absl::StatusOr<datastore::Bundle> BundleFromProto(const v1::Bundle& b) {
   out.trust_domain = td->name();
   if (b.refresh_hint() < 0) return Invalid("refresh_hint", "must not be negative");
   out.refresh_hint_seconds = b.refresh_hint();
+  // Informational on input: stores assign their own sequence numbers.
+  out.sequence_number = static_cast<int64_t>(b.sequence_number());
   for (int i = 0; i < b.x509_authorities_size(); ++i) {
     const std::string field = "x509_authorities[" + std::to_string(i) + "]";
     absl::StatusOr<common::Certificate> cert =
