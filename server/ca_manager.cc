@@ -663,10 +663,7 @@ absl::Duration Lifetime(absl::Time nb, absl::Time na) { return na - nb; }
 
 }  // namespace
 
-absl::Status CaManager::PrepareX509Locked(bool forced) {
-  if (options_.upstream && !forced && !UpstreamAttemptAllowed()) {
-    return absl::UnavailableError("waiting to retry the upstream authority");
-  }
+absl::Status CaManager::PrepareX509Locked() {
   TRELLIS_ASSIGN_OR_RETURN(X509Candidate fresh, NewX509Ca());
   const absl::Time now = clock_.Now();
   const common::Certificate& ca = fresh.chain.front();
@@ -770,22 +767,15 @@ absl::Status CaManager::RotateX509Locked() {
     if (ChainTouches(active->chain, tainted)) need_prepare = need_activate = true;
   }
   if ((need_prepare || need_activate) && !prepared) {
-    absl::Status p = PrepareX509Locked(/*forced=*/false);
-    // Waiting out the backoff is not a failure worth reporting on every tick.
-    if (!p.ok() && p.message() == "waiting to retry the upstream authority") {
-      return absl::OkStatus();
-    }
-    TRELLIS_RETURN_IF_ERROR(p);
+    // While a failed upstream call's backoff runs, wait quietly: the failure was reported.
+    if (options_.upstream && !UpstreamAttemptAllowed()) return absl::OkStatus();
+    TRELLIS_RETURN_IF_ERROR(PrepareX509Locked());
   }
   if (!need_activate) return absl::OkStatus();
   return ActivateX509Locked();
 }
 
-absl::Status CaManager::PrepareJwtLocked(bool forced) {
-  if (options_.upstream && options_.upstream->OwnsBundle() && !forced &&
-      !UpstreamAttemptAllowed()) {
-    return absl::UnavailableError("waiting to retry the upstream authority");
-  }
+absl::Status CaManager::PrepareJwtLocked() {
   TRELLIS_ASSIGN_OR_RETURN(JwtCandidate fresh, NewJwtKey());
   TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kJwt, fresh.kid, AuthorityStatus::kPrepared,
                                   JwtJournalData(fresh.not_before), fresh.not_after));
@@ -850,11 +840,10 @@ absl::Status CaManager::RotateJwtLocked() {
     if (JwtKidTainted(active->kid)) need_prepare = need_activate = true;
   }
   if ((need_prepare || need_activate) && !prepared) {
-    absl::Status p = PrepareJwtLocked(/*forced=*/false);
-    if (!p.ok() && p.message() == "waiting to retry the upstream authority") {
+    if (options_.upstream && options_.upstream->OwnsBundle() && !UpstreamAttemptAllowed()) {
       return absl::OkStatus();
     }
-    TRELLIS_RETURN_IF_ERROR(p);
+    TRELLIS_RETURN_IF_ERROR(PrepareJwtLocked());
   }
   if (!need_activate) return absl::OkStatus();
   return ActivateJwtLocked();
@@ -1057,6 +1046,19 @@ absl::StatusOr<datastore::Bundle> CaManager::AcceptPublishedJwtAuthority(
   datastore::JwtAuthority clean = authority;
   clean.tainted = false;  // tainting is the bundle owner's decision, not the publisher's
   std::lock_guard<std::mutex> ops(state_->ops_mu);
+  {
+    // The bundle keeps one key per kid: a second key under a known kid would be dropped
+    // silently and tokens signed with it would never validate.
+    std::lock_guard<std::mutex> lock(state_->mu);
+    if (state_->stored_bundle) {
+      for (const auto& a : state_->stored_bundle->jwt_authorities) {
+        if (a.kid == clean.kid && a.public_key_der != clean.public_key_der) {
+          return absl::AlreadyExistsError("JWT authority " + clean.kid +
+                                          " is already published with another key");
+        }
+      }
+    }
+  }
   if (options_.upstream && options_.upstream->OwnsBundle()) {
     // Nested: the root holds the trust domain's bundle; it reaches us back on the stream, but
     // the answer to the publish already carries it.
@@ -1181,7 +1183,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareX509() {
     return absl::FailedPreconditionError("X.509 authority " + prepared->id +
                                          " is already prepared: activate it first");
   }
-  TRELLIS_RETURN_IF_ERROR(PrepareX509Locked(/*forced=*/true));
+  TRELLIS_RETURN_IF_ERROR(PrepareX509Locked());
   return *X509Authorities().prepared;
 }
 
@@ -1290,7 +1292,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareJwt() {
     return absl::FailedPreconditionError("JWT authority " + prepared->id +
                                          " is already prepared: activate it first");
   }
-  TRELLIS_RETURN_IF_ERROR(PrepareJwtLocked(/*forced=*/true));
+  TRELLIS_RETURN_IF_ERROR(PrepareJwtLocked());
   return *JwtAuthorities().prepared;
 }
 

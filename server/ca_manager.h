@@ -190,9 +190,9 @@ class CaManager {
   absl::Status RotateX509Locked();
   absl::Status RotateJwtLocked();
   absl::Status PruneLocked();
-  absl::Status PrepareX509Locked(bool forced);
+  absl::Status PrepareX509Locked();
   absl::Status ActivateX509Locked();
-  absl::Status PrepareJwtLocked(bool forced);
+  absl::Status PrepareJwtLocked();
   absl::Status ActivateJwtLocked();
   absl::Status MergeUpstreamBundleLocked(const datastore::Bundle& upstream);
   // FAILED_PRECONDITION while a downstream's current CA chains to the key id (raw bytes).

@@ -175,6 +175,37 @@ TEST_F(NestingTest, RegionJwtKeyIsPublishedToTheRootBeforeUseAndValidatesEverywh
   EXPECT_TRUE(claims.ok()) << claims.status();
 }
 
+TEST_F(NestingTest, PublishedJwtKeysAreCheckedBeforeTheyEnterTheBundle) {
+  const std::string kid = region_.ca->ActiveJwtKid();
+  const absl::Time later = clock_.Now() + absl::Hours(1);
+  auto other = common::PrivateKey::Generate();
+  EXPECT_EQ(root_.ca->AcceptPublishedJwtAuthority({kid, other->spki_der(), later, false})
+                .status()
+                .code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(root_.ca->AcceptPublishedJwtAuthority({"k1", "not a key", later, false})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(root_.ca->AcceptPublishedJwtAuthority({"k2", other->spki_der(), clock_.Now(), false})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(root_.ca->AcceptPublishedJwtAuthority({"", other->spki_der(), later, false})
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  // Publishing the same key again is harmless, and a tainted flag from the publisher is ignored.
+  auto again = root_.ca->AcceptPublishedJwtAuthority({"k3", other->spki_der(), later, true});
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (const auto& a : again->jwt_authorities) {
+    if (a.kid == "k3") {
+      EXPECT_FALSE(a.tainted);
+    }
+  }
+  EXPECT_TRUE(root_.ca->AcceptPublishedJwtAuthority({"k3", other->spki_der(), later, false}).ok());
+}
+
 TEST_F(NestingTest, UnreachableUpstreamLeavesTheRegionWithoutAJwtKeyRatherThanAnUnpublishedOne) {
   Tier other;
   auto down = std::make_shared<InProcessUpstream>(root_.ca.get(), Id("/region-b/server"));
