@@ -110,9 +110,10 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
       stopping_ = true;
       if (watch_ctx_) watch_ctx_->TryCancel();
     }
+    // First, so a watch thread still waiting for its first SVID returns at once.
+    source_->Stop();
     cv_.notify_all();
     if (watch_.joinable()) watch_.join();
-    source_->Stop();
   }
 
  private:
