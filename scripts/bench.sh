@@ -21,7 +21,7 @@ for b in bench/*_bench.py; do
   echo "== $(basename "$b")"
   TRELLIS_SERVER_BIN="$PWD/build/cmd/trellis-server" \
     TRELLIS_AGENT_BIN="$PWD/build/cmd/trellis-agent" PYTHONDONTWRITEBYTECODE=1 \
-     /usr/bin/python3 "$b" || failed+=("$(basename "$b")")
+    /usr/bin/python3 "$b" || failed+=("$(basename "$b")")
 done
 if [ ${#failed[@]} -ne 0 ]; then
   echo "bench.sh: failed or below target: ${failed[*]}" >&2
