@@ -16,6 +16,7 @@ parent agent is what tells a server's identity from a workload's.
 
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -35,6 +36,8 @@ TD_ID = "spiffe://" + harness.TRUST_DOMAIN
 AUDIENCE = "nested-test"
 BRANCHES = ("root", "region-a", "region-b", "cluster-c")
 LONG_TIMEOUT = 2 * harness.DEFAULT_TIMEOUT
+# The status code as gRPC names it, or in the CamelCase form SPIRE's CLI prints.
+FAILED_PRECONDITION_RE = re.compile(r"FAILED_PRECONDITION|FailedPrecondition")
 
 
 # ---- certificate and token helpers ---------------------------------------------------------
@@ -492,6 +495,44 @@ class NestedTest(unittest.TestCase):
         self.assertTrue(region_a.process.running())
         self.assertTrue(region_a.cli("healthcheck").ok)
 
+    # Out-of-order rotation steps are refused rather than breaking a tier.
+
+    def test_out_of_order_authority_steps_are_refused(self):
+        root = self.d.server("root")
+        host = self.d.attested_agent(root, "root-host")
+        region = self.d.downstream_server(root, host, "region")
+
+        def refused(server, kind, action, authority_id=None):
+            r = server.localauthority(kind, action, authority_id, check=False)
+            self.assertEqual(r.returncode, 1, "%s %s %s on %s: %r" % (
+                kind, action, authority_id, server.name, r))
+            self.assertTrue(r.stderr.strip(), "no reason given: %r" % r)
+            return r
+
+        for kind in ("x509", "jwt"):
+            active = root.authorities(kind)["active"]["authority_id"]
+            refused(root, kind, "taint", active)
+            refused(root, kind, "revoke", active)
+            prepared = root.localauthority(kind, "prepare")["authority_id"]
+            self.assertRegex(refused(root, kind, "prepare").stderr, FAILED_PRECONDITION_RE)
+            refused(root, kind, "activate", active)
+            root.localauthority(kind, "activate", prepared)
+            # The previous authority is now old but not tainted: revoking it is refused.
+            self.assertEqual(root.authorities(kind)["old"]["authority_id"], active)
+            refused(root, kind, "revoke", active)
+            self.assertEqual(root.authorities(kind)["active"]["authority_id"], prepared)
+
+        # A downstream CA is an intermediate outside the bundle: it is rotated with
+        # prepare/activate, and tainting it locally is refused.
+        old = region.authorities("x509")["active"]["authority_id"]
+        new = region.localauthority("x509", "prepare")["authority_id"]
+        region.localauthority("x509", "activate", new)
+        self.assertEqual(region.authorities("x509")["old"]["authority_id"], old)
+        refused(region, "x509", "taint", old)
+        refused(region, "x509", "revoke", old)
+        self.assertEqual(region.authorities("x509")["active"]["upstream_authority_subject_key_id"],
+                         root.authorities("x509")["active"]["authority_id"])
+
     # d. Rotating the root authorities, the documented way, breaks nothing anywhere.
 
     def test_root_authority_rotation_reaches_every_tier_without_failures(self):
@@ -578,7 +619,7 @@ class NestedTest(unittest.TestCase):
                     return True
                 # "Still in use" is a refusal that clears as SVIDs re-mint; anything else is
                 # final.
-                if "FAILED_PRECONDITION" not in r.stderr:
+                if not FAILED_PRECONDITION_RE.search(r.stderr):
                     raise _Final(r)
                 return False
             try:
