@@ -46,11 +46,6 @@ def ski(cert):
     return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest.hex()
 
 
-def aki(cert):
-    ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
-    return ext.key_identifier.hex()
-
-
 def signed_by(cert, issuer):
     if cert.issuer != issuer.subject:
         return False
@@ -342,7 +337,9 @@ class NestedTest(unittest.TestCase):
         tree = self.tree()
         root_roots = pem_certs(tree.root.bundle_pem())
         root_id = tree.root.authorities("x509")["active"]["authority_id"]
-        self.assertIn(root_id, [ski(c) for c in root_roots])
+        root_cert = [c for c in root_roots if ski(c) == root_id]
+        self.assertEqual(len(root_cert), 1, "active root %s in bundle show" % root_id)
+        root_cert = root_cert[0]
 
         svids = {name: b.svid() for name, b in tree.branches.items()}
         for name, (chain, roots) in svids.items():
@@ -357,14 +354,15 @@ class NestedTest(unittest.TestCase):
         # Chain shapes: root tier [leaf]; region [leaf, region CA]; cluster [leaf, cluster CA,
         # region A CA]; each CA is the issuing server's active authority.
         self.assertEqual(len(svids["root"][0]), 1)
-        self.assertEqual(aki(svids["root"][0][0]), root_id)
+        self.assertTrue(signed_by(svids["root"][0][0], root_cert))
         for region in ("region-a", "region-b"):
             chain = svids[region][0]
             self.assertEqual(len(chain), 2, region)
             self.assert_ca(chain[1])
             active = tree.servers[region].authorities("x509")["active"]
             self.assertEqual(ski(chain[1]), active["authority_id"], region)
-            self.assertEqual(aki(chain[1]), root_id, region)
+            self.assertTrue(signed_by(chain[0], chain[1]), region)
+            self.assertTrue(signed_by(chain[1], root_cert), region)
             self.assertEqual(active.get("upstream_authority_subject_key_id"), root_id, region)
         chain = svids["cluster-c"][0]
         self.assertEqual(len(chain), 3)
@@ -375,7 +373,9 @@ class NestedTest(unittest.TestCase):
         self.assertEqual(ski(chain[1]), cluster_active["authority_id"])
         self.assertEqual(ski(chain[2]), region_a_id)
         self.assertEqual(cluster_active.get("upstream_authority_subject_key_id"), region_a_id)
-        self.assertEqual(aki(chain[2]), root_id)
+        self.assertTrue(signed_by(chain[0], chain[1]))
+        self.assertTrue(signed_by(chain[1], chain[2]))
+        self.assertTrue(signed_by(chain[2], root_cert))
 
         # Every branch's SVID verifies against every branch's bundle, with OpenSSL.
         for src, (chain, _) in svids.items():
@@ -402,6 +402,9 @@ class NestedTest(unittest.TestCase):
                      what="kid %s of %s in %s's JWT bundle" % (kid, src, dst))
             got = tree.branches[dst].validate(tokens[src])
             self.assertEqual(got, tree.branches[src].spiffe_id, "%s -> %s" % (src, dst))
+            # A validator reading the other branch's JWKS itself agrees.
+            _, claims = wl.verify_jwt_with_jwks(tokens[src], tree.branches[dst].jwt_bundle())
+            self.assertEqual(claims["sub"], tree.branches[src].spiffe_id)
         # A token for another audience is still refused across branches.
         with self.assertRaises(grpc.RpcError) as err:
             tree.branches["region-b"].client.validate_jwt("another-audience",
