@@ -22,6 +22,9 @@ TRUST_DOMAIN = "example.org"
 
 # Generous: two cores shared with concurrent builds.
 DEFAULT_TIMEOUT = float(os.environ.get("TRELLIS_IT_TIMEOUT", "60"))
+# A downstream server's start-up waits for its SVID from the agent next to it and for its CA
+# from the tier above (up to about a minute by design).
+DOWNSTREAM_START_TIMEOUT = 2 * DEFAULT_TIMEOUT
 
 
 def server_binary():
@@ -82,6 +85,13 @@ class CliResult:
     @property
     def ok(self):
         return self.returncode == 0
+
+    def json(self):
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise AssertionError("command %s printed no JSON: %r (stderr %r)" % (
+                " ".join(self.args), self.stdout, self.stderr)) from None
 
     def check(self):
         if self.returncode != 0:
@@ -158,6 +168,13 @@ class Process:
                 self.kill()
         return self.popen.poll()
 
+    def wait_exit(self, timeout=DEFAULT_TIMEOUT):
+        """Waits for the process to exit on its own; returns its exit code."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise WaitTimeout("%s still running after %.0f s" % (self.name, timeout)) from None
+
     def kill(self):
         if self.popen is not None and self.popen.poll() is None:
             self.popen.kill()
@@ -168,11 +185,17 @@ class Process:
 class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
-                 extra_plugins=""):
+                 extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h"):
         """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
         (e.g. an UpstreamAuthority block for a nested tier)."""
         self.deployment = deployment
         self.name = name
+        # Set for a downstream server (see Deployment.downstream_server): the tier above, the
+        # agent it gets its identity from, and that identity's entry on the tier above.
+        self.upstream = None
+        self.parent_agent = None
+        self.downstream_id = None
+        self.downstream_entry_id = None
         self.trust_domain = trust_domain
         self.dir = deployment.path(name)
         os.makedirs(self.dir, exist_ok=True)
@@ -193,9 +216,9 @@ class Server:
             "  trust_domain = \"%s\"\n"
             "  data_dir = %s\n"
             "  log_level = \"DEBUG\"\n"
-            "  ca_ttl = \"24h\"\n"
+            "  ca_ttl = \"%s\"\n"
             "  default_x509_svid_ttl = \"%s\"\n"
-            "  default_jwt_svid_ttl = \"5m\"\n"
+            "  default_jwt_svid_ttl = \"%s\"\n"
             "  ratelimit {\n    attestation = %s\n    signing = false\n  }\n"
             "%s"
             "}\n\n"
@@ -208,8 +231,9 @@ class Server:
             "%s"
             "%s"
             "}\n") % (self.port, hcl_string(self.socket_path), trust_domain,
-                      hcl_string(self.data_dir), default_x509_svid_ttl,
-                      "true" if ratelimit_attestation else "false", extra_server_config,
+                      hcl_string(self.data_dir), ca_ttl, default_x509_svid_ttl,
+                      default_jwt_svid_ttl, "true" if ratelimit_attestation else "false",
+                      extra_server_config,
                       hcl_string(os.path.join(self.data_dir, "datastore.sqlite3")),
                       hcl_string(os.path.join(self.data_dir, "keys.json")), "".join(attestors),
                       extra_plugins)
@@ -218,10 +242,10 @@ class Server:
         self.process = Process(name, [server_binary(), "run", "-config", self.config_path],
                                os.path.join(self.dir, "server.log"), self.dir)
 
-    def start(self, wait=True):
+    def start(self, wait=True, timeout=DEFAULT_TIMEOUT):
         self.process.start()
         if wait:
-            self.wait_healthy()
+            self.wait_healthy(timeout)
         return self
 
     def wait_healthy(self, timeout=DEFAULT_TIMEOUT):
@@ -273,6 +297,36 @@ class Server:
 
     def delete_entry(self, entry_id):
         return self.cli("entry", "delete", "-entryID", entry_id, check=True)
+
+    def register_workload(self, agent, path, *extra, selectors=None):
+        """An entry for this test process (its uid) under `agent`; returns (entry ID, SPIFFE ID).
+
+        Every process of a deployment shares one uid, so the parent agent is what scopes an
+        identity: give each workload an agent that hosts no downstream server."""
+        sid = spiffe_id(path, self.trust_domain)
+        entry_id = self.create_entry(agent.spiffe_id, sid, selectors or [uid_selector()], *extra)
+        return entry_id, sid
+
+    def localauthority(self, kind, action, authority_id=None, check=True):
+        """`localauthority <x509|jwt> <action> [-authorityID ID] -output json`.
+
+        Returns the printed JSON (the authority object, or for `show` the
+        {"active", "prepared", "old"} document); with check=False the CliResult instead."""
+        args = ["localauthority", kind, action]
+        if authority_id is not None:
+            args += ["-authorityID", authority_id]
+        result = self.cli(*(args + ["-output", "json"]))
+        if not check:
+            return result
+        return result.check().json()
+
+    def authorities(self, kind):
+        """`localauthority <kind> show -output json` as a dict."""
+        return self.localauthority(kind, "show")
+
+    def bundle_spiffe(self):
+        """`bundle show -format spiffe` as a dict (a JWK set with x509-svid and jwt-svid keys)."""
+        return json.loads(self.cli("bundle", "show", "-format", "spiffe", check=True).stdout)
 
     def agents(self):
         out = self.cli("agent", "list", "-output", "json", check=True).stdout
@@ -355,11 +409,15 @@ class Agent:
             f.write(config)
         self.process = None
         self.log_path = os.path.join(self.dir, "agent.log")
+        # Known once it attests with a join token (the ID is derived from the token).
+        self.spiffe_id = None
 
     def start(self, join_token=None, wait=True):
         args = [agent_binary(), "run", "-config", self.config_path]
         if join_token:
             args += ["-joinToken", join_token]
+            if self.spiffe_id is None:
+                self.spiffe_id = agent_id_for_token(join_token, self.trust_domain)
         self.process = Process(self.name, args, self.log_path, self.dir)
         self.process.start()
         if wait:
@@ -394,6 +452,10 @@ class Agent:
     @property
     def endpoint(self):
         return "unix:" + self.socket_path
+
+    def register_workload(self, path, *extra, selectors=None):
+        """An entry for this test process under this agent, on the agent's own server."""
+        return self.server.register_workload(self, path, *extra, selectors=selectors)
 
 
 class Deployment:
@@ -432,6 +494,43 @@ class Deployment:
         if start:
             a.start(join_token=join_token, wait=wait)
         return a
+
+    def attested_agent(self, server, name=None, **kwargs):
+        """An agent attested to `server` (any tier) with a fresh join token; its SPIFFE ID is
+        in .spiffe_id."""
+        return self.agent(server, name=name, join_token=server.generate_token(), **kwargs)
+
+    def downstream_server(self, upstream, parent_agent, name, downstream=True, start=True,
+                          timeout=None, extra_plugins="", **kwargs):
+        """A server one tier below `upstream`, running next to `parent_agent` (an agent of
+        `upstream`'s tier that hosts nothing else).
+
+        Registers spiffe://<td>/<name>/server on `upstream` under `parent_agent` (with
+        -downstream unless downstream=False) and configures UpstreamAuthority "spire" to fetch
+        its identity from that agent's socket and reach `upstream`'s port. Start-up blocks until
+        the upstream has minted the new server's CA, so the wait is longer than usual."""
+        if parent_agent.spiffe_id is None:
+            raise ValueError("agent %s has no known SPIFFE ID" % parent_agent.name)
+        sid = spiffe_id(name + "/server", upstream.trust_domain)
+        entry_args = ["-downstream"] if downstream else []
+        entry_id = upstream.create_entry(parent_agent.spiffe_id, sid, [uid_selector()],
+                                         *entry_args)
+        block = (
+            "  UpstreamAuthority \"spire\" {\n    plugin_data {\n"
+            "      server_address = \"127.0.0.1\"\n"
+            "      server_port = \"%d\"\n"
+            "      workload_api_socket = %s\n"
+            "    }\n  }\n") % (upstream.port, hcl_string(parent_agent.socket_path))
+        s = Server(self, name, trust_domain=upstream.trust_domain,
+                   extra_plugins=block + extra_plugins, **kwargs)
+        s.upstream = upstream
+        s.parent_agent = parent_agent
+        s.downstream_id = sid
+        s.downstream_entry_id = entry_id
+        self.servers.append(s)
+        if start:
+            s.start(timeout=timeout or DOWNSTREAM_START_TIMEOUT)
+        return s
 
     def cli(self, *args, **kwargs):
         """trellis-server CLI against the first server."""
@@ -476,6 +575,10 @@ class Deployment:
 
 def agent_id_for_token(token, trust_domain=TRUST_DOMAIN):
     return "spiffe://%s/spire/agent/join_token/%s" % (trust_domain, token)
+
+
+def uid_selector(uid=None):
+    return "unix:uid:%d" % (os.getuid() if uid is None else uid)
 
 
 def spiffe_id(path, trust_domain=TRUST_DOMAIN):
