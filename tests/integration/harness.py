@@ -185,9 +185,11 @@ class Process:
 class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
-                 extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h"):
+                 extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h",
+                 postgres_dsn=None):
         """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
-        (e.g. an UpstreamAuthority block for a nested tier)."""
+        (e.g. an UpstreamAuthority block for a nested tier). postgres_dsn: keep the datastore
+        in that PostgreSQL database instead of SQLite in the data directory."""
         self.deployment = deployment
         self.name = name
         # Set for a downstream server (see Deployment.downstream_server): the tier above, the
@@ -224,7 +226,7 @@ class Server:
             "}\n\n"
             "plugins {\n"
             "  DataStore \"sql\" {\n    plugin_data {\n"
-            "      database_type = \"sqlite3\"\n"
+            "      database_type = \"%s\"\n"
             "      connection_string = %s\n"
             "    }\n  }\n"
             "  KeyManager \"disk\" {\n    plugin_data {\n      keys_path = %s\n    }\n  }\n"
@@ -233,8 +235,8 @@ class Server:
             "}\n") % (self.port, hcl_string(self.socket_path), trust_domain,
                       hcl_string(self.data_dir), ca_ttl, default_x509_svid_ttl,
                       default_jwt_svid_ttl, "true" if ratelimit_attestation else "false",
-                      extra_server_config,
-                      hcl_string(os.path.join(self.data_dir, "datastore.sqlite3")),
+                      extra_server_config, "postgres" if postgres_dsn else "sqlite3",
+                      hcl_string(postgres_dsn or os.path.join(self.data_dir, "datastore.sqlite3")),
                       hcl_string(os.path.join(self.data_dir, "keys.json")), "".join(attestors),
                       extra_plugins)
         with open(self.config_path, "w") as f:
