@@ -201,7 +201,7 @@ await_agent() {
 register() {
   local server=$1 parent=$2 id=$3
   shift 3
-  say "on $server: entry create -parentID <$parent> -spiffeID $id -selector unix:uid:$uid $*"
+  say "on $server: entry create -parentID <$parent> -spiffeID $id -selector unix:uid:$uid${*:+ $*}"
   "$server_bin" entry create -socketPath "$(sock "$server")" -parentID "${agent_ids[$parent]}" \
     -spiffeID "$id" -selector "unix:uid:$uid" "$@" | grep -E 'SPIFFE ID|Parent ID|Downstream' |
     indent
@@ -233,7 +233,9 @@ register root root-agent-a "spiffe://$td/region-a/server" -downstream
 register root root-agent-b "spiffe://$td/region-b/server" -downstream
 
 # ---- Regions ----------------------------------------------------------------------------------
-step "4. Regions: starting region-a (SQLite, port $REGION_A_PORT) and region-b ($REGION_B_DB_TYPE, port $REGION_B_PORT)"
+db_b=SQLite
+[ "$REGION_B_DB_TYPE" = sqlite3 ] || db_b=PostgreSQL
+step "4. Regions: starting region-a (SQLite, port $REGION_A_PORT) and region-b ($db_b, port $REGION_B_PORT)"
 say "each fetches its SVID from its root-tier agent, then has the root mint its intermediate CA"
 mkdir -p "$dir/region-a" "$dir/region-b"
 start_server region-a region-a-server.conf
@@ -301,19 +303,31 @@ key_id() { # key_id CERT EXT: the SKI or AKI as lowercase hex without colons
 split_pem() {
   awk -v p="$2" '/BEGIN CERTIFICATE/ { f = p "." n++ ".pem" } f { print > f }' "$1"
 }
-show_cert() { # show_cert LABEL FILE
-  local subject issuer uri aki owner
-  subject=$(openssl x509 -in "$2" -noout -subject -nameopt oneline | sed 's/^subject= *//')
-  issuer=$(openssl x509 -in "$2" -noout -issuer -nameopt oneline | sed 's/^issuer= *//')
-  uri=$(openssl x509 -in "$2" -noout -ext subjectAltName 2> /dev/null |
+# show_cert ROLE FILE: what a certificate is, its subject and issuer, and which tier signed it.
+show_cert() {
+  local role=$1 f=$2 subject issuer uri ski aki who by
+  subject=$(openssl x509 -in "$f" -noout -subject -nameopt oneline | sed 's/^subject= *//')
+  issuer=$(openssl x509 -in "$f" -noout -issuer -nameopt oneline | sed 's/^issuer= *//')
+  uri=$(openssl x509 -in "$f" -noout -ext subjectAltName 2> /dev/null |
     grep -o 'URI:[^,]*' | sed 's/^URI://' || true)
-  aki=$(key_id "$2" authorityKeyIdentifier)
-  owner=${authority_owner[$aki]:-}
-  printf '      %-12s subject: %s%s\n' "$1" "$subject" "${uri:+   ($uri)}"
-  printf '      %-12s issuer:  %s%s\n' "" "$issuer" "${owner:+   <- signed by the $owner CA}"
+  ski=$(key_id "$f" subjectKeyIdentifier)
+  aki=$(key_id "$f" authorityKeyIdentifier)
+  if [ "$role" = leaf ]; then
+    who=$uri
+  else
+    who="the ${authority_owner[$ski]:-unknown} CA, authority ID $ski"
+  fi
+  if [ "$ski" = "$aki" ]; then
+    by="self-signed"
+  else
+    by="signed by the ${authority_owner[$aki]:-unknown} CA"
+    tiers+=("${authority_owner[$aki]:-unknown}")
+  fi
+  printf '      %-5s %s\n' "$role" "$who"
+  printf '            subject "%s", issuer "%s": %s\n' "$subject" "$issuer" "$by"
 }
 
-step "9. The tiers each workload's chain passes through (svid.0.pem, then its root in bundle.0.pem)"
+step "9. The tiers each workload's chain passes through"
 for b in "${branches[@]}"; do
   d="$dir/svid/$b"
   rm -f "$d"/cert.*.pem "$d"/root.*.pem
@@ -326,17 +340,20 @@ for b in "${branches[@]}"; do
   for ((i = 1; i < n; i++)); do
     cat "$d/cert.$i.pem" >> "$d/intermediates.pem"
   done
-  say "$b workload (${branch_id[$b]}), $n certificate(s) from the agent:"
-  show_cert "leaf" "$d/cert.0.pem"
+  say "$b workload: $n certificate(s) in svid.0.pem, then the root from bundle.0.pem"
+  tiers=()
+  show_cert leaf "$d/cert.0.pem"
   for ((i = 1; i < n; i++)); do
-    show_cert "CA $i" "$d/cert.$i.pem"
+    show_cert CA "$d/cert.$i.pem"
   done
   top_aki=$(key_id "$d/cert.$((n - 1)).pem" authorityKeyIdentifier)
   for r in "$d"/root.*.pem; do
     if [ "$(key_id "$r" subjectKeyIdentifier)" = "$top_aki" ]; then
-      show_cert "root" "$r"
+      show_cert root "$r"
     fi
   done
+  path=$(printf ' -> %s' "${tiers[@]}")
+  say "tiers: workload${path}"
 done
 
 step "10. Every tier's bundle holds the same roots"
@@ -386,7 +403,7 @@ same_jwt_keys() {
 }
 t0=$(now_ms)
 wait_for root 30 same_jwt_keys
-say "all four tiers hold the same JWT keys (checked $(since "$t0") after step 11):"
+say "all four tiers hold the same JWT keys (polled for $(since "$t0")):"
 for kid in $(jwt_kids root); do
   say "   $kid${kid_owner[$kid]:+   (${kid_owner[$kid]})}"
 done
@@ -409,7 +426,7 @@ for pair in region-a:region-b region-b:cluster-a1 cluster-a1:region-a; do
   say "   (and the same token is refused for another audience)"
 done
 
-say ""
+echo
 say "everything above took $(since "$t_start") from the root's start"
 
 if [ "$keep_running" = 1 ]; then
