@@ -3,8 +3,9 @@
 # configurations, then runs the nested topology of examples/nested on this machine, all on
 # SQLite in a temporary directory: a root server, two region servers and a cluster server
 # under one region, each tier with its agents. Workloads in three branches fetch SVIDs, the
-# tiers their chains pass through are printed, and each branch verifies another's X.509 and
-# JWT SVIDs. Everything it started is stopped at the end.
+# tiers their chains pass through are printed, each branch verifies another's X.509 and JWT
+# SVIDs, and the root is stopped to show the tiers below it still issuing. Everything it
+# started is stopped at the end.
 #
 # Usage: bash scripts/run.sh [--keep-running]
 #   --keep-running   leave the topology running and print how to use and stop it
@@ -16,7 +17,7 @@ for arg in "$@"; do
   case "$arg" in
     --keep-running) ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)

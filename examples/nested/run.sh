@@ -4,7 +4,8 @@
 # datastore), region agents, a cluster server under region A and a cluster agent. It
 # registers a workload in three branches (region A, region B, the cluster) and shows each
 # branch verifying another: X.509-SVID chains with openssl against another branch's bundle,
-# JWT-SVIDs fetched from one agent and validated by another. Every process it starts is
+# JWT-SVIDs fetched from one agent and validated by another. Then it stops the root, shows the
+# regions and the cluster still issuing, and brings the root back. Every process it starts is
 # stopped by PID on exit; on failure the logs are kept.
 #
 # Usage: bash examples/nested/run.sh [--keep-running]
@@ -116,7 +117,10 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# Interrupted, hung up on, or writing to a closed pipe: still stop everything.
 trap 'exit 130' INT TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 die() {
   echo "nested/run.sh: $*" >&2
@@ -137,12 +141,22 @@ since() {
 sock() { echo "$dir/$1/api.sock"; }
 
 # Starts a process in the background with its output in logs/NAME.log.
+# Starts a process in the background, its output appended to logs/NAME.log; a restart keeps
+# the process's place in the stop order.
 launch() {
   local name=$1
   shift
-  "$@" > "$dir/logs/$name.log" 2>&1 &
+  "$@" >> "$dir/logs/$name.log" 2>&1 &
+  [ -n "${pids[$name]:-}" ] || started+=("$name")
   pids[$name]=$!
-  started+=("$name")
+}
+
+# Stops one process with SIGTERM and fails unless it exits with status 0.
+stop_one() {
+  local name=$1 rc=0
+  kill -TERM "${pids[$name]}"
+  wait "${pids[$name]}" || rc=$?
+  [ $rc -eq 0 ] || die "$name exited with status $rc on SIGTERM"
 }
 
 # wait_for NAME SECONDS COMMAND...: polls COMMAND until it succeeds, giving up at the deadline
@@ -328,6 +342,7 @@ show_cert() {
 }
 
 step "9. The tiers each workload's chain passes through"
+declare -A branch_tiers=()
 for b in "${branches[@]}"; do
   d="$dir/svid/$b"
   rm -f "$d"/cert.*.pem "$d"/root.*.pem
@@ -352,8 +367,8 @@ for b in "${branches[@]}"; do
       show_cert root "$r"
     fi
   done
-  path=$(printf ' -> %s' "${tiers[@]}")
-  say "tiers: workload${path}"
+  branch_tiers[$b]="workload$(printf ' -> %s' "${tiers[@]}")"
+  say "tiers: ${branch_tiers[$b]}"
 done
 
 step "10. Every tier's bundle holds the same roots"
@@ -373,10 +388,15 @@ for pair in region-a:region-b region-b:cluster-a1 cluster-a1:region-a; do
   to=${pair##*:}
   say "$from SVID against the bundle served to the $to workload:"
   untrusted=()
-  [ -s "$dir/svid/$from/intermediates.pem" ] && untrusted=(-untrusted "$dir/svid/$from/intermediates.pem")
-  out=$(openssl verify -show_chain -CAfile "$dir/svid/$to/bundle.0.pem" "${untrusted[@]}" \
-    "$dir/svid/$from/cert.0.pem" 2>&1) || status=1
-  indent <<< "${out//$dir\/svid\//}"
+  [ -s "$dir/svid/$from/intermediates.pem" ] && untrusted=(-untrusted "$from/intermediates.pem")
+  cmd=(openssl verify -CAfile "$to/bundle.0.pem" "${untrusted[@]}" "$from/cert.0.pem")
+  echo "      ${cmd[*]}"
+  if out=$(cd "$dir/svid" && "${cmd[@]}" 2>&1); then
+    echo "      $out   (${branch_tiers[$from]})"
+  else
+    indent <<< "$out"
+    status=1
+  fi
 done
 [ $status -eq 0 ] || die "a chain did not verify across branches"
 
@@ -426,8 +446,45 @@ for pair in region-a:region-b region-b:cluster-a1 cluster-a1:region-a; do
   say "   (and the same token is refused for another audience)"
 done
 
+# ---- The root goes down --------------------------------------------------------------------
+step "14. The root goes down: the regions and the cluster keep issuing"
+active_authority() { # the first Authority ID that show prints is the active one
+  "$server_bin" localauthority x509 show -socketPath "$(sock "$1")" |
+    sed -n 's/^ *Authority ID: *//p' | head -n 1
+}
+root_authority=$(active_authority root)
+stop_one root
+say "root server stopped (SIGTERM, exit status 0)"
+# served AGENT ID: the caller is served an X509-SVID with that SPIFFE ID.
+served() {
+  "$agent_bin" api fetch x509 -socketPath "$(sock "$1")" | grep -q "SPIFFE ID:[[:space:]]*$2\$"
+}
+for b in region-b cluster-a1; do
+  id="${branch_id[$b]%/workload}/during-outage"
+  register "${branch_server[$b]}" "${branch_agent[$b]}" "$id"
+  t0=$(now_ms)
+  wait_for "${branch_agent[$b]}" 60 served "${branch_agent[$b]}" "$id"
+  say "$id: served by ${branch_agent[$b]} with the root down (waited $(since "$t0"))"
+done
+d="$dir/svid/outage"
+"$agent_bin" api fetch x509 -silent -write "$d" -socketPath "$(sock cluster-a1-agent-1)"
+for f in "$d"/svid.*.pem; do
+  if openssl x509 -in "$f" -noout -ext subjectAltName | grep -q 'during-outage'; then
+    out=$(openssl verify -CAfile "$dir/svid/region-b/bundle.0.pem" -untrusted "$f" "$f" 2>&1) ||
+      die "the SVID issued during the outage did not verify: $out"
+    say "the cluster's new SVID verifies against the region-b workload's bundle: OK"
+  fi
+done
+
+step "15. The root comes back on its persisted state"
+t0=$(now_ms)
+start_server root root-server.conf
+await_server root 60
+[ "$(active_authority root)" = "$root_authority" ] || die "the root came back with another CA"
+say "root active X.509 authority: $root_authority, as before"
+
 echo
-say "everything above took $(since "$t_start") from the root's start"
+say "everything above took $(since "$t_start") from the root's first start"
 
 if [ "$keep_running" = 1 ]; then
   step "Topology left running (--keep-running)"
@@ -454,10 +511,10 @@ EOF
   exit 0
 fi
 
-step "14. Stopping every process (SIGTERM, newest first)"
+step "16. Stopping every process (SIGTERM, newest first)"
 stopped_cleanly=1
 stop_all || die "a process did not stop cleanly"
 say "all ${#started[@]} processes exited with status 0"
 echo
 echo "Done: root, two regions and a cluster ran nested; workloads in three branches verified"
-echo "each other's X.509 and JWT SVIDs."
+echo "each other's X.509 and JWT SVIDs, and the tiers below kept issuing while the root was down."
