@@ -857,6 +857,10 @@ absl::Status Agent::Sync() {
     s = SyncEntries();
   }
   TRELLIS_RETURN_IF_ERROR(s);
+  // A taint learned in this sync replaces the agent's own SVID now, not one sync later.
+  if (absl::Status renew = MaybeRenewAgentSvid(); !renew.ok()) {
+    Log("warning", "renewing the agent SVID failed: " + std::string(renew.message()));
+  }
   absl::Status mint = MintSvids();
   if (Publish()) {
     // A sync that changed the cache freed its transient protobufs, CSRs and keys in between

@@ -518,10 +518,13 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
   // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
   // federated bundles. A notice goes out only when one of them moved, so a change to another
   // agent's entries does not make every agent sync.
+  // A new active X.509 CA counts too: agents holding SVIDs under a tainted authority re-mint
+  // them as soon as there is a CA to re-mint them with.
   struct State {
     uint64_t entries;
     uint64_t bundle_sequence;
     uint64_t federated;
+    uint64_t x509_generation;
     bool operator==(const State&) const = default;
   };
   auto current = [&] {
@@ -531,7 +534,8 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
       std::lock_guard<std::mutex> lock(mu_);
       federated = federated_generation_;
     }
-    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated};
+    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated,
+                 ca_->X509Generation()};
   };
   uint64_t seen_generation;
   {

@@ -163,6 +163,8 @@ struct CaManager::State {
     std::vector<common::Certificate> roots;  // bundle anchors for this CA
     common::PrivateKey key;
     std::shared_ptr<const common::X509SvidIssuer> issuer;
+    // When it stopped signing (old authorities); SVIDs it signed were issued before.
+    absl::Time retired_at = absl::InfiniteFuture();
     const common::Certificate& ca() const { return chain.front(); }
   };
   struct JwtSlot {
@@ -196,6 +198,8 @@ struct CaManager::State {
   std::map<std::string, DownstreamMint> downstream_mints;  // guarded by mu
   // The upstream's bundle as last received (nested servers).
   std::optional<datastore::Bundle> upstream_bundle;  // guarded by mu
+  // Authorities (SKI hex) the upstream dropped that this tier still needs (guarded by ops_mu).
+  std::set<std::string> retained_upstream;
 };
 
 CaManager::CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
@@ -242,8 +246,10 @@ namespace {
 
 // Journal payloads: the chain and roots as PEM lists (X.509), the validity window (JWT).
 std::string X509JournalData(const std::vector<common::Certificate>& chain,
-                            const std::vector<common::Certificate>& roots) {
+                            const std::vector<common::Certificate>& roots,
+                            absl::Time retired_at = absl::InfiniteFuture()) {
   nlohmann::json j;
+  if (retired_at != absl::InfiniteFuture()) j["retired_at"] = absl::ToUnixSeconds(retired_at);
   j["chain"] = nlohmann::json::array();
   for (const auto& c : chain) j["chain"].push_back(c.ToPem());
   j["roots"] = nlohmann::json::array();
@@ -252,9 +258,14 @@ std::string X509JournalData(const std::vector<common::Certificate>& chain,
 }
 
 absl::Status ParseX509JournalData(const std::string& data, std::vector<common::Certificate>* chain,
-                                  std::vector<common::Certificate>* roots) {
+                                  std::vector<common::Certificate>* roots,
+                                  absl::Time* retired_at = nullptr) {
   try {
     nlohmann::json j = nlohmann::json::parse(data);
+    // Left as the caller set it when absent (records written before it was kept).
+    if (retired_at != nullptr && j.contains("retired_at")) {
+      *retired_at = absl::FromUnixSeconds(j.at("retired_at").get<int64_t>());
+    }
     for (const auto& p : j.at("chain")) {
       TRELLIS_ASSIGN_OR_RETURN(auto c, common::Certificate::FromPem(p.get<std::string>()));
       chain->push_back(std::move(c));
@@ -326,11 +337,12 @@ absl::Status CaManager::Start() {
       // The newest retired authority stays visible to operators (taint, revoke) until pruned.
       if (e.kind == AuthorityKind::kX509) {
         std::vector<common::Certificate> chain, roots;
+        absl::Time retired_at = now;  // unknown: assume just now, the cautious side
         auto key = km_->GetKey(X509KeyId(e.authority_id));
-        if (ParseX509JournalData(e.data, &chain, &roots).ok() && key.ok()) {
+        if (ParseX509JournalData(e.data, &chain, &roots, &retired_at).ok() && key.ok()) {
           std::lock_guard<std::mutex> lock(state_->mu);
           state_->x509_old = State::X509Slot{e.authority_id, std::move(chain), std::move(roots),
-                                             std::move(*key), nullptr};
+                                             std::move(*key), nullptr, retired_at};
         }
       } else {
         auto not_before = ParseJwtJournalData(e.data);
@@ -442,6 +454,19 @@ absl::Status CaManager::Start() {
 
 absl::Status CaManager::Tick() {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
+  if (!state_->retained_upstream.empty()) {
+    // Drops the authorities kept for this tier's sake once nothing here needs them.
+    std::optional<datastore::Bundle> upstream;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      upstream = state_->upstream_bundle;
+    }
+    if (upstream) {
+      if (absl::Status m = MergeUpstreamBundleLocked(*upstream); !m.ok()) {
+        Warn("re-applying the upstream bundle failed: " + m.ToString());
+      }
+    }
+  }
   absl::Status rotate = RotateLocked();
   absl::Status prune = PruneLocked();
   // Picks up changes made by others (admin API: taint, set) to our bundle row.
@@ -710,8 +735,10 @@ absl::Status CaManager::ActivateX509Locked() {
                                   X509JournalData(prepared->chain, prepared->roots),
                                   prepared->ca().not_after()));
   if (active) {
+    active->retired_at = clock_.Now();
     TRELLIS_RETURN_IF_ERROR(Journal(AuthorityKind::kX509, active->id, AuthorityStatus::kOld,
-                                    X509JournalData(active->chain, active->roots),
+                                    X509JournalData(active->chain, active->roots,
+                                                    active->retired_at),
                                     active->ca().not_after()));
   }
   std::function<void()> listener;
@@ -1010,6 +1037,11 @@ absl::StatusOr<UpstreamAuthority::MintResult> CaManager::MintDownstreamCa(
     bundle = state_->bundle;
   }
   if (!active || !bundle) return absl::UnavailableError("no active X.509 CA yet");
+  if (ChainTouches(active->chain, TaintedX509KeyIds())) {
+    // A CA minted now would chain to the tainted authority and be replaced at once.
+    return absl::UnavailableError(
+        "this server's CA chains to a tainted authority and is being replaced; retry shortly");
+  }
   const absl::Duration ttl = preferred_ttl > absl::ZeroDuration() ? preferred_ttl : options_.ca_ttl;
   // NotAfter is capped at the active CA's, so a downstream CA never outlives its issuer.
   TRELLIS_ASSIGN_OR_RETURN(
@@ -1120,6 +1152,35 @@ absl::Status CaManager::MergeUpstreamBundleLocked(const datastore::Bundle& upstr
   for (auto a : upstream.x509_authorities) {
     a.tainted = a.tainted || locally_tainted_x509(a.ca_der);
     merged.x509_authorities.push_back(std::move(a));
+  }
+  // An authority the upstream dropped (revoked or pruned) stays here, tainted, while this tier
+  // still depends on it: our agents' SVIDs or a downstream's CA may chain to it, and removing
+  // it would lock them out. It leaves at a later merge (every tick) once nothing does.
+  std::set<std::string> retained;
+  if (local) {
+    for (const auto& a : local->x509_authorities) {
+      bool upstream_has = std::any_of(
+          upstream.x509_authorities.begin(), upstream.x509_authorities.end(),
+          [&](const auto& u) { return u.ca_der == a.ca_der; });
+      if (upstream_has) continue;
+      auto cert = common::Certificate::FromDer(a.ca_der);
+      if (!cert.ok()) continue;
+      const std::string name = "X.509 authority " + Hex(cert->SubjectKeyId());
+      if (cert->not_after() > clock_.Now() &&
+          !StillNeededLocked(cert->SubjectKeyId(), name).ok()) {
+        merged.x509_authorities.push_back({a.ca_der, a.expires_at, true});
+        retained.insert(Hex(cert->SubjectKeyId()));
+      }
+    }
+  }
+  if (retained != state_->retained_upstream) {
+    for (const auto& id : retained) {
+      if (!state_->retained_upstream.count(id)) {
+        Warn("keeping X.509 authority " + id +
+             " that the upstream removed until this tier no longer depends on it");
+      }
+    }
+    state_->retained_upstream = retained;
   }
   for (auto a : upstream.jwt_authorities) {
     a.tainted = a.tainted || locally_tainted_jwt(a.kid);
@@ -1260,7 +1321,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::RevokeX509(const std::string
   if (!old || Hex(old->ca().SubjectKeyId()) != id) {
     return absl::NotFoundError("no old X.509 authority " + id);
   }
-  TRELLIS_RETURN_IF_ERROR(RevokeUpstreamCheckLocked(old->ca().SubjectKeyId()));
+  TRELLIS_RETURN_IF_ERROR(StillNeededLocked(old->ca().SubjectKeyId(), "X.509 authority " + id));
   TRELLIS_RETURN_IF_ERROR(
       ds_->RevokeX509Authority(options_.trust_domain.name(), old->ca().der()));
   {
@@ -1282,6 +1343,60 @@ absl::Status CaManager::RevokeUpstreamCheckLocked(const std::string& raw_key_id)
           Hex(raw_key_id) + " (valid until " + absl::FormatTime(mint.not_after) +
           "): taint it and wait for the downstream to rotate");
     }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CaManager::AgentsRenewedSince(absl::Time retired_at, const std::string& what) {
+  if (options_.agent_svid_ttl <= absl::ZeroDuration()) return absl::OkStatus();
+  const absl::Time now = clock_.Now();
+  datastore::ListNodesRequest req;
+  req.by_banned = false;
+  req.page_size = 1000;
+  int64_t waiting = 0;
+  std::string example;
+  absl::Time until = absl::InfinitePast();
+  do {
+    TRELLIS_ASSIGN_OR_RETURN(datastore::ListNodesResponse page, ds_->ListNodes(req));
+    for (const auto& n : page.nodes) {
+      // The newest SVID the agent holds; its issue time is NotAfter minus the agent TTL (or
+      // earlier when the CA capped it, which only makes this check more cautious).
+      const absl::Time latest = std::max(n.cert_not_after, n.new_cert_not_after);
+      if (latest <= now) continue;
+      if (latest - options_.agent_svid_ttl <= retired_at) {
+        ++waiting;
+        if (example.empty()) example = n.spiffe_id;
+        until = std::max(until, latest);
+      }
+    }
+    req.page_token = page.next_page_token;
+  } while (!req.page_token.empty());
+  if (waiting == 0) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      waiting, " agent(s) still hold an SVID signed under ", what, " (e.g. ", example,
+      "; the last expires at ", absl::FormatTime(absl::RFC3339_sec, until, absl::UTCTimeZone()),
+      "): wait until they renew (agents renew at once when it is tainted)"));
+}
+
+absl::Status CaManager::StillNeededLocked(const std::string& raw_key_id, const std::string& what) {
+  const std::set<std::string> ids = {raw_key_id};
+  std::optional<State::X509Slot> active, prepared, old;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    active = state_->x509_active;
+    prepared = state_->x509_prepared;
+    old = state_->x509_old;
+  }
+  for (const auto* s : {&active, &prepared}) {
+    if (*s && ChainTouches((*s)->chain, ids)) {
+      return absl::FailedPreconditionError(
+          "this server's " + std::string(s == &active ? "active" : "prepared") +
+          " X.509 authority chains to " + what + ": prepare and activate another first");
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(RevokeUpstreamCheckLocked(raw_key_id));
+  if (old && ChainTouches(old->chain, ids)) {
+    TRELLIS_RETURN_IF_ERROR(AgentsRenewedSince(old->retired_at, what));
   }
   return absl::OkStatus();
 }
@@ -1464,14 +1579,8 @@ absl::Status CaManager::RevokeUpstreamX509(const std::string& subject_key_id) {
     return absl::FailedPreconditionError("upstream X.509 authority " + subject_key_id +
                                          " is not tainted: taint it first");
   }
-  const std::set<std::string> ids = {cert.SubjectKeyId()};
-  for (const auto* s : {&active, &prepared}) {
-    if (*s && ChainTouches((*s)->chain, ids)) {
-      return absl::FailedPreconditionError("this server's X.509 authority still chains to " +
-                                           subject_key_id + ": it cannot be revoked yet");
-    }
-  }
-  TRELLIS_RETURN_IF_ERROR(RevokeUpstreamCheckLocked(cert.SubjectKeyId()));
+  TRELLIS_RETURN_IF_ERROR(
+      StillNeededLocked(cert.SubjectKeyId(), "upstream X.509 authority " + subject_key_id));
   if (options_.upstream->OwnsBundle() && upstream_bundle) {
     for (const auto& a : upstream_bundle->x509_authorities) {
       if (a.ca_der == cert.der()) {

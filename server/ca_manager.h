@@ -60,6 +60,9 @@ class CaManager {
     absl::Duration prune_grace = absl::Hours(1);
     // Bundle refresh hint published with the bundle; zero: derived from ca_ttl.
     absl::Duration refresh_hint = absl::ZeroDuration();
+    // Lifetime of agent SVIDs, to tell which attested agents still hold one signed before an
+    // authority was retired (revoking it would lock them out). Zero: agents are not checked.
+    absl::Duration agent_svid_ttl = absl::ZeroDuration();
   };
 
   static absl::StatusOr<std::unique_ptr<CaManager>> Create(Options options,
@@ -197,6 +200,12 @@ class CaManager {
   absl::Status MergeUpstreamBundleLocked(const datastore::Bundle& upstream);
   // FAILED_PRECONDITION while a downstream's current CA chains to the key id (raw bytes).
   absl::Status RevokeUpstreamCheckLocked(const std::string& raw_key_id);
+  // FAILED_PRECONDITION while an attested agent holds an SVID issued before `retired_at`
+  // (by a CA that chained to the authority being removed).
+  absl::Status AgentsRenewedSince(absl::Time retired_at, const std::string& what);
+  // Whether this tier still depends on the X.509 authority with `raw_key_id`: our CAs chain to
+  // it, a downstream's CA does, or agents hold SVIDs from our previous CA that does.
+  absl::Status StillNeededLocked(const std::string& raw_key_id, const std::string& what);
   // Subject key ids of the X.509 authorities marked tainted in our bundle.
   std::set<std::string> TaintedX509KeyIds() const;
   bool JwtKidTainted(const std::string& kid) const;

@@ -263,6 +263,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
 
   TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
   ca_opts.server_instance_id = instance_id;
+  ca_opts.agent_svid_ttl = cfg.EffectiveAgentTtl();
   if (cfg.upstream_authority) {
     if (const auto* spire =
             std::get_if<config::SpireUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
@@ -352,9 +353,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     agents->NotifyChange();
     downstreams->NotifyBundleChanged();
   });
-  s.ca->SetX509ActivationListener([raw] {
+  s.ca->SetX509ActivationListener([raw, agents] {
     raw->ca_activated = true;
     raw->cv.notify_all();
+    agents->NotifyChange();
   });
   if (absl::Status f = s.agent_service->RefreshFederatedBundles(); !f.ok()) {
     LogWarn("Federated bundle load failed", {{"error", std::string(f.message())}});

@@ -77,12 +77,36 @@ class NestingTest : public ::testing::Test {
   }
 
   void SetUp() override {
-    ASSERT_TRUE(StartTier(root_, Options(absl::Hours(48))).ok());
+    auto root_options = Options(absl::Hours(48));
+    root_options.agent_svid_ttl = kAgentTtl;
+    ASSERT_TRUE(StartTier(root_, root_options).ok());
     upstream_ = std::make_shared<InProcessUpstream>(root_.ca.get(), Id("/region-a/server"));
     auto o = Options(absl::Hours(12));
     o.upstream = upstream_;
+    o.agent_svid_ttl = kAgentTtl;
     ASSERT_TRUE(StartTier(region_, o).ok());
     Sync();
+  }
+
+  static constexpr absl::Duration kAgentTtl = absl::Hours(1);
+
+  // An attested agent whose SVID was issued now (NotAfter = now + agent TTL).
+  void AttestAgentNow(Tier& t, const std::string& path) {
+    datastore::AttestedNode n;
+    n.spiffe_id = "spiffe://example.org/spire/agent/join_token/" + path;
+    n.attestation_data_type = "join_token";
+    n.cert_serial_number = "01";
+    n.cert_not_after = clock_.Now() + kAgentTtl;
+    ASSERT_TRUE(t.ds->CreateNode(n).ok());
+  }
+  // The agent renewed now.
+  void RenewAgentNow(Tier& t, const std::string& path) {
+    datastore::AttestedNode n;
+    n.spiffe_id = "spiffe://example.org/spire/agent/join_token/" + path;
+    n.attestation_data_type = "join_token";
+    n.cert_serial_number = "02";
+    n.cert_not_after = clock_.Now() + kAgentTtl;
+    ASSERT_TRUE(t.ds->UpdateNode(n, std::nullopt).ok());
   }
 
   // What the bundle stream does: the root's bundle reaches the region.
@@ -303,6 +327,45 @@ TEST_F(NestingTest, RevokingARootADownstreamStillChainsToIsRefused) {
   auto revoke = root_.ca->RevokeX509(old_root);
   EXPECT_EQ(revoke.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(revoke.status().message().find("region-a"), std::string::npos) << revoke.status();
+}
+
+TEST_F(NestingTest, RevokingARootAgentsStillDependOnIsRefusedUntilTheyRenew) {
+  AttestAgentNow(root_, "a1");
+  const std::string old_root = root_.ca->X509Authorities().active->id;
+  clock_.Advance(absl::Minutes(1));
+  auto prepared = root_.ca->PrepareX509();
+  ASSERT_TRUE(prepared.ok());
+  ASSERT_TRUE(root_.ca->ActivateX509(prepared->id).ok());
+  ASSERT_TRUE(root_.ca->TaintX509(old_root).ok());
+  Sync();  // the region moves to the new root
+  auto revoke = root_.ca->RevokeX509(old_root);
+  EXPECT_EQ(revoke.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(revoke.status().message().find("join_token/a1"), std::string::npos)
+      << revoke.status();
+  clock_.Advance(absl::Seconds(5));
+  RenewAgentNow(root_, "a1");
+  auto retried = root_.ca->RevokeX509(old_root);
+  EXPECT_TRUE(retried.ok()) << retried.status();
+}
+
+TEST_F(NestingTest, RegionKeepsARevokedRootWhileItsAgentsStillDependOnIt) {
+  AttestAgentNow(region_, "r1");
+  const std::string old_root = root_.ca->X509Authorities().active->id;
+  clock_.Advance(absl::Minutes(1));
+  auto prepared = root_.ca->PrepareX509();
+  ASSERT_TRUE(prepared.ok());
+  ASSERT_TRUE(root_.ca->ActivateX509(prepared->id).ok());
+  ASSERT_TRUE(root_.ca->TaintX509(old_root).ok());
+  Sync();  // the region replaces its CA; its agent still holds an SVID under the old one
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_TRUE(root_.ca->RevokeX509(old_root).ok());  // the root's own tier is clear
+  Sync();
+  auto count_roots = [&] { return region_.ca->StoredBundle()->x509_authorities.size(); };
+  EXPECT_EQ(count_roots(), 2u);  // kept, tainted, for the region's agent
+  EXPECT_EQ(root_.ca->StoredBundle()->x509_authorities.size(), 1u);
+  RenewAgentNow(region_, "r1");
+  ASSERT_TRUE(region_.ca->Tick().ok());
+  EXPECT_EQ(count_roots(), 1u);
 }
 
 TEST_F(NestingTest, UnsafeLocalAuthorityStepsAreRefused) {
