@@ -1353,6 +1353,9 @@ absl::Status CaManager::AgentsRenewedSince(absl::Time retired_at, const std::str
   datastore::ListNodesRequest req;
   req.by_banned = false;
   req.page_size = 1000;
+  // Certificate and datastore times are whole seconds: an SVID issued in the second the
+  // authority was retired counts as renewed (agents also renew at once on the taint).
+  const absl::Time cutoff = absl::FromUnixSeconds(absl::ToUnixSeconds(retired_at));
   int64_t waiting = 0;
   std::string example;
   absl::Time until = absl::InfinitePast();
@@ -1363,7 +1366,7 @@ absl::Status CaManager::AgentsRenewedSince(absl::Time retired_at, const std::str
       // earlier when the CA capped it, which only makes this check more cautious).
       const absl::Time latest = std::max(n.cert_not_after, n.new_cert_not_after);
       if (latest <= now) continue;
-      if (latest - options_.agent_svid_ttl <= retired_at) {
+      if (latest - options_.agent_svid_ttl < cutoff) {
         ++waiting;
         if (example.empty()) example = n.spiffe_id;
         until = std::max(until, latest);
