@@ -30,10 +30,11 @@ std::vector<fs::path> ConfigFiles(const fs::path& dir) {
   return files;
 }
 
-// "agent.conf", "root-agent.conf", "region-agent.conf": agents; everything else: servers.
+// "agent.conf", "agent_no_bootstrap.conf", "root-agent.conf": agents; the rest: servers.
 bool IsAgentFile(const fs::path& p) {
   const std::string stem = p.stem().string();
-  return stem == "agent" || (stem.size() > 6 && stem.compare(stem.size() - 6, 6, "-agent") == 0);
+  return stem.rfind("agent", 0) == 0 ||
+         (stem.size() > 6 && stem.compare(stem.size() - 6, 6, "-agent") == 0);
 }
 
 // The nested example's configurations are templates read with -expandEnv; nested.env holds
