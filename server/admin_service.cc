@@ -478,6 +478,27 @@ grpc::Status AdminService::GetAuthorityState(ServerContext*,
   return grpc::Status::OK;
 }
 
+namespace {
+
+using AuthorityOp = absl::StatusOr<CaManager::AuthorityInfo> (CaManager::*)(const std::string&);
+
+// One forced-rotation step: pick the kind, run it, answer and log what was done.
+grpc::Status RunAuthorityStep(CaManager* ca, const v1::AuthorityRequest& req,
+                              v1::AuthorityResponse* resp, AuthorityOp x509, AuthorityOp jwt,
+                              const char* done) {
+  if (ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req.authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
+  const bool is_jwt = req.kind() == v1::AUTHORITY_JWT;
+  auto info = (ca->*(is_jwt ? jwt : x509))(req.authority_id());
+  if (!info.ok()) return ToGrpc(info.status());
+  FillAuthority(*info, resp->mutable_authority());
+  LogInfo(std::string(is_jwt ? "JWT authority " : "X.509 authority ") + done,
+          {{"authority_id", info->id}});
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
 grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityRequest* req,
                                             v1::AuthorityResponse* resp) {
   if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
@@ -492,42 +513,20 @@ grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityR
 
 grpc::Status AdminService::ActivateAuthority(ServerContext*, const v1::AuthorityRequest* req,
                                              v1::AuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
-  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
-  auto info = jwt ? options_.ca->ActivateJwt(req->authority_id())
-                  : options_.ca->ActivateX509(req->authority_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  FillAuthority(*info, resp->mutable_authority());
-  LogInfo(jwt ? "JWT authority activated" : "X.509 authority activated",
-          {{"authority_id", info->id}});
-  return grpc::Status::OK;
+  return RunAuthorityStep(options_.ca, *req, resp, &CaManager::ActivateX509,
+                          &CaManager::ActivateJwt, "activated");
 }
 
 grpc::Status AdminService::TaintAuthority(ServerContext*, const v1::AuthorityRequest* req,
                                           v1::AuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
-  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
-  auto info = jwt ? options_.ca->TaintJwt(req->authority_id())
-                  : options_.ca->TaintX509(req->authority_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  FillAuthority(*info, resp->mutable_authority());
-  LogInfo(jwt ? "JWT authority tainted" : "X.509 authority tainted", {{"authority_id", info->id}});
-  return grpc::Status::OK;
+  return RunAuthorityStep(options_.ca, *req, resp, &CaManager::TaintX509, &CaManager::TaintJwt,
+                          "tainted");
 }
 
 grpc::Status AdminService::RevokeAuthority(ServerContext*, const v1::AuthorityRequest* req,
                                            v1::AuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req->authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
-  const bool jwt = req->kind() == v1::AUTHORITY_JWT;
-  auto info = jwt ? options_.ca->RevokeJwt(req->authority_id())
-                  : options_.ca->RevokeX509(req->authority_id());
-  if (!info.ok()) return ToGrpc(info.status());
-  FillAuthority(*info, resp->mutable_authority());
-  LogInfo(jwt ? "JWT authority revoked" : "X.509 authority revoked", {{"authority_id", info->id}});
-  return grpc::Status::OK;
+  return RunAuthorityStep(options_.ca, *req, resp, &CaManager::RevokeX509, &CaManager::RevokeJwt,
+                          "revoked");
 }
 
 grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,

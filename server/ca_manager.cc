@@ -1238,29 +1238,65 @@ CaManager::AuthorityStates CaManager::JwtAuthorities() const {
   return out;
 }
 
+namespace {
+
+// Refusals both kinds share; `noun` is "X.509 authority" or "JWT authority".
+absl::Status CheckNothingPrepared(const CaManager::AuthorityStates& s, const std::string& noun) {
+  if (!s.prepared) return absl::OkStatus();
+  return absl::FailedPreconditionError(noun + " " + s.prepared->id +
+                                       " is already prepared: activate it first");
+}
+
+absl::Status CheckActivatable(const CaManager::AuthorityStates& s, const std::string& id,
+                              const std::string& noun) {
+  if (!s.prepared) {
+    return absl::FailedPreconditionError("no prepared " + noun + ": prepare one first");
+  }
+  if (s.prepared->id == id) return absl::OkStatus();
+  if (s.active && s.active->id == id) {
+    return absl::FailedPreconditionError(noun + " " + id + " is already active");
+  }
+  return absl::FailedPreconditionError("only the prepared " + noun + " (" + s.prepared->id +
+                                       ") can be activated, not " + id);
+}
+
+absl::Status CheckTaintable(const CaManager::AuthorityStates& s, const std::string& id,
+                            const std::string& noun) {
+  if (s.active && s.active->id == id) {
+    return absl::FailedPreconditionError(noun + " " + id +
+                                         " is active: prepare and activate another before "
+                                         "tainting it");
+  }
+  if (s.prepared && s.prepared->id == id) {
+    return absl::FailedPreconditionError(noun + " " + id +
+                                         " is prepared and has signed nothing: there is "
+                                         "nothing to taint");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRevocable(const CaManager::AuthorityStates& s, const std::string& id,
+                            const std::string& noun) {
+  if ((s.active && s.active->id == id) || (s.prepared && s.prepared->id == id)) {
+    return absl::FailedPreconditionError(noun + " " + id +
+                                         " is in use by this server (active or prepared): it "
+                                         "cannot be revoked");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareX509() {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
-  if (auto prepared = X509Authorities().prepared) {
-    return absl::FailedPreconditionError("X.509 authority " + prepared->id +
-                                         " is already prepared: activate it first");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckNothingPrepared(X509Authorities(), "X.509 authority"));
   TRELLIS_RETURN_IF_ERROR(PrepareX509Locked());
   return *X509Authorities().prepared;
 }
 
 absl::StatusOr<CaManager::AuthorityInfo> CaManager::ActivateX509(const std::string& id) {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
-  AuthorityStates states = X509Authorities();
-  if (!states.prepared) {
-    return absl::FailedPreconditionError("no prepared X.509 authority: prepare one first");
-  }
-  if (states.prepared->id != id) {
-    if (states.active && states.active->id == id) {
-      return absl::FailedPreconditionError("X.509 authority " + id + " is already active");
-    }
-    return absl::FailedPreconditionError("only the prepared X.509 authority (" +
-                                         states.prepared->id + ") can be activated, not " + id);
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckActivatable(X509Authorities(), id, "X.509 authority"));
   TRELLIS_RETURN_IF_ERROR(ActivateX509Locked());
   return *X509Authorities().active;
 }
@@ -1274,16 +1310,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::TaintX509(const std::string&
         "it chains to (localauthority on the tier holding it, or upstreamauthority taint)");
   }
   AuthorityStates states = X509Authorities();
-  if (states.active && states.active->id == id) {
-    return absl::FailedPreconditionError("X.509 authority " + id +
-                                         " is active: prepare and activate another before "
-                                         "tainting it");
-  }
-  if (states.prepared && states.prepared->id == id) {
-    return absl::FailedPreconditionError("X.509 authority " + id +
-                                         " is prepared and has signed nothing: activate "
-                                         "another or wait, there is nothing to taint");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckTaintable(states, id, "X.509 authority"));
   std::optional<State::X509Slot> old;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -1307,12 +1334,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::RevokeX509(const std::string
         "removes an upstream root)");
   }
   AuthorityStates states = X509Authorities();
-  if ((states.active && states.active->id == id) ||
-      (states.prepared && states.prepared->id == id)) {
-    return absl::FailedPreconditionError("X.509 authority " + id +
-                                         " is in use by this server (active or prepared): it "
-                                         "cannot be revoked");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckRevocable(states, id, "X.509 authority"));
   std::optional<State::X509Slot> old;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -1406,27 +1428,14 @@ absl::Status CaManager::StillNeededLocked(const std::string& raw_key_id, const s
 
 absl::StatusOr<CaManager::AuthorityInfo> CaManager::PrepareJwt() {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
-  if (auto prepared = JwtAuthorities().prepared) {
-    return absl::FailedPreconditionError("JWT authority " + prepared->id +
-                                         " is already prepared: activate it first");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckNothingPrepared(JwtAuthorities(), "JWT authority"));
   TRELLIS_RETURN_IF_ERROR(PrepareJwtLocked());
   return *JwtAuthorities().prepared;
 }
 
 absl::StatusOr<CaManager::AuthorityInfo> CaManager::ActivateJwt(const std::string& kid) {
   std::lock_guard<std::mutex> ops(state_->ops_mu);
-  AuthorityStates states = JwtAuthorities();
-  if (!states.prepared) {
-    return absl::FailedPreconditionError("no prepared JWT authority: prepare one first");
-  }
-  if (states.prepared->id != kid) {
-    if (states.active && states.active->id == kid) {
-      return absl::FailedPreconditionError("JWT authority " + kid + " is already active");
-    }
-    return absl::FailedPreconditionError("only the prepared JWT authority (" +
-                                         states.prepared->id + ") can be activated, not " + kid);
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckActivatable(JwtAuthorities(), kid, "JWT authority"));
   TRELLIS_RETURN_IF_ERROR(ActivateJwtLocked());
   return *JwtAuthorities().active;
 }
@@ -1452,17 +1461,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::TaintJwt(const std::string& 
         " there (trellis-server localauthority jwt taint on the root tier); this server "
         "replaces its own key at once when it sees it tainted");
   }
-  AuthorityStates states = JwtAuthorities();
-  if (states.active && states.active->id == kid) {
-    return absl::FailedPreconditionError("JWT authority " + kid +
-                                         " is active: prepare and activate another before "
-                                         "tainting it");
-  }
-  if (states.prepared && states.prepared->id == kid) {
-    return absl::FailedPreconditionError("JWT authority " + kid +
-                                         " is prepared and has signed nothing: there is "
-                                         "nothing to taint");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckTaintable(JwtAuthorities(), kid, "JWT authority"));
   std::optional<datastore::JwtAuthority> found;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
@@ -1481,13 +1480,7 @@ absl::StatusOr<CaManager::AuthorityInfo> CaManager::RevokeJwt(const std::string&
         "the trust domain's bundle is held by the root tier: revoke JWT authority " + kid +
         " there (trellis-server localauthority jwt revoke on the root tier)");
   }
-  AuthorityStates states = JwtAuthorities();
-  if ((states.active && states.active->id == kid) ||
-      (states.prepared && states.prepared->id == kid)) {
-    return absl::FailedPreconditionError("JWT authority " + kid +
-                                         " is in use by this server (active or prepared): it "
-                                         "cannot be revoked");
-  }
+  TRELLIS_RETURN_IF_ERROR(CheckRevocable(JwtAuthorities(), kid, "JWT authority"));
   std::optional<datastore::JwtAuthority> found;
   {
     std::lock_guard<std::mutex> lock(state_->mu);
