@@ -27,6 +27,7 @@ using datastore::CaJournalEntry;
 
 constexpr absl::Duration kMaxPrepareThreshold = absl::Hours(24 * 30);
 constexpr absl::Duration kMaxActivateThreshold = absl::Hours(24 * 7);
+constexpr absl::Duration kHousekeepingPeriod = absl::Seconds(10);
 
 absl::StatusOr<std::string> RandomBytes(size_t n) {
   std::string out(n, '\0');
@@ -187,6 +188,8 @@ struct CaManager::State {
   // The authority retired by the last activation, until pruned (operators taint/revoke it).
   std::optional<X509Slot> x509_old;  // guarded by mu
   std::optional<JwtSlot> jwt_old;    // guarded by mu
+  // Next pruning and bundle re-read (guarded by ops_mu).
+  absl::Time next_housekeeping = absl::InfinitePast();
   // Backoff between failed upstream calls (guarded by ops_mu).
   absl::Time next_upstream_attempt = absl::InfinitePast();
   int upstream_failures = 0;
@@ -468,8 +471,12 @@ absl::Status CaManager::Tick() {
     }
   }
   absl::Status rotate = RotateLocked();
+  // Rotation is checked on every tick (in memory); the datastore chores need not be.
+  const absl::Time now = clock_.Now();
+  if (now < state_->next_housekeeping) return rotate;
+  state_->next_housekeeping = now + kHousekeepingPeriod;
   absl::Status prune = PruneLocked();
-  // Picks up changes made by others (admin API: taint, set) to our bundle row.
+  // Picks up changes other servers sharing the datastore made to our bundle row.
   absl::Status reload = ReloadBundle(/*force_notify=*/false);
   if (!rotate.ok()) return rotate;
   return prune.ok() ? reload : prune;

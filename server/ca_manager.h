@@ -72,7 +72,8 @@ class CaManager {
 
   // Loads the persisted CA/JWT key (or creates them) and publishes the bundle.
   absl::Status Start();
-  // Rotation/prune check; the runtime calls it every 10 s.
+  // Rotation check; the runtime calls it every second. Pruning and re-reading the stored
+  // bundle (changes by other servers sharing the datastore) run at most every 10 s.
   absl::Status Tick();
 
   // Leaf then intermediates (no root), DER each. NotAfter = min(now + ttl, CA NotAfter).
