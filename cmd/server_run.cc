@@ -2,7 +2,7 @@
 #include "cmd/go_flags.h"
 #include "cmd/server_cli.h"
 #include "common/config/server_config.h"
-#include "server/runtime.h"
+#include "runtime/server_runtime.h"
 
 namespace trellis::cmd {
 
@@ -28,7 +28,7 @@ int RunServerCommand(const std::vector<std::string>& args, std::ostream& out, st
     err << "Error: " << cfg.status().message() << "\n";
     return 1;
   }
-  absl::Status run = server::RunServerUntilSignal(*cfg);
+  absl::Status run = runtime::RunServerUntilSignal(*cfg);
   if (!run.ok()) {
     std::string msg(run.message());
     for (char& c : msg) {

@@ -197,6 +197,22 @@ absl::StatusOr<std::string> Base64UrlDecode(std::string_view data) {
   return out;
 }
 
+absl::StatusOr<UnverifiedJwt> PeekJwt(std::string_view token) {
+  size_t first = token.find('.');
+  size_t second = first == std::string_view::npos ? first : token.find('.', first + 1);
+  if (second == std::string_view::npos || token.find('.', second + 1) != std::string_view::npos) {
+    return absl::InvalidArgumentError("token is not a compact JWS");
+  }
+  absl::StatusOr<std::string> payload = Base64UrlDecode(token.substr(first + 1, second - first - 1));
+  if (!payload.ok()) return absl::InvalidArgumentError("token payload is not base64url");
+  UnverifiedJwt out;
+  out.claims = json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<std::string> header = Base64UrlDecode(token.substr(0, first));
+  out.header = header.ok() ? json::parse(*header, nullptr, /*allow_exceptions=*/false)
+                           : json(json::value_t::discarded);
+  return out;
+}
+
 absl::StatusOr<std::string> SignJwt(const PrivateKey& key, const std::string& kid,
                                     const json& claims, std::optional<JwtAlg> alg) {
   if (kid.empty()) return absl::InvalidArgumentError("JWT: kid is required");

@@ -30,6 +30,17 @@ absl::Status CheckJwtAlgMatchesKey(JwtAlg alg, KeyType type);
 std::string Base64UrlEncode(std::string_view data);
 absl::StatusOr<std::string> Base64UrlDecode(std::string_view data);
 
+// A compact JWS read without checking its signature: only for routing (which trust domain's
+// keys, which key id, what expiry to report for a token we signed ourselves), never for trust.
+// A segment that is not base64url JSON leaves its member a discarded value (is_object() false).
+struct UnverifiedJwt {
+  nlohmann::json header;
+  nlohmann::json claims;
+};
+// INVALID_ARGUMENT "token is not a compact JWS" unless there are exactly three segments,
+// "token payload is not base64url" when the claims segment does not decode.
+absl::StatusOr<UnverifiedJwt> PeekJwt(std::string_view token);
+
 // Signs arbitrary claims; header is {"alg", "kid", "typ":"JWT"}. `alg` defaults from the key.
 absl::StatusOr<std::string> SignJwt(const PrivateKey& key, const std::string& kid,
                                     const nlohmann::json& claims,

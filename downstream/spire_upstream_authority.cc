@@ -12,15 +12,16 @@
 #include "common/status.h"
 #include "downstream/workload_x509_source.h"
 #include "server/api_convert.h"
-#include "server/runtime_log.h"
+#include "common/log.h"
+#include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 #include "trellis/server/v1/upstream.grpc.pb.h"
 
 namespace trellis::downstream {
 
 namespace v1 = server::v1;
-using server::LogInfo;
-using server::LogWarn;
+using common::LogInfo;
+using common::LogWarn;
 
 namespace {
 

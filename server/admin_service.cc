@@ -6,15 +6,14 @@
 #include "datastore/datastore.h"
 #include "server/api_convert.h"
 #include "server/ca_manager.h"
-#include "server/runtime_log.h"
+#include "common/log.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::server {
-namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
+using transport::ToGrpcStatus;
+using common::LogInfo;
+namespace {
 
 void SetStatus(v1::Status* out, const absl::Status& s) {
   out->set_code(static_cast<int32_t>(s.code()));
@@ -178,9 +177,9 @@ grpc::Status AdminService::BatchDeleteEntry(ServerContext*, const v1::BatchDelet
 
 grpc::Status AdminService::GetEntry(ServerContext*, const v1::GetEntryRequest* req,
                                     v1::Entry* resp) {
-  if (req->id().empty()) return ToGrpc(absl::InvalidArgumentError("id: is required"));
+  if (req->id().empty()) return ToGrpcStatus(absl::InvalidArgumentError("id: is required"));
   absl::StatusOr<datastore::RegistrationEntry> entry = ds_->GetEntry(req->id());
-  if (!entry.ok()) return ToGrpc(entry.status());
+  if (!entry.ok()) return ToGrpcStatus(entry.status());
   *resp = EntryToProto(*entry);
   return grpc::Status::OK;
 }
@@ -191,7 +190,7 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
   if (!req->by_spiffe_id().empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_spiffe_id());
     if (!id.ok()) {
-      return ToGrpc(
+      return ToGrpcStatus(
           absl::InvalidArgumentError("by_spiffe_id: " + std::string(id.status().message())));
     }
     q.by_spiffe_id = id->String();
@@ -199,32 +198,32 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
   if (!req->by_parent_id().empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_parent_id());
     if (!id.ok()) {
-      return ToGrpc(
+      return ToGrpcStatus(
           absl::InvalidArgumentError("by_parent_id: " + std::string(id.status().message())));
     }
     q.by_parent_id = id->String();
   }
   if (!req->by_selectors().empty()) {
     absl::Status st = CheckMatch(req->selector_match(), "selector_match");
-    if (!st.ok()) return ToGrpc(st);
+    if (!st.ok()) return ToGrpcStatus(st);
     datastore::SelectorFilter f;
     f.match = MatchFromProto(req->selector_match());
     for (const v1::Selector& s : req->by_selectors()) {
       absl::StatusOr<datastore::Selector> sel = SelectorFromProto(s, "by_selectors");
-      if (!sel.ok()) return ToGrpc(sel.status());
+      if (!sel.ok()) return ToGrpcStatus(sel.status());
       f.selectors.push_back(*sel);
     }
     q.by_selectors = std::move(f);
   }
   if (!req->by_federates_with().empty()) {
     absl::Status st = CheckMatch(req->federates_with_match(), "federates_with_match");
-    if (!st.ok()) return ToGrpc(st);
+    if (!st.ok()) return ToGrpcStatus(st);
     datastore::FederatesWithFilter f;
     f.match = MatchFromProto(req->federates_with_match());
     for (const std::string& name : req->by_federates_with()) {
       absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(name);
       if (!td.ok()) {
-        return ToGrpc(
+        return ToGrpcStatus(
             absl::InvalidArgumentError("by_federates_with: " + std::string(td.status().message())));
       }
       f.trust_domains.push_back(td->name());
@@ -241,15 +240,15 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
       q.by_downstream = false;
       break;
     default:
-      return ToGrpc(absl::InvalidArgumentError("by_downstream: must be 0, 1 or 2"));
+      return ToGrpcStatus(absl::InvalidArgumentError("by_downstream: must be 0, 1 or 2"));
   }
   if (!req->by_hint().empty()) q.by_hint = req->by_hint();
   absl::Status st = CheckPageSize(req->page_size());
-  if (!st.ok()) return ToGrpc(st);
+  if (!st.ok()) return ToGrpcStatus(st);
   q.page_size = req->page_size();
   q.page_token = req->page_token();
   absl::StatusOr<datastore::ListEntriesResponse> found = ds_->ListEntries(q);
-  if (!found.ok()) return ToGrpc(found.status());
+  if (!found.ok()) return ToGrpcStatus(found.status());
   for (const auto& e : found->entries) *resp->add_entries() = EntryToProto(e);
   resp->set_next_page_token(found->next_page_token);
   return grpc::Status::OK;
@@ -258,19 +257,19 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
 grpc::Status AdminService::CountEntries(ServerContext*, const v1::CountEntriesRequest*,
                                         v1::CountEntriesResponse* resp) {
   absl::StatusOr<int64_t> n = ds_->CountEntries();
-  if (!n.ok()) return ToGrpc(n.status());
+  if (!n.ok()) return ToGrpcStatus(n.status());
   resp->set_count(*n);
   return grpc::Status::OK;
 }
 
 grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinTokenRequest* req,
                                            v1::CreateJoinTokenResponse* resp) {
-  if (req->ttl() < 0) return ToGrpc(absl::InvalidArgumentError("ttl: must not be negative"));
+  if (req->ttl() < 0) return ToGrpcStatus(absl::InvalidArgumentError("ttl: must not be negative"));
   int ttl = req->ttl() == 0 ? kDefaultJoinTokenTtlSeconds : req->ttl();
   std::string token = GenerateJoinToken();
   absl::StatusOr<common::SpiffeId> agent_id =
       common::AgentId(options_.trust_domain, "join_token", token);
-  if (!agent_id.ok()) return ToGrpc(agent_id.status());
+  if (!agent_id.ok()) return ToGrpcStatus(agent_id.status());
 
   std::optional<datastore::RegistrationEntry> entry;
   if (!req->spiffe_id().empty()) {
@@ -283,19 +282,19 @@ grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinT
     sel->set_type("spiffe_id");
     sel->set_value(agent_id->String());
     absl::StatusOr<datastore::RegistrationEntry> checked = EntryFromProto(e, options_.trust_domain);
-    if (!checked.ok()) return ToGrpc(checked.status());
+    if (!checked.ok()) return ToGrpcStatus(checked.status());
     entry = *checked;
   }
 
   absl::Time expires_at = clock_.Now() + absl::Seconds(ttl);
   absl::Status st = ds_->CreateJoinToken({token, expires_at});
-  if (!st.ok()) return ToGrpc(st);
+  if (!st.ok()) return ToGrpcStatus(st);
   if (entry) {
     absl::StatusOr<datastore::RegistrationEntry> created = ds_->CreateEntry(*entry);
     if (!created.ok()) {
       // No half-done token: without its entry the caller would get an agent it did not ask for.
       (void)ds_->DeleteJoinToken(token);
-      return ToGrpc(created.status());
+      return ToGrpcStatus(created.status());
     }
     AfterWrite();
   }
@@ -321,7 +320,7 @@ grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsReques
       q.by_banned = false;
       break;
     default:
-      return ToGrpc(absl::InvalidArgumentError("by_banned: must be 0, 1 or 2"));
+      return ToGrpcStatus(absl::InvalidArgumentError("by_banned: must be 0, 1 or 2"));
   }
   if (!req->by_attestation_type().empty()) q.by_attestation_type = req->by_attestation_type();
   if (!req->by_selectors().empty()) {
@@ -329,17 +328,17 @@ grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsReques
     f.match = datastore::MatchMode::kSuperset;
     for (const v1::Selector& s : req->by_selectors()) {
       absl::StatusOr<datastore::Selector> sel = SelectorFromProto(s, "by_selectors");
-      if (!sel.ok()) return ToGrpc(sel.status());
+      if (!sel.ok()) return ToGrpcStatus(sel.status());
       f.selectors.push_back(*sel);
     }
     q.by_selectors = std::move(f);
   }
   absl::Status st = CheckPageSize(req->page_size());
-  if (!st.ok()) return ToGrpc(st);
+  if (!st.ok()) return ToGrpcStatus(st);
   q.page_size = req->page_size();
   q.page_token = req->page_token();
   absl::StatusOr<datastore::ListNodesResponse> found = ds_->ListNodes(q);
-  if (!found.ok()) return ToGrpc(found.status());
+  if (!found.ok()) return ToGrpcStatus(found.status());
   for (const auto& n : found->nodes) *resp->add_agents() = NodeToProto(n);
   resp->set_next_page_token(found->next_page_token);
   return grpc::Status::OK;
@@ -348,9 +347,9 @@ grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsReques
 grpc::Status AdminService::GetAgent(ServerContext*, const v1::AgentIdRequest* req,
                                     v1::AttestedNode* resp) {
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
-  if (!id.ok()) return ToGrpc(id.status());
+  if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<datastore::AttestedNode> node = ds_->GetNode(*id, /*fetch_selectors=*/true);
-  if (!node.ok()) return ToGrpc(node.status());
+  if (!node.ok()) return ToGrpcStatus(node.status());
   *resp = NodeToProto(*node);
   return grpc::Status::OK;
 }
@@ -358,21 +357,21 @@ grpc::Status AdminService::GetAgent(ServerContext*, const v1::AgentIdRequest* re
 grpc::Status AdminService::CountAgents(ServerContext*, const v1::CountAgentsRequest*,
                                        v1::CountAgentsResponse* resp) {
   absl::StatusOr<int64_t> n = ds_->CountNodes();
-  if (!n.ok()) return ToGrpc(n.status());
+  if (!n.ok()) return ToGrpcStatus(n.status());
   resp->set_count(*n);
   return grpc::Status::OK;
 }
 
 grpc::Status AdminService::BanAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
-  if (!id.ok()) return ToGrpc(id.status());
+  if (!id.ok()) return ToGrpcStatus(id.status());
   datastore::AttestedNode node;
   node.spiffe_id = *id;
   node.banned = true;
   datastore::NodeMask mask;
   mask.banned = true;
   absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(node, mask);
-  if (!updated.ok()) return ToGrpc(updated.status());
+  if (!updated.ok()) return ToGrpcStatus(updated.status());
   LogInfo("Agent banned", {{"agent_id", *id}});
   AfterWrite();
   return grpc::Status::OK;
@@ -380,9 +379,9 @@ grpc::Status AdminService::BanAgent(ServerContext*, const v1::AgentIdRequest* re
 
 grpc::Status AdminService::EvictAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
-  if (!id.ok()) return ToGrpc(id.status());
+  if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<datastore::AttestedNode> deleted = ds_->DeleteNode(*id);
-  if (!deleted.ok()) return ToGrpc(deleted.status());
+  if (!deleted.ok()) return ToGrpcStatus(deleted.status());
   LogInfo("Agent evicted", {{"agent_id", *id}});
   AfterWrite();
   return grpc::Status::OK;
@@ -391,7 +390,7 @@ grpc::Status AdminService::EvictAgent(ServerContext*, const v1::AgentIdRequest* 
 grpc::Status AdminService::GetBundle(ServerContext*, const v1::GetBundleRequestAdmin*,
                                      v1::Bundle* resp) {
   absl::StatusOr<datastore::Bundle> bundle = ds_->GetBundle(options_.trust_domain.name());
-  if (!bundle.ok()) return ToGrpc(bundle.status());
+  if (!bundle.ok()) return ToGrpcStatus(bundle.status());
   *resp = BundleToProto(*bundle);
   return grpc::Status::OK;
 }
@@ -400,7 +399,7 @@ grpc::Status AdminService::ListFederatedBundles(ServerContext*,
                                                 const v1::ListFederatedBundlesRequest*,
                                                 v1::ListFederatedBundlesResponse* resp) {
   absl::StatusOr<std::vector<datastore::Bundle>> bundles = ds_->ListBundles();
-  if (!bundles.ok()) return ToGrpc(bundles.status());
+  if (!bundles.ok()) return ToGrpcStatus(bundles.status());
   for (const auto& b : *bundles) {
     if (b.trust_domain == options_.trust_domain.name()) continue;
     *resp->add_bundles() = BundleToProto(b);
@@ -411,18 +410,18 @@ grpc::Status AdminService::ListFederatedBundles(ServerContext*,
 grpc::Status AdminService::SetFederatedBundle(ServerContext*,
                                               const v1::SetFederatedBundleRequest* req,
                                               v1::Bundle* resp) {
-  if (!req->has_bundle()) return ToGrpc(absl::InvalidArgumentError("bundle: is required"));
+  if (!req->has_bundle()) return ToGrpcStatus(absl::InvalidArgumentError("bundle: is required"));
   absl::StatusOr<datastore::Bundle> bundle = BundleFromProto(req->bundle());
-  if (!bundle.ok()) return ToGrpc(bundle.status());
+  if (!bundle.ok()) return ToGrpcStatus(bundle.status());
   if (bundle->trust_domain == options_.trust_domain.name()) {
-    return ToGrpc(absl::InvalidArgumentError(
+    return ToGrpcStatus(absl::InvalidArgumentError(
         "trust_domain: the server's own bundle cannot be set as a federated bundle"));
   }
   if (bundle->x509_authorities.empty() && bundle->jwt_authorities.empty()) {
-    return ToGrpc(absl::InvalidArgumentError("bundle: holds no authorities"));
+    return ToGrpcStatus(absl::InvalidArgumentError("bundle: holds no authorities"));
   }
   absl::StatusOr<datastore::Bundle> stored = ds_->SetBundle(*bundle);
-  if (!stored.ok()) return ToGrpc(stored.status());
+  if (!stored.ok()) return ToGrpcStatus(stored.status());
   LogInfo("Federated bundle set", {{"trust_domain", stored->trust_domain}});
   if (options_.after_bundle_write) options_.after_bundle_write();
   *resp = BundleToProto(*stored);
@@ -434,15 +433,15 @@ grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
                                                  v1::Empty*) {
   absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(req->trust_domain());
   if (!td.ok()) {
-    return ToGrpc(
+    return ToGrpcStatus(
         absl::InvalidArgumentError("trust_domain: " + std::string(td.status().message())));
   }
   if (*td == options_.trust_domain) {
-    return ToGrpc(
+    return ToGrpcStatus(
         absl::InvalidArgumentError("trust_domain: the server's own bundle cannot be deleted"));
   }
   absl::Status st = ds_->DeleteBundle(td->name(), datastore::BundleDeleteMode::kRestrict);
-  if (!st.ok()) return ToGrpc(st);
+  if (!st.ok()) return ToGrpcStatus(st);
   LogInfo("Federated bundle deleted", {{"trust_domain", td->name()}});
   if (options_.after_bundle_write) options_.after_bundle_write();
   return grpc::Status::OK;
@@ -468,7 +467,7 @@ absl::Status NeedId(const std::string& id, const char* what) {
 grpc::Status AdminService::GetAuthorityState(ServerContext*,
                                              const v1::GetAuthorityStateRequest* req,
                                              v1::GetAuthorityStateResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   CaManager::AuthorityStates states = req->kind() == v1::AUTHORITY_JWT
                                           ? options_.ca->JwtAuthorities()
                                           : options_.ca->X509Authorities();
@@ -486,11 +485,11 @@ using AuthorityOp = absl::StatusOr<CaManager::AuthorityInfo> (CaManager::*)(cons
 grpc::Status RunAuthorityStep(CaManager* ca, const v1::AuthorityRequest& req,
                               v1::AuthorityResponse* resp, AuthorityOp x509, AuthorityOp jwt,
                               const char* done) {
-  if (ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req.authority_id(), "authority_id"); !s.ok()) return ToGrpc(s);
+  if (ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req.authority_id(), "authority_id"); !s.ok()) return ToGrpcStatus(s);
   const bool is_jwt = req.kind() == v1::AUTHORITY_JWT;
   auto info = (ca->*(is_jwt ? jwt : x509))(req.authority_id());
-  if (!info.ok()) return ToGrpc(info.status());
+  if (!info.ok()) return ToGrpcStatus(info.status());
   FillAuthority(*info, resp->mutable_authority());
   LogInfo(std::string(is_jwt ? "JWT authority " : "X.509 authority ") + done,
           {{"authority_id", info->id}});
@@ -501,10 +500,10 @@ grpc::Status RunAuthorityStep(CaManager* ca, const v1::AuthorityRequest& req,
 
 grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityRequest* req,
                                             v1::AuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
+  if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   const bool jwt = req->kind() == v1::AUTHORITY_JWT;
   auto info = jwt ? options_.ca->PrepareJwt() : options_.ca->PrepareX509();
-  if (!info.ok()) return ToGrpc(info.status());
+  if (!info.ok()) return ToGrpcStatus(info.status());
   FillAuthority(*info, resp->mutable_authority());
   LogInfo(jwt ? "JWT authority prepared" : "X.509 authority prepared",
           {{"authority_id", info->id}});
@@ -532,10 +531,11 @@ grpc::Status AdminService::RevokeAuthority(ServerContext*, const v1::AuthorityRe
 grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,
                                                   const v1::UpstreamAuthorityRequest* req,
                                                   v1::UpstreamAuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok()) return ToGrpc(s);
+  if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok())
+    return ToGrpcStatus(s);
   if (absl::Status s = options_.ca->TaintUpstreamX509(req->subject_key_id()); !s.ok()) {
-    return ToGrpc(s);
+    return ToGrpcStatus(s);
   }
   resp->set_subject_key_id(req->subject_key_id());
   LogInfo("Upstream X.509 authority tainted", {{"subject_key_id", req->subject_key_id()}});
@@ -545,10 +545,11 @@ grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,
 grpc::Status AdminService::RevokeUpstreamAuthority(ServerContext*,
                                                    const v1::UpstreamAuthorityRequest* req,
                                                    v1::UpstreamAuthorityResponse* resp) {
-  if (options_.ca == nullptr) return ToGrpc(absl::UnavailableError("no CA manager"));
-  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok()) return ToGrpc(s);
+  if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
+  if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok())
+    return ToGrpcStatus(s);
   if (absl::Status s = options_.ca->RevokeUpstreamX509(req->subject_key_id()); !s.ok()) {
-    return ToGrpc(s);
+    return ToGrpcStatus(s);
   }
   resp->set_subject_key_id(req->subject_key_id());
   LogInfo("Upstream X.509 authority revoked", {{"subject_key_id", req->subject_key_id()}});

@@ -16,15 +16,16 @@
 #include "server/api_convert.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
-#include "server/runtime_log.h"
+#include "common/log.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::server {
-namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
+using transport::ToGrpcStatus;
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+namespace {
 
 constexpr int kMaxBatch = 10000;
 
@@ -32,17 +33,15 @@ constexpr int kMaxBatch = 10000;
 void FillJwtTimes(const std::string& token, v1::JWTSVID* out, absl::Time now, absl::Duration ttl) {
   out->set_issued_at(absl::ToUnixSeconds(now));
   out->set_expires_at(absl::ToUnixSeconds(now + ttl));
-  std::vector<std::string> parts = absl::StrSplit(token, '.');
-  if (parts.size() != 3) return;
-  absl::StatusOr<std::string> payload = common::Base64UrlDecode(parts[1]);
-  if (!payload.ok()) return;
-  nlohmann::json claims = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  absl::StatusOr<common::UnverifiedJwt> jwt = common::PeekJwt(token);
+  if (!jwt.ok()) return;
+  const nlohmann::json& claims = jwt->claims;
   if (!claims.is_object()) return;
-  if (claims.contains("exp") && claims["exp"].is_number_integer()) {
-    out->set_expires_at(claims["exp"].get<int64_t>());
+  if (claims.contains("exp") && claims.at("exp").is_number_integer()) {
+    out->set_expires_at(claims.at("exp").get<int64_t>());
   }
-  if (claims.contains("iat") && claims["iat"].is_number_integer()) {
-    out->set_issued_at(claims["iat"].get<int64_t>());
+  if (claims.contains("iat") && claims.at("iat").is_number_integer()) {
+    out->set_issued_at(claims.at("iat").get<int64_t>());
   }
 }
 
@@ -161,6 +160,16 @@ absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
   }
   if (node->banned) return absl::PermissionDeniedError("agent is banned");
   if (caller.serial_hex == node->cert_serial_number) return absl::OkStatus();
+  if (!from_store && !node->new_cert_serial_number.empty() &&
+      caller.serial_hex == node->new_cert_serial_number) {
+    // The index can lag the store: promoting a pending serial it still shows after the agent
+    // renewed again would erase the newer pending serial and lock the agent out. Promote only
+    // what the store holds as pending.
+    TRELLIS_RETURN_IF_ERROR(reload());
+    if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
+    if (node->banned) return absl::PermissionDeniedError("agent is banned");
+    if (caller.serial_hex == node->cert_serial_number) return absl::OkStatus();
+  }
   if (!node->new_cert_serial_number.empty() && caller.serial_hex == node->new_cert_serial_number) {
     // The agent now uses its renewed SVID: the old one stops working from here on.
     datastore::AttestedNode update;
@@ -326,7 +335,7 @@ grpc::Status AgentService::AttestAgent(
     ServerContext* ctx,
     grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) {
   absl::StatusOr<v1::AttestAgentResponse::Result> result = Attest(*ctx, stream);
-  if (!result.ok()) return ToGrpc(result.status());
+  if (!result.ok()) return ToGrpcStatus(result.status());
   v1::AttestAgentResponse resp;
   *resp.mutable_result() = std::move(*result);
   if (!stream->Write(resp)) return grpc::Status(grpc::StatusCode::ABORTED, "agent went away");
@@ -338,15 +347,15 @@ grpc::Status AgentService::AttestAgent(
 grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRequest* req,
                                       v1::RenewAgentResponse* resp) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpc(agent.status());
-  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpc(st);
-  if (req->csr().empty()) return ToGrpc(absl::InvalidArgumentError("csr: is required"));
+  if (!agent.ok()) return ToGrpcStatus(agent.status());
+  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpcStatus(st);
+  if (req->csr().empty()) return ToGrpcStatus(absl::InvalidArgumentError("csr: is required"));
   absl::StatusOr<std::vector<std::string>> chain =
       ca_->SignX509SvidFromCsr(req->csr(), *agent, options_.agent_ttl, {});
-  if (!chain.ok()) return ToGrpc(chain.status());
+  if (!chain.ok()) return ToGrpcStatus(chain.status());
   CountX509Signed();
   absl::StatusOr<common::Certificate> leaf = common::Certificate::FromDer(chain->front());
-  if (!leaf.ok()) return ToGrpc(leaf.status());
+  if (!leaf.ok()) return ToGrpcStatus(leaf.status());
   v1::X509SVID svid;
   FillSvid(*agent, std::move(*chain), leaf->not_after(), &svid);
   datastore::AttestedNode update;
@@ -356,7 +365,7 @@ grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRe
   datastore::NodeMask mask;
   mask.new_cert_serial_number = mask.new_cert_not_after = true;
   absl::StatusOr<datastore::AttestedNode> updated = ds_->UpdateNode(update, mask);
-  if (!updated.ok()) return ToGrpc(updated.status());
+  if (!updated.ok()) return ToGrpcStatus(updated.status());
   (void)index_->Poll();
   LogInfo("Agent SVID renewed", {{"agent_id", agent->String()}, {"serial", leaf->SerialHex()}});
   *resp->mutable_svid() = std::move(svid);
@@ -369,12 +378,12 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
                                             const v1::BatchNewX509SVIDRequest* req,
                                             v1::BatchNewX509SVIDResponse* resp) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpc(agent.status());
+  if (!agent.ok()) return ToGrpcStatus(agent.status());
   if (req->params_size() > kMaxBatch) {
-    return ToGrpc(
+    return ToGrpcStatus(
         absl::InvalidArgumentError("params: at most " + std::to_string(kMaxBatch) + " per batch"));
   }
-  if (absl::Status st = TakeSigning(*ctx, req->params_size()); !st.ok()) return ToGrpc(st);
+  if (absl::Status st = TakeSigning(*ctx, req->params_size()); !st.ok()) return ToGrpcStatus(st);
   std::map<std::string, datastore::RegistrationEntry> authorized;
   for (auto& e : index_->AuthorizedEntries(*agent)) authorized.emplace(e.id, std::move(e));
   for (const v1::NewX509SVIDParams& p : req->params()) {
@@ -415,28 +424,28 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
 grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRequest* req,
                                       v1::NewJWTSVIDResponse* resp) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpc(agent.status());
-  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpc(st);
+  if (!agent.ok()) return ToGrpcStatus(agent.status());
+  if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpcStatus(st);
   if (req->audience_size() == 0) {
-    return ToGrpc(absl::InvalidArgumentError("audience: at least one is required"));
+    return ToGrpcStatus(absl::InvalidArgumentError("audience: at least one is required"));
   }
   std::vector<std::string> audience;
   for (const auto& a : req->audience()) {
-    if (a.empty()) return ToGrpc(absl::InvalidArgumentError("audience: empty value"));
+    if (a.empty()) return ToGrpcStatus(absl::InvalidArgumentError("audience: empty value"));
     audience.push_back(a);
   }
   std::optional<datastore::RegistrationEntry> e = AuthorizedEntry(*agent, req->entry_id());
   if (!e) {
-    return ToGrpc(absl::PermissionDeniedError("entry \"" + req->entry_id() +
+    return ToGrpcStatus(absl::PermissionDeniedError("entry \"" + req->entry_id() +
                                               "\" is not authorized for this agent"));
   }
   absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(e->spiffe_id);
-  if (!id.ok()) return ToGrpc(absl::InternalError(std::string(id.status().message())));
+  if (!id.ok()) return ToGrpcStatus(absl::InternalError(std::string(id.status().message())));
   absl::Duration ttl =
       e->jwt_svid_ttl > 0 ? absl::Seconds(e->jwt_svid_ttl) : options_.default_jwt_svid_ttl;
   absl::Time now = clock_.Now();
   absl::StatusOr<std::string> token = ca_->SignJwtSvid(*id, audience, ttl);
-  if (!token.ok()) return ToGrpc(token.status());
+  if (!token.ok()) return ToGrpcStatus(token.status());
   if (options_.jwt_svid_signed) options_.jwt_svid_signed();
   v1::JWTSVID* svid = resp->mutable_svid();
   svid->set_spiffe_id(id->String());
@@ -451,7 +460,7 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
                                                  const v1::SyncAuthorizedEntriesRequest* req,
                                                  v1::SyncAuthorizedEntriesResponse* resp) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpc(agent.status());
+  if (!agent.ok()) return ToGrpcStatus(agent.status());
   std::vector<datastore::RegistrationEntry> entries = index_->AuthorizedEntries(*agent);
   std::set<std::string> ids, federated_needed;
   for (const auto& e : entries) {
@@ -509,7 +518,7 @@ uint64_t AgentService::EntriesFingerprint(const common::SpiffeId& agent) const {
 grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest*,
                                         grpc::ServerWriter<v1::ChangeNotice>* writer) {
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpc(agent.status());
+  if (!agent.ok()) return ToGrpcStatus(agent.status());
   open_watches_.fetch_add(1);
   struct WatchCount {
     std::atomic<int64_t>& n;
@@ -567,8 +576,9 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
     // Banned or evicted agents lose the stream promptly, not at their next sync (an index
     // lookup, so cheap on every wake-up).
     std::optional<datastore::AttestedNode> node = index_->Node(agent->String());
-    if (!node) return ToGrpc(absl::PermissionDeniedError("agent is not attested or was evicted"));
-    if (node->banned) return ToGrpc(absl::PermissionDeniedError("agent is banned"));
+    if (!node)
+      return ToGrpcStatus(absl::PermissionDeniedError("agent is not attested or was evicted"));
+    if (node->banned) return ToGrpcStatus(absl::PermissionDeniedError("agent is banned"));
   }
 }
 
@@ -577,7 +587,7 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
 grpc::Status AgentService::GetBundle(ServerContext*, const v1::GetBundleRequest*,
                                      v1::Bundle* resp) {
   std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
-  if (!bundle) return ToGrpc(absl::UnavailableError("the trust bundle is not ready"));
+  if (!bundle) return ToGrpcStatus(absl::UnavailableError("the trust bundle is not ready"));
   *resp = std::move(*bundle);
   return grpc::Status::OK;
 }

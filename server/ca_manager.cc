@@ -6,7 +6,6 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <map>
 #include <set>
@@ -16,6 +15,7 @@
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/jwt.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace trellis::server {
@@ -57,97 +57,6 @@ std::string JwtKeyId(const std::string& kid) { return "JWT-Signer-" + kid; }
 std::string StatusName(AuthorityStatus s) { return datastore::AuthorityStatusName(s); }
 
 }  // namespace
-
-// ---- Disk upstream authority ----
-
-namespace {
-
-class DiskUpstreamAuthority final : public UpstreamAuthority {
- public:
-  DiskUpstreamAuthority(common::Certificate cert, common::PrivateKey key,
-                        std::vector<common::Certificate> intermediates,
-                        std::vector<common::Certificate> roots, const common::Clock& clock)
-      : cert_(std::move(cert)),
-        key_(std::move(key)),
-        intermediates_(std::move(intermediates)),
-        roots_(std::move(roots)),
-        clock_(clock) {}
-
-  absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& ca_key,
-                                        const common::TrustDomain& td,
-                                        absl::Duration ttl) override {
-    TRELLIS_ASSIGN_OR_RETURN(common::Certificate ca, common::CreateIntermediateCa(
-                                                         cert_, key_, ca_key.public_key(), td,
-                                                         ttl, clock_));
-    MintResult result;
-    result.ca_chain.push_back(std::move(ca));
-    for (const auto& c : intermediates_) result.ca_chain.push_back(c);
-    result.roots = roots_;
-    return result;
-  }
-
- private:
-  common::Certificate cert_;
-  common::PrivateKey key_;
-  std::vector<common::Certificate> intermediates_;  // upstream cert and above, roots excluded
-  std::vector<common::Certificate> roots_;
-  const common::Clock& clock_;
-};
-
-bool Contains(const std::vector<common::Certificate>& v, const common::Certificate& c) {
-  return std::find(v.begin(), v.end(), c) != v.end();
-}
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
-    const DiskUpstreamOptions& options, const common::Clock& clock) {
-  if (options.cert_file_path.empty() || options.key_file_path.empty()) {
-    return absl::InvalidArgumentError(
-        "UpstreamAuthority \"disk\" needs cert_file_path and key_file_path");
-  }
-  TRELLIS_ASSIGN_OR_RETURN(std::string cert_pem, common::ReadFile(options.cert_file_path));
-  auto certs = common::Certificate::ChainFromPem(cert_pem);
-  if (!certs.ok()) return Annotate(certs.status(), "cert_file_path " + options.cert_file_path);
-  auto key = common::ReadPrivateKeyFile(options.key_file_path);
-  if (!key.ok()) return Annotate(key.status(), "key_file_path");
-  const common::Certificate& signer = certs->front();
-  if (auto s = common::CheckKeyMatchesCertificate(*key, signer); !s.ok()) {
-    return absl::InvalidArgumentError("key_file_path " + options.key_file_path +
-                                      " does not match cert_file_path " + options.cert_file_path);
-  }
-  if (!signer.IsCa() ||
-      (signer.HasKeyUsageExtension() && (signer.key_usage() & common::kKeyUsageKeyCertSign) == 0)) {
-    return absl::InvalidArgumentError("cert_file_path " + options.cert_file_path +
-                                      " is not a CA certificate allowed to sign certificates");
-  }
-  std::vector<common::Certificate> roots;
-  if (!options.bundle_file_path.empty()) {
-    TRELLIS_ASSIGN_OR_RETURN(std::string bundle_pem, common::ReadFile(options.bundle_file_path));
-    auto parsed = common::Certificate::ChainFromPem(bundle_pem);
-    if (!parsed.ok()) {
-      return Annotate(parsed.status(), "bundle_file_path " + options.bundle_file_path);
-    }
-    roots = std::move(*parsed);
-  } else {
-    // Without a bundle the upstream certificate must itself be the root.
-    if (certs->size() != 1 || X509_self_signed(signer.x509(), /*verify_signature=*/1) != 1) {
-      return absl::InvalidArgumentError(
-          "cert_file_path " + options.cert_file_path +
-          " is not self-signed: set bundle_file_path to the roots it chains to");
-    }
-    roots.push_back(signer);
-  }
-  std::vector<common::Certificate> intermediates;
-  for (const auto& c : *certs) {
-    if (!Contains(roots, c)) intermediates.push_back(c);
-  }
-  if (clock.Now() >= signer.not_after()) {
-    return absl::FailedPreconditionError("upstream CA " + options.cert_file_path + " has expired");
-  }
-  return std::unique_ptr<UpstreamAuthority>(new DiskUpstreamAuthority(
-      signer, std::move(*key), std::move(intermediates), std::move(roots), clock));
-}
 
 // ---- CaManager ----
 
@@ -299,7 +208,7 @@ absl::StatusOr<absl::Time> ParseJwtJournalData(const std::string& data) {
   }
 }
 
-void Warn(const std::string& message) { std::cerr << "WARN ca_manager: " << message << "\n"; }
+void Warn(const std::string& message) { common::LogWarn(message, {{"component", "ca_manager"}}); }
 
 }  // namespace
 
@@ -1595,56 +1504,6 @@ absl::Status CaManager::RevokeUpstreamX509(const std::string& subject_key_id) {
   }
   TRELLIS_RETURN_IF_ERROR(ds_->RevokeX509Authority(options_.trust_domain.name(), cert.der()));
   return ReloadBundle(/*force_notify=*/false);
-}
-
-namespace {
-
-common::KeyType FromConfigKeyType(common::config::KeyType t) {
-  switch (t) {
-    case common::config::KeyType::kEcP256:
-      return common::KeyType::kEcP256;
-    case common::config::KeyType::kEcP384:
-      return common::KeyType::kEcP384;
-    case common::config::KeyType::kRsa2048:
-      return common::KeyType::kRsa2048;
-    case common::config::KeyType::kRsa4096:
-      return common::KeyType::kRsa4096;
-  }
-  return common::KeyType::kEcP256;
-}
-
-}  // namespace
-
-absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
-    const common::config::ServerConfig& config, const common::Clock& clock) {
-  CaManager::Options o(config.trust_domain);
-  o.ca_ttl = config.ca_ttl;
-  o.default_x509_svid_ttl = config.default_x509_svid_ttl;
-  o.default_jwt_svid_ttl = config.default_jwt_svid_ttl;
-  o.ca_key_type = FromConfigKeyType(config.ca_key_type);
-  o.jwt_key_type = FromConfigKeyType(config.jwt_key_type);
-  // Our CA subject holds one value per attribute; SPIRE's lists rarely carry more.
-  o.ca_subject.country = config.ca_subject.country.empty() ? "" : config.ca_subject.country.front();
-  o.ca_subject.organization =
-      config.ca_subject.organization.empty() ? "" : config.ca_subject.organization.front();
-  o.ca_subject.common_name = config.ca_subject.common_name;
-  o.jwt_issuer = config.jwt_issuer;
-  if (config.federation.bundle_endpoint &&
-      config.federation.bundle_endpoint->refresh_hint > absl::ZeroDuration()) {
-    o.refresh_hint = config.federation.bundle_endpoint->refresh_hint;
-  }
-  if (config.upstream_authority) {
-    if (const auto* disk =
-            std::get_if<common::config::DiskUpstreamAuthorityConfig>(&*config.upstream_authority)) {
-      TRELLIS_ASSIGN_OR_RETURN(
-          auto upstream,
-          CreateDiskUpstreamAuthority(
-              {disk->cert_file_path, disk->key_file_path, disk->bundle_file_path}, clock));
-      o.upstream = std::move(upstream);
-    }
-    // UpstreamAuthority "spire" needs the Workload API and gRPC: the server runtime builds it.
-  }
-  return o;
 }
 
 }  // namespace trellis::server

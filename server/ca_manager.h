@@ -16,7 +16,6 @@
 #include "absl/time/time.h"
 #include "common/bundle.h"
 #include "common/clock.h"
-#include "common/config/server_config.h"
 #include "common/keys.h"
 #include "common/spiffe_id.h"
 #include "common/x509.h"
@@ -25,17 +24,6 @@
 #include "server/upstream_authority.h"
 
 namespace trellis::server {
-
-// UpstreamAuthority "disk": an operator-held CA certificate and key on disk. The bundle file
-// holds the roots when the certificate is itself an intermediate; without it the certificate
-// must be self-signed and is the root.
-struct DiskUpstreamOptions {
-  std::string cert_file_path;
-  std::string key_file_path;
-  std::string bundle_file_path;  // optional
-};
-absl::StatusOr<std::unique_ptr<UpstreamAuthority>> CreateDiskUpstreamAuthority(
-    const DiskUpstreamOptions& options, const common::Clock& clock);
 
 // Owns the X.509 CA (self-signed root, or intermediate from an UpstreamAuthority) and the JWT
 // signing key, their prepare/activate rotation, the journal, and the trust bundle in the
@@ -220,11 +208,5 @@ class CaManager {
   const common::Clock& clock_;
   std::unique_ptr<State> state_;
 };
-
-// Options from the server configuration: TTLs, key types, subject, JWT issuer and the
-// UpstreamAuthority "disk" (read now, so a bad path fails start-up). For UpstreamAuthority
-// "spire" `upstream` is left empty: the server runtime connects it.
-absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
-    const common::config::ServerConfig& config, const common::Clock& clock);
 
 }  // namespace trellis::server

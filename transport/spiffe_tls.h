@@ -64,7 +64,4 @@ absl::StatusOr<PeerIdentity> AuthenticatePeer(const grpc::ServerContextBase& ctx
 // The caller's address without port ("127.0.0.1", "::1"), or "unix" for Unix sockets.
 std::string PeerAddress(const grpc::ServerContextBase& ctx);
 
-grpc::Status ToGrpcStatus(const absl::Status& status);
-absl::Status FromGrpcStatus(const grpc::Status& status);
-
 }  // namespace trellis::transport

@@ -7,14 +7,15 @@
 #include "absl/time/time.h"
 #include "common/status.h"
 #include "server/api_convert.h"
-#include "server/runtime_log.h"
+#include "common/log.h"
+#include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 
 namespace trellis::upstream {
 
 namespace v1 = server::v1;
-using server::LogInfo;
-using server::LogWarn;
+using common::LogInfo;
+using common::LogWarn;
 
 namespace {
 

@@ -456,6 +456,37 @@ TEST_F(AgentServiceTest, RenewedSvidIsPromotedAndTheOldOneStopsWorking) {
   EXPECT_EQ(Must(ds_->GetNode(a.svid.spiffe_id(), false)).cert_serial_number, leaf2.SerialHex());
 }
 
+TEST_F(AgentServiceTest, StaleIndexDoesNotPromoteARenewalSupersededInTheStore) {
+  AgentCreds a = AttestNew();
+  common::PrivateKey key2 = Must(common::PrivateKey::Generate());
+  v1::RenewAgentRequest renew;
+  renew.set_csr(Must(common::BuildCsr(key2)));
+  v1::RenewAgentResponse renewed;
+  {
+    auto stub = As(a);
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub->RenewAgent(&ctx, renew, &renewed).ok());
+  }
+  AgentCreds b{key2, renewed.svid()};
+  // A later renewal (the agent dropped `b`) reached the store; this server's index has not
+  // heard of it yet and still shows `b` as pending.
+  datastore::AttestedNode later;
+  later.spiffe_id = a.svid.spiffe_id();
+  later.new_cert_serial_number = "0badc0de";
+  later.new_cert_not_after = absl::Now() + absl::Hours(1);
+  datastore::NodeMask mask;
+  mask.new_cert_serial_number = mask.new_cert_not_after = true;
+  ASSERT_TRUE(ds_->UpdateNode(later, mask).ok());
+  v1::SyncAuthorizedEntriesResponse resp;
+  EXPECT_EQ(Sync(b, {}, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  datastore::AttestedNode stored = Must(ds_->GetNode(a.svid.spiffe_id(), false));
+  EXPECT_EQ(stored.new_cert_serial_number, "0badc0de");
+  common::Certificate leaf1 = Must(common::Certificate::FromDer(a.svid.cert_chain(0)));
+  EXPECT_EQ(stored.cert_serial_number, leaf1.SerialHex());
+  // The SVID still current in the store keeps working.
+  EXPECT_TRUE(Sync(a, {}, &resp).ok());
+}
+
 TEST_F(AgentServiceTest, SvidWithUnknownSerialIsRefused) {
   AgentCreds a = AttestNew();
   datastore::AttestedNode update;

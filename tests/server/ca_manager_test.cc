@@ -1,5 +1,7 @@
 // CaManager: CA and JWT key rotation on a fake clock, restart, pruning, upstream disk CA.
 #include "server/ca_manager.h"
+#include "runtime/ca_manager_options.h"
+#include "upstream/disk_upstream_authority.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -17,6 +19,9 @@ namespace {
 using testing::kTestStart;
 using testing::OpenTestStore;
 using testing::TempDir;
+using runtime::CaManagerOptionsFromConfig;
+using upstream::CreateDiskUpstreamAuthority;
+using upstream::DiskUpstreamOptions;
 
 common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
 

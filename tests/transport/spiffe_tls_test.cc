@@ -1,4 +1,5 @@
 // SPIFFE mTLS over real gRPC connections on loopback: who is accepted, who is refused.
+#include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 
 #include <grpcpp/grpcpp.h>

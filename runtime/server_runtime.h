@@ -9,7 +9,7 @@
 #include "absl/status/statusor.h"
 #include "common/config/server_config.h"
 
-namespace trellis::server {
+namespace trellis::runtime {
 
 class Server {
  public:
@@ -41,4 +41,4 @@ class Server {
 // Returns OK after a clean stop.
 absl::Status RunServerUntilSignal(const common::config::ServerConfig& config);
 
-}  // namespace trellis::server
+}  // namespace trellis::runtime

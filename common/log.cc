@@ -1,23 +1,24 @@
 // Log line formatting: text `time level msg key=value` or one JSON object per line.
-#include "server/runtime_log.h"
+#include "common/log.h"
 
 #include <atomic>
 #include <cstdio>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
-namespace trellis::server {
+namespace trellis::common {
 namespace {
 
-using common::config::LogFormat;
-using common::config::LogLevel;
+using config::LogFormat;
+using config::LogLevel;
 
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::atomic<bool> g_json{false};
-std::mutex g_write_mu;  // one line at a time on stderr
+ABSL_CONST_INIT absl::Mutex g_write_mu(absl::kConstInit);  // one line at a time on stderr
 
 const char* LevelName(LogLevel level) {
   switch (level) {
@@ -75,9 +76,9 @@ void Log(LogLevel level, const std::string& msg, std::initializer_list<LogField>
     for (const auto& [k, v] : fields) line += std::string(" ") + k + "=" + TextValue(v);
   }
   line += '\n';
-  std::lock_guard<std::mutex> lock(g_write_mu);
+  absl::MutexLock lock(&g_write_mu);
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }
 
-}  // namespace trellis::server
+}  // namespace trellis::common

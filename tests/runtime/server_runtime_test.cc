@@ -1,6 +1,6 @@
 // Server runtime: start from a configuration, the admin socket's permissions and stale-socket
 // handling, the health listener, and a clean shutdown.
-#include "server/runtime.h"
+#include "runtime/server_runtime.h"
 
 #include <grpcpp/grpcpp.h>
 #include <netinet/in.h>
@@ -22,9 +22,10 @@
 #include "tests/telemetry/scrape_util.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
 
-namespace trellis::server {
+namespace trellis::runtime {
 namespace {
 
+namespace v1 = ::trellis::server::v1;
 using ::testing::HasSubstr;
 using common::HealthListener;
 using common::HealthReport;
@@ -268,4 +269,4 @@ TEST(HealthListener, ServesLiveReadyAndNotFound) {
 }
 
 }  // namespace
-}  // namespace trellis::server
+}  // namespace trellis::runtime

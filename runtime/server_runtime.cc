@@ -1,5 +1,5 @@
 // Server wiring, listeners, maintenance loop and signal handling.
-#include "server/runtime.h"
+#include "runtime/server_runtime.h"
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -24,17 +24,34 @@
 #include "downstream/spire_upstream_authority.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
+#include "runtime/ca_manager_options.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
 #include "common/health.h"
 #include "server/key_manager.h"
-#include "server/runtime_log.h"
+#include "common/log.h"
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"
 #include "transport/spiffe_tls.h"
 #include "upstream/upstream_service.h"
 
-namespace trellis::server {
+namespace trellis::runtime {
+
+using server::AdminService;
+using server::AgentService;
+using server::CaManager;
+using server::CallerIdentity;
+using server::CreateKeyManager;
+using server::EntryIndex;
+using server::GenerateJoinToken;
+using server::KeyManager;
+using server::ServerSvidRotator;
+using server::UpstreamAuthority;
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+using common::SetLogFormat;
+using common::SetLogLevel;
 namespace {
 
 namespace config = common::config;
@@ -519,4 +536,4 @@ absl::Status RunServerUntilSignal(const config::ServerConfig& config) {
   return absl::OkStatus();
 }
 
-}  // namespace trellis::server
+}  // namespace trellis::runtime
