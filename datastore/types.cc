@@ -1,7 +1,22 @@
 // Enum names and whole-record masks for the DataStore value types.
 #include "datastore/types.h"
 
+#include <initializer_list>
+
 namespace trellis::datastore {
+namespace {
+
+// The value among `all` whose name is `text`.
+template <typename E>
+std::optional<E> ParseName(absl::string_view text, const char* (*name)(E),
+                           std::initializer_list<E> all) {
+  for (E e : all) {
+    if (text == name(e)) return e;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 EntryMask EntryMask::All() {
   return EntryMask{true, true, true, true, true, true, true, true, true, true, true};
@@ -54,6 +69,23 @@ const char* AuthorityStatusName(AuthorityStatus s) {
 }
 const char* BundleEndpointProfileName(BundleEndpointProfile p) {
   return p == BundleEndpointProfile::kHttpsWeb ? "https_web" : "https_spiffe";
+}
+
+std::optional<EventKind> ParseEventKind(absl::string_view name) {
+  return ParseName(name, &EventKindName,
+                   {EventKind::kEntryCreated, EventKind::kEntryUpdated, EventKind::kEntryDeleted,
+                    EventKind::kNodeCreated, EventKind::kNodeUpdated, EventKind::kNodeDeleted});
+}
+std::optional<AuthorityKind> ParseAuthorityKind(absl::string_view name) {
+  return ParseName(name, &AuthorityKindName, {AuthorityKind::kX509, AuthorityKind::kJwt});
+}
+std::optional<AuthorityStatus> ParseAuthorityStatus(absl::string_view name) {
+  return ParseName(name, &AuthorityStatusName,
+                   {AuthorityStatus::kPrepared, AuthorityStatus::kActive, AuthorityStatus::kOld});
+}
+std::optional<BundleEndpointProfile> ParseBundleEndpointProfile(absl::string_view name) {
+  return ParseName(name, &BundleEndpointProfileName,
+                   {BundleEndpointProfile::kHttpsWeb, BundleEndpointProfile::kHttpsSpiffe});
 }
 
 }  // namespace trellis::datastore

@@ -12,10 +12,10 @@ absl::StatusOr<CaJournalEntry> ReadJournalRow(const Row& row) {
   RowReader r(row, "ca_journal");
   CaJournalEntry e;
   e.server_id = r.NonEmpty("server_id");
-  e.kind = static_cast<AuthorityKind>(r.Enum("kind", {"x509", "jwt"}));
+  e.kind = r.Enum("kind", &ParseAuthorityKind);
   e.authority_id = r.NonEmpty("authority_id");
   r.SetKey("server_id " + e.server_id + ", authority_id " + e.authority_id);
-  e.status = static_cast<AuthorityStatus>(r.Enum("status", {"prepared", "active", "old"}));
+  e.status = r.Enum("status", &ParseAuthorityStatus);
   e.data = r.Text("data");
   e.not_after = r.Time("not_after");
   e.created_at = r.Time("created_at");

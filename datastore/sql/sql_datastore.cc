@@ -1,10 +1,12 @@
 // SqlDataStore construction, transactions and the change log shared by every table.
 #include "datastore/sql/sql_datastore.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "datastore/sql/sql_rows.h"
 #include "datastore/sql/migrations.h"
+#include "datastore/sql/sql_rows.h"
 
 namespace trellis::datastore::sql {
 
@@ -111,9 +113,7 @@ absl::StatusOr<std::vector<Event>> SqlDataStore::ListEvents(int64_t after_id, in
       Event e;
       e.id = r.Int("id");
       r.SetKey(absl::StrCat("id ", e.id));
-      e.kind =
-          static_cast<EventKind>(r.Enum("kind", {"entry_created", "entry_updated", "entry_deleted",
-                                                 "node_created", "node_updated", "node_deleted"}));
+      e.kind = r.Enum("kind", &ParseEventKind);
       e.entry_id = r.Text("entry_id");
       e.node_spiffe_id = r.Text("node_spiffe_id");
       e.created_at = r.Time("created_at");

@@ -33,7 +33,7 @@ absl::StatusOr<FederationRelationship> ReadRelationshipRow(const Row& row) {
   f.trust_domain = r.Domain("trust_domain");
   r.SetKey("trust_domain " + f.trust_domain);
   f.bundle_endpoint_url = r.NonEmpty("bundle_endpoint_url");
-  f.profile = static_cast<BundleEndpointProfile>(r.Enum("profile", {"https_web", "https_spiffe"}));
+  f.profile = r.Enum("profile", &ParseBundleEndpointProfile);
   f.endpoint_spiffe_id = r.Text("endpoint_spiffe_id");
   TRELLIS_RETURN_IF_ERROR(r.status());
   if (f.profile == BundleEndpointProfile::kHttpsSpiffe &&

@@ -1,7 +1,8 @@
 // SqlDataStore: attested nodes and their selectors.
-#include <algorithm>
-#include <set>
-#include <unordered_map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"

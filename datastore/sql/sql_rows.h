@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/spiffe_id.h"
 #include "datastore/sql/sql_engine.h"
@@ -81,16 +83,17 @@ class RowReader {
     return s;
   }
   // Fails unless the column holds one of `names`; returns its index.
-  int Enum(const char* col, std::initializer_list<const char*> names) {
+  // An enum column, read back with the parser of its stored names (e.g. ParseEventKind).
+  template <typename E>
+  E Enum(const char* col, std::optional<E> (*parse)(absl::string_view)) {
     std::string s = Text(col);
-    if (!status_.ok()) return 0;
-    int i = 0;
-    for (const char* n : names) {
-      if (s == n) return i;
-      ++i;
+    if (!status_.ok()) return E{};
+    std::optional<E> value = parse(s);
+    if (!value) {
+      Fail(col, "\"" + s + "\" (unknown value)");
+      return E{};
     }
-    Fail(col, "\"" + s + "\" (unknown value)");
-    return 0;
+    return *value;
   }
 
  private:
