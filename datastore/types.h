@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace trellis::datastore {
@@ -225,5 +226,11 @@ const char* EventKindName(EventKind k);
 const char* AuthorityKindName(AuthorityKind k);
 const char* AuthorityStatusName(AuthorityStatus s);
 const char* BundleEndpointProfileName(BundleEndpointProfile p);
+
+// The inverses of the names above; nullopt for any other text.
+std::optional<EventKind> ParseEventKind(absl::string_view name);
+std::optional<AuthorityKind> ParseAuthorityKind(absl::string_view name);
+std::optional<AuthorityStatus> ParseAuthorityStatus(absl::string_view name);
+std::optional<BundleEndpointProfile> ParseBundleEndpointProfile(absl::string_view name);
 
 }  // namespace trellis::datastore

@@ -1,15 +1,15 @@
 // PostgreSQL backend: connection pool, per-connection prepared statements, reconnection.
 #include "datastore/postgres/postgres_datastore.h"
 
-#include <chrono>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <pqxx/pqxx>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/status.h"
 
 namespace trellis::datastore {
@@ -42,11 +42,11 @@ class PostgresEngine final : public sql::Engine {
   sql::Dialect dialect() const override { return sql::Dialect::kPostgres; }
 
   int OpenConnections() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return open_;
   }
   int64_t DiscardedConnections() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return discarded_;
   }
 
@@ -229,10 +229,9 @@ class PostgresEngine final : public sql::Engine {
 
   // Waits for an idle connection or room to open one. `fresh` skips idle connections (they
   // may be as dead as the one that just failed) and replaces one of them.
-  absl::StatusOr<std::unique_ptr<Connection>> Acquire(bool fresh) {
-    const auto deadline =
-        std::chrono::steady_clock::now() + absl::ToChronoMilliseconds(acquire_timeout_);
-    std::unique_lock<std::mutex> lock(mu_);
+  absl::StatusOr<std::unique_ptr<Connection>> Acquire(bool fresh) ABSL_LOCKS_EXCLUDED(mu_) {
+    const absl::Time deadline = absl::Now() + acquire_timeout_;
+    mu_.Lock();
     if (fresh) {
       // Connections older than a failure are suspect; close them all.
       open_ -= static_cast<int>(idle_.size());
@@ -241,8 +240,9 @@ class PostgresEngine final : public sql::Engine {
     }
     while (true) {
       bool ready =
-          cv_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ < pool_size_; });
+          mu_.AwaitWithDeadline(absl::Condition(this, &PostgresEngine::CanTake), deadline);
       if (!ready) {
+        mu_.Unlock();
         return absl::UnavailableError(absl::StrCat("no free postgres connection within ",
                                                    absl::FormatDuration(acquire_timeout_),
                                                    " (pool size ", pool_size_, ")"));
@@ -250,22 +250,26 @@ class PostgresEngine final : public sql::Engine {
       if (idle_.empty()) break;
       auto c = std::move(idle_.back());
       idle_.pop_back();
-      lock.unlock();
+      mu_.Unlock();
       if (Alive(*c)) return c;
-      lock.lock();
+      mu_.Lock();
       --open_;
       ++discarded_;
       // `c` is dropped here; look for another idle connection or open a new one.
     }
     ++open_;
-    lock.unlock();
+    mu_.Unlock();
     auto c = Connect();
     if (!c.ok()) {
-      lock.lock();
+      absl::MutexLock lock(&mu_);
       --open_;
-      cv_.notify_one();
     }
     return c;
+  }
+
+  // An idle connection is waiting, or there is room to open one.
+  bool CanTake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !idle_.empty() || open_ < pool_size_;
   }
 
   // Reads whatever the server sent while the connection sat idle, without blocking. A server
@@ -283,7 +287,7 @@ class PostgresEngine final : public sql::Engine {
   void Release(std::unique_ptr<Connection> conn, bool broken) {
     std::unique_ptr<Connection> doomed;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (broken || !conn->conn->is_open()) {
         doomed = std::move(conn);
         --open_;
@@ -292,7 +296,6 @@ class PostgresEngine final : public sql::Engine {
         idle_.push_back(std::move(conn));
       }
     }
-    cv_.notify_one();
     // Closing a connection may block on the network; do it outside the lock.
     if (doomed) {
       try {
@@ -305,11 +308,11 @@ class PostgresEngine final : public sql::Engine {
   const std::string dsn_;
   const int pool_size_;
   const absl::Duration acquire_timeout_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<std::unique_ptr<Connection>> idle_;  // guarded by mu_
-  int open_ = 0;                                   // guarded by mu_: idle + in use
-  int64_t discarded_ = 0;                          // guarded by mu_
+  // Waiters in Acquire wake when a release or a failed connect makes CanTake() true.
+  mutable absl::Mutex mu_;
+  std::vector<std::unique_ptr<Connection>> idle_ ABSL_GUARDED_BY(mu_);
+  int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + in use
+  int64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 PostgresDataStore::PostgresDataStore(std::unique_ptr<PostgresEngine> engine,

@@ -8,11 +8,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 
 namespace trellis::datastore {
@@ -116,7 +117,7 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
   sql::Dialect dialect() const override { return sql::Dialect::kSqlite; }
 
   absl::Status Run(bool write, const std::function<absl::Status(sql::Tx&)>& fn) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     TRELLIS_RETURN_IF_ERROR(Exec(write ? "BEGIN IMMEDIATE" : "BEGIN", {}).status());
     absl::Status s = fn(*this);
     if (s.ok()) {
@@ -133,6 +134,7 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
   explicit SqliteEngine(DbPtr db) : db_(std::move(db)) {}
 
   absl::Status Pragma(const std::string& sql, const std::string& want) {
+    absl::MutexLock lock(&mu_);
     TRELLIS_ASSIGN_OR_RETURN(Rows rows, Query(sql, {}));
     if (!want.empty() && (rows.empty() || rows[0][0].value_or("") != want)) {
       return absl::UnavailableError("sqlite: " + sql + " did not take effect");
@@ -140,7 +142,7 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<sqlite3_stmt*> Prepare(const std::string& sql) {
+  absl::StatusOr<sqlite3_stmt*> Prepare(const std::string& sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = cache_.find(sql);
     if (it != cache_.end()) return it->second.get();
     sqlite3_stmt* raw = nullptr;
@@ -176,7 +178,8 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
     return absl::OkStatus();
   }
 
-  absl::StatusOr<Rows> Run(const std::string& sql, const Params& params, int64_t* changes) {
+  absl::StatusOr<Rows> Run(const std::string& sql, const Params& params, int64_t* changes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     TRELLIS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql));
     struct Reset {
       sqlite3_stmt* s;
@@ -212,19 +215,23 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
     return rows;
   }
 
+  // Tx calls arrive only from inside Run's callback, which holds mu_.
   absl::StatusOr<Rows> Query(const std::string& sql, const Params& params) override {
+    mu_.AssertHeld();
     return Run(sql, params, nullptr);
   }
   absl::StatusOr<int64_t> Exec(const std::string& sql, const Params& params) override {
+    mu_.AssertHeld();
     int64_t changes = 0;
     TRELLIS_RETURN_IF_ERROR(Run(sql, params, &changes).status());
     return changes;
   }
 
-  std::mutex mu_;  // guards db_ and cache_: one transaction at a time on the connection
-  DbPtr db_;
+  // One transaction at a time on the connection.
+  absl::Mutex mu_;
+  DbPtr db_ ABSL_GUARDED_BY(mu_);
   // Declared after db_ so statements are finalized before the connection closes.
-  std::unordered_map<std::string, StmtPtr> cache_;
+  std::unordered_map<std::string, StmtPtr> cache_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
