@@ -16,6 +16,7 @@
 #include "agent/bundle_url.h"
 #include "agent/rotation.h"
 #include "agent/state_store.h"
+#include "attestors/node/node_attestor_factory.h"
 #include "attestors/workload/unix_attestor.h"
 #include "common/csr.h"
 #include "common/file_util.h"
@@ -352,7 +353,7 @@ absl::Status Agent::AdoptAgentSvid(std::vector<common::Certificate> chain, commo
 
 absl::Status Agent::AttestOnce(const std::string& target) {
   if (!attestor_) {
-    TRELLIS_ASSIGN_OR_RETURN(attestor_, CreateNodeAttestor(config_, options_.join_token));
+    TRELLIS_ASSIGN_OR_RETURN(attestor_, attestors::CreateAgentNodeAttestor(config_, options_.join_token));
   }
   bool insecure;
   {

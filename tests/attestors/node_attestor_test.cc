@@ -1,5 +1,5 @@
 // Node attestors: join_token (single use, expiry, races) and x509pop (chain, key, challenge).
-#include "attestors/node/node_attestor.h"
+#include "attestors/node/node_attestor_factory.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
