@@ -16,7 +16,8 @@
 #include "agent/bundle_url.h"
 #include "agent/rotation.h"
 #include "agent/state_store.h"
-#include "attestors/workload/unix_attestor.h"
+#include "attestors/node/node_attestor_factory.h"
+#include "attestors/workload/workload_attestor_factory.h"
 #include "common/csr.h"
 #include "common/file_util.h"
 #include "common/health.h"
@@ -224,14 +225,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
   Agent* raw = agent.get();
   agent->conn_ = std::make_unique<ServerConnection>(std::move(targets), agent->config_.trust_domain,
                                                     [raw] { return raw->CurrentBundle(); });
-  if (agent->config_.workload_attestors.empty()) {
-    agent->workload_attestors_.push_back(std::make_unique<attestors::UnixWorkloadAttestor>(
-        attestors::UnixWorkloadAttestor::Options{}));
-  }
-  for (const auto& w : agent->config_.workload_attestors) {
-    agent->workload_attestors_.push_back(std::make_unique<attestors::UnixWorkloadAttestor>(
-        attestors::UnixWorkloadAttestor::Options{w.discover_workload_path}));
-  }
+  TRELLIS_ASSIGN_OR_RETURN(agent->workload_attestors_,
+                           attestors::CreateWorkloadAttestors(agent->config_.workload_attestors));
   return agent;
 }
 
@@ -352,7 +347,7 @@ absl::Status Agent::AdoptAgentSvid(std::vector<common::Certificate> chain, commo
 
 absl::Status Agent::AttestOnce(const std::string& target) {
   if (!attestor_) {
-    TRELLIS_ASSIGN_OR_RETURN(attestor_, CreateNodeAttestor(config_, options_.join_token));
+    TRELLIS_ASSIGN_OR_RETURN(attestor_, attestors::CreateAgentNodeAttestor(config_, options_.join_token));
   }
   bool insecure;
   {

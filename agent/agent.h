@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "agent/node_attestation.h"
+#include "attestors/node/node_attestor.h"
 #include "common/bundle.h"
 #include "common/clock.h"
 #include "common/config/agent_config.h"
@@ -117,7 +117,7 @@ class Agent {
   const common::Clock& clock_;
   workload_api::Cache cache_;
   std::unique_ptr<ServerConnection> conn_;
-  std::unique_ptr<NodeAttestor> attestor_;  // created on first need
+  std::unique_ptr<attestors::AgentNodeAttestor> attestor_;  // created on first need
   std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors_;
   // Declared before workload_api_: the server it instruments must go first.
   std::unique_ptr<telemetry::Metrics> metrics_;

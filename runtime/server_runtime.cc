@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-#include "attestors/node/node_attestor.h"
+#include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
 #include "common/status.h"
 #include "datastore/datastore.h"

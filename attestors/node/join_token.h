@@ -4,6 +4,7 @@
 #include <string>
 
 #include "attestors/node/node_attestor.h"
+#include "common/clock.h"
 
 namespace trellis::attestors {
 

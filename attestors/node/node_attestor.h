@@ -1,4 +1,4 @@
-// Node attestation: the server and agent sides of each method, and their factories.
+// Node attestation interfaces: the server side and the agent side of one method.
 #pragma once
 
 #include <functional>
@@ -8,9 +8,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "common/clock.h"
-#include "common/config/agent_config.h"
-#include "common/config/server_config.h"
 #include "common/spiffe_id.h"
 #include "datastore/datastore.h"
 
@@ -41,13 +38,5 @@ class AgentNodeAttestor {
   virtual absl::StatusOr<std::string> Payload() = 0;
   virtual absl::StatusOr<std::string> Answer(std::string_view challenge) = 0;
 };
-
-absl::StatusOr<std::unique_ptr<ServerNodeAttestor>> CreateServerNodeAttestor(
-    const common::config::ServerNodeAttestorConfig& config, const common::TrustDomain& td,
-    datastore::DataStore* ds, const common::Clock& clock);
-
-// `join_token` overrides the configured token (the -joinToken flag) when non-empty.
-absl::StatusOr<std::unique_ptr<AgentNodeAttestor>> CreateAgentNodeAttestor(
-    const common::config::AgentNodeAttestorConfig& config, const std::string& join_token);
 
 }  // namespace trellis::attestors

@@ -221,7 +221,7 @@ absl::StatusOr<std::unique_ptr<X509PopAgentAttestor>> X509PopAgentAttestor::Crea
         "NodeAttestor \"x509pop\" needs private_key_path and certificate_path");
   }
   auto key = common::ReadPrivateKeyFile(private_key_path);
-  if (!key.ok()) return Annotate(key.status(), "x509pop private_key_path");
+  if (!key.ok()) return Annotate(key.status(), "x509pop private_key_path " + private_key_path);
   TRELLIS_ASSIGN_OR_RETURN(std::string cert_pem, common::ReadFile(certificate_path));
   auto chain = common::Certificate::ChainFromPem(cert_pem);
   if (!chain.ok()) return Annotate(chain.status(), "x509pop certificate_path " + certificate_path);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "attestors/node/node_attestor.h"
+#include "common/clock.h"
 #include "common/keys.h"
 #include "common/x509.h"
 

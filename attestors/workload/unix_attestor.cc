@@ -112,7 +112,7 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
                       static_cast<int64_t>(st.st_size),
                       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
   {
-    std::lock_guard<std::mutex> lock(hash_mu_);
+    absl::MutexLock lock(&hash_mu_);
     auto it = hash_cache_.find(key);
     if (it != hash_cache_.end()) return it->second;
   }
@@ -139,7 +139,7 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
     hex.push_back(kHex[md[i] >> 4]);
     hex.push_back(kHex[md[i] & 0xf]);
   }
-  std::lock_guard<std::mutex> lock(hash_mu_);
+  absl::MutexLock lock(&hash_mu_);
   if (hash_cache_.size() > 1024) hash_cache_.clear();
   hash_cache_[key] = hex;
   return hex;

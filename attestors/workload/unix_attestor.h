@@ -3,10 +3,11 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <string>
 #include <tuple>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "attestors/workload/workload_attestor.h"
 
 namespace trellis::attestors {
@@ -34,8 +35,9 @@ class UnixWorkloadAttestor final : public WorkloadAttestor {
   Options options_;
   // (dev, inode, size, mtime ns) -> sha256 hex: hashing a large binary for every stream of
   // the same workload would dominate attestation.
-  std::mutex hash_mu_;
-  std::map<std::tuple<uint64_t, uint64_t, int64_t, int64_t>, std::string> hash_cache_;
+  absl::Mutex hash_mu_;
+  std::map<std::tuple<uint64_t, uint64_t, int64_t, int64_t>, std::string> hash_cache_
+      ABSL_GUARDED_BY(hash_mu_);
 };
 
 }  // namespace trellis::attestors

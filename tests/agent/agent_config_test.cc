@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/agent.h"
 #include "agent/bundle_url.h"
-#include "agent/node_attestation.h"
+#include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "workload_api/cache.h"
@@ -37,13 +37,14 @@ TEST(ServerTargets, EmptyIsInvalidArgument) {
 }
 
 TEST(CreateNodeAttestor, JoinTokenWithoutTokenIsInvalidArgument) {
-  EXPECT_EQ(CreateNodeAttestor(Config(), "").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(attestors::CreateAgentNodeAttestor(Config(), "").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(CreateNodeAttestor, FlagTokenOverridesConfig) {
   auto c = Config();
   c.join_token = "from-config";
-  auto a = CreateNodeAttestor(c, "from-flag");
+  auto a = attestors::CreateAgentNodeAttestor(c, "from-flag");
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->Name(), "join_token");
   EXPECT_EQ(*(*a)->Payload(), "from-flag");
@@ -60,7 +61,7 @@ TEST(CreateNodeAttestor, X509PopSignsTheChallengeWithTheLeafKey) {
   auto c = Config();
   c.node_attestor = common::config::X509PopAgentAttestorConfig{(dir / "k.pem").string(),
                                                                (dir / "c.pem").string(), ""};
-  auto a = CreateNodeAttestor(c, "");
+  auto a = attestors::CreateAgentNodeAttestor(c, "");
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ((*a)->Name(), "x509pop");
   EXPECT_EQ(*(*a)->Payload(), cert.der());

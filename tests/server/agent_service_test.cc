@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "attestors/node/node_attestor.h"
+#include "attestors/node/node_attestor_factory.h"
 #include "attestors/node/x509pop.h"
 #include "common/bundle.h"
 #include "common/csr.h"

@@ -1,5 +1,5 @@
 // Node attestor factories: typed plugin configuration to attestor instances.
-#include "attestors/node/node_attestor.h"
+#include "attestors/node/node_attestor_factory.h"
 
 #include "attestors/node/join_token.h"
 #include "attestors/node/x509pop.h"
@@ -26,7 +26,7 @@ absl::StatusOr<std::unique_ptr<AgentNodeAttestor>> CreateAgentNodeAttestor(
   if (std::holds_alternative<common::config::JoinTokenAgentAttestorConfig>(config)) {
     if (join_token.empty()) {
       return absl::InvalidArgumentError(
-          "NodeAttestor \"join_token\" needs a token: set agent join_token or pass -joinToken");
+          "NodeAttestor \"join_token\" needs a token: set agent.join_token or pass -joinToken");
     }
     return std::unique_ptr<AgentNodeAttestor>(std::make_unique<JoinTokenAgentAttestor>(join_token));
   }
@@ -35,6 +35,12 @@ absl::StatusOr<std::unique_ptr<AgentNodeAttestor>> CreateAgentNodeAttestor(
       auto attestor,
       X509PopAgentAttestor::Create(x.private_key_path, x.certificate_path, x.intermediates_path));
   return std::unique_ptr<AgentNodeAttestor>(std::move(attestor));
+}
+
+absl::StatusOr<std::unique_ptr<AgentNodeAttestor>> CreateAgentNodeAttestor(
+    const common::config::AgentConfig& config, const std::string& join_token_flag) {
+  return CreateAgentNodeAttestor(config.node_attestor,
+                                 join_token_flag.empty() ? config.join_token : join_token_flag);
 }
 
 }  // namespace trellis::attestors
