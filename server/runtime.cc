@@ -27,7 +27,7 @@
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
 #include "common/health.h"
-#include "server/key_manager.h"
+#include "server/key_manager_factory.h"
 #include "server/runtime_log.h"
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"
