@@ -28,7 +28,7 @@
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
 #include "common/health.h"
-#include "server/key_manager.h"
+#include "server/key_manager_factory.h"
 #include "common/log.h"
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"

@@ -19,6 +19,7 @@
 #include "common/file_util.h"
 #include "datastore/factory.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::attestors {
 namespace {
@@ -31,25 +32,9 @@ using testcerts::PemOfKey;
 using testcerts::Pkey;
 using testcerts::RsaKey;
 using testcerts::Sha1Hex;
+using testutil::TempDir;
 
 common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = "/tmp/trellis-attestors-test-XXXXXX";
-    char* p = mkdtemp(tmpl.data());
-    path_ = p ? p : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 using ChallengeFn = std::function<absl::StatusOr<std::string>(std::string)>;
 const ChallengeFn kNoChallenge = [](std::string) -> absl::StatusOr<std::string> {

@@ -13,6 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::cmd {
 namespace {
@@ -45,8 +46,8 @@ Result RunAgent(const std::vector<std::string>& args) {
 
 // Runs a real binary with stdout and stderr captured to files in a private temp dir.
 Result RunBinary(const std::string& binary, const std::vector<std::string>& args) {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-cli-XXXXXX").string();
-  std::string dir = mkdtemp(tmpl.data());
+  testutil::TempDir tmp("trellis-cli");
+  const std::string& dir = tmp.path();
   std::string out_path = dir + "/out", err_path = dir + "/err";
   pid_t pid = fork();
   if (pid == 0) {
@@ -69,7 +70,6 @@ Result RunBinary(const std::string& binary, const std::vector<std::string>& args
     return ss.str();
   };
   Result r{WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out_path), slurp(err_path)};
-  std::filesystem::remove_all(dir);
   return r;
 }
 
@@ -104,14 +104,13 @@ TEST(ServerValidate, MissingFileNamesThePath) {
 
 TEST(ServerValidate, ExpandEnvIsApplied) {
   setenv("TRELLIS_CLI_TEST_TD", "Bad Domain", 1);
-  std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-cli-XXXXXX").string();
-  std::string dir = mkdtemp(tmpl.data());
+  testutil::TempDir tmp("trellis-cli");
+  const std::string& dir = tmp.path();
   std::string path = dir + "/server.conf";
   std::ofstream(path) << "server { trust_domain = \"$TRELLIS_CLI_TEST_TD\" }\n";
   Result plain = RunServer({"validate", "-config", path});
   Result expanded = RunServer({"validate", "-config", path, "-expandEnv"});
   unsetenv("TRELLIS_CLI_TEST_TD");
-  std::filesystem::remove_all(dir);
   // Unexpanded, "$TRELLIS_CLI_TEST_TD" is itself an invalid trust domain; expanded, the
   // error shows the variable's value was read.
   EXPECT_EQ(plain.code, 1);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace {
 
@@ -55,8 +57,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& out_path,
 class ServerCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-srvcli-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
+    tmp_ = std::make_unique<trellis::testutil::TempDir>("trellis-srvcli");
+    dir_ = tmp_->path();
     socket_ = dir_ + "/sock/api.sock";
     std::ofstream(dir_ + "/server.conf")
         << "server {\n"
@@ -89,7 +91,7 @@ class ServerCliTest : public ::testing::Test {
 
   static void TearDownTestSuite() {
     StopServer();
-    std::filesystem::remove_all(dir_);
+    tmp_.reset();
   }
 
   // Returns the server's exit status (-1 when it was not running).
@@ -126,11 +128,13 @@ class ServerCliTest : public ::testing::Test {
     return "";
   }
 
+  static std::unique_ptr<trellis::testutil::TempDir> tmp_;
   static std::string dir_;
   static std::string socket_;
   static pid_t server_pid_;
 };
 
+std::unique_ptr<trellis::testutil::TempDir> ServerCliTest::tmp_;
 std::string ServerCliTest::dir_;
 std::string ServerCliTest::socket_;
 pid_t ServerCliTest::server_pid_ = -1;

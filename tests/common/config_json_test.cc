@@ -10,6 +10,7 @@
 #include "common/config/parser.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::common::config {
 namespace {
@@ -36,25 +37,6 @@ void ExpectJsonError(const std::string& text, const std::string& fragment) {
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(v.status().message()), HasSubstr(fragment)) << text;
 }
-
-// A temporary directory removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-config-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string Write(const std::string& name, const std::string& content) const {
-    std::string p = path_ + "/" + name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 TEST(JsonParser, ParsesAllValueTypes) {
   absl::StatusOr<Value> v = ParseJson(
@@ -162,7 +144,7 @@ TEST(ParseDocument, DetectsJsonByContent) {
 }
 
 TEST(LoadDocument, ReadsFile) {
-  TempDir dir;
+  testutil::TempDir dir("trellis-config");
   std::string path = dir.Write("s.conf", "a = 1\n");
   absl::StatusOr<Document> doc = LoadDocument(path);
   ASSERT_TRUE(doc.ok()) << doc.status();
@@ -171,7 +153,7 @@ TEST(LoadDocument, ReadsFile) {
 }
 
 TEST(LoadDocument, MissingFileIsNotFound) {
-  TempDir dir;
+  testutil::TempDir dir("trellis-config");
   absl::StatusOr<Document> doc = LoadDocument(dir.path() + "/absent.conf");
   ASSERT_FALSE(doc.ok());
   EXPECT_EQ(doc.status().code(), absl::StatusCode::kNotFound);
@@ -179,14 +161,14 @@ TEST(LoadDocument, MissingFileIsNotFound) {
 }
 
 TEST(LoadDocument, DirectoryIsFailedPrecondition) {
-  TempDir dir;
+  testutil::TempDir dir("trellis-config");
   absl::StatusOr<Document> doc = LoadDocument(dir.path());
   ASSERT_FALSE(doc.ok());
   EXPECT_EQ(doc.status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
 TEST(LoadDocument, OversizedFileIsRefused) {
-  TempDir dir;
+  testutil::TempDir dir("trellis-config");
   std::string path = dir.Write("big.conf", std::string(kMaxConfigSize + 10, '#'));
   absl::StatusOr<Document> doc = LoadDocument(path);
   ASSERT_FALSE(doc.ok());
@@ -195,7 +177,7 @@ TEST(LoadDocument, OversizedFileIsRefused) {
 }
 
 TEST(LoadDocument, ErrorsCarryThePathAsGiven) {
-  TempDir dir;
+  testutil::TempDir dir("trellis-config");
   std::string path = dir.Write("bad.conf", "a = 1\nb = \n");
   absl::StatusOr<Document> doc = LoadDocument(path);
   ASSERT_FALSE(doc.ok());

@@ -9,11 +9,13 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "tests/common/test_pki.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::common {
 namespace {
@@ -172,12 +174,11 @@ TEST(SecretBytes, MoveLeavesSourceEmpty) {
 class KeyFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("trellis-keys-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    tmp_ = std::make_unique<testutil::TempDir>("trellis-keys");
+    dir_ = tmp_->path();
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override { tmp_.reset(); }
+  std::unique_ptr<testutil::TempDir> tmp_;
   std::filesystem::path dir_;
 };
 

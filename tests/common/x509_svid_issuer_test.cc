@@ -17,6 +17,7 @@
 #include "common/x509.h"
 #include "gtest/gtest.h"
 #include "tests/common/test_pki.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::common {
 namespace {
@@ -82,12 +83,8 @@ TEST(X509SvidIssuer, ChainVerifiesWithX509VerifyCert) {
 
 // Runs `openssl verify` on PEM files in a temp dir; returns its exit status and output.
 std::pair<int, std::string> OpenSslVerify(const TestPki& pki, const Certificate& leaf) {
-  std::filesystem::path dir =
-      std::filesystem::temp_directory_path() /
-      absl::StrCat("trellis-verify-", getpid(), "-",
-                   ::testing::UnitTest::GetInstance()->random_seed(), "-",
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  std::filesystem::create_directories(dir);
+  testutil::TempDir tmp("trellis-verify");
+  std::filesystem::path dir = tmp.path();
   auto write = [&](const std::string& name, const std::string& data) {
     std::ofstream(dir / name) << data;
   };
@@ -104,7 +101,6 @@ std::pair<int, std::string> OpenSslVerify(const TestPki& pki, const Certificate&
   char buf[512];
   while (fgets(buf, sizeof(buf), f) != nullptr) output += buf;
   int rc = pclose(f);
-  std::filesystem::remove_all(dir);
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, output};
 }
 

@@ -10,25 +10,12 @@
 
 #include "datastore/factory.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::datastore {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-sqlite-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testutil::TempDir;
 
 mode_t ModeOf(const std::string& path) {
   struct stat st {};

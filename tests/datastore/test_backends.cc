@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "datastore/factory.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::datastore::testing {
 namespace {
@@ -23,15 +24,7 @@ std::string RandomSuffix() {
 
 class SqliteTestBackend final : public TestBackend {
  public:
-  SqliteTestBackend() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-ds-XXXXXX").string();
-    dir_ = ::mkdtemp(tmpl.data()) ? tmpl : "";
-    path_ = dir_ + "/datastore.sqlite3";
-  }
-  ~SqliteTestBackend() override {
-    std::error_code ec;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
-  }
+  SqliteTestBackend() : dir_("trellis-ds"), path_(dir_.Sub("datastore.sqlite3")) {}
   std::string Type() const override { return "sqlite3"; }
   std::string ConnectionString() const override { return path_; }
   absl::Status ExecRaw(const std::string& sql) override {
@@ -52,7 +45,7 @@ class SqliteTestBackend final : public TestBackend {
   }
 
  private:
-  std::string dir_;
+  testutil::TempDir dir_;
   std::string path_;
 };
 

@@ -14,10 +14,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 #include "common/health.h"
 #include "tests/telemetry/scrape_util.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
@@ -34,11 +36,11 @@ using common::RenderHealth;
 class RuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-rt-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
+    tmp_ = std::make_unique<testutil::TempDir>("trellis-rt");
+    dir_ = tmp_->path();
     socket_ = dir_ + "/private/api.sock";
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override { tmp_.reset(); }
 
   common::config::ServerConfig Config(const std::string& extra = "") {
     std::string text =
@@ -70,6 +72,7 @@ class RuntimeTest : public ::testing::Test {
     return stub->Health(&ctx, {}, &resp).ok() && resp.healthy();
   }
 
+  std::unique_ptr<testutil::TempDir> tmp_;
   std::string dir_;
   std::string socket_;
 };

@@ -14,6 +14,7 @@
 #include "datastore/factory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::server {
 namespace {
@@ -27,8 +28,8 @@ common::TrustDomain Td(const std::string& name) { return *common::TrustDomain::P
 class AdminServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "trellis-admin-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
+    tmp_ = std::make_unique<testutil::TempDir>("trellis-admin");
+    dir_ = tmp_->path();
     auto ds = datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3");
     ASSERT_TRUE(ds.ok()) << ds.status();
     ds_ = std::move(*ds);
@@ -46,7 +47,7 @@ class AdminServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     if (server_) server_->Shutdown();
-    std::filesystem::remove_all(dir_);
+    tmp_.reset();
   }
 
   static v1::Entry MakeEntry(const std::string& spiffe_id, const std::string& parent_id,
@@ -88,6 +89,7 @@ class AdminServiceTest : public ::testing::Test {
   }
 
   common::FakeClock clock_{absl::FromUnixSeconds(1800000000)};
+  std::unique_ptr<testutil::TempDir> tmp_;
   std::string dir_;
   std::unique_ptr<datastore::DataStore> ds_;
   std::unique_ptr<AdminService> service_;

@@ -22,9 +22,10 @@
 #include "datastore/factory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
-#include "server/key_manager.h"
+#include "server/memory_key_manager.h"
 #include "server/server_svid.h"
 #include "transport/spiffe_tls.h"
 
@@ -53,9 +54,8 @@ class AgentServiceTest : public ::testing::Test {
   void SetUp() override { Build(RateLimits{}); }
 
   void Build(RateLimits limits) {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "trellis-agentsvc-XXXXXX").string();
-    dir_ = mkdtemp(tmpl.data());
+    tmp_ = std::make_unique<testutil::TempDir>("trellis-agentsvc");
+    dir_ = tmp_->path();
     ds_ = Must(datastore::CreateDataStore("sqlite3", dir_ + "/ds.sqlite3"));
     km_ = std::make_unique<MemoryKeyManager>();
     CaManager::Options ca_opts(kTd);
@@ -110,7 +110,7 @@ class AgentServiceTest : public ::testing::Test {
     if (service_) service_->Shutdown();
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     if (index_) index_->SetChangeListener(nullptr);
-    std::filesystem::remove_all(dir_);
+    tmp_.reset();
   }
 
   transport::BundleSource Bundle() {
@@ -187,6 +187,7 @@ class AgentServiceTest : public ::testing::Test {
   }
 
   const common::Clock& clock_ = common::SystemClock::Get();
+  std::unique_ptr<testutil::TempDir> tmp_;
   std::string dir_;
   std::unique_ptr<datastore::DataStore> ds_;
   std::unique_ptr<MemoryKeyManager> km_;

@@ -11,6 +11,8 @@
 #include "common/file_util.h"
 #include "common/jwt.h"
 #include "gtest/gtest.h"
+#include "server/disk_key_manager.h"
+#include "server/memory_key_manager.h"
 #include "tests/server/server_test_util.h"
 
 namespace trellis::server {
@@ -18,7 +20,7 @@ namespace {
 
 using testing::kTestStart;
 using testing::OpenTestStore;
-using testing::TempDir;
+using testutil::TempDir;
 using runtime::CaManagerOptionsFromConfig;
 using upstream::CreateDiskUpstreamAuthority;
 using upstream::DiskUpstreamOptions;

@@ -14,7 +14,7 @@ namespace {
 
 using testing::kTestStart;
 using testing::OpenTestStore;
-using testing::TempDir;
+using testutil::TempDir;
 
 constexpr char kAgent[] = "spiffe://example.org/spire/agent/join_token/a1";
 constexpr char kOtherAgent[] = "spiffe://example.org/spire/agent/join_token/a2";

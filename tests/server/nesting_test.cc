@@ -7,13 +7,14 @@
 #include "common/jwt.h"
 #include "gtest/gtest.h"
 #include "server/ca_manager.h"
+#include "server/disk_key_manager.h"
 #include "tests/server/server_test_util.h"
 
 namespace trellis::server {
 namespace {
 
 using testing::OpenTestStore;
-using testing::TempDir;
+using testutil::TempDir;
 
 common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
 common::SpiffeId Id(const std::string& path) {

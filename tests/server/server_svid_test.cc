@@ -6,6 +6,7 @@
 #include "common/bundle.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "server/memory_key_manager.h"
 #include "tests/server/server_test_util.h"
 
 namespace trellis::server {
@@ -13,7 +14,7 @@ namespace {
 
 using testing::kTestStart;
 using testing::OpenTestStore;
-using testing::TempDir;
+using testutil::TempDir;
 
 class ServerSvidTest : public ::testing::Test {
  protected:

@@ -14,6 +14,7 @@
 #include "common/keys.h"
 #include "common/x509.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 #include "trellis/server/v1/agent.grpc.pb.h"
 
 namespace trellis::transport {
@@ -80,10 +81,8 @@ class WhoAmI final : public v1::Agent::Service {
 class SpiffeTlsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("trellis-tls-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
+    tmp_ = std::make_unique<testutil::TempDir>("trellis-tls");
+    dir_ = tmp_->path();
     ASSERT_TRUE(common::EnsurePrivateDir(dir_.string()).ok());
   }
 
@@ -106,7 +105,7 @@ class SpiffeTlsTest : public ::testing::Test {
 
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
-    std::filesystem::remove_all(dir_);
+    tmp_.reset();
   }
 
   grpc::Status Call(std::shared_ptr<grpc::ChannelCredentials> creds, std::string* who) {
@@ -129,6 +128,7 @@ class SpiffeTlsTest : public ::testing::Test {
   SpiffeId ServerId() { return Must(SpiffeId::Parse("spiffe://example.org/spire/server")); }
 
   Authority ca_{"example.org"};
+  std::unique_ptr<testutil::TempDir> tmp_;
   std::filesystem::path dir_;
   std::unique_ptr<WhoAmI> service_;
   std::unique_ptr<grpc::Server> server_;

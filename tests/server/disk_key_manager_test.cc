@@ -1,16 +1,16 @@
-// KeyManager: disk persistence, file permissions, id validation; memory manager basics.
-#include "server/key_manager.h"
+// DiskKeyManager beyond the KeyManager contract: files, modes, loose-file refusal, restarts.
+#include "server/disk_key_manager.h"
 
 #include <sys/stat.h>
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "tests/server/server_test_util.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::server {
 namespace {
 
-using testing::TempDir;
+using testutil::TempDir;
 
 mode_t ModeOf(const std::string& path) {
   struct stat st;
@@ -104,22 +104,36 @@ TEST(DiskKeyManager, ListAndDelete) {
   EXPECT_EQ((*km)->GetKey("a").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST(MemoryKeyManager, GenerateThenGetReturnsSameKey) {
-  MemoryKeyManager km;
-  auto key = km.GenerateKey("JWT-Signer-x", common::KeyType::kEcP256);
-  ASSERT_TRUE(key.ok());
-  auto got = km.GetKey("JWT-Signer-x");
-  ASSERT_TRUE(got.ok());
-  EXPECT_EQ(got->spki_der(), key->spki_der());
-  EXPECT_EQ(km.GetKey("other").status().code(), absl::StatusCode::kNotFound);
+TEST(DiskKeyManager, ListAfterRestartNamesEveryKeyAndSkipsOtherFiles) {
+  TempDir dir;
+  const std::string keys = dir.path() + "/keys";
+  {
+    auto km = DiskKeyManager::Create(keys);
+    ASSERT_TRUE(km.ok()) << km.status();
+    ASSERT_TRUE((*km)->GenerateKey("x509-CA-a", common::KeyType::kEcP256).ok());
+    ASSERT_TRUE((*km)->GenerateKey("JWT-Signer-b", common::KeyType::kEcP256).ok());
+  }
+  ASSERT_TRUE(common::WritePrivateFile(keys + "/notes.txt", "not a key").ok());
+  ASSERT_TRUE(common::WritePrivateFile(keys + "/bad id.pem", "not a key either").ok());
+  auto km = DiskKeyManager::Create(keys);
+  ASSERT_TRUE(km.ok()) << km.status();
+  auto ids = (*km)->ListKeyIds();
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_EQ(*ids, (std::vector<std::string>{"JWT-Signer-b", "x509-CA-a"}));
 }
 
-TEST(CreateKeyManager, DiskWithoutPathUsesDataDirKeys) {
+TEST(DiskKeyManager, CreateTightensAnExistingLooseDirectory) {
   TempDir dir;
-  auto km = CreateKeyManager(common::config::DiskKeyManagerConfig{}, dir.path());
+  const std::string keys = dir.path() + "/keys";
+  ASSERT_EQ(mkdir(keys.c_str(), 0755), 0);
+  ASSERT_EQ(chmod(keys.c_str(), 0755), 0);
+  auto km = DiskKeyManager::Create(keys);
   ASSERT_TRUE(km.ok()) << km.status();
-  ASSERT_TRUE((*km)->GenerateKey("k", common::KeyType::kEcP256).ok());
-  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/keys/k.pem"));
+  EXPECT_EQ(ModeOf(keys), 0700u);
+}
+
+TEST(DiskKeyManager, CreateRefusesAnEmptyPath) {
+  EXPECT_EQ(DiskKeyManager::Create("").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
