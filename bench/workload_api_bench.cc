@@ -30,7 +30,8 @@
 #include "grpcpp/grpcpp.h"
 #include "workload.grpc.pb.h"
 #include "workload.pb.h"
-#include "workload_api/cache.h"
+#include "agent/svid_cache.h"
+#include "workload_api/identity_snapshot.h"
 #include "workload_api/server.h"
 
 namespace trellis::bench {
@@ -215,7 +216,7 @@ T OrDie(absl::StatusOr<T> v, const std::string& what) {
 }
 
 // A snapshot holding one entry for this process's uid with a freshly issued SVID.
-workload_api::CacheSnapshot Snapshot(const common::X509SvidIssuer& issuer,
+workload_api::IdentitySnapshot Snapshot(const common::X509SvidIssuer& issuer,
                                      std::shared_ptr<const common::Bundle> bundle,
                                      const workload_api::CachedEntry& entry) {
   auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "SVID key");
@@ -223,13 +224,13 @@ workload_api::CacheSnapshot Snapshot(const common::X509SvidIssuer& issuer,
       OrDie(issuer.IssueForPublicKey(key.public_key(), entry.spiffe_id, absl::Hours(1)), "SVID");
   workload_api::CachedSvid svid;
   svid.chain_der = {leaf};
-  svid.key_pkcs8_der = std::string(OrDie(key.ToPkcs8Der(), "PKCS#8").view());
+  svid.key_pkcs8_der = OrDie(key.ToPkcs8Der(), "PKCS#8");
   svid.not_before = absl::Now() - absl::Seconds(10);
   svid.not_after = absl::Now() + absl::Hours(1);
   svid.entry_revision = entry.revision;
-  workload_api::CacheSnapshot snap;
+  workload_api::IdentitySnapshot snap;
   snap.ready = true;
-  snap.bundle = std::move(bundle);
+  snap.bundle = workload_api::RenderedBundle::Of(std::move(bundle));
   snap.entries.emplace(entry.id, std::make_shared<const workload_api::CachedEntry>(entry));
   snap.svids.emplace(entry.id, std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   return snap;
@@ -262,7 +263,7 @@ int Main() {
   std::string dir = MakeTempDir("trellis-wlbench-");
   std::string agent_socket = dir + "/agent.sock";
   std::string echo_socket = dir + "/echo.sock";
-  workload_api::Cache cache;
+  agent::SvidCache cache;
   cache.Publish(Snapshot(*issuer, bundle, entry));
   attestors::UnixWorkloadAttestor unix_attestor({});
   auto server = OrDie(workload_api::WorkloadApiServer::Start(
@@ -322,7 +323,7 @@ int Main() {
     if (loaded.p99 >= kP99TargetUs) status = 2;
 
     // Rotation: publish a new SVID for the entry and time its arrival on every stream.
-    workload_api::CacheSnapshot rotated = Snapshot(*issuer, bundle, entry);
+    workload_api::IdentitySnapshot rotated = Snapshot(*issuer, bundle, entry);
     std::string new_leaf = rotated.svids.begin()->second->chain_der[0];
     auto published = Clock::now();
     cache.Publish(std::move(rotated));

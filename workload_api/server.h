@@ -1,22 +1,18 @@
 // The SPIFFE Workload API server: a Unix socket open to every local user, callers identified
-// by the kernel (SO_PEERCRED on each accepted connection), answers from the agent's Cache.
+// by the kernel (SO_PEERCRED on each accepted connection), answers from an IdentitySource.
 #pragma once
-
-#include <sys/types.h>
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "attestors/workload/workload_attestor.h"
 #include "common/clock.h"
-#include "workload_api/cache.h"
+#include "workload_api/identity_source.h"
+#include "workload_api/service.h"
 
 namespace grpc {
 class Server;
@@ -25,21 +21,14 @@ class ServerBuilder;
 
 namespace trellis::workload_api {
 
+class CallerAttestation;
+class PeerListener;
+class StreamRegistry;
 class WorkQueue;
-class WorkloadApiService;
-
-// What was recorded about one accepted connection.
-struct PeerRecord {
-  attestors::CallerCredentials creds;
-  uint64_t start_time = 0;  // of creds.pid when the connection was accepted
-  uint64_t socket_inode = 0;
-};
 
 class WorkloadApiServer {
  public:
-  // Mints a JWT-SVID for `entry` and `audience` (the agent caches and calls the server).
-  using JwtMinter = std::function<absl::StatusOr<std::string>(
-      const CachedEntry& entry, const std::vector<std::string>& audience)>;
+  using JwtMinter = workload_api::JwtMinter;
 
   struct Options {
     std::string socket_path;
@@ -50,9 +39,9 @@ class WorkloadApiServer {
   };
 
   // Binds the socket (parent directory created 0755, socket 0777; a stale socket file is
-  // replaced), starts the accept loop and the gRPC server.
+  // replaced), starts the accept loop and the gRPC server. `source` outlives the server.
   static absl::StatusOr<std::unique_ptr<WorkloadApiServer>> Start(
-      Options options, Cache* cache, std::vector<attestors::WorkloadAttestor*> attestors,
+      Options options, IdentitySource* source, std::vector<attestors::WorkloadAttestor*> attestors,
       JwtMinter minter, const common::Clock& clock);
   ~WorkloadApiServer();
 
@@ -62,32 +51,17 @@ class WorkloadApiServer {
   // Connections whose credentials are still recorded (for leak checks).
   size_t TrackedConnections();
 
-  // Internal, used by the service.
-  absl::StatusOr<PeerRecord> LookupPeer(const std::string& peer);
-  absl::StatusOr<std::vector<std::string>> AttestCaller(const PeerRecord& peer);
-  WorkQueue* work() { return work_.get(); }
-  // True when every attestor is quick enough to run on the gRPC thread that took the call.
-  bool attest_inline() const { return attest_inline_; }
-  WorkloadApiService* service() { return service_.get(); }
-
  private:
   WorkloadApiServer() = default;
-  void AcceptLoop();
-  void SweepClosed();  // requires peers_mu_
 
-  Options options_;
-  int listen_fd_ = -1;
-  int wake_pipe_[2] = {-1, -1};
-  std::thread accept_thread_;
+  // Declared in dependency order: each is destroyed after everything that calls it.
+  std::unique_ptr<PeerListener> listener_;
+  std::unique_ptr<CallerAttestation> attestation_;
+  std::unique_ptr<StreamRegistry> streams_;
   std::unique_ptr<WorkQueue> work_;
   std::unique_ptr<WorkloadApiService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::vector<attestors::WorkloadAttestor*> attestors_;
-  bool attest_inline_ = false;
-  std::mutex peers_mu_;
-  std::map<int, PeerRecord> peers_;  // guarded by peers_mu_; keyed by the connection's fd
   std::atomic<bool> stopped_{false};
-  friend class WorkloadApiService;
 };
 
 }  // namespace trellis::workload_api

@@ -16,6 +16,7 @@
 #include "common/keys.h"
 #include "common/x509.h"
 #include "gtest/gtest.h"
+#include "agent/svid_cache.h"
 #include "workload_api/server.h"
 
 namespace trellis::cmd {
@@ -40,16 +41,16 @@ class AgentCliTest : public ::testing::Test {
     auto bundle = std::make_shared<common::Bundle>(td);
     ASSERT_TRUE(bundle->AddX509Authority(*ca_).ok());
     ASSERT_TRUE(bundle->AddJwtAuthority("k1", jwt_key_.public_key()).ok());
-    workload_api::CacheSnapshot snap;
+    workload_api::IdentitySnapshot snap;
     snap.ready = true;
-    snap.bundle = bundle;
+    snap.bundle = workload_api::RenderedBundle::Of(bundle);
     snap.entries.insert_or_assign(
         "e1", std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
                   "e1", id, {absl::StrCat("unix:uid:", geteuid())}, {}, "", 1, 1, 0}));
     workload_api::CachedSvid svid;
     svid.chain_der = {leaf};
-    svid.key_pkcs8_der = std::string(key.ToPkcs8Der()->view());
-    snap.svids.insert_or_assign("e1", std::make_shared<const workload_api::CachedSvid>(svid));
+    svid.key_pkcs8_der = *key.ToPkcs8Der();
+    snap.svids.insert_or_assign("e1", std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
     cache_.Publish(snap);
     auto server = workload_api::WorkloadApiServer::Start(
         {socket_, 2}, &cache_, {&attestor_},
@@ -78,7 +79,7 @@ class AgentCliTest : public ::testing::Test {
   std::string socket_;
   std::optional<common::Certificate> ca_;
   common::PrivateKey jwt_key_ = *common::PrivateKey::Generate();
-  workload_api::Cache cache_;
+  agent::SvidCache cache_;
   attestors::UnixWorkloadAttestor attestor_{{}};
   std::unique_ptr<workload_api::WorkloadApiServer> server_;
   std::ostringstream out_, err_;

@@ -9,7 +9,7 @@
 #include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
-#include "workload_api/cache.h"
+#include "workload_api/identity_snapshot.h"
 
 namespace trellis::agent {
 namespace {
@@ -74,8 +74,8 @@ TEST(CreateNodeAttestor, X509PopSignsTheChallengeWithTheLeafKey) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(CacheSnapshot, EntryAppliesWhenItsSelectorsAreASubset) {
-  workload_api::CacheSnapshot snap;
+TEST(IdentitySnapshot, EntryAppliesWhenItsSelectorsAreASubset) {
+  workload_api::IdentitySnapshot snap;
   auto id = *common::SpiffeId::Parse("spiffe://example.org/a");
   snap.entries.insert_or_assign(
       "a", std::make_shared<const workload_api::CachedEntry>(

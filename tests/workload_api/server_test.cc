@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "agent/svid_cache.h"
 #include "common/bundle.h"
 #include "common/jwt.h"
 #include "common/keys.h"
@@ -62,7 +63,7 @@ struct Pki {
         *issuer->IssueForPublicKey(key.public_key(), *SpiffeId::Parse(id), absl::Hours(1));
     CachedSvid svid;
     svid.chain_der = {leaf};
-    svid.key_pkcs8_der = std::string(key.ToPkcs8Der()->view());
+    svid.key_pkcs8_der = *key.ToPkcs8Der();
     auto cert = common::Certificate::FromDer(leaf);
     svid.not_before = cert->not_before();
     svid.not_after = cert->not_after();
@@ -110,10 +111,10 @@ class WorkloadApiTest : public ::testing::Test {
   }
 
   // A ready snapshot with one entry for this process's uid and its SVID.
-  CacheSnapshot ReadySnapshot(const std::string& id = "spiffe://example.org/app") {
-    CacheSnapshot snap;
+  IdentitySnapshot ReadySnapshot(const std::string& id = "spiffe://example.org/app") {
+    IdentitySnapshot snap;
     snap.ready = true;
-    snap.bundle = pki_.Bundle();
+    snap.bundle = RenderedBundle::Of(pki_.Bundle());
     snap.entries.insert_or_assign(
         "e1", std::make_shared<const CachedEntry>(Entry("e1", id, {MyUidSelector()})));
     snap.svids["e1"] = std::make_shared<const CachedSvid>(pki_.Svid(id));
@@ -152,7 +153,7 @@ class WorkloadApiTest : public ::testing::Test {
   std::filesystem::path dir_;
   std::string socket_;
   Pki pki_;
-  Cache cache_;
+  agent::SvidCache cache_;
   RecordingAttestor attestor_;
   std::unique_ptr<WorkloadApiServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -267,7 +268,7 @@ TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
 }
 
 TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
-  CacheSnapshot snap = ReadySnapshot();
+  IdentitySnapshot snap = ReadySnapshot();
   snap.entries.insert_or_assign(
       "e0", std::make_shared<const CachedEntry>(
                 Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0)));
@@ -293,7 +294,7 @@ TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
 }
 
 TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
-  CacheSnapshot snap = ReadySnapshot();
+  IdentitySnapshot snap = ReadySnapshot();
   CachedEntry other_uid = *snap.entries.at("e1");
   other_uid.selectors = {"unix:uid:999999"};
   snap.entries["e1"] = std::make_shared<const CachedEntry>(std::move(other_uid));
@@ -341,7 +342,7 @@ TEST_F(WorkloadApiTest, StreamSendsFullStateOnRotation) {
   auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
   X509SVIDResponse first, second;
   ASSERT_TRUE(reader->Read(&first));
-  CacheSnapshot rotated = ReadySnapshot();  // same entry, a new SVID
+  IdentitySnapshot rotated = ReadySnapshot();  // same entry, a new SVID
   cache_.Publish(rotated);
   ASSERT_TRUE(reader->Read(&second));
   ASSERT_EQ(second.svids_size(), 1);
@@ -360,16 +361,16 @@ TEST_F(WorkloadApiTest, LosingLastIdentityEndsStreamWithPermissionDenied) {
   auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
   X509SVIDResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
-  CacheSnapshot empty;
+  IdentitySnapshot empty;
   empty.ready = true;
-  empty.bundle = pki_.Bundle();
+  empty.bundle = RenderedBundle::Of(pki_.Bundle());
   cache_.Publish(empty);
   EXPECT_FALSE(reader->Read(&resp));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(WorkloadApiTest, BundleStreamSkipsIdenticalMessages) {
-  CacheSnapshot snap = ReadySnapshot();
+  IdentitySnapshot snap = ReadySnapshot();
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -387,8 +388,8 @@ TEST_F(WorkloadApiTest, BundleStreamSkipsIdenticalMessages) {
       *common::CreateRootCa(key2, pki_.td, absl::Hours(24), common::SystemClock::Get());
   auto bundle2 = std::make_shared<common::Bundle>(*pki_.Bundle());
   ASSERT_TRUE(bundle2->AddX509Authority(ca2).ok());
-  CacheSnapshot changed = ReadySnapshot();
-  changed.bundle = bundle2;
+  IdentitySnapshot changed = ReadySnapshot();
+  changed.bundle = RenderedBundle::Of(bundle2);
   cache_.Publish(changed);
   ASSERT_TRUE(reader->Read(&next));
   EXPECT_EQ(next.bundles().at("spiffe://example.org"), common::BundleToDer(*bundle2));
@@ -543,7 +544,7 @@ TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   }
   X509SVIDResponse resp;
   for (auto& r : readers) ASSERT_TRUE(r->Read(&resp));
-  CacheSnapshot rotated = ReadySnapshot();
+  IdentitySnapshot rotated = ReadySnapshot();
   cache_.Publish(rotated);
   for (auto& r : readers) {
     ASSERT_TRUE(r->Read(&resp));

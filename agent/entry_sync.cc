@@ -1,0 +1,73 @@
+// The sync request built from the current snapshot, and the response turned into an update.
+#include "agent/entry_sync.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "agent/agent_log.h"
+#include "agent/proto_convert.h"
+#include "common/status.h"
+#include "common/x509.h"
+
+namespace trellis::agent {
+
+namespace v1 = ::trellis::server::v1;
+
+absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
+                                       const workload_api::IdentitySnapshot& known,
+                                       const common::TrustDomain& td) {
+  v1::SyncAuthorizedEntriesRequest req;
+  for (const auto& [id, e] : known.entries) (*req.mutable_known_revisions())[id] = e->revision;
+  req.set_bundle_sequence(known.bundle ? known.bundle->bundle().sequence() : 0);
+  for (const auto& [name, b] : known.federated) {
+    (*req.mutable_federated_bundle_sequences())[name] = b->bundle().sequence();
+  }
+  v1::SyncAuthorizedEntriesResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(&ctx, kCallTimeout);
+  grpc::Status s = conn.Stub()->SyncAuthorizedEntries(&ctx, req, &resp);
+  if (!s.ok()) return transport::FromGrpcStatus(s);
+
+  SyncUpdate update;
+  if (resp.has_bundle()) {
+    auto b = BundleFromProto(resp.bundle());
+    if (!b.ok()) return Annotate(b.status(), "bundle from the server");
+    if (b->trust_domain() != td) {
+      return absl::InternalError("server sent a bundle of another trust domain");
+    }
+    update.bundle = std::make_shared<const common::Bundle>(*std::move(b));
+    update.bundle_sent = true;
+    for (const auto& a : resp.bundle().x509_authorities()) {
+      if (!a.tainted()) continue;
+      auto cert = common::Certificate::FromDer(a.asn1());
+      if (cert.ok()) update.tainted_key_ids.insert(cert->SubjectKeyId());
+    }
+    for (const auto& a : resp.bundle().jwt_authorities()) {
+      if (a.tainted()) update.tainted_jwt_kids.insert(a.key_id());
+    }
+  }
+  for (const auto& fb : resp.federated_bundles()) {
+    auto b = BundleFromProto(fb);
+    if (!b.ok()) {
+      Log("warning", "ignoring a federated bundle: " + std::string(b.status().message()));
+      continue;
+    }
+    std::string name = b->trust_domain().name();
+    update.federated[name] = std::make_shared<const common::Bundle>(*std::move(b));
+  }
+  for (const std::string& id : resp.removed_ids()) update.removed_ids.push_back(id);
+  for (const auto& e : resp.changed()) {
+    auto entry = EntryFromProto(e);
+    if (!entry.ok()) {
+      Log("warning", "ignoring entry " + e.id() + ": " + std::string(entry.status().message()));
+      continue;
+    }
+    update.changed.push_back(*std::move(entry));
+  }
+  for (const std::string& name : resp.removed_federated_bundles()) {
+    auto parsed = common::TrustDomain::Parse(name);
+    update.removed_federated.push_back(parsed.ok() ? parsed->name() : name);
+  }
+  return update;
+}
+
+}  // namespace trellis::agent

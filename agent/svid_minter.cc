@@ -1,0 +1,112 @@
+// Renewal decisions and BatchNewX509SVID calls.
+#include "agent/svid_minter.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "agent/agent_log.h"
+#include "agent/proto_convert.h"
+#include "agent/rotation.h"
+#include "common/csr.h"
+#include "common/status.h"
+
+namespace trellis::agent {
+
+namespace v1 = ::trellis::server::v1;
+using workload_api::CachedSvid;
+
+namespace {
+// Items per BatchNewX509SVID call, to keep one message well under gRPC's size limit.
+constexpr size_t kMaxBatch = 500;
+}  // namespace
+
+absl::Status SvidMinter::MintDue(IdentityState& state) {
+  struct Pending {
+    int64_t revision;
+    common::PrivateKey key;
+  };
+  std::shared_ptr<const workload_api::IdentitySnapshot> snap = state.Current();
+  std::vector<std::string> due;
+  std::map<std::string, int64_t> revisions;
+  absl::Time now = clock_.Now();
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : snap->entries) {
+      auto it = snap->svids.find(id);
+      if (it == snap->svids.end() ||
+          NeedsRenewal(now, renew_at_[id], it->second->not_after, it->second->entry_revision,
+                       entry->revision) ||
+          state.IssuedByTainted(it->second->chain_der)) {
+        due.push_back(id);
+        revisions[id] = entry->revision;
+      }
+    }
+  }
+  for (size_t start = 0; start < due.size(); start += kMaxBatch) {
+    v1::BatchNewX509SVIDRequest req;
+    std::map<std::string, Pending> pending;
+    for (size_t i = start; i < std::min(due.size(), start + kMaxBatch); ++i) {
+      TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key, common::PrivateKey::Generate());
+      TRELLIS_ASSIGN_OR_RETURN(std::string csr, common::BuildCsr(key));
+      auto* p = req.add_params();
+      p->set_entry_id(due[i]);
+      p->set_csr(std::move(csr));
+      pending.emplace(due[i], Pending{revisions[due[i]], std::move(key)});
+    }
+    v1::BatchNewX509SVIDResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, kCallTimeout);
+    grpc::Status s = conn_->Stub()->BatchNewX509SVID(&ctx, req, &resp);
+    if (!s.ok()) return transport::FromGrpcStatus(s);
+    std::vector<std::pair<std::string, std::shared_ptr<const CachedSvid>>> minted;
+    std::map<std::string, absl::Time> renew_at;
+    for (const auto& r : resp.results()) {
+      auto it = pending.find(r.entry_id());
+      if (it == pending.end()) continue;
+      if (r.code() != 0) {
+        Log("warning", "server refused an SVID for entry " + r.entry_id() + ": " + r.message());
+        continue;
+      }
+      auto chain = ChainFromProto(r.svid());
+      if (!chain.ok() || !common::CheckKeyMatchesCertificate(it->second.key, chain->front()).ok()) {
+        Log("warning", "server returned an unusable SVID for entry " + r.entry_id());
+        continue;
+      }
+      auto pkcs8 = it->second.key.ToPkcs8Der();
+      if (!pkcs8.ok()) continue;
+      auto svid = std::make_shared<CachedSvid>();
+      for (const auto& c : *chain) svid->chain_der.push_back(c.der());
+      svid->key_pkcs8_der = *std::move(pkcs8);
+      svid->not_before = chain->front().not_before();
+      svid->not_after = chain->front().not_after();
+      svid->entry_revision = it->second.revision;
+      renew_at[r.entry_id()] =
+          RenewalTime(std::max(svid->not_before, clock_.Now()), svid->not_after, RandomUnitJitter());
+      minted.emplace_back(r.entry_id(), std::move(svid));
+    }
+    std::vector<std::string> kept = state.AddSvids(std::move(minted));
+    {
+      absl::MutexLock lock(&mu_);
+      for (const std::string& id : kept) renew_at_[id] = renew_at[id];
+    }
+    if (!kept.empty()) Log("info", absl::StrCat("minted ", kept.size(), " workload SVID(s)"));
+  }
+  return absl::OkStatus();
+}
+
+void SvidMinter::Forget(const std::vector<std::string>& entry_ids) {
+  absl::MutexLock lock(&mu_);
+  for (const std::string& id : entry_ids) renew_at_.erase(id);
+}
+
+absl::Duration SvidMinter::UntilNextRenewal(absl::Duration floor, absl::Duration cap) const {
+  absl::Duration wait = cap;
+  absl::Time now = clock_.Now();
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, t] : renew_at_) wait = std::min(wait, std::max(floor, t - now));
+  return wait;
+}
+
+}  // namespace trellis::agent

@@ -1,0 +1,86 @@
+// What workloads may receive, frozen: entries, their X509-SVIDs and the bundles, each bundle
+// with its wire encoding rendered once for every stream that sends it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "common/bundle.h"
+#include "common/openssl_util.h"
+#include "common/spiffe_id.h"
+
+namespace trellis::workload_api {
+
+// A registration entry as the agent holds it (selectors as "type:value").
+struct CachedEntry {
+  std::string id;
+  common::SpiffeId spiffe_id;
+  std::vector<std::string> selectors;
+  std::vector<std::string> federates_with;  // trust domain names
+  std::string hint;
+  int64_t revision = 0;
+  int64_t created_at = 0;
+  int32_t jwt_svid_ttl = 0;
+};
+
+struct CachedSvid {
+  std::vector<std::string> chain_der;  // leaf first, no root
+  common::SecretBytes key_pkcs8_der;   // wiped when the last snapshot holding it goes
+  absl::Time not_before;
+  absl::Time not_after;
+  int64_t entry_revision = 0;  // revision the SVID was minted for
+};
+
+struct Identity {
+  const CachedEntry* entry;
+  const CachedSvid* svid;
+};
+
+// A trust bundle and its X.509 authorities as the Workload API sends them (concatenated
+// ASN.1 DER), encoded when the bundle enters a snapshot rather than once per stream.
+class RenderedBundle {
+ public:
+  static std::shared_ptr<const RenderedBundle> Of(std::shared_ptr<const common::Bundle> bundle);
+
+  const common::Bundle& bundle() const { return *bundle_; }
+  const std::shared_ptr<const common::Bundle>& shared_bundle() const { return bundle_; }
+  const std::string& x509_der() const { return x509_der_; }
+
+ private:
+  explicit RenderedBundle(std::shared_ptr<const common::Bundle> bundle);
+  std::shared_ptr<const common::Bundle> bundle_;
+  std::string x509_der_;
+};
+
+// An immutable picture of the agent's identities; readers keep it alive with shared_ptr.
+// Entries, SVIDs and bundles are immutable and shared between successive snapshots, so a new
+// snapshot copies pointers, never certificates or keys.
+struct IdentitySnapshot {
+  // Increases with every snapshot the source publishes; streams skip anything older.
+  uint64_t version = 0;
+  // False until the agent has synced at least once: callers then get UNAVAILABLE.
+  bool ready = false;
+  std::shared_ptr<const RenderedBundle> bundle;
+  // Trust domain name -> bundle.
+  std::map<std::string, std::shared_ptr<const RenderedBundle>> federated;
+  // Entry id -> entry; entry id -> SVID (entries without an SVID yet are absent there).
+  std::map<std::string, std::shared_ptr<const CachedEntry>> entries;
+  std::map<std::string, std::shared_ptr<const CachedSvid>> svids;
+
+  // Entries whose selectors are a subset of `selectors` and that hold an SVID, ordered so the
+  // first is the default identity (oldest entry first, then by id).
+  std::vector<Identity> IdentitiesFor(const std::vector<std::string>& selectors) const;
+  // Every entry matching `selectors`, SVID or not.
+  std::vector<const CachedEntry*> EntriesFor(const std::vector<std::string>& selectors) const;
+  // Own bundle plus `federates_with` bundles of `ids`, keyed by trust domain ID string.
+  std::map<std::string, const RenderedBundle*> BundlesFor(const std::vector<Identity>& ids,
+                                                          bool include_own) const;
+  // The bundle (own or federated) for a trust domain; nullptr when unknown.
+  const RenderedBundle* BundleOf(const common::TrustDomain& td) const;
+};
+
+}  // namespace trellis::workload_api

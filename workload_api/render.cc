@@ -1,0 +1,83 @@
+// Response rendering: bundle encodings come ready from the snapshot, keys are copied once,
+// straight from their wiped buffers into the message.
+#include "workload_api/render.h"
+
+#include <openssl/crypto.h>
+
+#include "common/jwt.h"
+
+namespace trellis::workload_api {
+namespace {
+
+constexpr char kNotReady[] = "agent is not ready: no identities synced yet";
+
+void SetChain(const std::vector<std::string>& ders, std::string* out) {
+  size_t size = 0;
+  for (const auto& d : ders) size += d.size();
+  out->reserve(size);
+  for (const auto& d : ders) out->append(d);
+}
+
+}  // namespace
+
+absl::StatusOr<X509SVIDResponse> RenderX509Svids(const IdentitySnapshot& snap,
+                                                 const std::vector<std::string>& selectors) {
+  if (!snap.ready) return absl::UnavailableError(kNotReady);
+  std::vector<Identity> ids = snap.IdentitiesFor(selectors);
+  if (ids.empty()) return absl::PermissionDeniedError("no identity issued");
+  X509SVIDResponse resp;
+  static const std::string kNoBundle;
+  const std::string& own_bundle = snap.bundle ? snap.bundle->x509_der() : kNoBundle;
+  for (const Identity& id : ids) {
+    X509SVID* svid = resp.add_svids();
+    svid->set_spiffe_id(id.entry->spiffe_id.String());
+    SetChain(id.svid->chain_der, svid->mutable_x509_svid());
+    const common::SecretBytes& key = id.svid->key_pkcs8_der;
+    svid->set_x509_svid_key(key.data(), key.size());
+    svid->set_bundle(own_bundle);
+    svid->set_hint(id.entry->hint);
+  }
+  for (const auto& [td, bundle] : snap.BundlesFor(ids, /*include_own=*/false)) {
+    (*resp.mutable_federated_bundles())[td] = bundle->x509_der();
+  }
+  return resp;
+}
+
+absl::StatusOr<X509BundlesResponse> RenderX509Bundles(const IdentitySnapshot& snap,
+                                                      const std::vector<std::string>& selectors) {
+  if (!snap.ready) return absl::UnavailableError(kNotReady);
+  std::vector<Identity> ids = snap.IdentitiesFor(selectors);
+  X509BundlesResponse resp;
+  for (const auto& [td, bundle] : snap.BundlesFor(ids, /*include_own=*/true)) {
+    (*resp.mutable_bundles())[td] = bundle->x509_der();
+  }
+  return resp;
+}
+
+absl::StatusOr<JWTBundlesResponse> RenderJwtBundles(const IdentitySnapshot& snap,
+                                                    const std::vector<std::string>& selectors) {
+  if (!snap.ready) return absl::UnavailableError(kNotReady);
+  std::vector<Identity> ids = snap.IdentitiesFor(selectors);
+  JWTBundlesResponse resp;
+  for (const auto& [td, bundle] : snap.BundlesFor(ids, /*include_own=*/true)) {
+    auto jwks = common::JwksToJson(bundle->bundle().jwt_authorities());
+    if (!jwks.ok()) return jwks.status();
+    (*resp.mutable_bundles())[td] = *std::move(jwks);
+  }
+  return resp;
+}
+
+void WipeSecrets(X509SVIDResponse* resp) {
+  for (X509SVID& svid : *resp->mutable_svids()) {
+    std::string* key = svid.mutable_x509_svid_key();
+    if (!key->empty()) OPENSSL_cleanse(key->data(), key->size());
+    key->clear();
+  }
+}
+
+void WipeString(std::string* bytes) {
+  if (!bytes->empty()) OPENSSL_cleanse(bytes->data(), bytes->size());
+  bytes->clear();
+}
+
+}  // namespace trellis::workload_api
