@@ -8,6 +8,7 @@
 #include "agent/rotation.h"
 #include "common/csr.h"
 #include "common/status.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::agent {
 

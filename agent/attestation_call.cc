@@ -8,12 +8,14 @@
 #include "agent/proto_convert.h"
 #include "common/csr.h"
 #include "common/status.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::agent {
 
 namespace v1 = ::trellis::server::v1;
 
-absl::StatusOr<AttestationResult> AttestOnce(ServerConnection& conn, attestors::AgentNodeAttestor& attestor,
+absl::StatusOr<AttestationResult> AttestOnce(ServerConnection& conn,
+                                             attestors::AgentNodeAttestor& attestor,
                                              const std::string& target, bool insecure,
                                              const common::TrustDomain& td,
                                              const common::Clock& clock) {

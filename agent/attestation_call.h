@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "attestors/node/node_attestor.h"
 #include "agent/server_connection.h"
+#include "attestors/node/node_attestor.h"
 #include "common/bundle.h"
 #include "common/clock.h"
 #include "common/keys.h"
@@ -24,7 +24,8 @@ struct AttestationResult {
 
 // `insecure` skips verifying the server (insecure bootstrap, or no bundle yet). A bundle of
 // another trust domain is PERMISSION_DENIED.
-absl::StatusOr<AttestationResult> AttestOnce(ServerConnection& conn, attestors::AgentNodeAttestor& attestor,
+absl::StatusOr<AttestationResult> AttestOnce(ServerConnection& conn,
+                                             attestors::AgentNodeAttestor& attestor,
                                              const std::string& target, bool insecure,
                                              const common::TrustDomain& td,
                                              const common::Clock& clock);

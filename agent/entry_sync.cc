@@ -7,6 +7,7 @@
 #include "agent/proto_convert.h"
 #include "common/status.h"
 #include "common/x509.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::agent {
 

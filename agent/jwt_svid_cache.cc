@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_join.h"
 #include "common/jwt.h"
+#include "transport/grpc_status.h"
 
 namespace trellis::agent {
 namespace {

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "common/openssl_util.h"
+#include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 #include "workload_api/caller_attestation.h"
 #include "workload_api/identity_source.h"

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "common/jwt.h"
 #include "common/status.h"
+#include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 
 namespace trellis::workload_api {
