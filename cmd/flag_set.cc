@@ -1,5 +1,5 @@
 // FlagSet parsing.
-#include "cmd/go_flags.h"
+#include "cmd/flag_set.h"
 
 #include "absl/strings/numbers.h"
 

@@ -1,5 +1,5 @@
 // FlagSet: Go-style flag forms, repeatable lists and one-line errors.
-#include "cmd/go_flags.h"
+#include "cmd/flag_set.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
