@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <sys/stat.h>
 
-#include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -19,6 +18,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "agent/agent.h"
+#include "cmd/cli_text.h"
+#include "cmd/flag_set.h"
 #include "common/bundle.h"
 #include "common/config/agent_config.h"
 #include "common/file_util.h"
@@ -29,45 +30,21 @@
 namespace trellis::cmd {
 namespace {
 
-namespace po = boost::program_options;
-
-constexpr int kFlagStyle =
-    po::command_line_style::allow_long | po::command_line_style::long_allow_adjacent |
-    po::command_line_style::long_allow_next | po::command_line_style::allow_long_disguise;
 constexpr char kDefaultSocket[] = "/tmp/spire-agent/public/api.sock";
 
-std::string OneLine(std::string text) {
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
-}
-
 // Parses `args` into `flags`; returns -1 to continue, else an exit code (help or error).
-int Parse(const std::string& usage_line, po::options_description& flags,
-          const std::vector<std::string>& args, po::variables_map* vm, std::ostream& out,
-          std::ostream& err) {
-  flags.add_options()("help", "Show this help")("h", "Show this help");
-  auto usage = [&](std::ostream& os) { os << "Usage: " << usage_line << "\n\n" << flags; };
-  try {
-    po::parsed_options parsed =
-        po::command_line_parser(args).options(flags).style(kFlagStyle).allow_unregistered().run();
-    for (const std::string& extra :
-         po::collect_unrecognized(parsed.options, po::include_positional)) {
-      bool is_flag = extra.size() > 1 && extra[0] == '-';
-      err << "Error: " << (is_flag ? "unknown flag " : "unexpected argument ") << OneLine(extra)
-          << "\n";
-      usage(err);
-      return 2;
-    }
-    po::store(parsed, *vm);
-    po::notify(*vm);
-  } catch (const po::error& e) {
-    err << "Error: " << OneLine(e.what()) << "\n";
+int Parse(const std::string& usage_line, FlagSet& flags, const std::vector<std::string>& args,
+          std::ostream& out, std::ostream& err) {
+  auto usage = [&](std::ostream& os) {
+    os << "Usage: " << usage_line << "\n\n";
+    flags.PrintTable(os);
+  };
+  if (absl::Status st = flags.Parse(args); !st.ok()) {
+    err << "Error: " << OneLine(std::string(st.message())) << "\n";
     usage(err);
     return 2;
   }
-  if (vm->count("help") || vm->count("h")) {
+  if (flags.help_requested()) {
     usage(out);
     return 0;
   }
@@ -76,13 +53,9 @@ int Parse(const std::string& usage_line, po::options_description& flags,
 
 // "rpc error: code = PermissionDenied desc = ..." as Go clients print it.
 std::string RpcError(const grpc::Status& st) {
-  static const char* kNames[] = {
-      "OK",       "Canceled",       "Unknown",          "InvalidArgument",   "DeadlineExceeded",
-      "NotFound", "AlreadyExists",  "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-      "Aborted",  "OutOfRange",     "Unimplemented",    "Internal",          "Unavailable",
-      "DataLoss", "Unauthenticated"};
   int code = static_cast<int>(st.error_code());
-  std::string name = code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("Code(", code, ")");
+  const char* known = GoCodeName(code);
+  std::string name = known != nullptr ? known : absl::StrCat("Code(", code, ")");
   return absl::StrCat("rpc error: code = ", name, " desc = ", st.error_message());
 }
 
@@ -114,10 +87,6 @@ void PrepareContext(grpc::ClientContext* ctx, absl::Duration timeout) {
   if (timeout > absl::ZeroDuration()) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
 }
 
-std::string GoTime(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%d %H:%M:%S +0000 UTC", t, absl::UTCTimeZone());
-}
-
 std::string ElapsedString(absl::Duration d) {
   return absl::StrCat(absl::ToDoubleMilliseconds(d), "ms");
 }
@@ -133,19 +102,14 @@ sigset_t StopSignals() {
 }
 
 int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
-  std::string config_path, join_token;
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
+  std::string config_path = "conf/agent/agent.conf", join_token;
   bool expand_env = false;
-  flags.add_options()("config",
-                      po::value<std::string>(&config_path)->default_value("conf/agent/agent.conf"),
-                      "Path to the agent configuration file")(
-      "joinToken", po::value<std::string>(&join_token)->default_value(""),
-      "Join token to attest with (overrides agent.join_token)")(
-      "expandEnv", po::value<bool>(&expand_env)->implicit_value(true)->default_value(false),
-      "Expand $VAR and ${VAR} in the configuration file");
-  po::variables_map vm;
+  flags.String("config", &config_path, "Path to the agent configuration file");
+  flags.String("joinToken", &join_token, "Join token to attest with (overrides agent.join_token)");
+  flags.Bool("expandEnv", &expand_env, "Expand $VAR and ${VAR} in the configuration file");
   if (int rc = Parse("trellis-agent run [-config FILE] [-joinToken T] [-expandEnv]", flags, args,
-                     &vm, out, err);
+                     out, err);
       rc >= 0) {
     return rc;
   }
@@ -188,18 +152,13 @@ int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream
 // ---- healthcheck ----
 
 int RunHealthcheck(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string socket;
   bool shallow = false, verbose = false;
-  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
-                      "Path to the Workload API socket")(
-      "shallow", po::value<bool>(&shallow)->implicit_value(true)->default_value(false),
-      "Only check that the socket accepts connections")(
-      "verbose", po::value<bool>(&verbose)->implicit_value(true)->default_value(false),
-      "Print details");
-  po::variables_map vm;
-  if (int rc =
-          Parse("trellis-agent healthcheck [-socketPath P] [-shallow]", flags, args, &vm, out, err);
+  flags.String("socketPath", &socket, "Path to the Workload API socket");
+  flags.Bool("shallow", &shallow, "Only check that the socket accepts connections");
+  flags.Bool("verbose", &verbose, "Print details");
+  if (int rc = Parse("trellis-agent healthcheck [-socketPath P] [-shallow]", flags, args, out, err);
       rc >= 0) {
     return rc;
   }
@@ -297,20 +256,16 @@ absl::Status WriteX509(const X509SVIDResponse& resp, const std::string& dir) {
 }
 
 int RunFetchX509(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string socket, write_dir;
   bool silent = false;
-  int timeout_s = 5;
-  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
-                      "Path to the Workload API socket")(
-      "write", po::value<std::string>(&write_dir)->default_value(""),
-      "Write the SVIDs, keys and bundles to this directory")(
-      "silent", po::value<bool>(&silent)->implicit_value(true)->default_value(false),
-      "Suppress stdout")("timeout", po::value<int>(&timeout_s)->default_value(5),
-                         "Seconds to wait for a response");
-  po::variables_map vm;
+  int64_t timeout_s = 5;
+  flags.String("socketPath", &socket, "Path to the Workload API socket");
+  flags.String("write", &write_dir, "Write the SVIDs, keys and bundles to this directory");
+  flags.Bool("silent", &silent, "Suppress stdout");
+  flags.Int("timeout", &timeout_s, "Seconds to wait for a response");
   if (int rc = Parse("trellis-agent api fetch x509 [-socketPath P] [-write DIR] [-silent]", flags,
-                     args, &vm, out, err);
+                     args, out, err);
       rc >= 0) {
     return rc;
   }
@@ -338,20 +293,16 @@ int RunFetchX509(const std::vector<std::string>& args, std::ostream& out, std::o
 }
 
 int RunFetchJwt(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string socket, spiffe_id;
   std::vector<std::string> audience;
-  int timeout_s = 5;
-  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
-                      "Path to the Workload API socket")(
-      "audience", po::value<std::vector<std::string>>(&audience)->composing(),
-      "Audience (repeatable, or comma-separated)")(
-      "spiffeID", po::value<std::string>(&spiffe_id)->default_value(""),
-      "Only the JWT-SVID of this SPIFFE ID")(
-      "timeout", po::value<int>(&timeout_s)->default_value(5), "Seconds to wait for a response");
-  po::variables_map vm;
+  int64_t timeout_s = 5;
+  flags.String("socketPath", &socket, "Path to the Workload API socket");
+  flags.Strings("audience", &audience, "Audience (repeatable, or comma-separated)");
+  flags.String("spiffeID", &spiffe_id, "Only the JWT-SVID of this SPIFFE ID");
+  flags.Int("timeout", &timeout_s, "Seconds to wait for a response");
   if (int rc = Parse("trellis-agent api fetch jwt -audience A [-spiffeID S] [-socketPath P]", flags,
-                     args, &vm, out, err);
+                     args, out, err);
       rc >= 0) {
     return rc;
   }
@@ -391,17 +342,15 @@ int RunFetchJwt(const std::vector<std::string>& args, std::ostream& out, std::os
 }
 
 int RunValidateJwt(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string socket, audience, token;
-  int timeout_s = 5;
-  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
-                      "Path to the Workload API socket")(
-      "audience", po::value<std::string>(&audience)->default_value(""), "Expected audience")(
-      "svid", po::value<std::string>(&token)->default_value(""), "The JWT-SVID to validate")(
-      "timeout", po::value<int>(&timeout_s)->default_value(5), "Seconds to wait for a response");
-  po::variables_map vm;
+  int64_t timeout_s = 5;
+  flags.String("socketPath", &socket, "Path to the Workload API socket");
+  flags.String("audience", &audience, "Expected audience");
+  flags.String("svid", &token, "The JWT-SVID to validate");
+  flags.Int("timeout", &timeout_s, "Seconds to wait for a response");
   if (int rc = Parse("trellis-agent api validate jwt -audience A -svid T [-socketPath P]", flags,
-                     args, &vm, out, err);
+                     args, out, err);
       rc >= 0) {
     return rc;
   }
@@ -426,12 +375,10 @@ int RunValidateJwt(const std::vector<std::string>& args, std::ostream& out, std:
 }
 
 int RunWatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  po::options_description flags("Flags");
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string socket;
-  flags.add_options()("socketPath", po::value<std::string>(&socket)->default_value(""),
-                      "Path to the Workload API socket");
-  po::variables_map vm;
-  if (int rc = Parse("trellis-agent api watch [-socketPath P]", flags, args, &vm, out, err);
+  flags.String("socketPath", &socket, "Path to the Workload API socket");
+  if (int rc = Parse("trellis-agent api watch [-socketPath P]", flags, args, out, err);
       rc >= 0) {
     return rc;
   }

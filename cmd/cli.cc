@@ -1,25 +1,18 @@
-// Subcommands of trellis-server and trellis-agent. Flags follow Go's style (-config FILE,
-// -expandEnv); "--config" works too. Boost exceptions stop here and become one stderr line.
+// Subcommand dispatch of trellis-server and trellis-agent, and their `validate`. Flags are
+// long options written with one dash or two (-config FILE, --config=FILE, -expandEnv).
 #include "cmd/cli.h"
 
-#include <boost/program_options.hpp>
 #include <functional>
-#include <map>
 #include <string>
 
 #include "absl/status/status.h"
+#include "cmd/cli_text.h"
+#include "cmd/flag_set.h"
 #include "common/config/agent_config.h"
 #include "common/config/server_config.h"
 
 namespace trellis::cmd {
 namespace {
-
-namespace po = boost::program_options;
-
-// Long options only, written with one dash or two, no abbreviations: "-conf" is not "-config".
-constexpr int kFlagStyle =
-    po::command_line_style::allow_long | po::command_line_style::long_allow_adjacent |
-    po::command_line_style::long_allow_next | po::command_line_style::allow_long_disguise;
 
 struct Program {
   std::string name;            // "trellis-server"
@@ -28,14 +21,6 @@ struct Program {
   std::function<absl::Status(const std::string& path, bool expand_env)> validate;
   std::vector<SubCommand> extra = {};
 };
-
-// Keeps a diagnostic on one line whatever the message holds.
-std::string OneLine(std::string text) {
-  for (char& c : text) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return text;
-}
 
 void PrintUsage(const Program& p, std::ostream& os) {
   os << "Usage: " << p.name << " <command> [flags]\n\n"
@@ -51,41 +36,24 @@ void PrintUsage(const Program& p, std::ostream& os) {
 
 int RunValidate(const Program& p, const std::vector<std::string>& args, std::ostream& out,
                 std::ostream& err) {
-  po::options_description flags("Flags");
-  std::string config;
+  FlagSet flags(FlagSet::Syntax::kLongOptions);
+  std::string config = p.default_config;
   bool expand_env = false;
-  flags.add_options()("config", po::value<std::string>(&config)->default_value(p.default_config),
-                      "Path to a Trellis configuration file (HCL, or JSON with the same shape)")(
-      "expandEnv", po::value<bool>(&expand_env)->implicit_value(true)->default_value(false),
-      "Expand $VAR and ${VAR} in the configuration file")("help", "Show this help")(
-      "h", "Show this help");
+  flags.String("config", &config,
+               "Path to a Trellis configuration file (HCL, or JSON with the same shape)");
+  flags.Bool("expandEnv", &expand_env, "Expand $VAR and ${VAR} in the configuration file");
   auto usage = [&](std::ostream& os) {
     os << "Usage: " << p.name << " validate [-config FILE] [-expandEnv]\n\n"
        << "Validates a " << p.kind << " configuration file.\n\n"
        << "  -config string    configuration file (default \"" << p.default_config << "\")\n"
        << "  -expandEnv        expand environment variables in the configuration file\n";
   };
-  po::variables_map vm;
-  try {
-    po::parsed_options parsed =
-        po::command_line_parser(args).options(flags).style(kFlagStyle).allow_unregistered().run();
-    // Unknown flags and stray arguments both surface here; Boost would otherwise drop them.
-    for (const std::string& extra :
-         po::collect_unrecognized(parsed.options, po::include_positional)) {
-      bool is_flag = extra.size() > 1 && extra[0] == '-';
-      err << p.name << " validate: " << (is_flag ? "unknown flag " : "unexpected argument ")
-          << OneLine(extra) << "\n";
-      usage(err);
-      return 2;
-    }
-    po::store(parsed, vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    err << p.name << " validate: " << OneLine(e.what()) << "\n";
+  if (absl::Status parsed = flags.Parse(args); !parsed.ok()) {
+    err << p.name << " validate: " << OneLine(std::string(parsed.message())) << "\n";
     usage(err);
     return 2;
   }
-  if (vm.count("help") || vm.count("h")) {
+  if (flags.help_requested()) {
     usage(out);
     return 0;
   }

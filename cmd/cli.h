@@ -1,4 +1,4 @@
-// Subcommand dispatch and Go-style flag parsing shared by trellis-server and trellis-agent.
+// Subcommand dispatch shared by trellis-server and trellis-agent, and their `validate`.
 #pragma once
 
 #include <functional>

@@ -1,5 +1,5 @@
 // `trellis-server run`: load the configuration and run the server until SIGTERM/SIGINT.
-#include "cmd/go_flags.h"
+#include "cmd/flag_set.h"
 #include "cmd/server_cli.h"
 #include "common/config/server_config.h"
 #include "runtime/server_runtime.h"

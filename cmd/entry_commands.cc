@@ -1,0 +1,319 @@
+// trellis-server entry create|update|show|delete|count: registration entries over the Admin API.
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cmd/admin_client.h"
+#include "cmd/admin_commands.h"
+#include "common/spiffe_id.h"
+#include "server/api_convert.h"
+
+namespace trellis::cmd {
+namespace {
+
+void PrintEntry(const v1::Entry& e, std::ostream& out) {
+  out << "Entry ID         : " << e.id() << "\n";
+  out << "SPIFFE ID        : " << e.spiffe_id() << "\n";
+  out << "Parent ID        : " << e.parent_id() << "\n";
+  out << "Revision         : " << e.revision_number() << "\n";
+  if (e.downstream()) out << "Downstream       : true\n";
+  out << "X509-SVID TTL    : "
+      << (e.x509_svid_ttl() == 0 ? "default" : std::to_string(e.x509_svid_ttl())) << "\n";
+  out << "JWT-SVID TTL     : "
+      << (e.jwt_svid_ttl() == 0 ? "default" : std::to_string(e.jwt_svid_ttl())) << "\n";
+  if (e.expires_at() != 0) out << "Expiration time  : " << FormatUnix(e.expires_at()) << "\n";
+  for (const auto& s : e.selectors()) {
+    out << "Selector         : " << s.type() << ":" << s.value() << "\n";
+  }
+  for (const auto& td : e.federates_with()) out << "FederatesWith    : " << td << "\n";
+  for (const auto& d : e.dns_names()) out << "DNS name         : " << d << "\n";
+  if (e.admin()) out << "Admin            : true\n";
+  if (!e.hint().empty()) out << "Hint             : " << e.hint() << "\n";
+  out << "\n";
+}
+
+struct EntryFlags {
+  std::string entry_id, parent_id, spiffe_id, hint;
+  std::vector<std::string> selectors, dns, federates_with;
+  int64_t x509_ttl = 0, jwt_ttl = 0, expiry = 0;
+  bool node = false, downstream = false, admin = false;
+  void Add(FlagSet& fs, bool update) {
+    fs.String("entryID", &entry_id,
+              update ? "The Registration Entry ID of the record to update"
+                     : "A custom ID for this registration entry (optional)");
+    fs.String("parentID", &parent_id, "The SPIFFE ID of this record's parent");
+    fs.String("spiffeID", &spiffe_id, "The SPIFFE ID that this record represents");
+    fs.Strings("selector", &selectors,
+               "A colon-delimited type:value selector. Can be used more than once");
+    fs.Int("x509SVIDTTL", &x509_ttl, "The lifetime, in seconds, for x509-SVIDs (0: default)");
+    fs.Int("jwtSVIDTTL", &jwt_ttl, "The lifetime, in seconds, for JWT-SVIDs (0: default)");
+    fs.Strings("dns", &dns, "A DNS name associated with the identity. Can be used more than once");
+    fs.Strings("federatesWith", &federates_with,
+               "A trust domain to federate with. Can be used more than once");
+    fs.Bool("downstream", &downstream,
+            "A boolean value that, when set, indicates that the entry "
+            "describes a downstream trellis-server");
+    fs.Bool("admin", &admin,
+            "If set, the SPIFFE ID in this entry will be granted access to the "
+            "admin API");
+    fs.String("hint", &hint,
+              "The entry hint, used to disambiguate entries with the same SPIFFE ID");
+    fs.Int("entryExpiry", &expiry,
+           "An expiry, from epoch in seconds, for the resulting "
+           "registration entry to be pruned");
+    if (!update) {
+      fs.Bool("node", &node,
+              "If set, this entry will be applied to matching nodes rather than "
+              "workloads");
+    }
+  }
+  absl::StatusOr<v1::Entry> Build(bool update) const {
+    v1::Entry e;
+    if (update && entry_id.empty()) return absl::InvalidArgumentError("entry ID is required");
+    if (spiffe_id.empty()) return absl::InvalidArgumentError("a SPIFFE ID is required");
+    absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
+    if (!id.ok())
+      return absl::InvalidArgumentError("invalid SPIFFE ID: " + std::string(id.status().message()));
+    if (node && !parent_id.empty()) {
+      return absl::InvalidArgumentError("-node and -parentID are mutually exclusive");
+    }
+    if (!node && parent_id.empty()) {
+      return absl::InvalidArgumentError("a parent ID is required if the node flag is not set");
+    }
+    if (selectors.empty()) return absl::InvalidArgumentError("at least one selector is required");
+    if (x509_ttl < 0 || x509_ttl > INT32_MAX) {
+      return absl::InvalidArgumentError("-x509SVIDTTL must be between 0 and 2147483647");
+    }
+    if (jwt_ttl < 0 || jwt_ttl > INT32_MAX) {
+      return absl::InvalidArgumentError("-jwtSVIDTTL must be between 0 and 2147483647");
+    }
+    if (expiry < 0) return absl::InvalidArgumentError("-entryExpiry must not be negative");
+    e.set_id(entry_id);
+    e.set_spiffe_id(spiffe_id);
+    e.set_parent_id(node ? common::ServerId(id->trust_domain()).String() : parent_id);
+    for (const std::string& text : selectors) {
+      absl::StatusOr<datastore::Selector> sel = server::ParseSelector(text);
+      if (!sel.ok()) return sel.status();
+      *e.add_selectors() = server::SelectorToProto(*sel);
+    }
+    e.set_x509_svid_ttl(static_cast<int32_t>(x509_ttl));
+    e.set_jwt_svid_ttl(static_cast<int32_t>(jwt_ttl));
+    for (const auto& d : dns) e.add_dns_names(d);
+    for (const auto& td : federates_with) e.add_federates_with(td);
+    e.set_downstream(downstream);
+    e.set_admin(admin);
+    e.set_hint(hint);
+    e.set_expires_at(expiry);
+    return e;
+  }
+};
+
+int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet fs;
+  ClientFlags cf;
+  EntryFlags ef;
+  cf.Add(fs, true);
+  ef.Add(fs, update);
+  std::string usage = update ? "entry update -entryID ID -parentID P -spiffeID S -selector T:V"
+                             : "entry create -parentID P -spiffeID S -selector T:V [flags]";
+  if (int rc = ParseOrExit(fs, args, usage, out, err); rc >= 0) return rc;
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
+  absl::StatusOr<v1::Entry> entry = ef.Build(update);
+  if (!entry.ok()) return Fail(err, std::string(entry.status().message()));
+  AdminClient client(cf.socket_path);
+  auto ctx = client.Context();
+  v1::Entry result_entry;
+  v1::Status result_status;
+  grpc::Status st;
+  google::protobuf::Message* resp_msg = nullptr;
+  v1::BatchCreateEntryResponse create_resp;
+  v1::BatchUpdateEntryResponse update_resp;
+  if (update) {
+    v1::BatchUpdateEntryRequest req;
+    *req.add_entries() = *entry;
+    st = client->BatchUpdateEntry(ctx.get(), req, &update_resp);
+    if (st.ok() && update_resp.results_size() == 1) {
+      result_status = update_resp.results(0).status();
+      result_entry = update_resp.results(0).entry();
+    }
+    resp_msg = &update_resp;
+  } else {
+    v1::BatchCreateEntryRequest req;
+    *req.add_entries() = *entry;
+    st = client->BatchCreateEntry(ctx.get(), req, &create_resp);
+    if (st.ok() && create_resp.results_size() == 1) {
+      result_status = create_resp.results(0).status();
+      result_entry = create_resp.results(0).entry();
+    }
+    resp_msg = &create_resp;
+  }
+  if (!st.ok()) return Fail(err, client.Describe(st));
+  if (result_status.code() != 0) {
+    return Fail(err, std::string(update ? "failed to update entry: " : "failed to create entry: ") +
+                         CodeName(static_cast<grpc::StatusCode>(result_status.code())) + ": " +
+                         result_status.message());
+  }
+  if (cf.output == "json") {
+    out << ToJson(*resp_msg) << "\n";
+  } else {
+    PrintEntry(result_entry, out);
+  }
+  return 0;
+}
+
+int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet fs;
+  ClientFlags cf;
+  std::string entry_id, parent_id, spiffe_id, match = "superset", fed_match = "superset", hint;
+  std::vector<std::string> selectors, federates_with;
+  bool downstream = false;
+  cf.Add(fs, true);
+  fs.String("entryID", &entry_id, "The Entry ID of the records to show");
+  fs.String("parentID", &parent_id, "The Parent ID of the records to show");
+  fs.String("spiffeID", &spiffe_id, "The SPIFFE ID of the records to show");
+  fs.Strings("selector", &selectors,
+             "A colon-delimited type:value selector. Can be used more than once");
+  fs.String("matchSelectorsOn", &match,
+            "The match mode used when filtering by selectors: exact, "
+            "subset, superset or any");
+  fs.Strings("federatesWith", &federates_with,
+             "SPIFFE ID of a trust domain an entry is federated "
+             "with. Can be used more than once");
+  fs.String("matchFederatesWithOn", &fed_match,
+            "The match mode used when filtering by "
+            "federates with: exact, subset, superset or any");
+  fs.Bool("downstream", &downstream,
+          "A boolean value that, when set, shows only downstream entries");
+  fs.String("hint", &hint, "The Hint of the records to show");
+  if (int rc = ParseOrExit(fs, args, "entry show [flags]", out, err); rc >= 0) return rc;
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
+  auto match_mode = [](const std::string& m, v1::MatchBehavior* b) {
+    if (m == "exact")
+      *b = v1::MATCH_EXACT;
+    else if (m == "subset")
+      *b = v1::MATCH_SUBSET;
+    else if (m == "superset")
+      *b = v1::MATCH_SUPERSET;
+    else if (m == "any")
+      *b = v1::MATCH_ANY;
+    else
+      return false;
+    return true;
+  };
+  AdminClient client(cf.socket_path);
+  v1::ListEntriesResponse all;
+  if (!entry_id.empty()) {
+    v1::GetEntryRequest req;
+    req.set_id(entry_id);
+    auto ctx = client.Context();
+    grpc::Status st = client->GetEntry(ctx.get(), req, all.add_entries());
+    if (!st.ok()) return Fail(err, client.Describe(st));
+  } else {
+    v1::ListEntriesRequest req;
+    req.set_by_spiffe_id(spiffe_id);
+    req.set_by_parent_id(parent_id);
+    v1::MatchBehavior b;
+    if (!match_mode(match, &b)) return Fail(err, "unsupported match behavior \"" + match + "\"");
+    req.set_selector_match(b);
+    if (!match_mode(fed_match, &b)) {
+      return Fail(err, "unsupported match behavior \"" + fed_match + "\"");
+    }
+    req.set_federates_with_match(b);
+    for (const std::string& text : selectors) {
+      absl::StatusOr<datastore::Selector> sel = server::ParseSelector(text);
+      if (!sel.ok()) return Fail(err, std::string(sel.status().message()));
+      *req.add_by_selectors() = server::SelectorToProto(*sel);
+    }
+    for (const auto& td : federates_with) req.add_by_federates_with(td);
+    if (downstream) req.set_by_downstream(1);
+    req.set_by_hint(hint);
+    req.set_page_size(500);
+    while (true) {
+      v1::ListEntriesResponse page;
+      auto ctx = client.Context();
+      grpc::Status st = client->ListEntries(ctx.get(), req, &page);
+      if (!st.ok()) return Fail(err, client.Describe(st));
+      for (auto& e : *page.mutable_entries()) *all.add_entries() = std::move(e);
+      if (page.next_page_token().empty()) break;
+      req.set_page_token(page.next_page_token());
+    }
+  }
+  if (cf.output == "json") {
+    out << ToJson(all) << "\n";
+    return 0;
+  }
+  int n = all.entries_size();
+  out << "Found " << n << (n == 1 ? " entry" : " entries") << "\n";
+  for (const auto& e : all.entries()) PrintEntry(e, out);
+  return 0;
+}
+
+int EntryDelete(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet fs;
+  ClientFlags cf;
+  std::string entry_id;
+  cf.Add(fs, false);
+  fs.String("entryID", &entry_id, "The Registration Entry ID of the record to delete");
+  if (int rc = ParseOrExit(fs, args, "entry delete -entryID ID", out, err); rc >= 0) return rc;
+  if (entry_id.empty()) return Fail(err, "an entry ID is required");
+  AdminClient client(cf.socket_path);
+  v1::BatchDeleteEntryRequest req;
+  req.add_ids(entry_id);
+  v1::BatchDeleteEntryResponse resp;
+  auto ctx = client.Context();
+  grpc::Status st = client->BatchDeleteEntry(ctx.get(), req, &resp);
+  if (!st.ok()) return Fail(err, client.Describe(st));
+  if (resp.results_size() != 1) return Fail(err, "the server answered with no result");
+  const v1::Status& item = resp.results(0).status();
+  if (item.code() != 0) {
+    return Fail(err, "failed to delete entry: " +
+                         std::string(CodeName(static_cast<grpc::StatusCode>(item.code()))) + ": " +
+                         item.message());
+  }
+  out << "Deleted entry with ID: " << entry_id << "\n";
+  return 0;
+}
+
+int EntryCount(const Args& args, std::ostream& out, std::ostream& err) {
+  FlagSet fs;
+  ClientFlags cf;
+  cf.Add(fs, true);
+  if (int rc = ParseOrExit(fs, args, "entry count", out, err); rc >= 0) return rc;
+  if (absl::Status st = CheckOutput(cf.output); !st.ok())
+    return Fail(err, std::string(st.message()));
+  AdminClient client(cf.socket_path);
+  v1::CountEntriesResponse resp;
+  auto ctx = client.Context();
+  grpc::Status st = client->CountEntries(ctx.get(), {}, &resp);
+  if (!st.ok()) return Fail(err, client.Describe(st));
+  if (cf.output == "json") {
+    out << ToJson(resp) << "\n";
+  } else {
+    out << resp.count() << " registration entries\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+SubCommand EntryCommands() {
+  return {"entry", "Manage registration entries (create, update, delete, show, count)",
+          [](const Args& a, std::ostream& o, std::ostream& e) {
+            return Group(
+                "entry",
+                {{"create", [](const Args& x, std::ostream& y,
+                               std::ostream& z) { return EntryCreateOrUpdate(false, x, y, z); }},
+                 {"update", [](const Args& x, std::ostream& y,
+                               std::ostream& z) { return EntryCreateOrUpdate(true, x, y, z); }},
+                 {"delete", EntryDelete},
+                 {"show", EntryShow},
+                 {"count", EntryCount}},
+                a, o, e);
+          }};
+}
+
+}  // namespace trellis::cmd
