@@ -1,7 +1,5 @@
-// CaManager: CA and JWT key rotation on a fake clock, restart, pruning, upstream disk CA.
+// CaManager: CA and JWT key rotation on a fake clock, restart, pruning, concurrent signing.
 #include "server/ca_manager.h"
-#include "runtime/ca_manager_options.h"
-#include "upstream/disk_upstream_authority.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -13,82 +11,18 @@
 #include "gtest/gtest.h"
 #include "server/disk_key_manager.h"
 #include "server/memory_key_manager.h"
+#include "tests/server/ca_manager_fixture.h"
 #include "tests/server/server_test_util.h"
 
 namespace trellis::server {
 namespace {
 
+using testing::CaManagerTest;
+using testing::DefaultOptions;
 using testing::kTestStart;
 using testing::OpenTestStore;
+using testing::Td;
 using testutil::TempDir;
-using runtime::CaManagerOptionsFromConfig;
-using upstream::CreateDiskUpstreamAuthority;
-using upstream::DiskUpstreamOptions;
-
-common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
-
-CaManager::Options DefaultOptions() {
-  CaManager::Options o(Td());
-  o.ca_ttl = absl::Hours(24);
-  o.default_x509_svid_ttl = absl::Hours(1);
-  o.default_jwt_svid_ttl = absl::Minutes(5);
-  return o;
-}
-
-class CaManagerTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ds_ = OpenTestStore(dir_, clock_);
-    ASSERT_NE(ds_, nullptr);
-    auto km = DiskKeyManager::Create(dir_.path() + "/keys");
-    ASSERT_TRUE(km.ok());
-    km_ = std::move(*km);
-  }
-
-  std::unique_ptr<CaManager> StartManager(CaManager::Options options = DefaultOptions()) {
-    auto ca = CaManager::Create(std::move(options), ds_.get(), km_.get(), clock_);
-    EXPECT_TRUE(ca.ok()) << ca.status();
-    if (!ca.ok()) return nullptr;
-    auto s = (*ca)->Start();
-    EXPECT_TRUE(s.ok()) << s;
-    return std::move(*ca);
-  }
-
-  // Advances in steps of at most 10 minutes, ticking as the server runtime would.
-  void AdvanceAndTick(CaManager& ca, absl::Duration d) {
-    const absl::Duration step = absl::Minutes(10);
-    while (d > absl::ZeroDuration()) {
-      const absl::Duration s = std::min(d, step);
-      clock_.Advance(s);
-      d -= s;
-      auto st = ca.Tick();
-      ASSERT_TRUE(st.ok()) << st;
-    }
-  }
-
-  static bool BundleHas(const common::Bundle& b, const common::Certificate& c) {
-    for (const auto& a : b.x509_authorities()) {
-      if (a == c) return true;
-    }
-    return false;
-  }
-
-  std::vector<common::Certificate> Chain(const std::vector<std::string>& ders) {
-    std::vector<common::Certificate> out;
-    for (const auto& d : ders) out.push_back(*common::Certificate::FromDer(d));
-    return out;
-  }
-
-  std::string Csr() {
-    auto key = common::PrivateKey::Generate();
-    return *common::BuildCsr(*key);
-  }
-
-  TempDir dir_;
-  common::FakeClock clock_{kTestStart};
-  std::unique_ptr<datastore::DataStore> ds_;
-  std::unique_ptr<DiskKeyManager> km_;
-};
 
 TEST_F(CaManagerTest, StartPublishesRootAndJwtKey) {
   auto ca = StartManager();
@@ -364,182 +298,6 @@ TEST(CaManagerRules, ThresholdsAreCapped) {
   EXPECT_EQ(CaManager::ActivateThreshold(absl::Hours(24 * 365)), absl::Hours(24 * 7));
 }
 
-TEST(CaManagerOptionsFromConfig, CopiesTtlsKeyTypesAndIssuer) {
-  common::config::ServerConfig config(Td());
-  config.ca_ttl = absl::Hours(48);
-  config.default_x509_svid_ttl = absl::Hours(2);
-  config.default_jwt_svid_ttl = absl::Minutes(10);
-  config.ca_key_type = common::config::KeyType::kEcP384;
-  config.jwt_issuer = "https://oidc.example.org";
-  config.ca_subject.common_name = "Trellis CA";
-  auto o = CaManagerOptionsFromConfig(config, common::SystemClock::Get());
-  ASSERT_TRUE(o.ok()) << o.status();
-  EXPECT_EQ(o->ca_ttl, absl::Hours(48));
-  EXPECT_EQ(o->default_x509_svid_ttl, absl::Hours(2));
-  EXPECT_EQ(o->default_jwt_svid_ttl, absl::Minutes(10));
-  EXPECT_EQ(o->ca_key_type, common::KeyType::kEcP384);
-  EXPECT_EQ(o->jwt_issuer, "https://oidc.example.org");
-  EXPECT_EQ(o->ca_subject.common_name, "Trellis CA");
-  EXPECT_EQ(o->ca_subject.country, "US");
-  EXPECT_EQ(o->upstream, nullptr);
-}
-
-TEST(CaManagerOptionsFromConfig, MissingUpstreamFilesFailStartUp) {
-  common::config::ServerConfig config(Td());
-  config.upstream_authority =
-      common::config::DiskUpstreamAuthorityConfig{"/nonexistent/ca.pem", "/nonexistent/ca.key", ""};
-  EXPECT_EQ(CaManagerOptionsFromConfig(config, common::SystemClock::Get()).status().code(),
-            absl::StatusCode::kNotFound);
-}
-
-// ---- UpstreamAuthority "disk" ----
-
-class DiskUpstreamTest : public CaManagerTest {
- protected:
-  // openssl verify uses the real time, so these tests start at the current time.
-  void SetUp() override {
-    clock_.Set(absl::Now());
-    CaManagerTest::SetUp();
-  }
-
-  std::string Write(const std::string& name, const std::string& data) {
-    std::string path = dir_.path() + "/" + name;
-    EXPECT_TRUE(common::WritePrivateFile(path, data).ok());
-    return path;
-  }
-
-  int OpensslVerify(const std::string& root_pem, const std::string& untrusted_pem,
-                    const std::string& leaf_pem) {
-    std::string cmd = "openssl verify -CAfile " + Write("v-root.pem", root_pem);
-    if (!untrusted_pem.empty()) cmd += " -untrusted " + Write("v-untrusted.pem", untrusted_pem);
-    cmd += " " + Write("v-leaf.pem", leaf_pem) + " >/dev/null 2>&1";
-    return std::system(cmd.c_str());
-  }
-};
-
-TEST_F(DiskUpstreamTest, SelfSignedUpstreamMakesOurCaAnIntermediate) {
-  auto root_key = common::PrivateKey::Generate();
-  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
-  ASSERT_TRUE(root.ok());
-  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
-                         Write("up.key", std::string(root_key->ToPem()->view())), ""};
-  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
-  ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto options = DefaultOptions();
-  options.upstream = std::move(*upstream);
-  auto ca = StartManager(options);
-  ASSERT_NE(ca, nullptr);
-
-  auto bundle = ca->Bundle();
-  ASSERT_EQ(bundle->x509_authorities().size(), 1u);
-  EXPECT_EQ(bundle->x509_authorities()[0], *root);
-  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
-  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
-  ASSERT_TRUE(svid.ok()) << svid.status();
-  ASSERT_EQ(svid->size(), 2u);
-  auto chain = Chain(*svid);
-  EXPECT_EQ(chain[1], *ca->ActiveX509Ca());
-  EXPECT_TRUE(common::VerifyX509Svid(chain, *bundle, clock_.Now()).ok());
-  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem(), chain[0].ToPem()), 0);
-}
-
-TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
-  auto root_key = common::PrivateKey::Generate();
-  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
-  auto up_key = common::PrivateKey::Generate();
-  auto up_cert = common::CreateIntermediateCa(*root, *root_key, up_key->public_key(), Td(),
-                                              absl::Hours(24 * 100), clock_);
-  ASSERT_TRUE(up_cert.ok()) << up_cert.status();
-  DiskUpstreamOptions up{Write("up.pem", up_cert->ToPem()),
-                         Write("up.key", std::string(up_key->ToPem()->view())),
-                         Write("roots.pem", root->ToPem())};
-  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
-  ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto options = DefaultOptions();
-  options.upstream = std::move(*upstream);
-  auto ca = StartManager(options);
-  ASSERT_NE(ca, nullptr);
-
-  auto bundle = ca->Bundle();
-  ASSERT_EQ(bundle->x509_authorities().size(), 1u);
-  EXPECT_EQ(bundle->x509_authorities()[0], *root);
-  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
-  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
-  ASSERT_TRUE(svid.ok()) << svid.status();
-  ASSERT_EQ(svid->size(), 3u);
-  auto chain = Chain(*svid);
-  EXPECT_EQ(chain[2], *up_cert);
-  auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
-  EXPECT_TRUE(verified.ok()) << verified.status();
-  EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem() + chain[2].ToPem(), chain[0].ToPem()), 0);
-}
-
-TEST_F(DiskUpstreamTest, NonRootWithoutBundleFileIsRefused) {
-  auto root_key = common::PrivateKey::Generate();
-  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
-  auto up_key = common::PrivateKey::Generate();
-  auto up_cert = common::CreateIntermediateCa(*root, *root_key, up_key->public_key(), Td(),
-                                              absl::Hours(24 * 100), clock_);
-  ASSERT_TRUE(up_cert.ok());
-  DiskUpstreamOptions up{Write("up.pem", up_cert->ToPem()),
-                         Write("up.key", std::string(up_key->ToPem()->view())), ""};
-  EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
-// Wraps an upstream and can be switched off, like an unreachable upstream server.
-class FlakyUpstream final : public UpstreamAuthority {
- public:
-  explicit FlakyUpstream(std::unique_ptr<UpstreamAuthority> inner) : inner_(std::move(inner)) {}
-  absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& key, const common::TrustDomain& td,
-                                        absl::Duration ttl) override {
-    if (down) return absl::UnavailableError("upstream unreachable");
-    return inner_->MintX509Ca(key, td, ttl);
-  }
-  std::atomic<bool> down{false};
-
- private:
-  std::unique_ptr<UpstreamAuthority> inner_;
-};
-
-TEST_F(DiskUpstreamTest, UnreachableUpstreamKeepsSigningAndActivatesPreparedCa) {
-  auto root_key = common::PrivateKey::Generate();
-  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
-  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
-                         Write("up.key", std::string(root_key->ToPem()->view())), ""};
-  auto disk = CreateDiskUpstreamAuthority(up, clock_);
-  ASSERT_TRUE(disk.ok());
-  auto flaky = std::make_shared<FlakyUpstream>(std::move(*disk));
-  auto options = DefaultOptions();
-  options.upstream = flaky;
-  auto ca = StartManager(options);
-  ASSERT_NE(ca, nullptr);
-  AdvanceAndTick(*ca, absl::Hours(12) + absl::Minutes(10));
-  const auto prepared = ca->PreparedX509Ca();
-  ASSERT_TRUE(prepared.has_value());
-  flaky->down = true;
-  const std::string jwt_before = ca->ActiveJwtKid();
-  // Past activation time: the prepared CA is activated without the upstream.
-  clock_.Advance(absl::Hours(8));
-  ASSERT_TRUE(ca->Tick().ok());
-  EXPECT_EQ(*ca->ActiveX509Ca(), *prepared);
-  EXPECT_NE(ca->ActiveJwtKid(), jwt_before);
-  // Past the next preparation time: preparation fails and is retried, signing goes on.
-  clock_.Advance(absl::Hours(5));
-  EXPECT_EQ(ca->Tick().code(), absl::StatusCode::kUnavailable);
-  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
-  EXPECT_NE(ca->PreparedJwtKid(), "");  // JWT rotation does not depend on the upstream
-  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
-  EXPECT_TRUE(ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {}).ok());
-  flaky->down = false;
-  // Retries wait out a backoff (1 s after the first failure) rather than every tick.
-  ASSERT_TRUE(ca->Tick().ok());
-  EXPECT_FALSE(ca->PreparedX509Ca().has_value());
-  clock_.Advance(absl::Seconds(2));
-  ASSERT_TRUE(ca->Tick().ok());
-  EXPECT_TRUE(ca->PreparedX509Ca().has_value());
-}
-
 TEST_F(CaManagerTest, SigningWhileRotatingIsSafe) {
   auto ca = StartManager();
   ASSERT_NE(ca, nullptr);
@@ -572,16 +330,6 @@ TEST_F(CaManagerTest, SigningWhileRotatingIsSafe) {
   stop = true;
   signer.join();
   EXPECT_EQ(failures.load(), 0);
-}
-
-TEST_F(DiskUpstreamTest, MismatchedKeyIsRefused) {
-  auto root_key = common::PrivateKey::Generate();
-  auto other_key = common::PrivateKey::Generate();
-  auto root = common::CreateRootCa(*root_key, Td(), absl::Hours(24 * 365), clock_);
-  DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
-                         Write("up.key", std::string(other_key->ToPem()->view())), ""};
-  EXPECT_EQ(CreateDiskUpstreamAuthority(up, clock_).status().code(),
-            absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
