@@ -7,7 +7,6 @@
 
 #include <algorithm>
 
-#include "agent/agent_log.h"
 #include "agent/attestation_call.h"
 #include "agent/bootstrap.h"
 #include "agent/entry_sync.h"
@@ -16,6 +15,7 @@
 #include "attestors/node/node_attestor_factory.h"
 #include "attestors/workload/workload_attestor_factory.h"
 #include "common/health.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "workload_api/server.h"
 
@@ -44,7 +44,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
     return absl::InvalidArgumentError(
         "only one of trust_bundle_path, trust_bundle_url and insecure_bootstrap may be set");
   }
-  SetLogLevel(config.log_level);
+  common::SetLogLevel(config.log_level);
+  common::SetLogFormat(config.log_format);
   std::unique_ptr<Agent> agent(
       new Agent(std::move(config), std::move(options), clock, std::move(targets)));
   TRELLIS_ASSIGN_OR_RETURN(agent->workload_attestors_,
@@ -100,11 +101,11 @@ absl::Status Agent::AttestWithRetry() {
     for (const std::string& target : targets) {
       last = AttestOnce(target);
       if (last.ok()) {
-        Log("info", "node attestation succeeded against " + target);
+        common::LogInfo("node attestation succeeded against " + target);
         return absl::OkStatus();
       }
       if (!IsTransient(last)) return Annotate(last, "node attestation failed");
-      Log("warning", "node attestation against " + target + ": " + std::string(last.message()));
+      common::LogWarn("node attestation against " + target + ": " + std::string(last.message()));
     }
     if (!WaitFor(Backoff(attempt++))) return absl::CancelledError("agent is stopping");
   }
@@ -120,7 +121,7 @@ absl::Status Agent::StartMetrics() {
       "trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
       [this] { return static_cast<double>(cache_.Snapshot()->svids.size()); });
   if (metrics_->port() != 0) {
-    Log("info", "Serving Prometheus metrics on " + config_.telemetry.prometheus->host + ":" +
+    common::LogInfo("Serving Prometheus metrics on " + config_.telemetry.prometheus->host + ":" +
                     std::to_string(metrics_->port()));
   }
   return absl::OkStatus();
@@ -148,7 +149,7 @@ absl::Status Agent::Start() {
                                                 return jwt_svids_.Fetch(entry, aud);
                                               },
                                               clock_));
-  Log("info", "Workload API listening on " + config_.socket_path);
+  common::LogInfo("Workload API listening on " + config_.socket_path);
   if (config_.health_checks.listener_enabled) {
     TRELLIS_ASSIGN_OR_RETURN(
         health_, common::HealthListener::Start(config_.health_checks, [this] {
@@ -185,7 +186,7 @@ void Agent::Stop() {
   if (workload_api_) {
     workload_api_->Stop();
     workload_api_.reset();
-    Log("info", "Workload API stopped");
+    common::LogInfo("Workload API stopped");
   }
   // After the Workload API: its calls record into these metrics.
   sync_ok_ = sync_error_ = telemetry::Counter();
@@ -218,8 +219,8 @@ absl::Status Agent::HandleRefusal(const absl::Status& status) {
   if (!can_attest && !fresh_token) {
     return Annotate(status, "the server refused the agent SVID and this agent cannot attest again");
   }
-  Log("warning",
-      "the server refused the agent SVID (" + std::string(status.message()) + "); attesting again");
+  common::LogWarn("the server refused the agent SVID (" + std::string(status.message()) +
+                  "); attesting again");
   absl::Status last;
   for (const std::string& target : conn_.targets()) {
     last = AttestOnce(target);
@@ -237,7 +238,7 @@ absl::Status Agent::MaybeRenewAgentSvid() {
   if (now >= not_after) return HandleRefusal(absl::UnauthenticatedError("agent SVID expired"));
   if (now < renew_at) return absl::OkStatus();
   TRELLIS_ASSIGN_OR_RETURN(auto renewed, AgentSvid::Renew(conn_));
-  Log("info", "renewed the agent SVID");
+  common::LogInfo("renewed the agent SVID");
   return AdoptAgentSvid(std::move(renewed.first), std::move(renewed.second));
 }
 
@@ -251,7 +252,7 @@ absl::Status Agent::SyncEntries() {
   std::vector<std::string> dropped = state_.ApplySync(std::move(update));
   if (new_bundle) {
     if (absl::Status st = SaveBundle(config_.data_dir, *new_bundle); !st.ok()) {
-      Log("error", "cannot persist the trust bundle: " + std::string(st.message()));
+      common::LogError("cannot persist the trust bundle: " + std::string(st.message()));
     }
   }
   jwt_svids_.DropEntries(dropped);
@@ -274,7 +275,7 @@ absl::Status Agent::Sync() {
   TRELLIS_RETURN_IF_ERROR(s);
   // A taint learned in this sync replaces the agent's own SVID now, not one sync later.
   if (absl::Status renew = MaybeRenewAgentSvid(); !renew.ok()) {
-    Log("warning", "renewing the agent SVID failed: " + std::string(renew.message()));
+    common::LogWarn("renewing the agent SVID failed: " + std::string(renew.message()));
   }
   absl::Status mint = minter_.MintDue(state_);
   if (state_.PublishTo(&cache_)) {
@@ -295,11 +296,12 @@ void Agent::SyncLoop() {
     }
     absl::Status s = Sync();
     (s.ok() ? sync_ok_ : sync_error_).Increment();
-    if (s.ok()) Log("debug", "synced with " + conn_.CurrentTarget());
+    if (s.ok()) common::LogDebug("synced with " + conn_.CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {
       if (state_.PruneExpired(clock_.Now())) state_.PublishTo(&cache_);
-      Log("warning", "sync with " + conn_.CurrentTarget() + " failed: " + std::string(s.message()));
+      common::LogWarn("sync with " + conn_.CurrentTarget() +
+                      " failed: " + std::string(s.message()));
       if (IsTransient(s)) conn_.Failover();
       wait = std::min(wait, Backoff(failures++));
     } else {

@@ -3,10 +3,10 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "agent/agent_log.h"
 #include "agent/proto_convert.h"
 #include "agent/rotation.h"
 #include "common/csr.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
 
@@ -45,10 +45,10 @@ absl::StatusOr<transport::TlsIdentity> AgentSvid::Adopt(std::vector<common::Cert
                             chain.front().not_after(), RandomUnitJitter());
   }
   if (absl::Status s = SaveAgentState(data_dir_, state); !s.ok()) {
-    Log("error", "cannot persist the agent SVID: " + std::string(s.message()));
+    common::LogError("cannot persist the agent SVID: " + std::string(s.message()));
   }
-  Log("info",
-      "agent SVID " + id.String() + " valid until " + absl::FormatTime(chain.front().not_after()));
+  common::LogInfo("agent SVID " + id.String() + " valid until " +
+                  absl::FormatTime(chain.front().not_after()));
   return identity;
 }
 

@@ -1,9 +1,9 @@
 // The bootstrap order: persisted state first, then the one configured source of trust.
 #include "agent/bootstrap.h"
 
-#include "agent/agent_log.h"
 #include "agent/bundle_url.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/status.h"
 
 namespace trellis::agent {
@@ -30,17 +30,17 @@ absl::StatusOr<BootstrapTrust> LoadBootstrap(const common::config::AgentConfig& 
   BootstrapTrust trust;
   auto persisted = LoadAgentState(config.data_dir, config.trust_domain);
   if (!persisted.ok()) {
-    Log("warning",
-        "ignoring unusable persisted agent state: " + std::string(persisted.status().message()));
+    common::LogWarn("ignoring unusable persisted agent state: " +
+                    std::string(persisted.status().message()));
   } else if (persisted->has_value()) {
     AgentState& state = **persisted;
     trust.bundle = std::make_shared<const common::Bundle>(state.bundle);
     trust.reattestable = state.reattestable;
     if (clock.Now() < state.chain.front().not_after()) {
       trust.persisted = std::move(state);
-      Log("info", "loaded the persisted agent SVID from " + config.data_dir);
+      common::LogInfo("loaded the persisted agent SVID from " + config.data_dir);
     } else {
-      Log("info", "the persisted agent SVID has expired; attesting again");
+      common::LogInfo("the persisted agent SVID has expired; attesting again");
     }
     return trust;
   }

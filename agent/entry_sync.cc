@@ -3,8 +3,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "agent/agent_log.h"
 #include "agent/proto_convert.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "common/x509.h"
 #include "transport/grpc_status.h"
@@ -49,7 +49,7 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
   for (const auto& fb : resp.federated_bundles()) {
     auto b = BundleFromProto(fb);
     if (!b.ok()) {
-      Log("warning", "ignoring a federated bundle: " + std::string(b.status().message()));
+      common::LogWarn("ignoring a federated bundle: " + std::string(b.status().message()));
       continue;
     }
     std::string name = b->trust_domain().name();
@@ -59,7 +59,7 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
   for (const auto& e : resp.changed()) {
     auto entry = EntryFromProto(e);
     if (!entry.ok()) {
-      Log("warning", "ignoring entry " + e.id() + ": " + std::string(entry.status().message()));
+      common::LogWarn("ignoring entry " + e.id() + ": " + std::string(entry.status().message()));
       continue;
     }
     update.changed.push_back(*std::move(entry));

@@ -16,14 +16,14 @@ namespace {
 
 namespace v1 = ::trellis::server::v1;
 
-// The "kid" of a compact JWS header ("" when absent).
+// The "kid" of a compact JWS header ("" when absent or unreadable).
 std::string TokenKid(const std::string& token) {
-  auto header = common::Base64UrlDecode(token.substr(0, token.find('.')));
-  if (!header.ok()) return "";
-  // The server signed it; a header we cannot read just never matches a tainted kid.
-  nlohmann::json j = nlohmann::json::parse(*header, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("kid") || !j["kid"].is_string()) return "";
-  return j["kid"].get<std::string>();
+  // The server signed it; a token we cannot read just never matches a tainted kid.
+  absl::StatusOr<common::UnverifiedJwt> jwt = common::PeekJwt(token);
+  if (!jwt.ok()) return "";
+  const nlohmann::json& header = jwt->header;
+  if (!header.is_object() || !header.contains("kid") || !header["kid"].is_string()) return "";
+  return header["kid"].get<std::string>();
 }
 
 }  // namespace

@@ -2,16 +2,27 @@
 #include "agent/rotation.h"
 
 #include <algorithm>
-#include <mutex>
 #include <random>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
 namespace trellis::agent {
+namespace {
+
+ABSL_CONST_INIT absl::Mutex jitter_mu(absl::kConstInit);
+
+// One generator for the process, seeded on first use; callers hold jitter_mu.
+std::mt19937_64& JitterRng() ABSL_EXCLUSIVE_LOCKS_REQUIRED(jitter_mu) {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return rng;
+}
+
+}  // namespace
 
 double RandomUnitJitter() {
-  static std::mutex mu;
-  static std::mt19937_64 rng{std::random_device{}()};
-  std::lock_guard<std::mutex> lock(mu);
-  return std::uniform_real_distribution<double>(-1.0, 1.0)(rng);
+  absl::MutexLock lock(&jitter_mu);
+  return std::uniform_real_distribution<double>(-1.0, 1.0)(JitterRng());
 }
 
 absl::Time RenewalTime(absl::Time not_before, absl::Time not_after, double unit_jitter) {

@@ -6,10 +6,10 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "agent/agent_log.h"
 #include "agent/proto_convert.h"
 #include "agent/rotation.h"
 #include "common/csr.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
 
@@ -67,12 +67,12 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       auto it = pending.find(r.entry_id());
       if (it == pending.end()) continue;
       if (r.code() != 0) {
-        Log("warning", "server refused an SVID for entry " + r.entry_id() + ": " + r.message());
+        common::LogWarn("server refused an SVID for entry " + r.entry_id() + ": " + r.message());
         continue;
       }
       auto chain = ChainFromProto(r.svid());
       if (!chain.ok() || !common::CheckKeyMatchesCertificate(it->second.key, chain->front()).ok()) {
-        Log("warning", "server returned an unusable SVID for entry " + r.entry_id());
+        common::LogWarn("server returned an unusable SVID for entry " + r.entry_id());
         continue;
       }
       auto pkcs8 = it->second.key.ToPkcs8Der();
@@ -92,7 +92,7 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       absl::MutexLock lock(&mu_);
       for (const std::string& id : kept) renew_at_[id] = renew_at[id];
     }
-    if (!kept.empty()) Log("info", absl::StrCat("minted ", kept.size(), " workload SVID(s)"));
+    if (!kept.empty()) common::LogInfo(absl::StrCat("minted ", kept.size(), " workload SVID(s)"));
   }
   return absl::OkStatus();
 }

@@ -75,7 +75,9 @@ class IdentityStream : public grpc::ServerWriteReactor<Resp> {
       auto selectors = deps.attestation->Attest(record);
       absl::MutexLock lock(&state->mu);
       IdentityStream* self = state->reactor;
-      if (self == nullptr || self->finish_called_ || self->finish_pending_) return;
+      if (self == nullptr) return;
+      self->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
+      if (self->finish_called_ || self->finish_pending_) return;
       if (!selectors.ok()) {
         self->FinishLocked(transport::ToGrpcStatus(selectors.status()));
         return;
@@ -151,12 +153,18 @@ class IdentityStream : public grpc::ServerWriteReactor<Resp> {
   // Ends the stream from outside (server shutdown).
   static void Shutdown(const std::shared_ptr<State>& state, grpc::Status status) {
     absl::MutexLock lock(&state->mu);
-    if (state->reactor) state->reactor->FinishLocked(std::move(status));
+    IdentityStream* reactor = state->reactor;
+    if (reactor == nullptr) return;
+    reactor->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
+    reactor->FinishLocked(std::move(status));
   }
 
   static void Deliver(const std::shared_ptr<State>& state, const IdentitySnapshot& snap) {
     absl::MutexLock lock(&state->mu);
-    if (state->reactor) state->reactor->OnSnapshotLocked(snap, /*first=*/false);
+    IdentityStream* reactor = state->reactor;
+    if (reactor == nullptr) return;
+    reactor->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
+    reactor->OnSnapshotLocked(snap, /*first=*/false);
   }
 
   void DropPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {

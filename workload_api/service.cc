@@ -6,7 +6,6 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/jwt.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
@@ -139,11 +138,8 @@ absl::Status WorkloadApiService::Validate(const ValidateJWTSVIDRequest& req,
   if (req.audience().empty()) return absl::InvalidArgumentError("audience must be specified");
   if (req.svid().empty()) return absl::InvalidArgumentError("svid must be specified");
   // The token names its trust domain in `sub`; its keys come from that domain's bundle.
-  std::vector<absl::string_view> parts = absl::StrSplit(req.svid(), '.');
-  if (parts.size() != 3) return absl::InvalidArgumentError("token is not a compact JWS");
-  auto payload = common::Base64UrlDecode(std::string(parts[1]));
-  if (!payload.ok()) return absl::InvalidArgumentError("token payload is not base64url");
-  nlohmann::json claims = nlohmann::json::parse(*payload, nullptr, /*allow_exceptions=*/false);
+  TRELLIS_ASSIGN_OR_RETURN(common::UnverifiedJwt token, common::PeekJwt(req.svid()));
+  const nlohmann::json& claims = token.claims;
   if (!claims.is_object() || !claims.contains("sub") || !claims["sub"].is_string()) {
     return absl::InvalidArgumentError("token has no sub claim");
   }

@@ -447,6 +447,26 @@ TEST_F(WorkloadApiTest, ValidateJwtSvidOfUnknownTrustDomainIsInvalidArgument) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(WorkloadApiTest, ValidateJwtSvidNamesWhatIsWrongWithAMalformedToken) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  const std::string header = common::Base64UrlEncode(R"({"alg":"ES256","kid":"kid1"})");
+  const std::string no_sub = common::Base64UrlEncode(R"({"aud":"svc"})");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"only.two", "token is not a compact JWS"},
+      {header + "." + no_sub + ".sig.extra", "token is not a compact JWS"},
+      {header + ".not*base64url.sig", "token payload is not base64url"},
+      {header + "." + common::Base64UrlEncode("not json") + ".sig", "token has no sub claim"},
+      {header + "." + no_sub + ".sig", "token has no sub claim"},
+  };
+  for (const auto& [token, message] : cases) {
+    ValidateJWTSVIDResponse resp;
+    grpc::Status st = Validate("svc", token, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << token;
+    EXPECT_EQ(st.error_message(), message) << token;
+  }
+}
+
 TEST_F(WorkloadApiTest, FetchJwtSvidMintsForEachIdentity) {
   cache_.Publish(ReadySnapshot());
   std::vector<std::string> seen_audience;
