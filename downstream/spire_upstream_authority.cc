@@ -4,10 +4,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/csr.h"
 #include "common/status.h"
 #include "downstream/workload_x509_source.h"
@@ -100,20 +100,19 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   }
 
   void WatchBundle(std::function<void(const datastore::Bundle&)> on_bundle) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stopping_ || watch_.joinable()) return;
     watch_ = std::thread([this, cb = std::move(on_bundle)] { RunWatch(cb); });
   }
 
   void Stop() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stopping_ = true;
       if (watch_ctx_) watch_ctx_->TryCancel();
     }
     // First, so a watch thread still waiting for its first SVID returns at once.
     source_->Stop();
-    cv_.notify_all();
     if (watch_.joinable()) watch_.join();
   }
 
@@ -123,7 +122,7 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   // A stub on a channel authenticated with the current SVID; a new channel after rotation.
   absl::StatusOr<std::shared_ptr<v1::Upstream::Stub>> Stub() {
     TRELLIS_ASSIGN_OR_RETURN(auto svid, source_->Wait(options_.svid_wait));
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stub_ && stub_leaf_ == svid->chain.front().der()) return stub_;
     WorkloadX509Source* source = source_.get();
     transport::BundleSource bundle = [source]() -> std::shared_ptr<const common::Bundle> {
@@ -151,7 +150,7 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
     bool failing = false;
     while (true) {
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         if (stopping_) return;
       }
       absl::Status ended;
@@ -159,7 +158,7 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
       if (stub.ok()) {
         grpc::ClientContext ctx;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           if (stopping_) return;
           watch_ctx_ = &ctx;
         }
@@ -180,7 +179,7 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
           on_bundle(*bundle);
         }
         ended = transport::FromGrpcStatus(reader->Finish());
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         watch_ctx_ = nullptr;
         if (stopping_) return;
       } else {
@@ -191,8 +190,10 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
                 {{"upstream", target()}, {"error", std::string(ended.message())}});
         failing = true;
       }
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stopping_; });
+      absl::MutexLock lock(&mu_);
+      // Stop() setting stopping_ ends the wait early; whole milliseconds, as always.
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                           absl::Trunc(backoff, absl::Milliseconds(1)));
       backoff = std::min(backoff * 2, kWatchBackoffMax);
     }
   }
@@ -200,12 +201,11 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   SpireUpstreamOptions options_;
   std::unique_ptr<WorkloadX509Source> source_;
   common::SpiffeId server_id_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::shared_ptr<v1::Upstream::Stub> stub_;  // guarded by mu_
-  std::string stub_leaf_;                     // guarded by mu_
-  bool stopping_ = false;                     // guarded by mu_
-  grpc::ClientContext* watch_ctx_ = nullptr;  // guarded by mu_
+  absl::Mutex mu_;
+  std::shared_ptr<v1::Upstream::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  std::string stub_leaf_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread watch_;
 };
 

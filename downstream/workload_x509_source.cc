@@ -4,10 +4,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/keys.h"
 #include "common/status.h"
 #include "workload.grpc.pb.h"
@@ -46,13 +46,13 @@ absl::StatusOr<WorkloadX509Source::Svid> ParseSvid(const X509SVID& s,
 struct WorkloadX509Source::Impl {
   std::string socket_path;
   common::TrustDomain td;
-  mutable std::mutex mu;
-  mutable std::condition_variable cv;
-  std::shared_ptr<const Svid> current;  // guarded by mu
-  std::string last_error = "no response yet";  // guarded by mu
-  bool stopping = false;                // guarded by mu
-  grpc::ClientContext* active_ctx = nullptr;  // guarded by mu
-  std::function<void()> listener;       // guarded by mu
+  // Wait() callers block on mu until current is set or stopping.
+  mutable absl::Mutex mu;
+  std::shared_ptr<const Svid> current ABSL_GUARDED_BY(mu);
+  std::string last_error ABSL_GUARDED_BY(mu) = "no response yet";
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  grpc::ClientContext* active_ctx ABSL_GUARDED_BY(mu) = nullptr;
+  std::function<void()> listener ABSL_GUARDED_BY(mu);
   std::thread thread;
 
   Impl(std::string path, common::TrustDomain t) : socket_path(std::move(path)), td(std::move(t)) {}
@@ -63,7 +63,7 @@ void WorkloadX509Source::Impl::Run() {
   absl::Duration backoff = kBackoffMin;
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (stopping) return;
     }
     auto stub = SpiffeWorkloadAPI::NewStub(
@@ -71,7 +71,7 @@ void WorkloadX509Source::Impl::Run() {
     grpc::ClientContext ctx;
     ctx.AddMetadata("workload.spiffe.io", "true");
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (stopping) return;
       active_ctx = &ctx;
     }
@@ -82,7 +82,7 @@ void WorkloadX509Source::Impl::Run() {
       auto svid = ParseSvid(resp.svids(0), td);
       std::function<void()> notify;
       {
-        std::lock_guard<std::mutex> lock(mu);
+        absl::MutexLock lock(&mu);
         if (!svid.ok()) {
           last_error = std::string(svid.status().message());
           continue;
@@ -90,16 +90,16 @@ void WorkloadX509Source::Impl::Run() {
         current = std::make_shared<const Svid>(std::move(*svid));
         notify = listener;
       }
-      cv.notify_all();
       backoff = kBackoffMin;
       if (notify) notify();
     }
     grpc::Status status = reader->Finish();
-    std::unique_lock<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     active_ctx = nullptr;
     if (stopping) return;
     last_error = status.error_message().empty() ? "stream ended" : status.error_message();
-    cv.wait_for(lock, absl::ToChronoMilliseconds(backoff), [&] { return stopping; });
+    // Stop() setting stopping ends the wait early; whole milliseconds, as always.
+    mu.AwaitWithTimeout(absl::Condition(&stopping), absl::Trunc(backoff, absl::Milliseconds(1)));
     backoff = std::min(backoff * 2, kBackoffMax);
   }
 }
@@ -117,33 +117,36 @@ std::unique_ptr<WorkloadX509Source> WorkloadX509Source::Start(std::string socket
 WorkloadX509Source::~WorkloadX509Source() { Stop(); }
 
 std::shared_ptr<const WorkloadX509Source::Svid> WorkloadX509Source::Current() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  absl::MutexLock lock(&impl_->mu);
   return impl_->current;
 }
 
 absl::StatusOr<std::shared_ptr<const WorkloadX509Source::Svid>> WorkloadX509Source::Wait(
     absl::Duration timeout) const {
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->cv.wait_for(lock, absl::ToChronoMilliseconds(timeout),
-                     [&] { return impl_->current != nullptr || impl_->stopping; });
+  absl::MutexLock lock(&impl_->mu);
+  auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(impl_->mu) {
+    return impl_->current != nullptr || impl_->stopping;
+  };
+  // Whole milliseconds, as the wait has always been.
+  impl_->mu.AwaitWithTimeout(absl::Condition(&ready),
+                             absl::Trunc(timeout, absl::Milliseconds(1)));
   if (impl_->current) return impl_->current;
   return absl::UnavailableError("no X509-SVID from the Workload API at " + impl_->socket_path +
                                 " (" + impl_->last_error + ")");
 }
 
 void WorkloadX509Source::SetListener(std::function<void()> listener) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  absl::MutexLock lock(&impl_->mu);
   impl_->listener = std::move(listener);
 }
 
 void WorkloadX509Source::Stop() {
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    absl::MutexLock lock(&impl_->mu);
     if (impl_->stopping && !impl_->thread.joinable()) return;
     impl_->stopping = true;
     if (impl_->active_ctx) impl_->active_ctx->TryCancel();
   }
-  impl_->cv.notify_all();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 

@@ -10,12 +10,12 @@
 
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -177,10 +177,10 @@ struct Server::Impl {
   int agent_port = 0;
 
   std::atomic<bool> ca_activated{false};
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;  // guarded by mu
-  bool stopped = false;   // guarded by mu
+  // The maintenance thread waits on mu for stopping.
+  absl::Mutex mu;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool stopped ABSL_GUARDED_BY(mu) = false;
   std::thread maintenance;
   std::atomic<bool> index_healthy{true};
 
@@ -211,8 +211,8 @@ void Server::Impl::Maintain() {
   bool poll_failing = false;
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, absl::ToChronoMilliseconds(kMaintenancePeriod), [&] { return stopping; });
+      absl::MutexLock lock(&mu);
+      mu.AwaitWithTimeout(absl::Condition(&stopping), kMaintenancePeriod);
       if (stopping) return;
     }
     now = clock.Now();
@@ -371,8 +371,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     downstreams->NotifyBundleChanged();
   });
   s.ca->SetX509ActivationListener([raw, agents] {
+    // Picked up by the maintenance thread at its next period.
     raw->ca_activated = true;
-    raw->cv.notify_all();
     agents->NotifyChange();
   });
   if (absl::Status f = s.agent_service->RefreshFederatedBundles(); !f.ok()) {
@@ -474,12 +474,12 @@ absl::Status Server::Start() {
 void Server::Shutdown() {
   Impl& s = *impl_;
   {
-    std::lock_guard<std::mutex> lock(s.mu);
+    // Releasing the lock wakes the maintenance thread waiting on stopping.
+    absl::MutexLock lock(&s.mu);
     if (s.stopped) return;
     s.stopped = true;
     s.stopping = true;
   }
-  s.cv.notify_all();
   if (s.agent_service) s.agent_service->Shutdown();
   if (s.upstream_service) s.upstream_service->Shutdown();
   // No upstream bundle may arrive while the services below are torn down.

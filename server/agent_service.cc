@@ -82,18 +82,18 @@ AgentService::~AgentService() { Shutdown(); }
 
 void AgentService::NotifyChange() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing the lock wakes the watch streams waiting on generation_.
+    absl::MutexLock lock(&mu_);
     ++generation_;
   }
-  changed_.notify_all();
 }
 
 void AgentService::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing the lock wakes the watch streams waiting on shutdown_.
+    absl::MutexLock lock(&mu_);
     shutdown_ = true;
   }
-  changed_.notify_all();
 }
 
 absl::Status AgentService::RefreshFederatedBundles() {
@@ -106,7 +106,7 @@ absl::Status AgentService::RefreshFederatedBundles() {
   }
   bool changed = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (fresh.size() != federated_.size()) changed = true;
     for (const auto& [td, b] : fresh) {
       auto it = federated_.find(td);
@@ -479,7 +479,7 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
     *resp->mutable_bundle() = std::move(*bundle);
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& td : federated_needed) {
       auto it = federated_.find(td);
       if (it == federated_.end()) continue;
@@ -540,7 +540,7 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
     std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
     uint64_t federated;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       federated = federated_generation_;
     }
     return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated,
@@ -548,7 +548,7 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
   };
   uint64_t seen_generation;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     seen_generation = generation_;
   }
   std::optional<State> last_sent;
@@ -565,9 +565,13 @@ grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChang
       }
     }
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      changed_.wait_for(lock, absl::ToChronoMilliseconds(options_.watch_recheck),
-                        [&] { return shutdown_ || generation_ != seen_generation; });
+      absl::MutexLock lock(&mu_);
+      auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutdown_ || generation_ != seen_generation;
+      };
+      // Whole milliseconds, as the wait has always been.
+      mu_.AwaitWithTimeout(absl::Condition(&woken),
+                           absl::Trunc(options_.watch_recheck, absl::Milliseconds(1)));
       if (shutdown_) return grpc::Status::OK;
       changed = generation_ != seen_generation;
       seen_generation = generation_;

@@ -4,16 +4,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/spiffe_id.h"
@@ -122,14 +122,15 @@ class AgentService final : public ::trellis::server::v1::Agent::Service {
   RateLimiter attestation_limiter_;
   RateLimiter signing_limiter_;
 
-  std::mutex mu_;
-  std::condition_variable changed_;
-  uint64_t generation_ = 0;            // guarded by mu_; bumps on every NotifyChange
-  uint64_t federated_generation_ = 0;  // guarded by mu_; bumps when a federated bundle changes
-  bool shutdown_ = false;              // guarded by mu_
+  // Watch streams wait on mu_ for generation_ or shutdown_ to change.
+  absl::Mutex mu_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;  // bumps on every NotifyChange
+  // Bumps when a federated bundle changes.
+  uint64_t federated_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int64_t> open_watches_{0};
   // Federated bundles by trust domain name, re-read by RefreshFederatedBundles.
-  std::map<std::string, std::shared_ptr<const v1::Bundle>> federated_;  // guarded by mu_
+  std::map<std::string, std::shared_ptr<const v1::Bundle>> federated_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace trellis::server

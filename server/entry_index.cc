@@ -62,7 +62,7 @@ absl::StatusOr<std::unique_ptr<EntryIndex>> EntryIndex::Create(datastore::DataSt
 }
 
 absl::Status EntryIndex::LoadAll() {
-  std::lock_guard<std::mutex> poll(poll_mu_);
+  absl::MutexLock poll(&poll_mu_);
   // Read the log position first: rows written meanwhile are re-read by the next Poll().
   TRELLIS_ASSIGN_OR_RETURN(int64_t max_event, ds_->MaxEventId());
   auto data = std::make_unique<Data>();
@@ -83,13 +83,13 @@ absl::Status EntryIndex::LoadAll() {
   } while (!nreq.page_token.empty());
   data->version = 1;
   last_event_id_ = max_event;
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   data_ = std::move(data);
   return absl::OkStatus();
 }
 
 absl::Status EntryIndex::Poll() {
-  std::lock_guard<std::mutex> poll(poll_mu_);
+  absl::MutexLock poll(&poll_mu_);
   uint64_t applied = 0;
   constexpr int32_t kBatch = 1000;
   while (true) {
@@ -134,7 +134,7 @@ absl::Status EntryIndex::Poll() {
       }
     }
     {
-      std::unique_lock<std::shared_mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       for (auto& [id, e] : entries) {
         if (e) {
           data_->PutEntry(std::move(*e));
@@ -159,7 +159,7 @@ absl::Status EntryIndex::Poll() {
   std::function<void(uint64_t)> listener;
   uint64_t version;
   {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    absl::ReaderMutexLock lock(&mu_);
     listener = listener_;
     version = data_->version;
   }
@@ -168,7 +168,7 @@ absl::Status EntryIndex::Poll() {
 }
 
 uint64_t EntryIndex::Version() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return data_->version;
 }
 
@@ -192,10 +192,12 @@ std::vector<datastore::RegistrationEntry> EntryIndex::AuthorizedEntries(
   std::unordered_set<std::string> expanded_parents;
   std::deque<std::string> parents;  // SPIFFE IDs whose children are authorised
 
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
+  // The lambda runs under the lock; it reaches the data through this reference.
+  const Data& data = *data_;
   auto take = [&](const std::string& id) {
     if (!seen_entries.insert(id).second) return;
-    const auto& e = data_->entries.at(id);
+    const auto& e = data.entries.at(id);
     // An expired entry is withdrawn, and with it whatever it parented.
     if (e.expires_at <= now) return;
     out.push_back(e);
@@ -223,14 +225,14 @@ std::vector<datastore::RegistrationEntry> EntryIndex::AuthorizedEntries(
 }
 
 std::optional<datastore::AttestedNode> EntryIndex::Node(const std::string& agent_spiffe_id) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = data_->nodes.find(agent_spiffe_id);
   if (it == data_->nodes.end()) return std::nullopt;
   return it->second;
 }
 
 std::optional<datastore::RegistrationEntry> EntryIndex::Entry(const std::string& entry_id) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = data_->entries.find(entry_id);
   if (it == data_->entries.end()) return std::nullopt;
   return it->second;
@@ -240,7 +242,7 @@ std::vector<datastore::RegistrationEntry> EntryIndex::EntriesBySpiffeId(
     const std::string& spiffe_id) const {
   const absl::Time now = clock_.Now();
   std::vector<datastore::RegistrationEntry> out;
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = data_->by_spiffe_id.find(spiffe_id);
   if (it == data_->by_spiffe_id.end()) return out;
   for (const auto& id : it->second) {
@@ -251,12 +253,12 @@ std::vector<datastore::RegistrationEntry> EntryIndex::EntriesBySpiffeId(
 }
 
 size_t EntryIndex::EntryCount() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   return data_->entries.size();
 }
 
 void EntryIndex::SetChangeListener(std::function<void(uint64_t version)> listener) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   listener_ = std::move(listener);
 }
 

@@ -5,14 +5,14 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/spiffe_id.h"
 #include "datastore/datastore.h"
@@ -57,11 +57,11 @@ class EntryIndex {
 
   datastore::DataStore* ds_;
   const common::Clock& clock_;
-  std::mutex poll_mu_;         // one Poll at a time
-  int64_t last_event_id_ = 0;  // guarded by poll_mu_
-  mutable std::shared_mutex mu_;
-  std::unique_ptr<Data> data_;              // guarded by mu_
-  std::function<void(uint64_t)> listener_;  // guarded by mu_
+  absl::Mutex poll_mu_;  // one Poll at a time
+  int64_t last_event_id_ ABSL_GUARDED_BY(poll_mu_) = 0;
+  mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(poll_mu_);
+  std::unique_ptr<Data> data_ ABSL_GUARDED_BY(mu_);
+  std::function<void(uint64_t)> listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace trellis::server

@@ -29,7 +29,7 @@ void RateLimiter::PruneIdle(absl::Time now) {
 
 absl::Status RateLimiter::Take(const std::string& key, double cost, const std::string& what) {
   absl::Time now = clock_.Now();
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = buckets_.find(key);
   if (it == buckets_.end()) {
     if (buckets_.size() >= options_.max_keys) PruneIdle(now);
@@ -46,7 +46,7 @@ absl::Status RateLimiter::Take(const std::string& key, double cost, const std::s
 }
 
 size_t RateLimiter::KeyCount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return buckets_.size();
 }
 

@@ -2,11 +2,12 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 
@@ -38,12 +39,12 @@ class RateLimiter {
     absl::Time updated;
   };
   void Refill(Bucket& b, absl::Time now) const;
-  void PruneIdle(absl::Time now);
+  void PruneIdle(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   const common::Clock& clock_;
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Bucket> buckets_;  // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::unordered_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
 };
 
 // SPIRE's per-IP defaults: one attestation per second, 500 signatures per second. The

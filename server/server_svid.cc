@@ -23,17 +23,17 @@ std::string ServerSvidRotator::CertChainPath() const {
 std::string ServerSvidRotator::KeyPath() const { return options_.data_dir + "/server_svid.key"; }
 
 std::optional<common::Certificate> ServerSvidRotator::Current() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return current_;
 }
 
 absl::Status ServerSvidRotator::Start() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return Rotate();
 }
 
 absl::Status ServerSvidRotator::Tick() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (!current_ || ca_->X509Generation() != issued_generation_) return Rotate();
   const absl::Time half_life =
       current_->not_before() + (current_->not_after() - current_->not_before()) / 2;

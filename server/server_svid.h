@@ -2,11 +2,13 @@
 #pragma once
 
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/csr.h"
@@ -44,14 +46,14 @@ class ServerSvidRotator {
  private:
   ServerSvidRotator(Options options, CaManager* ca, const common::Clock& clock)
       : options_(std::move(options)), ca_(ca), clock_(clock) {}
-  absl::Status Rotate();
+  absl::Status Rotate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Options options_;
   CaManager* ca_;
   const common::Clock& clock_;
-  mutable std::mutex mu_;
-  std::optional<common::Certificate> current_;  // guarded by mu_
-  uint64_t issued_generation_ = 0;              // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::optional<common::Certificate> current_ ABSL_GUARDED_BY(mu_);
+  uint64_t issued_generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace trellis::server

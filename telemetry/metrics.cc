@@ -6,11 +6,12 @@
 
 #include <chrono>
 #include <exception>
-#include <mutex>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/server_interceptor.h"
@@ -44,16 +45,16 @@ std::string CodeName(grpc::StatusCode code) {
 class CallbackGauges : public prometheus::Collectable {
  public:
   void Add(std::string name, std::string help, std::function<double()> value) {
-    std::lock_guard lock(mu_);
+    absl::MutexLock lock(&mu_);
     gauges_.push_back({std::move(name), std::move(help), std::move(value)});
   }
   void Clear() {
     // Collect() holds mu_ while calling back, so no callback runs once this returns.
-    std::lock_guard lock(mu_);
+    absl::MutexLock lock(&mu_);
     gauges_.clear();
   }
   std::vector<prometheus::MetricFamily> Collect() const override {
-    std::lock_guard lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::vector<prometheus::MetricFamily> out;
     for (const auto& g : gauges_) {
       prometheus::MetricFamily family;
@@ -74,8 +75,8 @@ class CallbackGauges : public prometheus::Collectable {
     std::string help;
     std::function<double()> value;
   };
-  mutable std::mutex mu_;
-  std::vector<Gauge> gauges_;
+  mutable absl::Mutex mu_;
+  std::vector<Gauge> gauges_ ABSL_GUARDED_BY(mu_);
 };
 
 // Resolves `host` to a numeric address civetweb can bind ("[v6]:port" for IPv6).
@@ -115,8 +116,10 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Histogram>* rpc_duration = nullptr;
   prometheus::Family<prometheus::Histogram>* stream_duration = nullptr;
 
-  std::mutex counters_mu;
-  std::map<std::string, prometheus::Family<prometheus::Counter>*> counters;  // by name
+  absl::Mutex counters_mu;
+  // By name.
+  std::map<std::string, prometheus::Family<prometheus::Counter>*> counters
+      ABSL_GUARDED_BY(counters_mu);
 
   void RecordRpc(const std::string& service, const std::string& method, bool stream,
                  grpc::StatusCode code, double seconds) {
@@ -248,7 +251,7 @@ void Metrics::Instrument(grpc::ServerBuilder& builder) {
 
 Counter Metrics::AddCounter(const std::string& name, const std::string& help,
                             const std::map<std::string, std::string>& labels) {
-  std::lock_guard lock(impl_->counters_mu);
+  absl::MutexLock lock(&impl_->counters_mu);
   auto& family = impl_->counters[name];
   if (family == nullptr) {
     family = &prometheus::BuildCounter().Name(name).Help(help).Register(*impl_->registry);

@@ -9,10 +9,11 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <list>
-#include <mutex>
 #include <unordered_map>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/bundle.h"
 #include "common/x509.h"
@@ -99,7 +100,7 @@ class PeerCache {
   }
 
   std::optional<PeerIdentity> Find(const std::string& key, absl::Time now) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = index_.find(key);
     if (it == index_.end()) return std::nullopt;
     if (it->second->second.not_after <= now) {
@@ -112,7 +113,7 @@ class PeerCache {
   }
 
   void Put(const std::string& key, const PeerIdentity& identity) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (index_.count(key)) return;
     order_.emplace_front(key, identity);
     index_.emplace(key, order_.begin());
@@ -124,10 +125,10 @@ class PeerCache {
 
  private:
   static constexpr size_t kCapacity = 8192;
-  std::mutex mu_;
-  // Guarded by mu_.
-  std::list<std::pair<std::string, PeerIdentity>> order_;
-  std::unordered_map<std::string, std::list<std::pair<std::string, PeerIdentity>>::iterator> index_;
+  absl::Mutex mu_;
+  std::list<std::pair<std::string, PeerIdentity>> order_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::list<std::pair<std::string, PeerIdentity>>::iterator> index_
+      ABSL_GUARDED_BY(mu_);
 };
 
 std::string FirstProperty(const grpc::AuthContext& auth, const char* name) {

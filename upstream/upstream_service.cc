@@ -100,7 +100,7 @@ grpc::Status UpstreamService::WatchBundle(grpc::ServerContext* ctx,
   int64_t last_sent = -1;
   uint64_t seen;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     seen = generation_;
   }
   while (true) {
@@ -109,14 +109,16 @@ grpc::Status UpstreamService::WatchBundle(grpc::ServerContext* ctx,
       if (!writer->Write(server::BundleToProto(*bundle))) return grpc::Status::OK;
       last_sent = bundle->sequence_number;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoMilliseconds(kWatchCancelCheck),
-                 [&] { return shutdown_ || generation_ != seen; });
+    absl::ReleasableMutexLock lock(&mu_);
+    auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return shutdown_ || generation_ != seen;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&woken), kWatchCancelCheck);
     if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
     if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
     seen = generation_;
     // The entry may have been deleted or lost downstream = true since the stream opened.
-    lock.unlock();
+    lock.Release();
     if (!options_.is_downstream(*caller)) {
       return transport::ToGrpcStatus(absl::PermissionDeniedError(
           "caller " + caller->String() + " is no longer registered as a downstream server"));
@@ -126,18 +128,18 @@ grpc::Status UpstreamService::WatchBundle(grpc::ServerContext* ctx,
 
 void UpstreamService::NotifyBundleChanged() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing the lock wakes the WatchBundle streams waiting on generation_.
+    absl::MutexLock lock(&mu_);
     generation_++;
   }
-  cv_.notify_all();
 }
 
 void UpstreamService::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    // Releasing the lock wakes the WatchBundle streams waiting on shutdown_.
+    absl::MutexLock lock(&mu_);
     shutdown_ = true;
   }
-  cv_.notify_all();
 }
 
 }  // namespace trellis::upstream

@@ -2,12 +2,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/spiffe_id.h"
 #include "server/ca_manager.h"
 #include "trellis/server/v1/upstream.grpc.pb.h"
@@ -47,10 +47,10 @@ class UpstreamService final : public server::v1::Upstream::Service {
 
   Options options_;
   server::CaManager* ca_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t generation_ = 0;  // guarded by mu_
-  bool shutdown_ = false;    // guarded by mu_
+  // WatchBundle streams wait on mu_ for generation_ or shutdown_ to change.
+  absl::Mutex mu_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<int64_t> open_watches_{0};
 };
 
