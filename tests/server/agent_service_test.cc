@@ -167,6 +167,18 @@ class AgentServiceTest : public ::testing::Test {
     return AgentCreds{key, resp.result().svid()};
   }
 
+  // Renews `a`'s agent SVID with a fresh key; the RPC status goes to `status`.
+  AgentCreds Renew(const AgentCreds& a, grpc::Status* status) {
+    common::PrivateKey key = Must(common::PrivateKey::Generate());
+    v1::RenewAgentRequest renew;
+    renew.set_csr(Must(common::BuildCsr(key)));
+    v1::RenewAgentResponse renewed;
+    auto stub = As(a);
+    grpc::ClientContext ctx;
+    *status = stub->RenewAgent(&ctx, renew, &renewed);
+    return AgentCreds{key, renewed.svid()};
+  }
+
   grpc::Status Sync(const AgentCreds& a, const v1::SyncAuthorizedEntriesRequest& req,
                     v1::SyncAuthorizedEntriesResponse* resp) {
     auto stub = As(a);
@@ -436,16 +448,9 @@ TEST_F(AgentServiceTest, BannedAgentCannotAttestAgain) {
 
 TEST_F(AgentServiceTest, RenewedSvidIsPromotedAndTheOldOneStopsWorking) {
   AgentCreds a = AttestNew();
-  common::PrivateKey key2 = Must(common::PrivateKey::Generate());
-  v1::RenewAgentRequest renew;
-  renew.set_csr(Must(common::BuildCsr(key2)));
-  v1::RenewAgentResponse renewed;
-  {
-    auto stub = As(a);
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->RenewAgent(&ctx, renew, &renewed).ok());
-  }
-  AgentCreds b{key2, renewed.svid()};
+  grpc::Status renewed;
+  AgentCreds b = Renew(a, &renewed);
+  ASSERT_TRUE(renewed.ok());
   EXPECT_EQ(b.svid.spiffe_id(), a.svid.spiffe_id());
   v1::SyncAuthorizedEntriesResponse resp;
   // Until the new SVID is used, the old one still works.
@@ -459,16 +464,9 @@ TEST_F(AgentServiceTest, RenewedSvidIsPromotedAndTheOldOneStopsWorking) {
 
 TEST_F(AgentServiceTest, StaleIndexDoesNotPromoteARenewalSupersededInTheStore) {
   AgentCreds a = AttestNew();
-  common::PrivateKey key2 = Must(common::PrivateKey::Generate());
-  v1::RenewAgentRequest renew;
-  renew.set_csr(Must(common::BuildCsr(key2)));
-  v1::RenewAgentResponse renewed;
-  {
-    auto stub = As(a);
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->RenewAgent(&ctx, renew, &renewed).ok());
-  }
-  AgentCreds b{key2, renewed.svid()};
+  grpc::Status renewed;
+  AgentCreds b = Renew(a, &renewed);
+  ASSERT_TRUE(renewed.ok());
   // A later renewal (the agent dropped `b`) reached the store; this server's index has not
   // heard of it yet and still shows `b` as pending.
   datastore::AttestedNode later;
