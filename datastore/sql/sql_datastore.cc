@@ -148,4 +148,15 @@ absl::StatusOr<int64_t> SqlDataStore::MaxEventId() {
   return n;
 }
 
+absl::StatusOr<int64_t> SqlDataStore::CountRows(const std::string& table) {
+  int64_t n = 0;
+  TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT COUNT(*) FROM " + table));
+    RowReader r(rows.at(0), table);
+    n = r.Int("count");
+    return r.status();
+  }));
+  return n;
+}
+
 }  // namespace trellis::datastore::sql

@@ -82,6 +82,8 @@ class SqlDataStore : public DataStore {
   Engine& engine() { return *engine_; }
 
  private:
+  // Row count of one table (a fixed name, never caller input).
+  absl::StatusOr<int64_t> CountRows(const std::string& table);
   struct PendingEvent {
     EventKind kind;
     std::string id;

@@ -489,15 +489,6 @@ absl::StatusOr<ListEntriesResponse> SqlDataStore::ListEntries(const ListEntriesR
   return out;
 }
 
-absl::StatusOr<int64_t> SqlDataStore::CountEntries() {
-  int64_t n = 0;
-  TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT COUNT(*) FROM entries"));
-    RowReader r(rows.at(0), "entries");
-    n = r.Int("count");
-    return r.status();
-  }));
-  return n;
-}
+absl::StatusOr<int64_t> SqlDataStore::CountEntries() { return CountRows("entries"); }
 
 }  // namespace trellis::datastore::sql

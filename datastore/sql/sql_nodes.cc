@@ -223,16 +223,7 @@ absl::StatusOr<ListNodesResponse> SqlDataStore::ListNodes(const ListNodesRequest
   return out;
 }
 
-absl::StatusOr<int64_t> SqlDataStore::CountNodes() {
-  int64_t n = 0;
-  TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query("SELECT COUNT(*) FROM attested_nodes"));
-    RowReader r(rows.at(0), "attested_nodes");
-    n = r.Int("count");
-    return r.status();
-  }));
-  return n;
-}
+absl::StatusOr<int64_t> SqlDataStore::CountNodes() { return CountRows("attested_nodes"); }
 
 absl::Status SqlDataStore::SetNodeSelectors(const std::string& spiffe_id,
                                             const std::vector<Selector>& selectors) {
