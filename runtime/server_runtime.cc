@@ -59,9 +59,8 @@ using common::HealthListener;
 using common::HealthReport;
 
 constexpr absl::Duration kMaintenancePeriod = absl::Seconds(1);
-// Rotation checks are in-memory and cheap; a short period keeps activation on schedule and
-// lets upstream retries follow their backoff.
-constexpr absl::Duration kCaTickPeriod = absl::Seconds(1);
+// The server SVID is checked as often as the CA rotates (CaRotator::kCheckPeriod).
+constexpr absl::Duration kSvidTickPeriod = absl::Seconds(1);
 constexpr absl::Duration kPrunePeriod = absl::Minutes(1);
 constexpr absl::Duration kFederatedRefreshPeriod = absl::Seconds(5);
 // Change-log events older than this are dropped; every server's index polls every second.
@@ -205,7 +204,7 @@ std::map<std::string, AdminService::SubsystemHealth> Server::Impl::Health() cons
 
 void Server::Impl::Maintain() {
   absl::Time now = clock.Now();
-  absl::Time next_ca = now + kCaTickPeriod;
+  absl::Time next_svid = now + kSvidTickPeriod;
   absl::Time next_prune = now + kPrunePeriod;
   absl::Time next_federated = now + kFederatedRefreshPeriod;
   bool poll_failing = false;
@@ -225,16 +224,12 @@ void Server::Impl::Maintain() {
     }
     poll_failing = !st.ok();
     index_healthy = st.ok();
-    if (ca_activated.exchange(false) || now >= next_ca) {
-      if (now >= next_ca) {
-        if (absl::Status t = ca->Tick(); !t.ok()) {
-          LogWarn("CA rotation check failed", {{"error", std::string(t.message())}});
-        }
-        next_ca = now + kCaTickPeriod;
-      }
+    // The CA rotates on its own thread; the server SVID follows each activation at once.
+    if (ca_activated.exchange(false) || now >= next_svid) {
       if (absl::Status t = svid->Tick(); !t.ok()) {
         LogWarn("Server SVID rotation failed", {{"error", std::string(t.message())}});
       }
+      next_svid = now + kSvidTickPeriod;
     }
     if (now >= next_federated) {
       if (absl::Status f = agent_service->RefreshFederatedBundles(); !f.ok()) {
@@ -464,6 +459,7 @@ absl::Status Server::Start() {
           return r;
         }));
   }
+  s.ca->StartRotation();
   s.maintenance = std::thread([&s] { s.Maintain(); });
   LogInfo("Server started", {{"trust_domain", s.cfg.trust_domain.name()},
                              {"agent_address", HostPort(s.cfg.bind_address, s.agent_port)},
@@ -483,6 +479,8 @@ void Server::Shutdown() {
   if (s.agent_service) s.agent_service->Shutdown();
   if (s.upstream_service) s.upstream_service->Shutdown();
   // No upstream bundle may arrive while the services below are torn down.
+  // No rotation may call the upstream or the listeners while they are stopped.
+  if (s.ca) s.ca->StopRotation();
   if (s.upstream) s.upstream->Stop();
   auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kShutdownGrace);
   if (s.agent_server) s.agent_server->Shutdown(deadline);

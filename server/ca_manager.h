@@ -1,18 +1,19 @@
-// The server's signing authorities: X.509 CA and JWT key, their rotation, journal and bundle.
+// The server's signing authorities: X.509 CA and JWT key, their rotation, journal and bundle,
+// as one object made of parts whose calls go one way (see docs/architecture.md, CA parts).
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/bundle.h"
 #include "common/clock.h"
@@ -20,38 +21,28 @@
 #include "common/spiffe_id.h"
 #include "common/x509.h"
 #include "datastore/datastore.h"
+#include "server/ca_options.h"
 #include "server/key_manager.h"
 #include "server/upstream_authority.h"
 
 namespace trellis::server {
 
+class AuthorityDependents;
+class AuthoritySteps;
+class BundleKeeper;
+class CaJournal;
+class CaRotator;
+class CaSigner;
+class UpstreamLink;
+
 // Owns the X.509 CA (self-signed root, or intermediate from an UpstreamAuthority) and the JWT
 // signing key, their prepare/activate rotation, the journal, and the trust bundle in the
-// datastore. Thread-safe.
+// datastore. Thread-safe: signing never waits for a rotation; changes run one at a time.
 class CaManager {
  public:
-  struct Options {
-    explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
-    common::TrustDomain trust_domain;
-    absl::Duration ca_ttl = absl::Hours(24);
-    absl::Duration default_x509_svid_ttl = absl::Hours(1);
-    absl::Duration default_jwt_svid_ttl = absl::Minutes(5);
-    common::KeyType ca_key_type = common::KeyType::kEcP256;
-    common::KeyType jwt_key_type = common::KeyType::kEcP256;
-    common::CaSubject ca_subject;
-    std::string jwt_issuer;  // empty: no "iss" claim
-    // Nullptr: self-signed root. Otherwise every X.509 CA is minted by this authority.
-    std::shared_ptr<UpstreamAuthority> upstream;
-    // Names this server's CA journal records, so several servers can share one store.
-    std::string server_instance_id = "default";
-    // How long an expired authority stays in the bundle before it is pruned.
-    absl::Duration prune_grace = absl::Hours(1);
-    // Bundle refresh hint published with the bundle; zero: derived from ca_ttl.
-    absl::Duration refresh_hint = absl::ZeroDuration();
-    // Lifetime of agent SVIDs, to tell which attested agents still hold one signed before an
-    // authority was retired (revoking it would lock them out). Zero: agents are not checked.
-    absl::Duration agent_svid_ttl = absl::ZeroDuration();
-  };
+  using Options = CaOptions;
+  using AuthorityInfo = server::AuthorityInfo;
+  using AuthorityStates = server::AuthorityStates;
 
   static absl::StatusOr<std::unique_ptr<CaManager>> Create(Options options,
                                                            datastore::DataStore* ds, KeyManager* km,
@@ -60,9 +51,13 @@ class CaManager {
 
   // Loads the persisted CA/JWT key (or creates them) and publishes the bundle.
   absl::Status Start();
-  // Rotation check; the runtime calls it every second. Pruning and re-reading the stored
-  // bundle (changes by other servers sharing the datastore) run at most every 10 s.
+  // One rotation check now. Pruning and re-reading the stored bundle (changes by other servers
+  // sharing the datastore) run at most every 10 s.
   absl::Status Tick();
+  // Runs the rotation checks on a thread of the CA's own (every second, and at once when the
+  // upstream taints an authority) until StopRotation() or destruction.
+  void StartRotation();
+  void StopRotation();
 
   // Leaf then intermediates (no root), DER each. NotAfter = min(now + ttl, CA NotAfter).
   // INVALID_ARGUMENT for a bad CSR, ID or TTL; UNAVAILABLE before Start() succeeded.
@@ -116,14 +111,6 @@ class CaManager {
   absl::Status ApplyUpstreamBundle(const datastore::Bundle& upstream);
 
   // ---- Forced rotation (operators) ----
-  struct AuthorityInfo {
-    std::string id;  // X.509: CA Subject Key Identifier (hex); JWT: key id
-    absl::Time expires_at;
-    std::string upstream_subject_key_id;  // X.509 with an upstream: the issuer's SKI
-  };
-  struct AuthorityStates {
-    std::optional<AuthorityInfo> active, prepared, old;
-  };
   AuthorityStates X509Authorities() const;
   AuthorityStates JwtAuthorities() const;
   // Each refuses an unsafe step with FAILED_PRECONDITION and the reason; NOT_FOUND for an
@@ -150,63 +137,20 @@ class CaManager {
   static absl::Duration ActivateThreshold(absl::Duration lifetime);
 
  private:
-  struct State;
-  struct Signer;
-  struct X509Candidate {
-    std::string id;
-    std::vector<common::Certificate> chain;  // CA first, then intermediates (no root)
-    std::vector<common::Certificate> roots;
-    common::PrivateKey key;
-  };
-  struct JwtCandidate {
-    std::string kid;
-    common::PrivateKey key;
-    absl::Time not_before;
-    absl::Time not_after;
-  };
   CaManager(Options options, datastore::DataStore* ds, KeyManager* km, const common::Clock& clock);
 
-  std::shared_ptr<const Signer> MakeSigner(std::shared_ptr<const common::X509SvidIssuer> issuer,
-                                           const std::vector<common::Certificate>& chain) const;
-  std::shared_ptr<const Signer> CurrentSigner() const;
-  absl::StatusOr<X509Candidate> NewX509Ca();
-  absl::StatusOr<JwtCandidate> NewJwtKey();
-  absl::Status Journal(datastore::AuthorityKind kind, const std::string& id,
-                       datastore::AuthorityStatus status, const std::string& data,
-                       absl::Time not_after);
-  absl::Status AppendToBundle(const std::vector<datastore::X509Authority>& x509,
-                              const std::vector<datastore::JwtAuthority>& jwt);
-  absl::Status ReloadBundle(bool force_notify);
-  // The *Locked functions run with State::ops_mu held.
-  absl::Status RotateLocked();
-  absl::Status RotateX509Locked();
-  absl::Status RotateJwtLocked();
-  absl::Status PruneLocked();
-  absl::Status PrepareX509Locked();
-  absl::Status ActivateX509Locked();
-  absl::Status PrepareJwtLocked();
-  absl::Status ActivateJwtLocked();
-  absl::Status MergeUpstreamBundleLocked(const datastore::Bundle& upstream);
-  // FAILED_PRECONDITION while a downstream's current CA chains to the key id (raw bytes).
-  absl::Status RevokeUpstreamCheckLocked(const std::string& raw_key_id);
-  // FAILED_PRECONDITION while an attested agent holds an SVID issued before `retired_at`
-  // (by a CA that chained to the authority being removed).
-  absl::Status AgentsRenewedSince(absl::Time retired_at, const std::string& what);
-  // Whether this tier still depends on the X.509 authority with `raw_key_id`: our CAs chain to
-  // it, a downstream's CA does, or agents hold SVIDs from our previous CA that does.
-  absl::Status StillNeededLocked(const std::string& raw_key_id, const std::string& what);
-  // Subject key ids of the X.509 authorities marked tainted in our bundle.
-  std::set<std::string> TaintedX509KeyIds() const;
-  bool JwtKidTainted(const std::string& kid) const;
-  // Whether an upstream call may be made now (backoff after failures), and bookkeeping.
-  bool UpstreamAttemptAllowed() const;
-  void UpstreamCallDone(const absl::Status& result);
-
-  Options options_;
-  datastore::DataStore* ds_;
-  KeyManager* km_;
+  const Options options_;
   const common::Clock& clock_;
-  std::unique_ptr<State> state_;
+  // One change at a time: start-up, rotation checks, upstream bundles, published keys and
+  // operator steps. Signing and reads never take it.
+  absl::Mutex steps_mu_;
+  std::unique_ptr<CaSigner> signer_;
+  std::unique_ptr<CaJournal> journal_;
+  std::unique_ptr<BundleKeeper> bundle_;
+  std::unique_ptr<AuthorityDependents> dependents_;
+  std::unique_ptr<UpstreamLink> link_;
+  std::unique_ptr<CaRotator> rotator_;
+  std::unique_ptr<AuthoritySteps> steps_;
 };
 
 }  // namespace trellis::server
