@@ -601,7 +601,7 @@ absl::StatusOr<std::string> X509SvidIssuer::SignDigest(std::string_view tbs) con
   }
   EvpPkeyCtxPtr ctx;
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    absl::MutexLock lock(&pool_mu_);
     if (!sign_ctx_pool_.empty()) {
       ctx = std::move(sign_ctx_pool_.back());
       sign_ctx_pool_.pop_back();
@@ -624,7 +624,7 @@ absl::StatusOr<std::string> X509SvidIssuer::SignDigest(std::string_view tbs) con
     return OpenSslError("signing SVID");
   }
   sig.resize(sig_len);
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  absl::MutexLock lock(&pool_mu_);
   if (sign_ctx_pool_.size() < kMaxPooledSignContexts) sign_ctx_pool_.push_back(std::move(ctx));
   return sig;
 }

@@ -5,13 +5,14 @@
 #include <openssl/types.h>
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/keys.h"
@@ -153,8 +154,8 @@ class X509SvidIssuer {
   PrivateKey ca_key_;
   const Clock& clock_;
   // Contexts already bound to ca_key_: initialising one costs a provider lookup per call.
-  mutable std::mutex pool_mu_;
-  mutable std::vector<EvpPkeyCtxPtr> sign_ctx_pool_;  // guarded by pool_mu_
+  mutable absl::Mutex pool_mu_;
+  mutable std::vector<EvpPkeyCtxPtr> sign_ctx_pool_ ABSL_GUARDED_BY(pool_mu_);
   std::optional<TrustDomain> ca_trust_domain_;
   std::string issuer_name_der_;    // the CA subject Name, verbatim
   std::string aki_extension_der_;  // complete AuthorityKeyIdentifier extension

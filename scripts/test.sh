@@ -23,6 +23,11 @@ cmake --build "$build_dir" -j"$(nproc)"
 built=$(date +%s)
 echo "test.sh: build took $((built - start)) s"
 
+# Lock discipline: clang's thread-safety analysis over every file that annotates its locks.
+if [ "${TRELLIS_SANITIZE:-0}" != "1" ]; then
+  bash scripts/thread-safety.sh "$build_dir"
+fi
+
 # PostgreSQL tests need a real server: with-postgres.sh starts a throwaway cluster, exports
 # its connection string, runs ctest and always tears the cluster down.
 bash scripts/with-postgres.sh ctest --test-dir "$build_dir" -j"$(nproc)" --output-on-failure \

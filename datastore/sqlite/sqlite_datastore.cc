@@ -156,7 +156,8 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
     return cache_.emplace(sql, std::move(stmt)).first->second.get();
   }
 
-  absl::Status Bind(sqlite3_stmt* stmt, const Params& params, const std::string& sql) {
+  absl::Status Bind(sqlite3_stmt* stmt, const Params& params, const std::string& sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (size_t i = 0; i < params.size(); ++i) {
       std::string name = absl::StrCat("$", i + 1);
       int idx = sqlite3_bind_parameter_index(stmt, name.c_str());
