@@ -48,8 +48,8 @@ absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
     o.refresh_hint = config.federation.bundle_endpoint->refresh_hint;
   }
   if (config.upstream_authority) {
-    TRELLIS_ASSIGN_OR_RETURN(
-        o.upstream, CreateUpstreamAuthority(*config.upstream_authority, config.trust_domain, clock));
+    TRELLIS_ASSIGN_OR_RETURN(o.upstream, CreateUpstreamAuthority(*config.upstream_authority,
+                                                                 config.trust_domain, clock));
   }
   return o;
 }

@@ -56,9 +56,9 @@ class DiskUnderTest final : public UpstreamUnderTest {
   static absl::StatusOr<std::unique_ptr<UpstreamUnderTest>> Create() {
     std::unique_ptr<DiskUnderTest> t(new DiskUnderTest());
     TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey root_key, common::PrivateKey::Generate());
-    TRELLIS_ASSIGN_OR_RETURN(common::Certificate root,
-                             common::CreateRootCa(root_key, Td(), absl::Hours(24 * 30),
-                                                  common::SystemClock::Get()));
+    TRELLIS_ASSIGN_OR_RETURN(
+        common::Certificate root,
+        common::CreateRootCa(root_key, Td(), absl::Hours(24 * 30), common::SystemClock::Get()));
     TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes key_pem, root_key.ToPem());
     DiskUpstreamOptions options{t->dir_.Write("up.pem", root.ToPem()),
                                 t->dir_.Write("up.key", key_pem.view()), ""};
@@ -135,7 +135,7 @@ std::string OpensslVerifyError(const std::vector<common::Certificate>& ca_chain,
   std::unique_ptr<X509_STORE, decltype(&X509_STORE_free)> store(X509_STORE_new(), X509_STORE_free);
   for (const auto& r : roots) X509_STORE_add_cert(store.get(), r.x509());
   std::unique_ptr<STACK_OF(X509), void (*)(STACK_OF(X509)*)> untrusted(
-      sk_X509_new_null(), [](STACK_OF(X509)* s) { sk_X509_free(s); });
+      sk_X509_new_null(), [](STACK_OF(X509) * s) { sk_X509_free(s); });
   for (size_t i = 1; i < ca_chain.size(); ++i) sk_X509_push(untrusted.get(), ca_chain[i].x509());
   std::unique_ptr<X509_STORE_CTX, decltype(&X509_STORE_CTX_free)> ctx(X509_STORE_CTX_new(),
                                                                       X509_STORE_CTX_free);
@@ -239,13 +239,13 @@ TEST_P(UpstreamAuthorityConformance, MintedChainVerifiesToTheReturnedRootsWithOp
   ASSERT_THAT(other, IsOk());
   EXPECT_NE(OpensslVerifyError(minted->ca_chain, {*other}), "");
   // A leaf the minted CA signs verifies as an X509-SVID of the trust domain.
-  auto issuer = common::X509SvidIssuer::Create(minted->ca_chain.front(), *key,
-                                               common::SystemClock::Get());
+  auto issuer =
+      common::X509SvidIssuer::Create(minted->ca_chain.front(), *key, common::SystemClock::Get());
   ASSERT_THAT(issuer, IsOk());
   auto leaf_key = common::PrivateKey::Generate();
-  auto leaf_der = (*issuer)->IssueForPublicKey(
-      leaf_key->public_key(), *common::SpiffeId::Parse("spiffe://example.org/app"),
-      absl::Minutes(5));
+  auto leaf_der = (*issuer)->IssueForPublicKey(leaf_key->public_key(),
+                                               *common::SpiffeId::Parse("spiffe://example.org/app"),
+                                               absl::Minutes(5));
   ASSERT_THAT(leaf_der, IsOk());
   std::vector<common::Certificate> chain{*common::Certificate::FromDer(*leaf_der)};
   for (const auto& c : minted->ca_chain) chain.push_back(c);
@@ -305,10 +305,9 @@ TEST_P(UpstreamAuthorityConformance, OwnsBundleIsWhatTheImplementationPromises) 
 
 TEST_P(UpstreamAuthorityConformance, PublishingAJwtKeyAgreesWithOwnsBundle) {
   auto key = common::PrivateKey::Generate();
-  datastore::JwtAuthority published{"conformance-kid", key->spki_der(),
-                                    absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())) +
-                                        absl::Hours(1),
-                                    false};
+  datastore::JwtAuthority published{
+      "conformance-kid", key->spki_der(),
+      absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now())) + absl::Hours(1), false};
   auto bundle = authority().PublishJwtAuthority(published);
   if (!authority().OwnsBundle()) {
     EXPECT_THAT(bundle, StatusIs(absl::StatusCode::kFailedPrecondition));
@@ -335,8 +334,8 @@ TEST_P(UpstreamAuthorityConformance, WatchBundleDeliversTheUpstreamBundleOnlyWhe
   BundleRecorder recorder;
   authority().WatchBundle(recorder.Callback());
   if (!authority().OwnsBundle()) {
-    EXPECT_FALSE(recorder.WaitFor([](const datastore::Bundle&) { return true; },
-                                  absl::Milliseconds(500)));
+    EXPECT_FALSE(
+        recorder.WaitFor([](const datastore::Bundle&) { return true; }, absl::Milliseconds(500)));
     authority().Stop();
     EXPECT_EQ(recorder.count(), 0u);
     return;
@@ -364,8 +363,7 @@ TEST_P(UpstreamAuthorityConformance, NoBundleCallbackRunsOnceStopReturns) {
   BundleRecorder recorder;
   authority().WatchBundle(recorder.Callback());
   if (authority().OwnsBundle()) {
-    ASSERT_TRUE(recorder.WaitFor([](const datastore::Bundle&) { return true; },
-                                 absl::Seconds(20)));
+    ASSERT_TRUE(recorder.WaitFor([](const datastore::Bundle&) { return true; }, absl::Seconds(20)));
   }
   authority().Stop();
   recorder.Close();

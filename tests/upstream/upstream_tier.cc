@@ -81,8 +81,8 @@ absl::StatusOr<std::unique_ptr<UpstreamTier>> UpstreamTier::Start(Options option
   server::CaManager::Options ca_options(t->td_);
   ca_options.ca_ttl = options.ca_ttl;
   ca_options.default_x509_svid_ttl = absl::Hours(1);
-  TRELLIS_ASSIGN_OR_RETURN(t->ca_,
-                           server::CaManager::Create(ca_options, t->ds_.get(), t->km_.get(), clock));
+  TRELLIS_ASSIGN_OR_RETURN(
+      t->ca_, server::CaManager::Create(ca_options, t->ds_.get(), t->km_.get(), clock));
   TRELLIS_RETURN_IF_ERROR(t->ca_->Start());
   server::ServerSvidRotator::Options svid_options;
   svid_options.data_dir = t->dir_.path();
@@ -109,8 +109,8 @@ absl::StatusOr<std::unique_ptr<UpstreamTier>> UpstreamTier::Start(Options option
   t->ca_->SetBundleListener(
       [service](std::shared_ptr<const common::Bundle>) { service->NotifyBundleChanged(); });
 
-  TRELLIS_ASSIGN_OR_RETURN(
-      auto creds, transport::SpiffeServerCredentials(t->svid_->CertChainPath(), t->svid_->KeyPath()));
+  TRELLIS_ASSIGN_OR_RETURN(auto creds, transport::SpiffeServerCredentials(t->svid_->CertChainPath(),
+                                                                          t->svid_->KeyPath()));
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", creds, &t->port_);
   builder.RegisterService(t->service_.get());
@@ -169,8 +169,9 @@ std::string UpstreamTier::LastCallerSerial() const {
 absl::StatusOr<common::Certificate> UpstreamTier::PublishSvid(const std::string& spiffe_id) {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId id, common::SpiffeId::Parse(spiffe_id));
   TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key, common::PrivateKey::Generate());
-  TRELLIS_ASSIGN_OR_RETURN(std::vector<std::string> chain,
-                           ca_->SignX509SvidForKey(key.public_key(), id, options_.workload_svid_ttl));
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::vector<std::string> chain,
+      ca_->SignX509SvidForKey(key.public_key(), id, options_.workload_svid_ttl));
   TRELLIS_ASSIGN_OR_RETURN(common::Certificate leaf, common::Certificate::FromDer(chain.front()));
   workload_api::CachedSvid svid;
   svid.chain_der = chain;
@@ -187,9 +188,9 @@ absl::StatusOr<common::Certificate> UpstreamTier::PublishSvid(const std::string&
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(ca_->Bundle());
-  snap.entries[entry_id] = std::make_shared<const workload_api::CachedEntry>(
-      workload_api::CachedEntry{entry_id, id, {UidSelector()}, {}, "", static_cast<int64_t>(n),
-                                1, 0});
+  snap.entries[entry_id] =
+      std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
+          entry_id, id, {UidSelector()}, {}, "", static_cast<int64_t>(n), 1, 0});
   snap.svids[entry_id] = std::make_shared<const workload_api::CachedSvid>(std::move(svid));
   identities_.Publish(std::move(snap));
   return leaf;

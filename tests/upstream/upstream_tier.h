@@ -63,7 +63,7 @@ class UpstreamTier {
     absl::Duration workload_svid_ttl = absl::Hours(1);
   };
   // Starts the root CA, the Upstream API and the Workload API. Nothing is served on the
-  // Workload API until PublishSvid; `downstream_id` is registered as a downstream server.
+  // Workload API until PublishSvid; kDownstreamId is registered as a downstream server.
   static absl::StatusOr<std::unique_ptr<UpstreamTier>> Start(Options options);
   ~UpstreamTier();
 
