@@ -51,24 +51,38 @@ class UpstreamUnderTest {
   virtual absl::StatusOr<std::string> ChangeUpstreamBundle() = 0;
 };
 
+// The operator's CA on disk: a self-signed root, or (`intermediate`) a CA under a root given
+// in the bundle file.
 class DiskUnderTest final : public UpstreamUnderTest {
  public:
-  static absl::StatusOr<std::unique_ptr<UpstreamUnderTest>> Create() {
+  static absl::StatusOr<std::unique_ptr<UpstreamUnderTest>> Create(bool intermediate) {
     std::unique_ptr<DiskUnderTest> t(new DiskUnderTest());
+    const common::Clock& clock = common::SystemClock::Get();
     TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey root_key, common::PrivateKey::Generate());
-    TRELLIS_ASSIGN_OR_RETURN(
-        common::Certificate root,
-        common::CreateRootCa(root_key, Td(), absl::Hours(24 * 30), common::SystemClock::Get()));
-    TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes key_pem, root_key.ToPem());
-    DiskUpstreamOptions options{t->dir_.Write("up.pem", root.ToPem()),
-                                t->dir_.Write("up.key", key_pem.view()), ""};
-    TRELLIS_ASSIGN_OR_RETURN(t->authority_,
-                             CreateDiskUpstreamAuthority(options, common::SystemClock::Get()));
+    TRELLIS_ASSIGN_OR_RETURN(common::Certificate root,
+                             common::CreateRootCa(root_key, Td(), absl::Hours(24 * 30), clock));
+    DiskUpstreamOptions options;
+    if (intermediate) {
+      TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey up_key, common::PrivateKey::Generate());
+      TRELLIS_ASSIGN_OR_RETURN(common::Certificate up,
+                               common::CreateIntermediateCa(root, root_key, up_key.public_key(),
+                                                            Td(), absl::Hours(24 * 10), clock));
+      TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes key_pem, up_key.ToPem());
+      options = {t->dir_.Write("up.pem", up.ToPem()), t->dir_.Write("up.key", key_pem.view()),
+                 t->dir_.Write("roots.pem", root.ToPem())};
+      t->issuer_ = std::move(up);
+    } else {
+      TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes key_pem, root_key.ToPem());
+      options = {t->dir_.Write("up.pem", root.ToPem()), t->dir_.Write("up.key", key_pem.view()),
+                 ""};
+      t->issuer_ = root;
+    }
+    TRELLIS_ASSIGN_OR_RETURN(t->authority_, CreateDiskUpstreamAuthority(options, clock));
     t->root_ = std::move(root);
     return std::unique_ptr<UpstreamUnderTest>(std::move(t));
   }
   UpstreamAuthority& authority() override { return *authority_; }
-  common::Certificate Issuer() override { return *root_; }
+  common::Certificate Issuer() override { return *issuer_; }
   std::vector<common::Certificate> Roots() override { return {*root_}; }
   absl::StatusOr<datastore::Bundle> UpstreamBundle() override {
     return absl::UnimplementedError("the disk upstream keeps no bundle");
@@ -81,6 +95,7 @@ class DiskUnderTest final : public UpstreamUnderTest {
   DiskUnderTest() = default;
   testutil::TempDir dir_{"trellis-ua"};
   std::optional<common::Certificate> root_;
+  std::optional<common::Certificate> issuer_;
   std::unique_ptr<UpstreamAuthority> authority_;
 };
 
@@ -126,7 +141,9 @@ struct UpstreamKind {
   std::function<absl::StatusOr<std::unique_ptr<UpstreamUnderTest>>()> create;
 };
 
-const UpstreamKind kDisk{"Disk", false, &DiskUnderTest::Create};
+const UpstreamKind kDisk{"Disk", false, [] { return DiskUnderTest::Create(false); }};
+const UpstreamKind kDiskIntermediate{"DiskIntermediate", false,
+                                     [] { return DiskUnderTest::Create(true); }};
 const UpstreamKind kSpire{"Spire", true, &SpireUnderTest::Create};
 
 // OpenSSL's own path building and checks: `ca_chain` (CA first) must lead to one of `roots`.
@@ -272,6 +289,13 @@ TEST_P(UpstreamAuthorityConformance, MintedCaIsCappedAtTheUpstreamCa) {
   ASSERT_THAT(minted, IsOk());
   EXPECT_EQ(minted->ca_chain.front().not_after(), issuer.not_after());
   EXPECT_EQ(minted->ca_chain.front().AuthorityKeyId(), issuer.SubjectKeyId());
+  // The issuer is in the chain unless it is itself a root.
+  const bool issuer_is_root =
+      issuer.SubjectKeyId() == issuer.AuthorityKeyId() || issuer.AuthorityKeyId().empty();
+  if (!issuer_is_root) {
+    ASSERT_GE(minted->ca_chain.size(), 2u);
+    EXPECT_EQ(minted->ca_chain[1], issuer);
+  }
 }
 
 TEST_P(UpstreamAuthorityConformance, EachMintIsANewCertificateForItsOwnKey) {
@@ -387,7 +411,7 @@ TEST_P(UpstreamAuthorityConformance, StopIsIdempotentAndWatchingAfterItDeliversN
 }
 
 INSTANTIATE_TEST_SUITE_P(Implementations, UpstreamAuthorityConformance,
-                         ::testing::Values(kDisk, kSpire),
+                         ::testing::Values(kDisk, kDiskIntermediate, kSpire),
                          [](const ::testing::TestParamInfo<UpstreamKind>& info) {
                            return info.param.name;
                          });
