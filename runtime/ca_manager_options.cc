@@ -5,12 +5,11 @@
 #include <variant>
 
 #include "common/status.h"
-#include "upstream/disk_upstream_authority.h"
+#include "runtime/upstream_authority_factory.h"
 
 namespace trellis::runtime {
 
 using server::CaManager;
-using upstream::CreateDiskUpstreamAuthority;
 
 namespace {
 
@@ -49,15 +48,8 @@ absl::StatusOr<CaManager::Options> CaManagerOptionsFromConfig(
     o.refresh_hint = config.federation.bundle_endpoint->refresh_hint;
   }
   if (config.upstream_authority) {
-    if (const auto* disk =
-            std::get_if<common::config::DiskUpstreamAuthorityConfig>(&*config.upstream_authority)) {
-      TRELLIS_ASSIGN_OR_RETURN(
-          auto upstream,
-          CreateDiskUpstreamAuthority(
-              {disk->cert_file_path, disk->key_file_path, disk->bundle_file_path}, clock));
-      o.upstream = std::move(upstream);
-    }
-    // UpstreamAuthority "spire" needs the Workload API and gRPC: the server runtime builds it.
+    TRELLIS_ASSIGN_OR_RETURN(o.upstream, CreateUpstreamAuthority(*config.upstream_authority,
+                                                                 config.trust_domain, clock));
   }
   return o;
 }

@@ -1,5 +1,5 @@
 // Server configuration to CaManager options: TTLs, key types, CA subject, JWT issuer and the
-// UpstreamAuthority "disk".
+// UpstreamAuthority.
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -10,8 +10,8 @@
 namespace trellis::runtime {
 
 // Options from the server configuration: TTLs, key types, subject, JWT issuer and the
-// UpstreamAuthority "disk" (read now, so a bad path fails start-up). For UpstreamAuthority
-// "spire" `upstream` is left empty: the server runtime connects it.
+// UpstreamAuthority the configuration names, built by CreateUpstreamAuthority ("disk" files
+// are read now, so a bad path fails start-up; "spire" starts following its Workload API).
 absl::StatusOr<server::CaManager::Options> CaManagerOptionsFromConfig(
     const common::config::ServerConfig& config, const common::Clock& clock);
 

@@ -21,7 +21,6 @@
 #include "common/status.h"
 #include "datastore/datastore.h"
 #include "datastore/factory.h"
-#include "downstream/spire_upstream_authority.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
 #include "runtime/ca_manager_options.h"
@@ -279,14 +278,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   if (cfg.upstream_authority) {
     if (const auto* spire =
             std::get_if<config::SpireUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
-      downstream::SpireUpstreamOptions up(td);
-      up.server_address = spire->server_address;
-      up.server_port = spire->server_port;
-      up.workload_api_socket = spire->workload_api_socket;
-      TRELLIS_ASSIGN_OR_RETURN(ca_opts.upstream, downstream::CreateSpireUpstreamAuthority(up));
       LogInfo("Nested under an upstream server",
-              {{"upstream", HostPort(up.server_address, up.server_port)},
-               {"workload_api_socket", up.workload_api_socket}});
+              {{"upstream", HostPort(spire->server_address, spire->server_port)},
+               {"workload_api_socket", spire->workload_api_socket}});
     }
   }
   s.upstream = ca_opts.upstream;
