@@ -48,6 +48,25 @@ bool SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl) {
   return svid_ttl > CaRotator::ActivateThreshold(ca_ttl);
 }
 
+// Whether an authority valid over [nb, na) still has enough life left to be activated.
+bool WorthActivating(absl::Time nb, absl::Time na, absl::Time now) {
+  return na - now >= CaRotator::ActivateThreshold(Lifetime(nb, na));
+}
+
+// What the threshold rule asks for the active authority valid over [nb, na); a tainted one is
+// replaced at once.
+struct Due {
+  bool prepare = false;
+  bool activate = false;
+};
+Due DueFor(absl::Time nb, absl::Time na, bool tainted, absl::Time now) {
+  if (tainted) return {true, true};
+  const absl::Duration life = Lifetime(nb, na);
+  const absl::Duration remaining = na - now;
+  return {remaining < CaRotator::PrepareThreshold(life),
+          remaining < CaRotator::ActivateThreshold(life)};
+}
+
 }  // namespace
 
 absl::Duration CaRotator::PrepareThreshold(absl::Duration lifetime) {
@@ -258,36 +277,23 @@ absl::Status CaRotator::RotateX509() {
   std::optional<X509Slot> active = journal_->ActiveX509();
   std::optional<X509Slot> prepared = journal_->PreparedX509();
   const std::set<std::string> tainted = bundle_->TaintedX509KeyIds();
-  auto usable = [&](const X509Slot& s) {
-    const auto& ca = s.ca();
-    return ca.not_after() - now >= ActivateThreshold(Lifetime(ca.not_before(), ca.not_after())) &&
-           !ChainTouches(s.chain, tainted);
-  };
   // A prepared CA that is already too short-lived to be worth activating, or that chains to
   // a tainted authority, is dropped.
-  if (prepared && !usable(*prepared)) {
+  if (prepared && (!WorthActivating(prepared->ca().not_before(), prepared->ca().not_after(), now) ||
+                   ChainTouches(prepared->chain, tainted))) {
     TRELLIS_RETURN_IF_ERROR(journal_->RetirePreparedX509());
     prepared.reset();
   }
-  bool need_prepare = false;
-  bool need_activate = false;
-  if (!active) {
-    need_activate = true;
-  } else {
-    const auto& ca = active->ca();
-    const absl::Duration life = Lifetime(ca.not_before(), ca.not_after());
-    const absl::Duration remaining = ca.not_after() - now;
-    if (remaining < PrepareThreshold(life)) need_prepare = true;
-    if (remaining < ActivateThreshold(life)) need_activate = true;
-    // Tainted above us: replace the CA at once (the upstream already signs with another).
-    if (ChainTouches(active->chain, tainted)) need_prepare = need_activate = true;
-  }
-  if ((need_prepare || need_activate) && !prepared) {
+  // Tainted above us: replace the CA at once (the upstream already signs with another).
+  const Due due = active ? DueFor(active->ca().not_before(), active->ca().not_after(),
+                                  ChainTouches(active->chain, tainted), now)
+                         : Due{false, true};
+  if ((due.prepare || due.activate) && !prepared) {
     // While a failed upstream call's backoff runs, wait quietly: the failure was reported.
     if (link_->present() && !link_->AttemptAllowed()) return absl::OkStatus();
     TRELLIS_RETURN_IF_ERROR(PrepareX509());
   }
-  if (!need_activate) return absl::OkStatus();
+  if (!due.activate) return absl::OkStatus();
   return ActivateX509();
 }
 
@@ -309,31 +315,20 @@ absl::Status CaRotator::RotateJwt() {
   const absl::Time now = clock_.Now();
   std::optional<JwtSlot> active = journal_->ActiveJwt();
   std::optional<JwtSlot> prepared = journal_->PreparedJwt();
-  auto usable = [&](const JwtSlot& s) {
-    return s.not_after - now >= ActivateThreshold(Lifetime(s.not_before, s.not_after)) &&
-           !bundle_->JwtKidTainted(s.kid);
-  };
-  if (prepared && !usable(*prepared)) {
+  if (prepared && (!WorthActivating(prepared->not_before, prepared->not_after, now) ||
+                   bundle_->JwtKidTainted(prepared->kid))) {
     TRELLIS_RETURN_IF_ERROR(journal_->RetirePreparedJwt());
     prepared.reset();
   }
-  bool need_prepare = false;
-  bool need_activate = false;
-  if (!active) {
-    need_activate = true;
-  } else {
-    const absl::Duration life = Lifetime(active->not_before, active->not_after);
-    const absl::Duration remaining = active->not_after - now;
-    if (remaining < PrepareThreshold(life)) need_prepare = true;
-    if (remaining < ActivateThreshold(life)) need_activate = true;
-    // Tainted (by an operator at the root tier): replace it at once.
-    if (bundle_->JwtKidTainted(active->kid)) need_prepare = need_activate = true;
-  }
-  if ((need_prepare || need_activate) && !prepared) {
+  // Tainted (by an operator at the root tier): replace it at once.
+  const Due due = active ? DueFor(active->not_before, active->not_after,
+                                  bundle_->JwtKidTainted(active->kid), now)
+                         : Due{false, true};
+  if ((due.prepare || due.activate) && !prepared) {
     if (link_->OwnsBundle() && !link_->AttemptAllowed()) return absl::OkStatus();
     TRELLIS_RETURN_IF_ERROR(PrepareJwt());
   }
-  if (!need_activate) return absl::OkStatus();
+  if (!due.activate) return absl::OkStatus();
   return ActivateJwt();
 }
 
