@@ -12,14 +12,8 @@ namespace {
 
 using testing::kToken;
 
-class AgentTest : public testing::FakeAgentServerTest {
+class AgentTest : public testing::FakeAgentServerTest<Agent> {
  protected:
-  void TearDown() override {
-    for (auto& a : agents_) a->Stop();
-    agents_.clear();
-    FakeAgentServerTest::TearDown();
-  }
-
   // Creates an agent, obtains its identity and, when that worked, starts its sync loops.
   Agent* StartAgent(const std::string& token, absl::Status* status = nullptr) {
     Agent::Options options;
@@ -32,8 +26,6 @@ class AgentTest : public testing::FakeAgentServerTest {
     agents_.push_back(std::move(*agent));
     return agents_.back().get();
   }
-
-  std::vector<std::unique_ptr<Agent>> agents_;
 };
 
 TEST_F(AgentTest, AttestsSyncsAndMintsTheWorkloadSvid) {

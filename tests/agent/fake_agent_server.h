@@ -197,7 +197,9 @@ class FakeAgentService final : public v1::Agent::Service {
   uint64_t notices_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-// Runs a FakeAgentService on 127.0.0.1 with a fresh directory for the agent's data and socket.
+// Runs a FakeAgentService on 127.0.0.1 with a fresh directory for the agent's data and socket;
+// the agents a test starts (an AgentT has Stop()) are stopped before the server goes.
+template <typename AgentT>
 class FakeAgentServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -216,8 +218,9 @@ class FakeAgentServerTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
   }
-  // Subclasses stop their agents first.
   void TearDown() override {
+    for (auto& a : agents_) a->Stop();
+    agents_.clear();
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     std::filesystem::remove_all(dir_);
   }
@@ -254,6 +257,7 @@ class FakeAgentServerTest : public ::testing::Test {
   FakeAgentService fake_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::vector<std::unique_ptr<AgentT>> agents_;
 };
 
 }  // namespace trellis::agent::testing

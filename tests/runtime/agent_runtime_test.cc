@@ -13,14 +13,8 @@ namespace {
 
 using agent::testing::kToken;
 
-class AgentRuntimeTest : public agent::testing::FakeAgentServerTest {
+class AgentRuntimeTest : public agent::testing::FakeAgentServerTest<Agent> {
  protected:
-  void TearDown() override {
-    for (auto& a : agents_) a->Stop();
-    agents_.clear();
-    FakeAgentServerTest::TearDown();
-  }
-
   Agent* StartAgent(const std::string& token, absl::Status* status = nullptr) {
     Agent::Options options;
     options.pipeline.join_token = token;
@@ -31,8 +25,6 @@ class AgentRuntimeTest : public agent::testing::FakeAgentServerTest {
     agents_.push_back(std::move(*agent));
     return agents_.back().get();
   }
-
-  std::vector<std::unique_ptr<Agent>> agents_;
 };
 
 TEST_F(AgentRuntimeTest, JwtSvidIsCachedPerAudienceSet) {
