@@ -44,6 +44,8 @@ Agent::~Agent() { Stop(); }
 
 int Agent::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
+int Agent::health_port() const { return health_ ? health_->port() : 0; }
+
 absl::Status Agent::StartMetrics() {
   if (metrics_) return absl::OkStatus();  // a repeated Start() keeps them
   const common::config::AgentConfig& config = pipeline_->config();

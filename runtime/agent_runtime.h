@@ -56,6 +56,8 @@ class Agent {
   const std::string& socket_path() const { return pipeline_->config().socket_path; }
   // The port /metrics is served on once Start() began; 0 without telemetry configured.
   int metrics_port() const;
+  // The port the health listener answers on once Start() succeeded; 0 without one.
+  int health_port() const;
   agent::Agent& pipeline() { return *pipeline_; }
 
  private:

@@ -1,6 +1,6 @@
 // The agent process around its pipeline, against an in-process fake of the server's Agent
-// API: the Workload API on its socket (X.509 and cached JWT-SVIDs), /metrics, and start-up
-// failing before attestation when telemetry cannot be served.
+// API: the Workload API on its socket (X.509 and cached JWT-SVIDs), /metrics, the health
+// listener, and start-up failing before attestation when telemetry cannot be served.
 #include "runtime/agent_runtime.h"
 
 #include "gmock/gmock.h"
@@ -113,6 +113,38 @@ TEST_F(AgentRuntimeTest, UnusableTelemetryAddressFailsStart) {
   StartAgent(kToken, &st);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(fake_.attestations.load(), 0);
+}
+
+TEST_F(AgentRuntimeTest, HealthListenerReportsReadyOnceSynced) {
+  common::config::AgentConfig config = Config();
+  config.health_checks.listener_enabled = true;
+  config.health_checks.bind_address = "127.0.0.1";
+  config.health_checks.bind_port = 0;
+  Agent::Options options;
+  options.pipeline.join_token = kToken;
+  auto agent = Agent::Create(config, options, common::SystemClock::Get());
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  ASSERT_TRUE((*agent)->Start().ok());
+  agents_.push_back(std::move(*agent));
+  Agent* started = agents_.back().get();
+  ASSERT_GT(started->health_port(), 0);
+  ASSERT_TRUE(WaitForSvid(started->pipeline().cache(), 1));
+  std::string ready = telemetry::testing::HttpGet(started->health_port(), "/ready");
+  EXPECT_THAT(ready, ::testing::StartsWith("HTTP/1.0 200"));
+  EXPECT_THAT(ready, ::testing::HasSubstr("\"workload_api\""));
+  EXPECT_THAT(ready, ::testing::HasSubstr("\"agent_svid\""));
+  std::string live = telemetry::testing::HttpGet(started->health_port(), "/live");
+  EXPECT_THAT(live, ::testing::StartsWith("HTTP/1.0 200"));
+  EXPECT_THAT(telemetry::testing::HttpGet(started->health_port(), "/nowhere"),
+              ::testing::StartsWith("HTTP/1.0 404"));
+}
+
+TEST_F(AgentRuntimeTest, WithoutHealthChecksNothingListens) {
+  absl::Status st;
+  StartAgent(kToken, &st);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(agents_.back()->health_port(), 0);
+  EXPECT_EQ(agents_.back()->metrics_port(), 0);
 }
 
 }  // namespace
