@@ -13,11 +13,8 @@
 #include "agent/rotation.h"
 #include "agent/state_store.h"
 #include "attestors/node/node_attestor_factory.h"
-#include "attestors/workload/workload_attestor_factory.h"
-#include "common/health.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "workload_api/server.h"
 
 namespace trellis::agent {
 
@@ -44,13 +41,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
     return absl::InvalidArgumentError(
         "only one of trust_bundle_path, trust_bundle_url and insecure_bootstrap may be set");
   }
-  common::SetLogLevel(config.log_level);
-  common::SetLogFormat(config.log_format);
-  std::unique_ptr<Agent> agent(
+  return std::unique_ptr<Agent>(
       new Agent(std::move(config), std::move(options), clock, std::move(targets)));
-  TRELLIS_ASSIGN_OR_RETURN(agent->workload_attestors_,
-                           attestors::CreateWorkloadAttestors(agent->config_.workload_attestors));
-  return agent;
 }
 
 Agent::~Agent() { Stop(); }
@@ -111,62 +103,21 @@ absl::Status Agent::AttestWithRetry() {
   }
 }
 
-absl::Status Agent::StartMetrics() {
-  if (metrics_) return absl::OkStatus();  // a repeated Start() keeps them
-  TRELLIS_ASSIGN_OR_RETURN(metrics_, telemetry::Metrics::Create(config_.telemetry));
-  const std::string sync_help = "Syncs with the server, by result";
-  sync_ok_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "ok"}});
-  sync_error_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "error"}});
-  metrics_->AddGaugeCallback(
-      "trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
-      [this] { return static_cast<double>(cache_.Snapshot()->svids.size()); });
-  if (metrics_->port() != 0) {
-    common::LogInfo("Serving Prometheus metrics on " + config_.telemetry.prometheus->host + ":" +
-                    std::to_string(metrics_->port()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status Agent::Start() {
-  TRELLIS_RETURN_IF_ERROR(StartMetrics());
+absl::Status Agent::ObtainIdentity() {
   TRELLIS_RETURN_IF_ERROR(Bootstrap());
   if (agent_svid_.present()) {
     TRELLIS_ASSIGN_OR_RETURN(std::optional<transport::TlsIdentity> identity,
                              agent_svid_.Identity());
     conn_.SetIdentity(std::move(identity));
-  } else {
-    TRELLIS_RETURN_IF_ERROR(AttestWithRetry());
+    return absl::OkStatus();
   }
-  std::vector<attestors::WorkloadAttestor*> attestors;
-  for (auto& a : workload_attestors_) attestors.push_back(a.get());
-  workload_api::WorkloadApiServer::Options wopts{config_.socket_path,
-                                                 options_.workload_api_threads};
-  wopts.configure_builder = [this](grpc::ServerBuilder& b) { metrics_->Instrument(b); };
-  TRELLIS_ASSIGN_OR_RETURN(workload_api_, workload_api::WorkloadApiServer::Start(
-                                              wopts, &cache_, attestors,
-                                              [this](const workload_api::CachedEntry& entry,
-                                                     const std::vector<std::string>& aud) {
-                                                return jwt_svids_.Fetch(entry, aud);
-                                              },
-                                              clock_));
-  common::LogInfo("Workload API listening on " + config_.socket_path);
-  if (config_.health_checks.listener_enabled) {
-    TRELLIS_ASSIGN_OR_RETURN(
-        health_, common::HealthListener::Start(config_.health_checks, [this] {
-          common::HealthReport report;
-          auto snap = cache_.Snapshot();
-          report.subsystems["workload_api"] = {snap->ready,
-                                               snap->ready ? "" : "not synced with a server yet"};
-          bool valid = agent_svid_.ValidAt(clock_.Now());
-          report.subsystems["agent_svid"] = {valid, valid ? "" : "agent SVID expired"};
-          // Not ready while unsynced, but a restart would not help.
-          report.live_excludes.insert("workload_api");
-          return report;
-        }));
-  }
+  return AttestWithRetry();
+}
+
+void Agent::StartSyncing(SyncObserver observer) {
+  sync_observer_ = std::move(observer);
   sync_thread_ = std::thread([this] { SyncLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
-  return absl::OkStatus();
 }
 
 void Agent::Interrupt() {
@@ -177,20 +128,9 @@ void Agent::Interrupt() {
 
 void Agent::Stop() {
   Interrupt();
-  if (health_) {
-    health_->Stop();
-    health_.reset();
-  }
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
-  if (workload_api_) {
-    workload_api_->Stop();
-    workload_api_.reset();
-    common::LogInfo("Workload API stopped");
-  }
-  // After the Workload API: its calls record into these metrics.
-  sync_ok_ = sync_error_ = telemetry::Counter();
-  metrics_.reset();
+  sync_observer_ = nullptr;
 }
 
 bool Agent::WaitFor(absl::Duration d) {
@@ -295,7 +235,7 @@ void Agent::SyncLoop() {
       sync_requested_ = false;
     }
     absl::Status s = Sync();
-    (s.ok() ? sync_ok_ : sync_error_).Increment();
+    if (sync_observer_) sync_observer_(s.ok());
     if (s.ok()) common::LogDebug("synced with " + conn_.CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {

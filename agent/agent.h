@@ -1,8 +1,11 @@
-// The Trellis agent: node attestation, the agent SVID (persisted, renewed), entry sync with
-// the server, batched workload SVID minting and renewal, and the Workload API it feeds.
+// The Trellis agent's identity pipeline: node attestation, the agent SVID (persisted, renewed),
+// entry sync with the server, batched workload SVID minting and renewal, and the published
+// snapshot the Workload API reads. The process around it (Workload API socket, metrics,
+// health) is wired in runtime/agent_runtime.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,22 +24,10 @@
 #include "agent/svid_minter.h"
 #include "common/clock.h"
 #include "common/config/agent_config.h"
-#include "telemetry/metrics.h"
+#include "workload_api/identity_snapshot.h"
 
 namespace grpc {
 class ClientContext;
-}
-
-namespace trellis::attestors {
-class WorkloadAttestor;
-}
-
-namespace trellis::workload_api {
-class WorkloadApiServer;
-}
-
-namespace trellis::common {
-class HealthListener;
 }
 
 namespace trellis::agent {
@@ -46,34 +37,41 @@ class Agent {
   struct Options {
     std::string join_token;  // overrides agent.join_token when non-empty
     absl::Duration sync_interval = absl::Seconds(5);
-    int workload_api_threads = 4;
   };
+  // Told the result of every sync, from the sync thread.
+  using SyncObserver = std::function<void(bool synced)>;
 
+  // Checks the server address and the bootstrap choice; nothing is contacted yet.
   static absl::StatusOr<std::unique_ptr<Agent>> Create(common::config::AgentConfig config,
                                                        Options options, const common::Clock& clock);
   ~Agent();
 
   // Loads the persisted identity or attests (retrying while no server is reachable, until
-  // Stop()), then serves the Workload API and syncs in the background. Fails when the
-  // configuration is unusable or the server refuses attestation.
-  absl::Status Start();
-  // Asks Start() and the background loops to stop; safe from any thread.
+  // Interrupt()). Fails when the configuration is unusable or the server refuses attestation.
+  absl::Status ObtainIdentity();
+  // Starts the sync and watch loops in the background; call after ObtainIdentity() succeeded.
+  void StartSyncing(SyncObserver observer = nullptr);
+  // Asks ObtainIdentity() and the background loops to stop; safe from any thread.
   void Interrupt();
-  // Interrupt(), then joins the background threads and stops the Workload API. Call from the
-  // thread that called Start().
+  // Interrupt(), then joins the background loops. Call from the thread that started them.
   void Stop();
-  const std::string& socket_path() const { return config_.socket_path; }
-  // The port /metrics is served on once Start() began; 0 without telemetry configured.
-  int metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
+  const common::config::AgentConfig& config() const { return config_; }
+  // The published identities, read by the Workload API.
   SvidCache* cache() { return &cache_; }
   std::optional<common::SpiffeId> agent_id() const { return agent_svid_.id(); }
+  // True while the agent's own SVID is present and unexpired.
+  bool AgentSvidValid() const { return agent_svid_.ValidAt(clock_.Now()); }
+  // A JWT-SVID for `entry` (cached or new from the server), for the Workload API.
+  absl::StatusOr<std::string> FetchJwtSvid(const workload_api::CachedEntry& entry,
+                                           const std::vector<std::string>& audience) {
+    return jwt_svids_.Fetch(entry, audience);
+  }
 
  private:
   Agent(common::config::AgentConfig config, Options options, const common::Clock& clock,
         std::vector<std::string> targets);
 
-  absl::Status StartMetrics();
   absl::Status Bootstrap();
   absl::Status AttestWithRetry();
   absl::Status AttestOnce(const std::string& target);
@@ -102,13 +100,8 @@ class Agent {
   std::unique_ptr<attestors::AgentNodeAttestor> attestor_;  // created on first need
   std::atomic<bool> insecure_bootstrap_pending_{false};
   bool token_used_ = false;
-  std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors_;
-  // Declared before workload_api_: the server it instruments must go first.
-  std::unique_ptr<telemetry::Metrics> metrics_;
-  telemetry::Counter sync_ok_;
-  telemetry::Counter sync_error_;
-  std::unique_ptr<workload_api::WorkloadApiServer> workload_api_;
-  std::unique_ptr<common::HealthListener> health_;
+  // Set before the sync thread starts and cleared after it ends; only that thread calls it.
+  SyncObserver sync_observer_;
 
   absl::Mutex wake_mu_;
   bool stop_ ABSL_GUARDED_BY(wake_mu_) = false;

@@ -3,12 +3,12 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "agent/proto_convert.h"
 #include "agent/rotation.h"
 #include "common/csr.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::agent {
 
@@ -112,7 +112,7 @@ absl::StatusOr<std::pair<std::vector<common::Certificate>, common::PrivateKey>> 
   SetDeadline(&ctx, kCallTimeout);
   grpc::Status s = conn.Stub()->RenewAgent(&ctx, req, &resp);
   if (!s.ok()) return transport::FromGrpcStatus(s);
-  TRELLIS_ASSIGN_OR_RETURN(auto chain, ChainFromProto(resp.svid()));
+  TRELLIS_ASSIGN_OR_RETURN(auto chain, transport::ChainFromProto(resp.svid()));
   return std::make_pair(std::move(chain), std::move(key));
 }
 

@@ -5,10 +5,10 @@
 
 #include <optional>
 
-#include "agent/proto_convert.h"
 #include "common/csr.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::agent {
 
@@ -54,12 +54,12 @@ absl::StatusOr<AttestationResult> AttestOnce(ServerConnection& conn,
   if (!status.ok()) return transport::FromGrpcStatus(status);
   if (!result) return absl::UnavailableError("server ended attestation without a result");
 
-  TRELLIS_ASSIGN_OR_RETURN(common::Bundle bundle, BundleFromProto(result->bundle()));
+  TRELLIS_ASSIGN_OR_RETURN(common::Bundle bundle, transport::BundleFromProto(result->bundle()));
   if (bundle.trust_domain() != td) {
     return absl::PermissionDeniedError("server returned a bundle for " +
                                        bundle.trust_domain().name());
   }
-  TRELLIS_ASSIGN_OR_RETURN(auto chain, ChainFromProto(result->svid()));
+  TRELLIS_ASSIGN_OR_RETURN(auto chain, transport::ChainFromProto(result->svid()));
   // The issued SVID must verify against the bundle we will trust from now on.
   auto verified = common::VerifyX509Svid(chain, bundle, clock.Now());
   if (!verified.ok()) return Annotate(verified.status(), "agent SVID from the server");

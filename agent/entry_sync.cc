@@ -8,6 +8,7 @@
 #include "common/status.h"
 #include "common/x509.h"
 #include "transport/grpc_status.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::agent {
 
@@ -30,7 +31,7 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
 
   SyncUpdate update;
   if (resp.has_bundle()) {
-    auto b = BundleFromProto(resp.bundle());
+    auto b = transport::BundleFromProto(resp.bundle());
     if (!b.ok()) return Annotate(b.status(), "bundle from the server");
     if (b->trust_domain() != td) {
       return absl::InternalError("server sent a bundle of another trust domain");
@@ -47,7 +48,7 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
     }
   }
   for (const auto& fb : resp.federated_bundles()) {
-    auto b = BundleFromProto(fb);
+    auto b = transport::BundleFromProto(fb);
     if (!b.ok()) {
       common::LogWarn("ignoring a federated bundle: " + std::string(b.status().message()));
       continue;
@@ -65,8 +66,7 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
     update.changed.push_back(*std::move(entry));
   }
   for (const std::string& name : resp.removed_federated_bundles()) {
-    auto parsed = common::TrustDomain::Parse(name);
-    update.removed_federated.push_back(parsed.ok() ? parsed->name() : name);
+    update.removed_federated.push_back(TrustDomainName(name));
   }
   return update;
 }

@@ -6,12 +6,12 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "agent/proto_convert.h"
 #include "agent/rotation.h"
 #include "common/csr.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::agent {
 
@@ -70,7 +70,7 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
         common::LogWarn("server refused an SVID for entry " + r.entry_id() + ": " + r.message());
         continue;
       }
-      auto chain = ChainFromProto(r.svid());
+      auto chain = transport::ChainFromProto(r.svid());
       if (!chain.ok() || !common::CheckKeyMatchesCertificate(it->second.key, chain->front()).ok()) {
         common::LogWarn("server returned an unusable SVID for entry " + r.entry_id());
         continue;

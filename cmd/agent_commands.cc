@@ -3,13 +3,10 @@
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
-#include <signal.h>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <functional>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
@@ -17,7 +14,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "agent/agent.h"
 #include "cmd/cli_text.h"
 #include "cmd/flag_set.h"
 #include "common/bundle.h"
@@ -25,6 +21,7 @@
 #include "common/file_util.h"
 #include "common/keys.h"
 #include "common/x509.h"
+#include "runtime/agent_runtime.h"
 #include "workload.grpc.pb.h"
 
 namespace trellis::cmd {
@@ -93,14 +90,6 @@ std::string ElapsedString(absl::Duration d) {
 
 // ---- run ----
 
-sigset_t StopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  return set;
-}
-
 int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   FlagSet flags(FlagSet::Syntax::kLongOptions);
   std::string config_path = "conf/agent/agent.conf", join_token;
@@ -116,36 +105,13 @@ int RunRun(const std::vector<std::string>& args, std::ostream& out, std::ostream
   auto config = common::config::LoadAgentConfig(config_path, expand_env);
   if (!config.ok()) return Fail(err, std::string(config.status().message()));
 
-  // Signals are taken synchronously by one thread, so every other thread runs unaffected.
-  sigset_t set = StopSignals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-
-  agent::Agent::Options options;
-  options.join_token = join_token;
-  auto agent = agent::Agent::Create(std::move(*config), options, common::SystemClock::Get());
-  if (!agent.ok()) return Fail(err, std::string(agent.status().message()));
-  agent::Agent* raw = agent->get();
-  std::atomic<bool> signalled{false};
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    signalled = true;
-    raw->Interrupt();
-  });
-  absl::Status started = raw->Start();
-  if (started.ok()) {
-    out << "Agent is running; Workload API at " << (*agent)->socket_path() << "\n" << std::flush;
-    // Serve until a stop signal.
-    while (!signalled.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  // Wakes the waiter when start-up failed on its own.
-  if (!signalled.load()) pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
-  raw->Stop();
-  agent->reset();
-  if (!started.ok() && started.code() != absl::StatusCode::kCancelled) {
-    return Fail(err, std::string(started.message()));
-  }
+  runtime::Agent::Options options;
+  options.pipeline.join_token = join_token;
+  absl::Status run =
+      runtime::RunAgentUntilSignal(std::move(*config), options, [&](const runtime::Agent& agent) {
+        out << "Agent is running; Workload API at " << agent.socket_path() << "\n" << std::flush;
+      });
+  if (!run.ok()) return Fail(err, std::string(run.message()));
   return 0;
 }
 

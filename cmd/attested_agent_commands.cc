@@ -7,7 +7,7 @@
 #include "cmd/admin_client.h"
 #include "cmd/admin_commands.h"
 #include "common/spiffe_id.h"
-#include "server/api_convert.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
@@ -44,9 +44,9 @@ int AgentList(const Args& args, std::ostream& out, std::ostream& err) {
   req.set_by_attestation_type(attestation_type);
   if (banned) req.set_by_banned(1);
   for (const std::string& text : selectors) {
-    absl::StatusOr<datastore::Selector> sel = server::ParseSelector(text);
+    absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
     if (!sel.ok()) return Fail(err, std::string(sel.status().message()));
-    *req.add_by_selectors() = server::SelectorToProto(*sel);
+    *req.add_by_selectors() = *std::move(sel);
   }
   req.set_page_size(500);
   v1::ListAgentsResponse all;

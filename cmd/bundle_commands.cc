@@ -11,14 +11,17 @@
 #include "common/file_util.h"
 #include "common/spiffe_id.h"
 #include "server/api_convert.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
 
+// Checked as the admin API checks a bundle it is given, so a bad one is refused with the same
+// words, then converted.
 absl::StatusOr<common::Bundle> ToCommonBundle(const v1::Bundle& b) {
-  absl::StatusOr<datastore::Bundle> ds = server::BundleFromProto(b);
-  if (!ds.ok()) return ds.status();
-  return server::CommonBundleFromDatastore(*ds);
+  absl::StatusOr<datastore::Bundle> checked = server::BundleFromProto(b);
+  if (!checked.ok()) return checked.status();
+  return transport::BundleFromProto(b);
 }
 
 absl::StatusOr<std::string> RenderBundle(const v1::Bundle& b, const std::string& format) {
@@ -138,7 +141,7 @@ int BundleSet(const Args& args, std::ostream& out, std::ostream& err) {
     return Fail(err, "unable to parse bundle: " + std::string(bundle.status().message()));
   AdminClient client(cf.socket_path);
   v1::SetFederatedBundleRequest req;
-  *req.mutable_bundle() = server::BundleToProto(*bundle);
+  *req.mutable_bundle() = transport::BundleToProto(*bundle);
   v1::Bundle resp;
   auto ctx = client.Context();
   grpc::Status st = client->SetFederatedBundle(ctx.get(), req, &resp);

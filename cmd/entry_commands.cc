@@ -8,7 +8,7 @@
 #include "cmd/admin_client.h"
 #include "cmd/admin_commands.h"
 #include "common/spiffe_id.h"
-#include "server/api_convert.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
@@ -94,9 +94,9 @@ struct EntryFlags {
     e.set_spiffe_id(spiffe_id);
     e.set_parent_id(node ? common::ServerId(id->trust_domain()).String() : parent_id);
     for (const std::string& text : selectors) {
-      absl::StatusOr<datastore::Selector> sel = server::ParseSelector(text);
+      absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
       if (!sel.ok()) return sel.status();
-      *e.add_selectors() = server::SelectorToProto(*sel);
+      *e.add_selectors() = *std::move(sel);
     }
     e.set_x509_svid_ttl(static_cast<int32_t>(x509_ttl));
     e.set_jwt_svid_ttl(static_cast<int32_t>(jwt_ttl));
@@ -224,9 +224,9 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
     }
     req.set_federates_with_match(b);
     for (const std::string& text : selectors) {
-      absl::StatusOr<datastore::Selector> sel = server::ParseSelector(text);
+      absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
       if (!sel.ok()) return Fail(err, std::string(sel.status().message()));
-      *req.add_by_selectors() = server::SelectorToProto(*sel);
+      *req.add_by_selectors() = *std::move(sel);
     }
     for (const auto& td : federates_with) req.add_by_federates_with(td);
     if (downstream) req.set_by_downstream(1);

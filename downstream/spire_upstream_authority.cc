@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
+#include "transport/wire_convert.h"
 #include "trellis/server/v1/upstream.grpc.pb.h"
 
 namespace trellis::downstream {
@@ -66,16 +67,12 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
       return Annotate(transport::FromGrpcStatus(s), "upstream server " + target());
     }
     MintResult result;
-    for (const auto& der : resp.ca_chain()) {
-      auto c = common::Certificate::FromDer(der);
-      if (!c.ok()) return Annotate(c.status(), "CA chain from the upstream server");
-      result.ca_chain.push_back(*std::move(c));
-    }
-    for (const auto& der : resp.x509_authorities()) {
-      auto c = common::Certificate::FromDer(der);
-      if (!c.ok()) return Annotate(c.status(), "roots from the upstream server");
-      result.roots.push_back(*std::move(c));
-    }
+    auto chain = transport::CertificatesFromDer(resp.ca_chain());
+    if (!chain.ok()) return Annotate(chain.status(), "CA chain from the upstream server");
+    result.ca_chain = *std::move(chain);
+    auto roots = transport::CertificatesFromDer(resp.x509_authorities());
+    if (!roots.ok()) return Annotate(roots.status(), "roots from the upstream server");
+    result.roots = *std::move(roots);
     return result;
   }
 

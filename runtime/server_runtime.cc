@@ -24,6 +24,7 @@
 #include "server/admin_service.h"
 #include "server/agent_service.h"
 #include "runtime/ca_manager_options.h"
+#include "runtime/stop_signals.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
 #include "common/health.h"
@@ -512,10 +513,7 @@ void Server::Shutdown() {
 absl::Status RunServerUntilSignal(const config::ServerConfig& config) {
   // Block the stop signals before any thread starts so every thread inherits the mask and
   // only sigwait below receives them.
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
+  sigset_t stop = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   // A client vanishing mid-write must not kill the process.
   signal(SIGPIPE, SIG_IGN);

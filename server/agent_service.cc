@@ -18,6 +18,7 @@
 #include "server/entry_index.h"
 #include "common/log.h"
 #include "transport/grpc_status.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::server {
 
@@ -59,7 +60,7 @@ std::optional<v1::Bundle> CurrentBundle(const CaManager& ca) {
   absl::StatusOr<datastore::Bundle> stored = ca.StoredBundle();
   if (stored.ok()) return BundleToProto(*stored);
   std::shared_ptr<const common::Bundle> bundle = ca.Bundle();
-  if (bundle) return BundleToProto(*bundle);
+  if (bundle) return transport::BundleToProto(*bundle);
   return std::nullopt;
 }
 

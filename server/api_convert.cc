@@ -4,19 +4,20 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
-#include "common/bundle.h"
 #include "common/keys.h"
+#include "common/status.h"
 #include "common/x509.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::server {
+
+using transport::FromUnixOrInfinite;
+using transport::ToUnixOrZero;
+
 namespace {
 
 absl::Status Invalid(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(field + ": " + what);
-}
-
-absl::Time FromUnixOrInfinite(int64_t seconds) {
-  return seconds == 0 ? absl::InfiniteFuture() : absl::FromUnixSeconds(seconds);
 }
 
 // Hostnames (optionally a leading "*." wildcard label), as X.509 DNS SANs allow.
@@ -54,10 +55,6 @@ absl::StatusOr<common::SpiffeId> IdInTrustDomain(const std::string& text,
 
 }  // namespace
 
-int64_t ToUnixOrZero(absl::Time t) {
-  return t == absl::InfiniteFuture() ? 0 : absl::ToUnixSeconds(t);
-}
-
 v1::Selector SelectorToProto(const datastore::Selector& s) {
   v1::Selector out;
   out.set_type(s.type);
@@ -67,20 +64,8 @@ v1::Selector SelectorToProto(const datastore::Selector& s) {
 
 absl::StatusOr<datastore::Selector> SelectorFromProto(const v1::Selector& s,
                                                       const std::string& field) {
-  if (s.type().empty()) return Invalid(field, "selector type is empty");
-  if (s.type().find(':') != std::string::npos) {
-    return Invalid(field, "selector type \"" + s.type() + "\" holds ':'");
-  }
-  if (s.value().empty()) return Invalid(field, "selector \"" + s.type() + "\" has an empty value");
+  TRELLIS_RETURN_IF_ERROR(transport::CheckSelector(s, field));
   return datastore::Selector{s.type(), s.value()};
-}
-
-absl::StatusOr<datastore::Selector> ParseSelector(const std::string& text) {
-  size_t colon = text.find(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    return absl::InvalidArgumentError("selector \"" + text + "\" is not of the form type:value");
-  }
-  return datastore::Selector{text.substr(0, colon), text.substr(colon + 1)};
 }
 
 v1::Entry EntryToProto(const datastore::RegistrationEntry& e) {
@@ -177,20 +162,6 @@ v1::Bundle BundleToProto(const datastore::Bundle& b) {
   return out;
 }
 
-v1::Bundle BundleToProto(const common::Bundle& b) {
-  v1::Bundle out;
-  out.set_trust_domain(b.trust_domain().name());
-  for (const auto& c : b.x509_authorities()) out.add_x509_authorities()->set_asn1(c.der());
-  for (const auto& [kid, key] : b.jwt_authorities()) {
-    v1::JWTAuthority* j = out.add_jwt_authorities();
-    j->set_key_id(kid);
-    j->set_public_key(key.spki_der());
-  }
-  out.set_sequence_number(b.sequence());
-  out.set_refresh_hint(b.refresh_hint_seconds().value_or(0));
-  return out;
-}
-
 absl::StatusOr<datastore::Bundle> BundleFromProto(const v1::Bundle& b) {
   absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(b.trust_domain());
   if (!td.ok()) return Invalid("trust_domain", std::string(td.status().message()));
@@ -220,37 +191,6 @@ absl::StatusOr<datastore::Bundle> BundleFromProto(const v1::Bundle& b) {
     out.jwt_authorities.push_back(
         {j.key_id(), j.public_key(), FromUnixOrInfinite(j.expires_at()), j.tainted()});
   }
-  return out;
-}
-
-absl::StatusOr<common::Bundle> CommonBundleFromDatastore(const datastore::Bundle& b) {
-  absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(b.trust_domain);
-  if (!td.ok()) return absl::DataLossError("stored bundle: " + std::string(td.status().message()));
-  common::Bundle out(*td);
-  for (const auto& a : b.x509_authorities) {
-    absl::StatusOr<common::Certificate> cert = common::Certificate::FromDer(a.ca_der);
-    if (!cert.ok()) {
-      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                 std::string(cert.status().message()));
-    }
-    absl::Status st = out.AddX509Authority(*cert);
-    if (!st.ok())
-      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                 std::string(st.message()));
-  }
-  for (const auto& a : b.jwt_authorities) {
-    absl::StatusOr<common::PublicKey> key = common::PublicKey::FromSpkiDer(a.public_key_der);
-    if (!key.ok()) {
-      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                 std::string(key.status().message()));
-    }
-    absl::Status st = out.AddJwtAuthority(a.kid, *key);
-    if (!st.ok())
-      return absl::DataLossError("stored bundle " + b.trust_domain + ": " +
-                                 std::string(st.message()));
-  }
-  out.set_sequence(static_cast<uint64_t>(b.sequence_number));
-  if (b.refresh_hint_seconds > 0) out.set_refresh_hint_seconds(b.refresh_hint_seconds);
   return out;
 }
 

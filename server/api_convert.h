@@ -1,5 +1,6 @@
-// Conversions between the trellis.server.v1 wire messages and the datastore / common types,
-// with the input checks the admin and agent APIs share.
+// Conversions between the trellis.server.v1 wire messages and the datastore types, with the
+// input checks the admin and agent APIs share. Conversions to and from the common types
+// (bundles, chains, selector text, wire times) are transport/wire_convert's.
 #pragma once
 
 #include <string>
@@ -11,18 +12,12 @@
 #include "datastore/types.h"
 #include "trellis/server/v1/types.pb.h"
 
-namespace trellis::common {
-class Bundle;
-}
-
 namespace trellis::server {
 
 v1::Selector SelectorToProto(const datastore::Selector& s);
 // INVALID_ARGUMENT naming `field` when type or value is empty or the type holds ':'.
 absl::StatusOr<datastore::Selector> SelectorFromProto(const v1::Selector& s,
                                                       const std::string& field);
-// "type:value" (the value may itself hold ':'), as the CLI and SPIRE write selectors.
-absl::StatusOr<datastore::Selector> ParseSelector(const std::string& text);
 
 v1::Entry EntryToProto(const datastore::RegistrationEntry& e);
 // Checks every field an operator can get wrong: SPIFFE ID and parent ID in `td` (the SPIFFE ID
@@ -33,14 +28,11 @@ absl::StatusOr<datastore::RegistrationEntry> EntryFromProto(const v1::Entry& e,
 
 v1::AttestedNode NodeToProto(const datastore::AttestedNode& n);
 
+// Taint flags and JWT key expiry included.
 v1::Bundle BundleToProto(const datastore::Bundle& b);
-v1::Bundle BundleToProto(const common::Bundle& b);
-// Parses every authority (CA certificates, SPKI keys). INVALID_ARGUMENT names the defect.
+// Parses every authority (CA certificates, SPKI keys) and checks what an operator can get
+// wrong (non-CA certificates, empty or repeated key IDs, a negative refresh hint).
+// INVALID_ARGUMENT names the field.
 absl::StatusOr<datastore::Bundle> BundleFromProto(const v1::Bundle& b);
-// Datastore bundle to the common form (skipping nothing: a bad stored authority is DATA_LOSS).
-absl::StatusOr<common::Bundle> CommonBundleFromDatastore(const datastore::Bundle& b);
-
-// Unix seconds for a time; 0 for the infinite future (the wire's "never").
-int64_t ToUnixOrZero(absl::Time t);
 
 }  // namespace trellis::server

@@ -13,8 +13,8 @@
 
 namespace trellis::telemetry::testing {
 
-// The body of GET /metrics from 127.0.0.1:port; empty when the request fails.
-inline std::string Scrape(int port) {
+// The whole HTTP/1.0 response to GET `path` from 127.0.0.1:port; empty when the request fails.
+inline std::string HttpGet(int port, const std::string& path) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return "";
   sockaddr_in addr{};
@@ -23,7 +23,7 @@ inline std::string Scrape(int port) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::string response;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
     if (write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
       char buf[4096];
       ssize_t n;
@@ -31,6 +31,12 @@ inline std::string Scrape(int port) {
     }
   }
   close(fd);
+  return response;
+}
+
+// The body of GET /metrics from 127.0.0.1:port; empty when the request fails.
+inline std::string Scrape(int port) {
+  std::string response = HttpGet(port, "/metrics");
   size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
 }

@@ -1,13 +1,14 @@
-// Agent::Create applies the configured log_level and log_format to the process log.
+// The agent runtime's Create applies the configured log_level and log_format to the process
+// log.
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "agent/agent.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "gtest/gtest.h"
+#include "runtime/agent_runtime.h"
 
-namespace trellis::agent {
+namespace trellis::runtime {
 namespace {
 
 using common::config::LogFormat;
@@ -60,4 +61,4 @@ TEST_F(AgentLogTest, TextFormatKeepsTheMessageAndDropsLowerLevels) {
 }
 
 }  // namespace
-}  // namespace trellis::agent
+}  // namespace trellis::runtime

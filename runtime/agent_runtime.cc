@@ -1,0 +1,168 @@
+// Agent process wiring: metrics, the Workload API and health around the pipeline, and the
+// signal handling of `trellis-agent run`.
+#include "runtime/agent_runtime.h"
+
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "attestors/workload/workload_attestor.h"
+#include "attestors/workload/workload_attestor_factory.h"
+#include "common/health.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "runtime/stop_signals.h"
+#include "workload_api/server.h"
+
+namespace trellis::runtime {
+
+Agent::Agent(std::unique_ptr<agent::Agent> pipeline, Options options, const common::Clock& clock,
+             std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors)
+    : options_(std::move(options)),
+      clock_(clock),
+      pipeline_(std::move(pipeline)),
+      workload_attestors_(std::move(workload_attestors)) {}
+
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig config,
+                                                     Options options, const common::Clock& clock) {
+  TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<agent::Agent> pipeline,
+                           agent::Agent::Create(std::move(config), options.pipeline, clock));
+  common::SetLogLevel(pipeline->config().log_level);
+  common::SetLogFormat(pipeline->config().log_format);
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors,
+      attestors::CreateWorkloadAttestors(pipeline->config().workload_attestors));
+  return std::unique_ptr<Agent>(
+      new Agent(std::move(pipeline), std::move(options), clock, std::move(workload_attestors)));
+}
+
+Agent::~Agent() { Stop(); }
+
+int Agent::metrics_port() const { return metrics_ ? metrics_->port() : 0; }
+
+int Agent::health_port() const { return health_ ? health_->port() : 0; }
+
+absl::Status Agent::StartMetrics() {
+  if (metrics_) return absl::OkStatus();  // a repeated Start() keeps them
+  const common::config::AgentConfig& config = pipeline_->config();
+  TRELLIS_ASSIGN_OR_RETURN(metrics_, telemetry::Metrics::Create(config.telemetry));
+  const std::string sync_help = "Syncs with the server, by result";
+  sync_ok_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "ok"}});
+  sync_error_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "error"}});
+  agent::SvidCache* cache = pipeline_->cache();
+  metrics_->AddGaugeCallback(
+      "trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
+      [cache] { return static_cast<double>(cache->Snapshot()->svids.size()); });
+  if (metrics_->port() != 0) {
+    common::LogInfo("Serving Prometheus metrics on " + config.telemetry.prometheus->host + ":" +
+                    std::to_string(metrics_->port()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Agent::StartWorkloadApi() {
+  std::vector<attestors::WorkloadAttestor*> attestors;
+  for (auto& a : workload_attestors_) attestors.push_back(a.get());
+  workload_api::WorkloadApiServer::Options wopts{socket_path(), options_.workload_api_threads};
+  telemetry::Metrics* metrics = metrics_.get();
+  wopts.configure_builder = [metrics](grpc::ServerBuilder& b) { metrics->Instrument(b); };
+  agent::Agent* pipeline = pipeline_.get();
+  TRELLIS_ASSIGN_OR_RETURN(workload_api_,
+                           workload_api::WorkloadApiServer::Start(
+                               wopts, pipeline->cache(), attestors,
+                               [pipeline](const workload_api::CachedEntry& entry,
+                                          const std::vector<std::string>& aud) {
+                                 return pipeline->FetchJwtSvid(entry, aud);
+                               },
+                               clock_));
+  common::LogInfo("Workload API listening on " + socket_path());
+  return absl::OkStatus();
+}
+
+absl::Status Agent::StartHealth() {
+  const common::config::AgentConfig& config = pipeline_->config();
+  if (!config.health_checks.listener_enabled) return absl::OkStatus();
+  agent::Agent* pipeline = pipeline_.get();
+  TRELLIS_ASSIGN_OR_RETURN(
+      health_, common::HealthListener::Start(config.health_checks, [pipeline] {
+        common::HealthReport report;
+        auto snap = pipeline->cache()->Snapshot();
+        report.subsystems["workload_api"] = {snap->ready,
+                                             snap->ready ? "" : "not synced with a server yet"};
+        bool valid = pipeline->AgentSvidValid();
+        report.subsystems["agent_svid"] = {valid, valid ? "" : "agent SVID expired"};
+        // Not ready while unsynced, but a restart would not help.
+        report.live_excludes.insert("workload_api");
+        return report;
+      }));
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Start() {
+  TRELLIS_RETURN_IF_ERROR(StartMetrics());
+  TRELLIS_RETURN_IF_ERROR(pipeline_->ObtainIdentity());
+  TRELLIS_RETURN_IF_ERROR(StartWorkloadApi());
+  TRELLIS_RETURN_IF_ERROR(StartHealth());
+  telemetry::Counter ok = sync_ok_, error = sync_error_;
+  pipeline_->StartSyncing([ok, error](bool synced) mutable {
+    (synced ? ok : error).Increment();
+  });
+  return absl::OkStatus();
+}
+
+void Agent::Interrupt() { pipeline_->Interrupt(); }
+
+void Agent::Stop() {
+  pipeline_->Interrupt();
+  if (health_) {
+    health_->Stop();
+    health_.reset();
+  }
+  pipeline_->Stop();
+  if (workload_api_) {
+    workload_api_->Stop();
+    workload_api_.reset();
+    common::LogInfo("Workload API stopped");
+  }
+  // After the Workload API and the sync loop: both record into these metrics.
+  sync_ok_ = sync_error_ = telemetry::Counter();
+  metrics_.reset();
+}
+
+absl::Status RunAgentUntilSignal(common::config::AgentConfig config, Agent::Options options,
+                                 const std::function<void(const Agent&)>& on_started) {
+  // Signals are taken synchronously by one thread, so every other thread runs unaffected.
+  sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent,
+                           Agent::Create(std::move(config), std::move(options),
+                                         common::SystemClock::Get()));
+  Agent* raw = agent.get();
+  std::atomic<bool> signalled{false};
+  std::thread waiter([&] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    signalled = true;
+    raw->Interrupt();
+  });
+  absl::Status started = raw->Start();
+  if (started.ok()) {
+    on_started(*raw);
+    // Serve until a stop signal.
+    while (!signalled.load()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  // Wakes the waiter when start-up failed on its own.
+  if (!signalled.load()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  raw->Stop();
+  agent.reset();
+  // A stop signal during start-up is a clean stop.
+  if (!started.ok() && started.code() != absl::StatusCode::kCancelled) return started;
+  return absl::OkStatus();
+}
+
+}  // namespace trellis::runtime
