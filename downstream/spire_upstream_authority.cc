@@ -103,14 +103,18 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   }
 
   void Stop() override {
+    // A second Stop, on another thread, returns only once the first has joined the watch.
+    absl::MutexLock stop(&stop_mu_);
+    std::thread watch;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
       if (watch_ctx_) watch_ctx_->TryCancel();
+      watch = std::move(watch_);
     }
     // First, so a watch thread still waiting for its first SVID returns at once.
     source_->Stop();
-    if (watch_.joinable()) watch_.join();
+    if (watch.joinable()) watch.join();
   }
 
  private:
@@ -203,7 +207,8 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   std::string stub_leaf_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread watch_;
+  std::thread watch_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex stop_mu_;
 };
 
 }  // namespace

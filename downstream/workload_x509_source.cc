@@ -53,7 +53,9 @@ struct WorkloadX509Source::Impl {
   bool stopping ABSL_GUARDED_BY(mu) = false;
   grpc::ClientContext* active_ctx ABSL_GUARDED_BY(mu) = nullptr;
   std::function<void()> listener ABSL_GUARDED_BY(mu);
-  std::thread thread;
+  // Held through Stop(): a second Stop, on another thread, returns once the first has joined.
+  absl::Mutex stop_mu;
+  std::thread thread ABSL_GUARDED_BY(stop_mu);
 
   Impl(std::string path, common::TrustDomain t) : socket_path(std::move(path)), td(std::move(t)) {}
   void Run();
@@ -110,7 +112,10 @@ std::unique_ptr<WorkloadX509Source> WorkloadX509Source::Start(std::string socket
                                                               common::TrustDomain td) {
   auto impl = std::make_unique<Impl>(std::move(socket_path), std::move(td));
   Impl* raw = impl.get();
-  raw->thread = std::thread([raw] { raw->Run(); });
+  {
+    absl::MutexLock stop(&raw->stop_mu);
+    raw->thread = std::thread([raw] { raw->Run(); });
+  }
   return std::unique_ptr<WorkloadX509Source>(new WorkloadX509Source(std::move(impl)));
 }
 
@@ -141,9 +146,9 @@ void WorkloadX509Source::SetListener(std::function<void()> listener) {
 }
 
 void WorkloadX509Source::Stop() {
+  absl::MutexLock stop(&impl_->stop_mu);
   {
     absl::MutexLock lock(&impl_->mu);
-    if (impl_->stopping && !impl_->thread.joinable()) return;
     impl_->stopping = true;
     if (impl_->active_ctx) impl_->active_ctx->TryCancel();
   }

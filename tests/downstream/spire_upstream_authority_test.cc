@@ -3,8 +3,10 @@
 #include "downstream/spire_upstream_authority.h"
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -135,6 +137,25 @@ TEST_F(SpireUpstreamAuthorityTest, StopEndsAWatchStillWaitingForItsFirstSvid) {
   const absl::Time start = absl::Now();
   authority_->Stop();
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(SpireUpstreamAuthorityTest, StopsOnTwoThreadsAtOnceEndTheWatchOnce) {
+  testutil::TempDir dir("trellis-sua");
+  SpireUpstreamOptions options = OptionsFor(*tier_);
+  options.workload_api_socket = dir.Sub("absent.sock");
+  options.svid_wait = absl::Seconds(60);
+  for (int round = 0; round < 10; ++round) {
+    Connect(options);
+    std::atomic<int> calls{0};
+    authority_->WatchBundle([&calls](const datastore::Bundle&) { calls++; });
+    std::thread other([this] { authority_->Stop(); });
+    authority_->Stop();
+    other.join();
+    // Stopped: a watch asked for afterwards starts nothing, and nothing was delivered.
+    authority_->WatchBundle([&calls](const datastore::Bundle&) { calls++; });
+    authority_->Stop();
+    EXPECT_EQ(calls.load(), 0);
+  }
 }
 
 TEST_F(SpireUpstreamAuthorityTest, WatchFollowsTheUpstreamAcrossRevokedAndRestoredAccess) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "absl/time/clock.h"
 #include "common/keys.h"
@@ -135,6 +136,23 @@ TEST_F(WorkloadX509SourceTest, StopEndsWaitsAtOnceAndIsIdempotent) {
   const absl::Time start = absl::Now();
   EXPECT_THAT(source_->Wait(absl::Seconds(30)), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+}
+
+TEST_F(WorkloadX509SourceTest, StopsOnTwoThreadsAtOnceJoinTheReaderOnce) {
+  testutil::TempDir dir("trellis-wxs");
+  for (int round = 0; round < 20; ++round) {
+    auto source = WorkloadX509Source::Start(dir.Sub("absent.sock"), Td());
+    std::atomic<int> returned{0};
+    std::thread other([&] {
+      source->Stop();
+      returned++;
+    });
+    source->Stop();
+    returned++;
+    other.join();
+    EXPECT_EQ(returned.load(), 2);
+    EXPECT_THAT(source->Wait(absl::Seconds(1)), StatusIs(absl::StatusCode::kUnavailable));
+  }
 }
 
 TEST_F(WorkloadX509SourceTest, NoListenerCallOnceStopReturns) {
