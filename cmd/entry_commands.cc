@@ -124,24 +124,26 @@ int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::o
   google::protobuf::Message* resp_msg = nullptr;
   v1::BatchCreateEntryResponse create_resp;
   v1::BatchUpdateEntryResponse update_resp;
+  // Sends the one entry in a batch call and takes its single result.
+  auto send = [&](auto req, auto& resp, const auto& call) {
+    *req.add_entries() = *entry;
+    st = call(req, &resp);
+    if (st.ok() && resp.results_size() == 1) {
+      result_status = resp.results(0).status();
+      result_entry = resp.results(0).entry();
+    }
+    resp_msg = &resp;
+  };
   if (update) {
-    v1::BatchUpdateEntryRequest req;
-    *req.add_entries() = *entry;
-    st = client->BatchUpdateEntry(ctx.get(), req, &update_resp);
-    if (st.ok() && update_resp.results_size() == 1) {
-      result_status = update_resp.results(0).status();
-      result_entry = update_resp.results(0).entry();
-    }
-    resp_msg = &update_resp;
+    send(v1::BatchUpdateEntryRequest(), update_resp,
+         [&](const v1::BatchUpdateEntryRequest& req, v1::BatchUpdateEntryResponse* resp) {
+           return client->BatchUpdateEntry(ctx.get(), req, resp);
+         });
   } else {
-    v1::BatchCreateEntryRequest req;
-    *req.add_entries() = *entry;
-    st = client->BatchCreateEntry(ctx.get(), req, &create_resp);
-    if (st.ok() && create_resp.results_size() == 1) {
-      result_status = create_resp.results(0).status();
-      result_entry = create_resp.results(0).entry();
-    }
-    resp_msg = &create_resp;
+    send(v1::BatchCreateEntryRequest(), create_resp,
+         [&](const v1::BatchCreateEntryRequest& req, v1::BatchCreateEntryResponse* resp) {
+           return client->BatchCreateEntry(ctx.get(), req, resp);
+         });
   }
   if (!st.ok()) return Fail(err, client.Describe(st));
   if (result_status.code() != 0) {
