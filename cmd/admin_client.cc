@@ -5,8 +5,10 @@
 
 #include <chrono>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cmd/cli_text.h"
+#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
@@ -70,6 +72,40 @@ absl::Status CheckOutput(const std::string& output) {
                                       "\" for flag -output: want pretty or json");
   }
   return absl::OkStatus();
+}
+
+int ParseClientOrExit(FlagSet& fs, const ClientFlags& cf, const Args& args,
+                      const std::string& usage, std::ostream& out, std::ostream& err) {
+  if (int rc = ParseOrExit(fs, args, usage, out, err); rc >= 0) return rc;
+  if (absl::Status st = CheckOutput(cf.output); !st.ok()) {
+    return Fail(err, std::string(st.message()));
+  }
+  return -1;
+}
+
+absl::Status AddSelectors(const std::vector<std::string>& texts,
+                          google::protobuf::RepeatedPtrField<v1::Selector>* out) {
+  for (const std::string& text : texts) {
+    absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
+    if (!sel.ok()) return sel.status();
+    *out->Add() = *std::move(sel);
+  }
+  return absl::OkStatus();
+}
+
+int FailItem(std::ostream& err, const std::string& what, const v1::Status& item) {
+  return Fail(err, "failed to " + what + ": " +
+                       CodeName(static_cast<grpc::StatusCode>(item.code())) + ": " +
+                       item.message());
+}
+
+void PrintResponse(const std::string& output, const google::protobuf::Message& response,
+                   std::ostream& out, const std::function<void()>& pretty) {
+  if (output == "json") {
+    out << ToJson(response) << "\n";
+  } else {
+    pretty();
+  }
 }
 
 std::string ToJson(const google::protobuf::Message& m) {

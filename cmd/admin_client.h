@@ -60,6 +60,38 @@ int ParseOrExit(FlagSet& fs, const Args& args, const std::string& usage, std::os
 // INVALID_ARGUMENT unless -output is pretty or json.
 absl::Status CheckOutput(const std::string& output);
 
+// ParseOrExit, then CheckOutput of `cf.output`: an exit code to stop with, or -1 to go on.
+int ParseClientOrExit(FlagSet& fs, const ClientFlags& cf, const Args& args,
+                      const std::string& usage, std::ostream& out, std::ostream& err);
+
+// Parses each "type:value" of `texts` onto `out`; the first bad one is the error.
+absl::Status AddSelectors(const std::vector<std::string>& texts,
+                          google::protobuf::RepeatedPtrField<v1::Selector>* out);
+
+// "Error: failed to <what>: <Go code name>: <message>" for one failed batch item; kFailExit.
+int FailItem(std::ostream& err, const std::string& what, const v1::Status& item);
+
+// `response` as JSON for -output json; otherwise what `pretty` prints.
+void PrintResponse(const std::string& output, const google::protobuf::Message& response,
+                   std::ostream& out, const std::function<void()>& pretty);
+
+// `<group> count` (usage text `usage`): one count call, printed as JSON or "<count> <noun>".
+template <typename Response, typename Call>
+int CountCommand(const Args& args, const std::string& usage, const std::string& noun, Call call,
+                 std::ostream& out, std::ostream& err) {
+  FlagSet fs;
+  ClientFlags cf;
+  cf.Add(fs, true);
+  if (int rc = ParseClientOrExit(fs, cf, args, usage, out, err); rc >= 0) return rc;
+  AdminClient client(cf.socket_path);
+  Response resp;
+  auto ctx = client.Context();
+  grpc::Status st = call(client, ctx.get(), &resp);
+  if (!st.ok()) return Fail(err, client.Describe(st));
+  PrintResponse(cf.output, resp, out, [&] { out << resp.count() << " " << noun << "\n"; });
+  return 0;
+}
+
 // Proto3 JSON with proto field names and every primitive field printed.
 std::string ToJson(const google::protobuf::Message& m);
 

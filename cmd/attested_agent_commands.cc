@@ -7,7 +7,6 @@
 #include "cmd/admin_client.h"
 #include "cmd/admin_commands.h"
 #include "common/spiffe_id.h"
-#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
@@ -36,17 +35,13 @@ int AgentList(const Args& args, std::ostream& out, std::ostream& err) {
   fs.Strings("selector", &selectors,
              "A colon-delimited type:value selector. Can be used more than once");
   fs.Bool("banned", &banned, "Show only banned agents");
-  if (int rc = ParseOrExit(fs, args, "agent list [flags]", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
+  if (int rc = ParseClientOrExit(fs, cf, args, "agent list [flags]", out, err); rc >= 0) return rc;
   AdminClient client(cf.socket_path);
   v1::ListAgentsRequest req;
   req.set_by_attestation_type(attestation_type);
   if (banned) req.set_by_banned(1);
-  for (const std::string& text : selectors) {
-    absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
-    if (!sel.ok()) return Fail(err, std::string(sel.status().message()));
-    *req.add_by_selectors() = *std::move(sel);
+  if (absl::Status st = AddSelectors(selectors, req.mutable_by_selectors()); !st.ok()) {
+    return Fail(err, std::string(st.message()));
   }
   req.set_page_size(500);
   v1::ListAgentsResponse all;
@@ -59,17 +54,15 @@ int AgentList(const Args& args, std::ostream& out, std::ostream& err) {
     if (page.next_page_token().empty()) break;
     req.set_page_token(page.next_page_token());
   }
-  if (cf.output == "json") {
-    out << ToJson(all) << "\n";
-    return 0;
-  }
-  int n = all.agents_size();
-  if (n == 0) {
-    out << "No attested agents found\n";
-    return 0;
-  }
-  out << "Found " << n << (n == 1 ? " attested agent" : " attested agents") << ":\n\n";
-  for (const auto& a : all.agents()) PrintAgent(a, out);
+  PrintResponse(cf.output, all, out, [&] {
+    int n = all.agents_size();
+    if (n == 0) {
+      out << "No attested agents found\n";
+      return;
+    }
+    out << "Found " << n << (n == 1 ? " attested agent" : " attested agents") << ":\n\n";
+    for (const auto& a : all.agents()) PrintAgent(a, out);
+  });
   return 0;
 }
 
@@ -80,11 +73,10 @@ int AgentById(const std::string& verb, const Args& args, std::ostream& out, std:
   std::string spiffe_id;
   cf.Add(fs, verb == "show");
   fs.String("spiffeID", &spiffe_id, "The SPIFFE ID of the agent");
-  if (int rc = ParseOrExit(fs, args, "agent " + verb + " -spiffeID ID", out, err); rc >= 0) {
+  if (int rc = ParseClientOrExit(fs, cf, args, "agent " + verb + " -spiffeID ID", out, err);
+      rc >= 0) {
     return rc;
   }
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
   if (spiffe_id.empty()) return Fail(err, "a SPIFFE ID is required");
   absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
   if (!id.ok()) return Fail(err, "invalid SPIFFE ID: " + std::string(id.status().message()));
@@ -96,12 +88,10 @@ int AgentById(const std::string& verb, const Args& args, std::ostream& out, std:
     v1::AttestedNode resp;
     grpc::Status st = client->GetAgent(ctx.get(), req, &resp);
     if (!st.ok()) return Fail(err, client.Describe(st));
-    if (cf.output == "json") {
-      out << ToJson(resp) << "\n";
-    } else {
+    PrintResponse(cf.output, resp, out, [&] {
       out << "Found an attested agent given its SPIFFE ID\n\n";
       PrintAgent(resp, out);
-    }
+    });
     return 0;
   }
   v1::Empty resp;
@@ -113,23 +103,12 @@ int AgentById(const std::string& verb, const Args& args, std::ostream& out, std:
 }
 
 int AgentCount(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet fs;
-  ClientFlags cf;
-  cf.Add(fs, true);
-  if (int rc = ParseOrExit(fs, args, "agent count", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
-  AdminClient client(cf.socket_path);
-  v1::CountAgentsResponse resp;
-  auto ctx = client.Context();
-  grpc::Status st = client->CountAgents(ctx.get(), {}, &resp);
-  if (!st.ok()) return Fail(err, client.Describe(st));
-  if (cf.output == "json") {
-    out << ToJson(resp) << "\n";
-  } else {
-    out << resp.count() << " attested agents\n";
-  }
-  return 0;
+  return CountCommand<v1::CountAgentsResponse>(
+      args, "agent count", "attested agents",
+      [](AdminClient& client, grpc::ClientContext* ctx, v1::CountAgentsResponse* resp) {
+        return client->CountAgents(ctx, {}, resp);
+      },
+      out, err);
 }
 
 }  // namespace

@@ -48,10 +48,7 @@ int LocalAuthority(bool jwt, const std::string& verb, const Args& args, std::ost
   if (needs_id) fs.String("authorityID", &authority_id, "The authority ID (" + kind + ")");
   const std::string usage =
       "localauthority " + kind + " " + verb + (needs_id ? " -authorityID ID" : "") + " [flags]";
-  if (int rc = ParseOrExit(fs, args, usage, out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) {
-    return Fail(err, std::string(st.message()));
-  }
+  if (int rc = ParseClientOrExit(fs, cf, args, usage, out, err); rc >= 0) return rc;
   if (needs_id && authority_id.empty()) return Fail(err, "-authorityID is required");
   AdminClient client(cf.socket_path);
   const v1::AuthorityKind k = jwt ? v1::AUTHORITY_JWT : v1::AUTHORITY_X509;
@@ -124,13 +121,11 @@ int UpstreamAuthorityCommand(const std::string& verb, const Args& args, std::ost
   cf.Add(fs, true);
   std::string skid;
   fs.String("subjectKeyID", &skid, "The X.509 upstream authority's Subject Key Identifier (hex)");
-  if (int rc = ParseOrExit(fs, args, "upstreamauthority " + verb + " -subjectKeyID SKID [flags]",
-                           out, err);
+  if (int rc = ParseClientOrExit(fs, cf, args,
+                                 "upstreamauthority " + verb + " -subjectKeyID SKID [flags]", out,
+                                 err);
       rc >= 0) {
     return rc;
-  }
-  if (absl::Status st = CheckOutput(cf.output); !st.ok()) {
-    return Fail(err, std::string(st.message()));
   }
   if (skid.empty()) return Fail(err, "-subjectKeyID is required");
   AdminClient client(cf.socket_path);
@@ -141,12 +136,10 @@ int UpstreamAuthorityCommand(const std::string& verb, const Args& args, std::ost
   grpc::Status st = verb == "taint" ? client->TaintUpstreamAuthority(ctx.get(), req, &resp)
                                     : client->RevokeUpstreamAuthority(ctx.get(), req, &resp);
   if (!st.ok()) return Fail(err, client.Describe(st));
-  if (cf.output == "json") {
-    out << ToJson(resp) << "\n";
-  } else {
+  PrintResponse(cf.output, resp, out, [&] {
     out << (verb == "taint" ? "Tainted" : "Revoked")
         << " X.509 upstream authority:\n  Subject Key ID: " << resp.subject_key_id() << "\n";
-  }
+  });
   return 0;
 }
 

@@ -8,7 +8,6 @@
 #include "cmd/admin_client.h"
 #include "cmd/admin_commands.h"
 #include "common/spiffe_id.h"
-#include "transport/wire_convert.h"
 
 namespace trellis::cmd {
 namespace {
@@ -93,11 +92,7 @@ struct EntryFlags {
     e.set_id(entry_id);
     e.set_spiffe_id(spiffe_id);
     e.set_parent_id(node ? common::ServerId(id->trust_domain()).String() : parent_id);
-    for (const std::string& text : selectors) {
-      absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
-      if (!sel.ok()) return sel.status();
-      *e.add_selectors() = *std::move(sel);
-    }
+    if (absl::Status st = AddSelectors(selectors, e.mutable_selectors()); !st.ok()) return st;
     e.set_x509_svid_ttl(static_cast<int32_t>(x509_ttl));
     e.set_jwt_svid_ttl(static_cast<int32_t>(jwt_ttl));
     for (const auto& d : dns) e.add_dns_names(d);
@@ -118,9 +113,7 @@ int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::o
   ef.Add(fs, update);
   std::string usage = update ? "entry update -entryID ID -parentID P -spiffeID S -selector T:V"
                              : "entry create -parentID P -spiffeID S -selector T:V [flags]";
-  if (int rc = ParseOrExit(fs, args, usage, out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
+  if (int rc = ParseClientOrExit(fs, cf, args, usage, out, err); rc >= 0) return rc;
   absl::StatusOr<v1::Entry> entry = ef.Build(update);
   if (!entry.ok()) return Fail(err, std::string(entry.status().message()));
   AdminClient client(cf.socket_path);
@@ -131,36 +124,32 @@ int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::o
   google::protobuf::Message* resp_msg = nullptr;
   v1::BatchCreateEntryResponse create_resp;
   v1::BatchUpdateEntryResponse update_resp;
+  // Sends the one entry in a batch call and takes its single result.
+  auto send = [&](auto req, auto& resp, const auto& call) {
+    *req.add_entries() = *entry;
+    st = call(req, &resp);
+    if (st.ok() && resp.results_size() == 1) {
+      result_status = resp.results(0).status();
+      result_entry = resp.results(0).entry();
+    }
+    resp_msg = &resp;
+  };
   if (update) {
-    v1::BatchUpdateEntryRequest req;
-    *req.add_entries() = *entry;
-    st = client->BatchUpdateEntry(ctx.get(), req, &update_resp);
-    if (st.ok() && update_resp.results_size() == 1) {
-      result_status = update_resp.results(0).status();
-      result_entry = update_resp.results(0).entry();
-    }
-    resp_msg = &update_resp;
+    send(v1::BatchUpdateEntryRequest(), update_resp,
+         [&](const v1::BatchUpdateEntryRequest& req, v1::BatchUpdateEntryResponse* resp) {
+           return client->BatchUpdateEntry(ctx.get(), req, resp);
+         });
   } else {
-    v1::BatchCreateEntryRequest req;
-    *req.add_entries() = *entry;
-    st = client->BatchCreateEntry(ctx.get(), req, &create_resp);
-    if (st.ok() && create_resp.results_size() == 1) {
-      result_status = create_resp.results(0).status();
-      result_entry = create_resp.results(0).entry();
-    }
-    resp_msg = &create_resp;
+    send(v1::BatchCreateEntryRequest(), create_resp,
+         [&](const v1::BatchCreateEntryRequest& req, v1::BatchCreateEntryResponse* resp) {
+           return client->BatchCreateEntry(ctx.get(), req, resp);
+         });
   }
   if (!st.ok()) return Fail(err, client.Describe(st));
   if (result_status.code() != 0) {
-    return Fail(err, std::string(update ? "failed to update entry: " : "failed to create entry: ") +
-                         CodeName(static_cast<grpc::StatusCode>(result_status.code())) + ": " +
-                         result_status.message());
+    return FailItem(err, update ? "update entry" : "create entry", result_status);
   }
-  if (cf.output == "json") {
-    out << ToJson(*resp_msg) << "\n";
-  } else {
-    PrintEntry(result_entry, out);
-  }
+  PrintResponse(cf.output, *resp_msg, out, [&] { PrintEntry(result_entry, out); });
   return 0;
 }
 
@@ -188,9 +177,7 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
   fs.Bool("downstream", &downstream,
           "A boolean value that, when set, shows only downstream entries");
   fs.String("hint", &hint, "The Hint of the records to show");
-  if (int rc = ParseOrExit(fs, args, "entry show [flags]", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
+  if (int rc = ParseClientOrExit(fs, cf, args, "entry show [flags]", out, err); rc >= 0) return rc;
   auto match_mode = [](const std::string& m, v1::MatchBehavior* b) {
     if (m == "exact")
       *b = v1::MATCH_EXACT;
@@ -223,10 +210,8 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
       return Fail(err, "unsupported match behavior \"" + fed_match + "\"");
     }
     req.set_federates_with_match(b);
-    for (const std::string& text : selectors) {
-      absl::StatusOr<v1::Selector> sel = transport::SelectorFromText(text);
-      if (!sel.ok()) return Fail(err, std::string(sel.status().message()));
-      *req.add_by_selectors() = *std::move(sel);
+    if (absl::Status st = AddSelectors(selectors, req.mutable_by_selectors()); !st.ok()) {
+      return Fail(err, std::string(st.message()));
     }
     for (const auto& td : federates_with) req.add_by_federates_with(td);
     if (downstream) req.set_by_downstream(1);
@@ -242,13 +227,11 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
       req.set_page_token(page.next_page_token());
     }
   }
-  if (cf.output == "json") {
-    out << ToJson(all) << "\n";
-    return 0;
-  }
-  int n = all.entries_size();
-  out << "Found " << n << (n == 1 ? " entry" : " entries") << "\n";
-  for (const auto& e : all.entries()) PrintEntry(e, out);
+  PrintResponse(cf.output, all, out, [&] {
+    int n = all.entries_size();
+    out << "Found " << n << (n == 1 ? " entry" : " entries") << "\n";
+    for (const auto& e : all.entries()) PrintEntry(e, out);
+  });
   return 0;
 }
 
@@ -269,33 +252,18 @@ int EntryDelete(const Args& args, std::ostream& out, std::ostream& err) {
   if (!st.ok()) return Fail(err, client.Describe(st));
   if (resp.results_size() != 1) return Fail(err, "the server answered with no result");
   const v1::Status& item = resp.results(0).status();
-  if (item.code() != 0) {
-    return Fail(err, "failed to delete entry: " +
-                         std::string(CodeName(static_cast<grpc::StatusCode>(item.code()))) + ": " +
-                         item.message());
-  }
+  if (item.code() != 0) return FailItem(err, "delete entry", item);
   out << "Deleted entry with ID: " << entry_id << "\n";
   return 0;
 }
 
 int EntryCount(const Args& args, std::ostream& out, std::ostream& err) {
-  FlagSet fs;
-  ClientFlags cf;
-  cf.Add(fs, true);
-  if (int rc = ParseOrExit(fs, args, "entry count", out, err); rc >= 0) return rc;
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
-  AdminClient client(cf.socket_path);
-  v1::CountEntriesResponse resp;
-  auto ctx = client.Context();
-  grpc::Status st = client->CountEntries(ctx.get(), {}, &resp);
-  if (!st.ok()) return Fail(err, client.Describe(st));
-  if (cf.output == "json") {
-    out << ToJson(resp) << "\n";
-  } else {
-    out << resp.count() << " registration entries\n";
-  }
-  return 0;
+  return CountCommand<v1::CountEntriesResponse>(
+      args, "entry count", "registration entries",
+      [](AdminClient& client, grpc::ClientContext* ctx, v1::CountEntriesResponse* resp) {
+        return client->CountEntries(ctx, {}, resp);
+      },
+      out, err);
 }
 
 }  // namespace

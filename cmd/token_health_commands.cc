@@ -22,12 +22,11 @@ int TokenGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   cf.Add(fs, true);
   fs.String("spiffeID", &spiffe_id, "Additional SPIFFE ID to assign the token owner (optional)");
   fs.Int("ttl", &ttl, "Token TTL in seconds");
-  if (int rc = ParseOrExit(fs, args, "token generate [-spiffeID ID] [-ttl 600]", out, err);
+  if (int rc =
+          ParseClientOrExit(fs, cf, args, "token generate [-spiffeID ID] [-ttl 600]", out, err);
       rc >= 0) {
     return rc;
   }
-  if (absl::Status st = CheckOutput(cf.output); !st.ok())
-    return Fail(err, std::string(st.message()));
   if (ttl <= 0 || ttl > INT32_MAX) return Fail(err, "-ttl must be a positive number of seconds");
   if (!spiffe_id.empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(spiffe_id);
@@ -41,11 +40,7 @@ int TokenGenerate(const Args& args, std::ostream& out, std::ostream& err) {
   auto ctx = client.Context();
   grpc::Status st = client->CreateJoinToken(ctx.get(), req, &resp);
   if (!st.ok()) return Fail(err, client.Describe(st));
-  if (cf.output == "json") {
-    out << ToJson(resp) << "\n";
-  } else {
-    out << "Token: " << resp.token() << "\n";
-  }
+  PrintResponse(cf.output, resp, out, [&] { out << "Token: " << resp.token() << "\n"; });
   return 0;
 }
 

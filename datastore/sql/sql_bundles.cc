@@ -158,64 +158,59 @@ absl::StatusOr<Bundle> SqlDataStore::StoreAndReload(Tx& tx, const Bundle& b) {
   return std::move(*stored);
 }
 
-absl::StatusOr<Bundle> SqlDataStore::CreateBundle(const Bundle& bundle) {
+absl::StatusOr<Bundle> SqlDataStore::PutBundle(const Bundle& bundle, const BundleChange& change) {
   TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
-  b.sequence_number = 1;
   Bundle out;
   TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
     TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
-    if (existing) return absl::AlreadyExistsError("bundle for " + b.trust_domain + " exists");
-    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, b));
+    TRELLIS_ASSIGN_OR_RETURN(std::optional<Bundle> next, change(b, existing));
+    if (!next) {
+      out = std::move(*existing);
+      return absl::OkStatus();
+    }
+    next->sequence_number = existing ? existing->sequence_number + 1 : 1;
+    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, *next));
     return absl::OkStatus();
   }));
   return out;
+}
+
+absl::StatusOr<Bundle> SqlDataStore::CreateBundle(const Bundle& bundle) {
+  return PutBundle(bundle, [](const Bundle& b, const std::optional<Bundle>& existing)
+                               -> absl::StatusOr<std::optional<Bundle>> {
+    if (existing) return absl::AlreadyExistsError("bundle for " + b.trust_domain + " exists");
+    return b;
+  });
 }
 
 absl::StatusOr<Bundle> SqlDataStore::SetBundle(const Bundle& bundle) {
-  TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
-  Bundle out;
-  TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
-    Bundle next = b;
-    next.sequence_number = existing ? existing->sequence_number + 1 : 1;
-    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, next));
-    return absl::OkStatus();
-  }));
-  return out;
+  return PutBundle(bundle, [](const Bundle& b, const std::optional<Bundle>&)
+                               -> absl::StatusOr<std::optional<Bundle>> { return b; });
 }
 
 absl::StatusOr<Bundle> SqlDataStore::AppendBundle(const Bundle& bundle) {
-  TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
-  Bundle out;
-  TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
-    Bundle merged = existing ? *existing : b;
-    bool changed = !existing;
-    if (existing) {
-      for (const X509Authority& a : b.x509_authorities) {
-        auto same = [&](const X509Authority& x) { return x.ca_der == a.ca_der; };
-        if (std::none_of(merged.x509_authorities.begin(), merged.x509_authorities.end(), same)) {
-          merged.x509_authorities.push_back(a);
-          changed = true;
-        }
-      }
-      for (const JwtAuthority& a : b.jwt_authorities) {
-        auto same = [&](const JwtAuthority& x) { return x.kid == a.kid; };
-        if (std::none_of(merged.jwt_authorities.begin(), merged.jwt_authorities.end(), same)) {
-          merged.jwt_authorities.push_back(a);
-          changed = true;
-        }
+  return PutBundle(bundle, [](const Bundle& b, const std::optional<Bundle>& existing)
+                               -> absl::StatusOr<std::optional<Bundle>> {
+    if (!existing) return b;
+    Bundle merged = *existing;
+    bool changed = false;
+    for (const X509Authority& a : b.x509_authorities) {
+      auto same = [&](const X509Authority& x) { return x.ca_der == a.ca_der; };
+      if (std::none_of(merged.x509_authorities.begin(), merged.x509_authorities.end(), same)) {
+        merged.x509_authorities.push_back(a);
+        changed = true;
       }
     }
-    if (!changed) {
-      out = std::move(merged);
-      return absl::OkStatus();
+    for (const JwtAuthority& a : b.jwt_authorities) {
+      auto same = [&](const JwtAuthority& x) { return x.kid == a.kid; };
+      if (std::none_of(merged.jwt_authorities.begin(), merged.jwt_authorities.end(), same)) {
+        merged.jwt_authorities.push_back(a);
+        changed = true;
+      }
     }
-    merged.sequence_number = existing ? existing->sequence_number + 1 : 1;
-    TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, merged));
-    return absl::OkStatus();
-  }));
-  return out;
+    if (!changed) return std::optional<Bundle>();
+    return merged;
+  });
 }
 
 absl::StatusOr<Bundle> SqlDataStore::GetBundle(const std::string& trust_domain) {

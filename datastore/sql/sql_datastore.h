@@ -1,7 +1,9 @@
 // Internal: DataStore written once over the SQL surface that both backends provide.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 
 #include "datastore/datastore.h"
 #include "datastore/options.h"
@@ -105,6 +107,13 @@ class SqlDataStore : public DataStore {
   absl::StatusOr<std::optional<Bundle>> LockBundle(Tx& tx, const std::string& td,
                                                    int64_t refresh_hint);
   absl::StatusOr<Bundle> StoreAndReload(Tx& tx, const Bundle& bundle);
+  // What a bundle write makes of the normalized input and the stored bundle (if any): the
+  // bundle to store, or nullopt to keep the stored one unchanged.
+  using BundleChange = std::function<absl::StatusOr<std::optional<Bundle>>(
+      const Bundle& in, const std::optional<Bundle>& stored)>;
+  // Normalizes `bundle`, locks the stored one and stores what `change` returns under the next
+  // sequence number; returns the bundle as stored.
+  absl::StatusOr<Bundle> PutBundle(const Bundle& bundle, const BundleChange& change);
 
   std::unique_ptr<Engine> engine_;
   DataStoreOptions options_;

@@ -1,5 +1,6 @@
 // SqlDataStore: registration entries and their selectors, federated trust domains and DNS names.
 #include <algorithm>
+#include <functional>
 #include <set>
 #include <unordered_map>
 
@@ -117,51 +118,38 @@ absl::Status LoadEntryChildren(Tx& tx, std::vector<LoadedEntry>& entries) {
     std::string b = q.Bind(hi);
     return " WHERE entry_seq BETWEEN " + a + " AND " + b;
   };
-  {
+  // Reads `columns` of every child row in `table` and hands each row to `add` with the entry it
+  // belongs to (a scratch entry for a row of no listed entry, which is still checked).
+  auto load = [&](const char* table, const char* columns, const char* order,
+                  const std::function<void(RowReader&, RegistrationEntry&)>& add) -> absl::Status {
     Query q;
-    std::string sql = "SELECT entry_seq, type, value FROM entry_selectors" + scope(q) +
-                      " ORDER BY entry_seq, type, value";
+    std::string sql = absl::StrCat("SELECT entry_seq, ", columns, " FROM ", table, scope(q),
+                                   " ORDER BY entry_seq, ", order);
     TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
     for (const Row& row : rows) {
-      RowReader r(row, "entry_selectors");
+      RowReader r(row, table);
       int64_t seq = r.Int("entry_seq");
       r.SetKey(absl::StrCat("entry_seq ", seq));
-      Selector s{r.NonEmpty("type"), r.NonEmpty("value")};
-      TRELLIS_RETURN_IF_ERROR(r.status());
       auto it = by_seq.find(seq);
-      if (it != by_seq.end()) it->second->selectors.push_back(std::move(s));
-    }
-  }
-  {
-    Query q;
-    std::string sql = "SELECT entry_seq, trust_domain FROM entry_federates_with" + scope(q) +
-                      " ORDER BY entry_seq, trust_domain";
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
-    for (const Row& row : rows) {
-      RowReader r(row, "entry_federates_with");
-      int64_t seq = r.Int("entry_seq");
-      r.SetKey(absl::StrCat("entry_seq ", seq));
-      std::string td = r.Domain("trust_domain");
+      RegistrationEntry unlisted;
+      add(r, it != by_seq.end() ? *it->second : unlisted);
       TRELLIS_RETURN_IF_ERROR(r.status());
-      auto it = by_seq.find(seq);
-      if (it != by_seq.end()) it->second->federates_with.push_back(std::move(td));
     }
-  }
-  {
-    Query q;
-    std::string sql =
-        "SELECT entry_seq, name FROM entry_dns_names" + scope(q) + " ORDER BY entry_seq, position";
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
-    for (const Row& row : rows) {
-      RowReader r(row, "entry_dns_names");
-      int64_t seq = r.Int("entry_seq");
-      r.SetKey(absl::StrCat("entry_seq ", seq));
-      std::string name = r.NonEmpty("name");
-      TRELLIS_RETURN_IF_ERROR(r.status());
-      auto it = by_seq.find(seq);
-      if (it != by_seq.end()) it->second->dns_names.push_back(std::move(name));
-    }
-  }
+    return absl::OkStatus();
+  };
+  TRELLIS_RETURN_IF_ERROR(
+      load("entry_selectors", "type, value", "type, value", [](RowReader& r, RegistrationEntry& e) {
+        Selector s{r.NonEmpty("type"), r.NonEmpty("value")};
+        e.selectors.push_back(std::move(s));
+      }));
+  TRELLIS_RETURN_IF_ERROR(load("entry_federates_with", "trust_domain", "trust_domain",
+                               [](RowReader& r, RegistrationEntry& e) {
+                                 e.federates_with.push_back(r.Domain("trust_domain"));
+                               }));
+  TRELLIS_RETURN_IF_ERROR(load("entry_dns_names", "name", "position",
+                               [](RowReader& r, RegistrationEntry& e) {
+                                 e.dns_names.push_back(r.NonEmpty("name"));
+                               }));
   for (auto& le : entries) {
     if (le.entry.selectors.empty()) {
       return absl::DataLossError("stored entry " + le.entry.id + " has no selectors");
@@ -418,10 +406,7 @@ absl::Status SqlDataStore::DeleteEntries(const std::vector<std::string>& ids) {
 }
 
 absl::StatusOr<ListEntriesResponse> SqlDataStore::ListEntries(const ListEntriesRequest& req) {
-  TRELLIS_RETURN_IF_ERROR(ValidatePageSize(req.page_size));
-  TRELLIS_ASSIGN_OR_RETURN(int64_t after, ParsePageToken(req.page_token));
-  Query q;
-  q.Where("e.seq > " + q.Bind(after));
+  TRELLIS_ASSIGN_OR_RETURN(Query q, PagedQuery(req.page_size, req.page_token, "e.seq"));
   if (req.by_spiffe_id) {
     TRELLIS_ASSIGN_OR_RETURN(std::string id, NormalizeSpiffeId(*req.by_spiffe_id, "by_spiffe_id"));
     q.Where("e.spiffe_id = " + q.Bind(id));
@@ -431,16 +416,10 @@ absl::StatusOr<ListEntriesResponse> SqlDataStore::ListEntries(const ListEntriesR
     q.Where("e.parent_id = " + q.Bind(id));
   }
   if (req.by_selectors) {
-    if (req.by_selectors->selectors.empty()) {
-      return absl::InvalidArgumentError("selector filter needs at least one selector");
-    }
-    TRELLIS_RETURN_IF_ERROR(ValidateSelectors(req.by_selectors->selectors, "filter"));
-    std::vector<std::vector<std::string>> items;
-    for (const Selector& s : SortedUnique(req.by_selectors->selectors)) {
-      items.push_back({s.type, s.value});
-    }
-    q.Where(SetFilterSql(q, "entry_selectors", "entry_seq", "e.seq", {"type", "value"}, items,
-                         req.by_selectors->match));
+    TRELLIS_ASSIGN_OR_RETURN(
+        std::string cond,
+        SelectorFilterSql(q, *req.by_selectors, "entry_selectors", "entry_seq", "e.seq"));
+    q.Where(cond);
   }
   if (req.by_federates_with) {
     if (req.by_federates_with->trust_domains.empty()) {
@@ -465,17 +444,12 @@ absl::StatusOr<ListEntriesResponse> SqlDataStore::ListEntries(const ListEntriesR
   if (req.by_hint) q.Where("e.hint = " + q.Bind(*req.by_hint));
   std::string sql =
       absl::StrCat("SELECT ", kEntryColumns, " FROM entries e", q.WhereClause(), " ORDER BY e.seq");
-  Params params = q.params();
-  if (req.page_size > 0) {
-    params.push_back(int64_t{req.page_size} + 1);
-    absl::StrAppend(&sql, " LIMIT $", params.size());
-  }
+  sql += PageLimit(q, req.page_size);
   ListEntriesResponse out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, params));
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
     std::vector<LoadedEntry> loaded;
-    bool more = req.page_size > 0 && rows.size() > static_cast<size_t>(req.page_size);
-    if (more) rows.resize(req.page_size);
+    bool more = TrimPage(rows, req.page_size);
     for (const Row& row : rows) {
       TRELLIS_ASSIGN_OR_RETURN(LoadedEntry le, ReadEntryRow(row));
       loaded.push_back(std::move(le));

@@ -168,10 +168,7 @@ absl::StatusOr<AttestedNode> SqlDataStore::DeleteNode(const std::string& spiffe_
 }
 
 absl::StatusOr<ListNodesResponse> SqlDataStore::ListNodes(const ListNodesRequest& req) {
-  TRELLIS_RETURN_IF_ERROR(ValidatePageSize(req.page_size));
-  TRELLIS_ASSIGN_OR_RETURN(int64_t after, ParsePageToken(req.page_token));
-  Query q;
-  q.Where("n.seq > " + q.Bind(after));
+  TRELLIS_ASSIGN_OR_RETURN(Query q, PagedQuery(req.page_size, req.page_token, "n.seq"));
   if (req.by_banned) q.Where("n.banned = " + q.Bind(B(*req.by_banned)));
   if (req.by_attestation_type) {
     q.Where("n.attestation_data_type = " + q.Bind(*req.by_attestation_type));
@@ -180,16 +177,9 @@ absl::StatusOr<ListNodesResponse> SqlDataStore::ListNodes(const ListNodesRequest
     q.Where("n.cert_not_after < " + q.Bind(Sec(*req.by_expires_before)));
   }
   if (req.by_selectors) {
-    if (req.by_selectors->selectors.empty()) {
-      return absl::InvalidArgumentError("selector filter needs at least one selector");
-    }
-    TRELLIS_RETURN_IF_ERROR(ValidateSelectors(req.by_selectors->selectors, "filter"));
-    std::vector<std::vector<std::string>> items;
-    for (const Selector& s : SortedUnique(req.by_selectors->selectors)) {
-      items.push_back({s.type, s.value});
-    }
-    std::string cond = SetFilterSql(q, "node_selectors", "spiffe_id", "n.spiffe_id",
-                                    {"type", "value"}, items, req.by_selectors->match);
+    TRELLIS_ASSIGN_OR_RETURN(
+        std::string cond,
+        SelectorFilterSql(q, *req.by_selectors, "node_selectors", "spiffe_id", "n.spiffe_id"));
     if (req.by_selectors->match == MatchMode::kSubset) {
       cond += " AND EXISTS (SELECT 1 FROM node_selectors z WHERE z.spiffe_id = n.spiffe_id)";
     }
@@ -197,17 +187,12 @@ absl::StatusOr<ListNodesResponse> SqlDataStore::ListNodes(const ListNodesRequest
   }
   std::string sql = absl::StrCat("SELECT ", kNodeColumns, " FROM attested_nodes n", q.WhereClause(),
                                  " ORDER BY n.seq");
-  Params params = q.params();
-  if (req.page_size > 0) {
-    params.push_back(int64_t{req.page_size} + 1);
-    absl::StrAppend(&sql, " LIMIT $", params.size());
-  }
+  sql += PageLimit(q, req.page_size);
   ListNodesResponse out;
   TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
     out = ListNodesResponse();
-    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, params));
-    bool more = req.page_size > 0 && rows.size() > static_cast<size_t>(req.page_size);
-    if (more) rows.resize(req.page_size);
+    TRELLIS_ASSIGN_OR_RETURN(Rows rows, tx.Query(sql, q.params()));
+    bool more = TrimPage(rows, req.page_size);
     int64_t last = 0;
     for (const Row& row : rows) {
       TRELLIS_ASSIGN_OR_RETURN(auto sn, ReadNodeRow(row));

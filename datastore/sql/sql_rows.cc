@@ -76,6 +76,38 @@ absl::Status ValidateSelectors(const std::vector<Selector>& selectors, const cha
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> SelectorFilterSql(Query& q, const SelectorFilter& filter,
+                                              const std::string& table, const std::string& key_col,
+                                              const std::string& outer_key) {
+  if (filter.selectors.empty()) {
+    return absl::InvalidArgumentError("selector filter needs at least one selector");
+  }
+  TRELLIS_RETURN_IF_ERROR(ValidateSelectors(filter.selectors, "filter"));
+  std::vector<std::vector<std::string>> items;
+  for (const Selector& s : SortedUnique(filter.selectors)) items.push_back({s.type, s.value});
+  return SetFilterSql(q, table, key_col, outer_key, {"type", "value"}, items, filter.match);
+}
+
+absl::StatusOr<Query> PagedQuery(int32_t page_size, const std::string& page_token,
+                                 const std::string& seq_col) {
+  TRELLIS_RETURN_IF_ERROR(ValidatePageSize(page_size));
+  TRELLIS_ASSIGN_OR_RETURN(int64_t after, ParsePageToken(page_token));
+  Query q;
+  q.Where(seq_col + " > " + q.Bind(after));
+  return q;
+}
+
+std::string PageLimit(Query& q, int32_t page_size) {
+  if (page_size <= 0) return "";
+  return " LIMIT " + q.Bind(int64_t{page_size} + 1);
+}
+
+bool TrimPage(Rows& rows, int32_t page_size) {
+  bool more = page_size > 0 && rows.size() > static_cast<size_t>(page_size);
+  if (more) rows.resize(page_size);
+  return more;
+}
+
 std::vector<Selector> SortedUnique(std::vector<Selector> v) {
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end()), v.end());

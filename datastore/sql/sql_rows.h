@@ -141,6 +141,21 @@ std::string SetFilterSql(Query& q, const std::string& table, const std::string& 
                          const std::string& outer_key, const std::vector<std::string>& cols,
                          const std::vector<std::vector<std::string>>& items, MatchMode mode);
 
+// The condition for a selector filter on `table` (rows keyed by `key_col`, matched against
+// `outer_key`), once the filter is checked to name at least one well-formed selector.
+absl::StatusOr<std::string> SelectorFilterSql(Query& q, const SelectorFilter& filter,
+                                              const std::string& table, const std::string& key_col,
+                                              const std::string& outer_key);
+
+// Starts a paged list query: checks the page size and keeps the rows whose `seq_col` comes after
+// the page token.
+absl::StatusOr<Query> PagedQuery(int32_t page_size, const std::string& page_token,
+                                 const std::string& seq_col);
+// " LIMIT $n" asking for one row more than a page (so a next page shows), or "" for no limit.
+std::string PageLimit(Query& q, int32_t page_size);
+// Drops the row read past the page; true when there is a next page.
+bool TrimPage(Rows& rows, int32_t page_size);
+
 absl::Status ValidateSelectors(const std::vector<Selector>& selectors, const char* what);
 std::vector<Selector> SortedUnique(std::vector<Selector> v);
 absl::StatusOr<std::string> NormalizeTrustDomain(const std::string& in, const char* what);
