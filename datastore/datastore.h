@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +14,13 @@
 #include "datastore/types.h"
 
 namespace trellis::datastore {
+
+// A live subscription to change notices. Destroying it ends them: no call runs once the
+// destructor has returned.
+class ChangeSubscription {
+ public:
+  virtual ~ChangeSubscription() = default;
+};
 
 // Every backend honours the same error contract:
 //   NOT_FOUND            the addressed row does not exist
@@ -121,6 +130,15 @@ class DataStore {
   virtual absl::StatusOr<int64_t> PruneEvents(absl::Time older_than) = 0;
   // 0 when the log is empty.
   virtual absl::StatusOr<int64_t> MaxEventId() = 0;
+
+  // ---- Change notices ----
+  // Calls `on_change`, from a thread of the store's own, soon after any process sharing the
+  // store commits a change-log event (this one included), and once after each reconnection of
+  // that channel, when notices may have been missed. A notice only says "read the log now":
+  // readers still poll ListEvents as the safety net. nullptr when the backend has no such
+  // channel (SQLite: writes by other processes are seen by polling).
+  virtual std::unique_ptr<ChangeSubscription> SubscribeChanges(
+      std::function<void()> on_change) = 0;
 
   // The schema version the store runs on.
   virtual absl::StatusOr<int> SchemaVersion() = 0;

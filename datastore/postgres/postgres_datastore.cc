@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/status.h"
+#include "datastore/postgres/postgres_change_listener.h"
 
 namespace trellis::datastore {
 namespace {
@@ -40,6 +41,10 @@ class PostgresEngine final : public sql::Engine {
       : dsn_(std::move(dsn)), pool_size_(pool_size), acquire_timeout_(acquire_timeout) {}
 
   sql::Dialect dialect() const override { return sql::Dialect::kPostgres; }
+
+  std::unique_ptr<ChangeSubscription> SubscribeChanges(std::function<void()> on_change) override {
+    return ListenForPostgresChanges(dsn_, std::move(on_change));
+  }
 
   int OpenConnections() const {
     absl::MutexLock lock(&mu_);

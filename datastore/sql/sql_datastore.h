@@ -75,6 +75,9 @@ class SqlDataStore : public DataStore {
   absl::StatusOr<int64_t> PruneEvents(absl::Time older_than) override;
   absl::StatusOr<int64_t> MaxEventId() override;
 
+  std::unique_ptr<ChangeSubscription> SubscribeChanges(std::function<void()> on_change) override {
+    return engine_->SubscribeChanges(std::move(on_change));
+  }
   absl::StatusOr<int> SchemaVersion() override;
 
  protected:

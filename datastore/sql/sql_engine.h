@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -10,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "datastore/datastore.h"
 
 namespace trellis::datastore::sql {
 
@@ -45,6 +47,10 @@ class Engine {
   // Runs `fn` in one transaction and commits when it returns OK, else rolls back. `write`
   // transactions take the write lock up front where the backend has one.
   virtual absl::Status Run(bool write, const std::function<absl::Status(Tx&)>& fn) = 0;
+  // DataStore::SubscribeChanges; nullptr where the backend has no notice channel.
+  virtual std::unique_ptr<ChangeSubscription> SubscribeChanges(std::function<void()> on_change) {
+    return nullptr;
+  }
 };
 
 }  // namespace trellis::datastore::sql

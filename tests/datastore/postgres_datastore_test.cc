@@ -4,11 +4,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <pqxx/pqxx>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/datastore/test_backends.h"
 
@@ -104,6 +107,57 @@ TEST_F(PostgresDataStoreTest, CommittedEntryWriteIsAnnouncedToListeners) {
   ASSERT_TRUE((*store)->CreateEntry(EntryNumber(1)).ok());
   for (int i = 0; i < 10 && listener.mine == 0; ++i) listen_conn.await_notification(1, 0);
   EXPECT_EQ(listener.mine, 1);
+}
+
+// Counts the notices a subscription delivers; waits with a deadline, never a fixed sleep.
+class NoticeCounter {
+ public:
+  std::function<void()> Callback() {
+    return [this] {
+      absl::MutexLock lock(&mu_);
+      ++count_;
+    };
+  }
+  int Count() {
+    absl::MutexLock lock(&mu_);
+    return count_;
+  }
+  // True once the count reaches `n` within 30 s.
+  bool AwaitAtLeast(int n) {
+    absl::MutexLock lock(&mu_);
+    auto reached = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(30));
+  }
+
+ private:
+  absl::Mutex mu_;
+  int count_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(PostgresDataStoreTest, AnotherStoresWriteReachesASubscriberOfTheSameSchemaOnly) {
+  auto writer = Open(1);
+  auto reader = Open(1);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  auto other_backend = testing::MakeTestBackend("Postgres");
+  ASSERT_TRUE(other_backend.ok()) << other_backend.status();
+  DataStoreOptions options;
+  auto other = PostgresDataStore::Open((*other_backend)->ConnectionString(), options);
+  ASSERT_TRUE(other.ok()) << other.status();
+
+  NoticeCounter notices;
+  std::unique_ptr<ChangeSubscription> sub = (*reader)->SubscribeChanges(notices.Callback());
+  ASSERT_NE(sub, nullptr);
+  // The first notice comes once the channel is listening: read the log now.
+  ASSERT_TRUE(notices.AwaitAtLeast(1));
+  const int before = notices.Count();
+  // A write in another schema is not ours; the write after it is, and comes after it.
+  ASSERT_TRUE((*other)->CreateEntry(EntryNumber(1)).ok());
+  ASSERT_TRUE((*writer)->CreateEntry(EntryNumber(2)).ok());
+  ASSERT_TRUE(notices.AwaitAtLeast(before + 1));
+  EXPECT_EQ(notices.Count(), before + 1);
+  // Ending the subscription stops its thread (this would hang otherwise).
+  sub.reset();
 }
 
 TEST_F(PostgresDataStoreTest, UnreachableServerIsUnavailable) {

@@ -44,6 +44,16 @@ TEST(SqliteDataStore, DatabaseAndWalFilesAreOwnerOnly) {
   EXPECT_EQ(ModeOf(path + "-shm"), 0600);
 }
 
+TEST(SqliteDataStore, OffersNoChangeNoticesSoReadersPoll) {
+  TempDir dir;
+  auto store = SqliteDataStore::Open(dir.path() + "/ds.sqlite3", {});
+  ASSERT_TRUE(store.ok()) << store.status();
+  bool called = false;
+  EXPECT_EQ((*store)->SubscribeChanges([&called] { called = true; }), nullptr);
+  ASSERT_TRUE((*store)->CreateEntry(SomeEntry()).ok());
+  EXPECT_FALSE(called);
+}
+
 TEST(SqliteDataStore, TightensLooseExistingFile) {
   TempDir dir;
   std::string path = dir.path() + "/ds.sqlite3";

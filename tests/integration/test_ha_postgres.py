@@ -1,0 +1,75 @@
+# Two replicas of one tier sharing one real PostgreSQL (the throwaway cluster
+# scripts/with-postgres.sh starts for the tests).
+"""Replicas on a shared PostgreSQL.
+
+An entry written through one replica is served through the other, and both replicas' CAs sit in
+the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST_POSTGRES_DSN
+(exported by scripts/with-postgres.sh); each run creates its own database.
+"""
+
+import os
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import workload_client as wl  # noqa: E402
+from harness import Deployment, wait_for  # noqa: E402
+from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
+from test_nested_postgres import psql, with_dbname  # noqa: E402
+
+
+class HaPostgresTest(unittest.TestCase):
+    def setUp(self):
+        base = os.environ.get("TRELLIS_TEST_POSTGRES_DSN")
+        if not base:
+            self.fail("TRELLIS_TEST_POSTGRES_DSN is not set: run under scripts/with-postgres.sh")
+        self.admin_dsn = with_dbname(base, "postgres")
+        self.db = "trellis_ha_" + uuid.uuid4().hex[:12]
+        psql(self.admin_dsn, "CREATE DATABASE %s" % self.db)
+        self.addCleanup(psql, self.admin_dsn, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db)
+        self.d = Deployment()
+        self.addCleanup(self.d.close)
+
+    def test_entry_written_through_one_replica_is_served_through_the_other(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn)
+        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        # Each replica keeps its own CA; the shared bundle holds both.
+        a_ca = replica_a.authorities("x509")["active"]["authority_id"]
+        b_ca = replica_b.authorities("x509")["active"]["authority_id"]
+        self.assertNotEqual(a_ca, b_ca)
+
+        on_b = d.attested_agent(replica_b, "agent-on-b")
+        on_a = d.attested_agent(replica_a, "agent-on-a")
+        branches = []
+        try:
+            # Written through A for the agent attested to B, and the other way round.
+            for writer, agent, path in ((replica_a, on_b, "ha/via-a"),
+                                        (replica_b, on_a, "ha/via-b")):
+                start = time.monotonic()
+                _, sid = writer.register_workload(agent, path)
+                branch = Branch(path, agent, sid)
+                branches.append(branch)
+                chain, roots = wait_for(branch.svid, LONG_TIMEOUT,
+                                        what="an X.509 SVID for %s through %s" % (sid, agent.name))
+                print("%s written through %s, served by %s's agent after %.2f s" %
+                      (sid, writer.name, agent.server.name, time.monotonic() - start))
+                wl.openssl_verify(d.path(), chain, roots)
+            # Each SVID also verifies against the bundle the other replica's agent holds.
+            for branch, other in ((branches[0], branches[1]), (branches[1], branches[0])):
+                chain, _ = branch.svid()
+                wl.openssl_verify(d.path(), chain, other.x509_roots())
+        except Exception:
+            print(d.logs())
+            raise
+        finally:
+            for b in branches:
+                b.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
