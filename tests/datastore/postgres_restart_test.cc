@@ -4,10 +4,13 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "datastore/postgres/postgres_datastore.h"
 #include "gtest/gtest.h"
 #include "tests/datastore/test_backends.h"
@@ -86,6 +89,43 @@ TEST(PostgresServerRestart, CallWhileServerIsDownIsUnavailableThenRecovers) {
   auto up = (*store)->CountEntries();
   ASSERT_TRUE(up.ok()) << up.status();
   EXPECT_EQ(*up, 1);
+}
+
+TEST(PostgresServerRestart, ChangeNoticesResumeAfterARestart) {
+  auto backend = testing::MakeTestBackend("Postgres");
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  DataStoreOptions options;
+  auto writer = PostgresDataStore::Open((*backend)->ConnectionString(), options);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  auto reader = PostgresDataStore::Open((*backend)->ConnectionString(), options);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  absl::Mutex mu;
+  int notices = 0;
+  auto await_at_least = [&](int n) {
+    absl::MutexLock lock(&mu);
+    auto reached = [&] { return notices >= n; };
+    // The listener reconnects with backoff (1 s, 2 s, ...): a generous deadline.
+    return mu.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(90));
+  };
+  std::unique_ptr<ChangeSubscription> sub = (*reader)->SubscribeChanges([&] {
+    absl::MutexLock lock(&mu);
+    ++notices;
+  });
+  ASSERT_NE(sub, nullptr);
+  ASSERT_TRUE(await_at_least(1));  // listening
+  ASSERT_EQ(RunPgCtl({"restart", "-w", "-t", "60", "-m", "fast"}), 0)
+      << "pg_ctl restart failed; run through scripts/with-postgres.sh";
+  // Reconnected: one notice says "read the log", since writes may have been missed.
+  ASSERT_TRUE(await_at_least(2));
+  int before;
+  {
+    absl::MutexLock lock(&mu);
+    before = notices;
+  }
+  // And writes are announced again.
+  ASSERT_TRUE((*writer)->CreateEntry(EntryNumber(1)).ok());
+  EXPECT_TRUE(await_at_least(before + 1));
+  sub.reset();
 }
 
 }  // namespace
