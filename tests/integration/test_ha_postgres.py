@@ -11,27 +11,17 @@ import os
 import sys
 import time
 import unittest
-import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import workload_client as wl  # noqa: E402
-from harness import Deployment, wait_for  # noqa: E402
+from harness import wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
-from test_nested_postgres import psql, with_dbname  # noqa: E402
+from test_nested_postgres import FreshDatabaseTest, with_dbname  # noqa: E402
 
 
-class HaPostgresTest(unittest.TestCase):
-    def setUp(self):
-        base = os.environ.get("TRELLIS_TEST_POSTGRES_DSN")
-        if not base:
-            self.fail("TRELLIS_TEST_POSTGRES_DSN is not set: run under scripts/with-postgres.sh")
-        self.admin_dsn = with_dbname(base, "postgres")
-        self.db = "trellis_ha_" + uuid.uuid4().hex[:12]
-        psql(self.admin_dsn, "CREATE DATABASE %s" % self.db)
-        self.addCleanup(psql, self.admin_dsn, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db)
-        self.d = Deployment()
-        self.addCleanup(self.d.close)
+class HaPostgresTest(FreshDatabaseTest):
+    DB_PREFIX = "trellis_ha_"
 
     def test_entry_written_through_one_replica_is_served_through_the_other(self):
         d = self.d

@@ -34,17 +34,26 @@ def with_dbname(dsn, name):
     return " ".join(parts + ["dbname=" + name])
 
 
-class NestedPostgresTest(unittest.TestCase):
+class FreshDatabaseTest(unittest.TestCase):
+    """A test with its own database on the test PostgreSQL (self.db, reached through
+    self.admin_dsn) and its own Deployment (self.d); both go away after the test."""
+
+    DB_PREFIX = "trellis_it_"
+
     def setUp(self):
         base = os.environ.get("TRELLIS_TEST_POSTGRES_DSN")
         if not base:
             self.fail("TRELLIS_TEST_POSTGRES_DSN is not set: run under scripts/with-postgres.sh")
         self.admin_dsn = with_dbname(base, "postgres")
-        self.db = "trellis_nested_" + uuid.uuid4().hex[:12]
+        self.db = self.DB_PREFIX + uuid.uuid4().hex[:12]
         psql(self.admin_dsn, "CREATE DATABASE %s" % self.db)
         self.addCleanup(psql, self.admin_dsn, "DROP DATABASE IF EXISTS %s WITH (FORCE)" % self.db)
         self.d = Deployment()
         self.addCleanup(self.d.close)
+
+
+class NestedPostgresTest(FreshDatabaseTest):
+    DB_PREFIX = "trellis_nested_"
 
     def test_sqlite_and_postgres_regions_work_together(self):
         d = self.d
