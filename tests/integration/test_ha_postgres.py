@@ -18,6 +18,7 @@ import workload_client as wl  # noqa: E402
 from harness import wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
 from test_nested_postgres import FreshDatabaseTest, with_dbname  # noqa: E402
+from test_single_domain import ATTEST_FAILED_RE  # noqa: E402
 
 
 class HaPostgresTest(FreshDatabaseTest):
@@ -59,6 +60,36 @@ class HaPostgresTest(FreshDatabaseTest):
         finally:
             for b in branches:
                 b.close()
+
+    def test_one_join_token_raced_against_two_replicas_attests_exactly_one_agent(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn)
+        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        token = replica_a.generate_token()
+        racers = [d.agent(replica_a, name="racer-a", join_token=token, wait=False),
+                  d.agent(replica_b, name="racer-b", join_token=token, wait=False)]
+
+        def refused(agent):
+            if not agent.process.running():
+                return agent.process.returncode() != 0
+            return ATTEST_FAILED_RE.search(agent.log()) is not None
+
+        def settled():
+            healthy = [a for a in racers if a.process.running() and a.cli("healthcheck").ok]
+            losers = [a for a in racers if a not in healthy and refused(a)]
+            return (healthy, losers) if len(healthy) + len(losers) == 2 else None
+
+        try:
+            healthy, losers = wait_for(settled, LONG_TIMEOUT, what="both racers to settle")
+            self.assertEqual(len(healthy), 1, "exactly one racer attests")
+            self.assertEqual(len(losers), 1, "the other is refused")
+            # Both replicas see the one agent the token made.
+            for replica in (replica_a, replica_b):
+                self.assertEqual(len(replica.agents()), 1, replica.name)
+        except Exception:
+            print(d.logs())
+            raise
 
 
 if __name__ == "__main__":
