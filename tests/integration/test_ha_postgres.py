@@ -14,11 +14,12 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import grpc  # noqa: E402
 import workload_client as wl  # noqa: E402
-from harness import wait_for  # noqa: E402
+from harness import agent_field, wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
 from test_nested_postgres import FreshDatabaseTest, with_dbname  # noqa: E402
-from test_single_domain import ATTEST_FAILED_RE  # noqa: E402
+from test_single_domain import AGENT_REFUSED_RE, ATTEST_FAILED_RE, SERVER_REFUSED_RE  # noqa: E402
 
 
 class HaPostgresTest(FreshDatabaseTest):
@@ -90,6 +91,41 @@ class HaPostgresTest(FreshDatabaseTest):
         except Exception:
             print(d.logs())
             raise
+
+    def test_a_ban_through_one_replica_is_enforced_by_the_other(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn)
+        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        agent = d.attested_agent(replica_b, "agent-on-b")
+        _, sid = replica_b.register_workload(agent, "ha/before-ban")
+        branch = Branch("before-ban", agent, sid)
+        try:
+            wait_for(branch.svid, LONG_TIMEOUT, what="an X.509 SVID before the ban")
+            agent_offset = agent.process.log_size()
+            b_offset = replica_b.process.log_size()
+            replica_a.cli("agent", "ban", "-spiffeID", agent.spiffe_id, check=True)
+            self.assertTrue(agent_field(replica_b.agent(agent.spiffe_id), "banned"))
+            # Written after the ban through the banning replica: the change notice makes the
+            # agent sync with replica B, which must refuse it.
+            _, late = replica_a.register_workload(agent, "ha/after-ban")
+
+            def refused():
+                return (AGENT_REFUSED_RE.search(agent.process.log_since(agent_offset)) or
+                        SERVER_REFUSED_RE.search(replica_b.process.log_since(b_offset)))
+            wait_for(refused, LONG_TIMEOUT, what="replica B refusing the banned agent")
+            # The ban was written before the entry, so no sync can have delivered the entry.
+            if agent.process.running():
+                try:
+                    resp = branch.client.fetch_x509(timeout=10)
+                    self.assertNotIn(late, [s.spiffe_id for s in resp.svids])
+                except grpc.RpcError as e:
+                    self.assertNotEqual(e.code(), grpc.StatusCode.OK)
+        except Exception:
+            print(d.logs())
+            raise
+        finally:
+            branch.close()
 
 
 if __name__ == "__main__":
