@@ -58,13 +58,8 @@ TEST(SpireUpstreamAuthorityOptions, IncompleteOptionsAreRefused) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("workload_api_socket")));
 }
 
-class SpireUpstreamAuthorityTest : public ::testing::Test {
+class SpireUpstreamAuthorityTest : public upstream::testing::UpstreamTierTest {
  protected:
-  void SetUp() override {
-    auto tier = UpstreamTier::Start({});
-    ASSERT_THAT(tier, IsOk());
-    tier_ = std::move(*tier);
-  }
   void TearDown() override {
     // The downstream's streams end before the tier they talk to.
     authority_.reset();
@@ -82,7 +77,6 @@ class SpireUpstreamAuthorityTest : public ::testing::Test {
     return authority_->MintX509Ca(*key, Td(), absl::Hours(1));
   }
 
-  std::unique_ptr<UpstreamTier> tier_;
   std::unique_ptr<server::UpstreamAuthority> authority_;
 };
 

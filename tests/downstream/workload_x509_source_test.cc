@@ -28,13 +28,8 @@ common::TrustDomain Td() { return *common::TrustDomain::Parse("example.org"); }
 
 constexpr absl::Duration kPatience = absl::Seconds(20);
 
-class WorkloadX509SourceTest : public ::testing::Test {
+class WorkloadX509SourceTest : public upstream::testing::UpstreamTierTest {
  protected:
-  void SetUp() override {
-    auto tier = UpstreamTier::Start({});
-    ASSERT_THAT(tier, IsOk());
-    tier_ = std::move(*tier);
-  }
   void TearDown() override {
     // The client first, so its stream ends before the server it reads from.
     if (source_) source_->Stop();
@@ -51,7 +46,6 @@ class WorkloadX509SourceTest : public ::testing::Test {
     return false;
   }
 
-  std::unique_ptr<UpstreamTier> tier_;
   std::unique_ptr<WorkloadX509Source> source_;
 };
 

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <memory>
+#include <vector>
 
 #include "common/csr.h"
 #include "common/file_util.h"
@@ -36,6 +38,24 @@ class DiskUpstreamTest : public CaManagerTest {
     return path;
   }
 
+  // A CaManager whose CA is minted by the disk upstream `up`.
+  std::unique_ptr<CaManager> StartUnder(const DiskUpstreamOptions& up) {
+    auto upstream = CreateDiskUpstreamAuthority(up, clock_);
+    EXPECT_TRUE(upstream.ok()) << upstream.status();
+    if (!upstream.ok()) return nullptr;
+    auto options = DefaultOptions();
+    options.upstream = std::move(*upstream);
+    return StartManager(options);
+  }
+
+  // The chain (leaf first) of an SVID for spiffe://example.org/app; empty when signing fails.
+  std::vector<common::Certificate> SignApp(CaManager& ca) {
+    auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
+    auto svid = ca.SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
+    EXPECT_TRUE(svid.ok()) << svid.status();
+    return svid.ok() ? Chain(*svid) : std::vector<common::Certificate>{};
+  }
+
   int OpensslVerify(const std::string& root_pem, const std::string& untrusted_pem,
                     const std::string& leaf_pem) {
     std::string cmd = "openssl verify -CAfile " + Write("v-root.pem", root_pem);
@@ -51,21 +71,14 @@ TEST_F(DiskUpstreamTest, SelfSignedUpstreamMakesOurCaAnIntermediate) {
   ASSERT_TRUE(root.ok());
   DiskUpstreamOptions up{Write("up.pem", root->ToPem()),
                          Write("up.key", std::string(root_key->ToPem()->view())), ""};
-  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
-  ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto options = DefaultOptions();
-  options.upstream = std::move(*upstream);
-  auto ca = StartManager(options);
+  auto ca = StartUnder(up);
   ASSERT_NE(ca, nullptr);
 
   auto bundle = ca->Bundle();
   ASSERT_EQ(bundle->x509_authorities().size(), 1u);
   EXPECT_EQ(bundle->x509_authorities()[0], *root);
-  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
-  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
-  ASSERT_TRUE(svid.ok()) << svid.status();
-  ASSERT_EQ(svid->size(), 2u);
-  auto chain = Chain(*svid);
+  auto chain = SignApp(*ca);
+  ASSERT_EQ(chain.size(), 2u);
   EXPECT_EQ(chain[1], *ca->ActiveX509Ca());
   EXPECT_TRUE(common::VerifyX509Svid(chain, *bundle, clock_.Now()).ok());
   EXPECT_EQ(OpensslVerify(root->ToPem(), chain[1].ToPem(), chain[0].ToPem()), 0);
@@ -81,21 +94,14 @@ TEST_F(DiskUpstreamTest, UpstreamIntermediateWithBundleFileChainsToItsRoot) {
   DiskUpstreamOptions up{Write("up.pem", up_cert->ToPem()),
                          Write("up.key", std::string(up_key->ToPem()->view())),
                          Write("roots.pem", root->ToPem())};
-  auto upstream = CreateDiskUpstreamAuthority(up, clock_);
-  ASSERT_TRUE(upstream.ok()) << upstream.status();
-  auto options = DefaultOptions();
-  options.upstream = std::move(*upstream);
-  auto ca = StartManager(options);
+  auto ca = StartUnder(up);
   ASSERT_NE(ca, nullptr);
 
   auto bundle = ca->Bundle();
   ASSERT_EQ(bundle->x509_authorities().size(), 1u);
   EXPECT_EQ(bundle->x509_authorities()[0], *root);
-  auto id = *common::SpiffeId::Parse("spiffe://example.org/app");
-  auto svid = ca->SignX509SvidFromCsr(Csr(), id, absl::Hours(1), {});
-  ASSERT_TRUE(svid.ok()) << svid.status();
-  ASSERT_EQ(svid->size(), 3u);
-  auto chain = Chain(*svid);
+  auto chain = SignApp(*ca);
+  ASSERT_EQ(chain.size(), 3u);
   EXPECT_EQ(chain[2], *up_cert);
   auto verified = common::VerifyX509Svid(chain, *bundle, clock_.Now());
   EXPECT_TRUE(verified.ok()) << verified.status();

@@ -23,6 +23,7 @@
 #include "server/ca_manager.h"
 #include "server/key_manager.h"
 #include "server/server_svid.h"
+#include "gtest/gtest.h"
 #include "tests/testutil/temp_dir.h"
 #include "upstream/upstream_service.h"
 #include "workload_api/identity_source.h"
@@ -110,6 +111,17 @@ class UpstreamTier {
   std::set<std::string> downstream_ids_ ABSL_GUARDED_BY(mu_);
   std::string last_caller_serial_ ABSL_GUARDED_BY(mu_);
   uint64_t published_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A test fixture holding a started tier in `tier_`.
+class UpstreamTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto tier = UpstreamTier::Start({});
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    tier_ = std::move(*tier);
+  }
+  std::unique_ptr<UpstreamTier> tier_;
 };
 
 }  // namespace trellis::upstream::testing
