@@ -16,12 +16,17 @@ workload_api::CachedEntry Entry(const std::string& id, int64_t revision) {
       revision, 1, 0};
 }
 
+// A sync that changed one entry.
+SyncUpdate Changed(workload_api::CachedEntry entry) {
+  SyncUpdate update;
+  update.changed.push_back(std::move(entry));
+  return update;
+}
+
 TEST(IdentityState, SyncWithoutChangesPublishesNothing) {
   IdentityState state;
   SvidCache cache;
-  SyncUpdate first;
-  first.changed.push_back(Entry("a", 1));
-  state.ApplySync(std::move(first));
+  state.ApplySync(Changed(Entry("a", 1)));
   ASSERT_TRUE(state.PublishTo(&cache));
   auto published = cache.Snapshot();
   EXPECT_TRUE(published->ready);
@@ -34,14 +39,10 @@ TEST(IdentityState, SyncWithoutChangesPublishesNothing) {
 TEST(IdentityState, ChangeLeavesThePublishedSnapshotUntouched) {
   IdentityState state;
   SvidCache cache;
-  SyncUpdate first;
-  first.changed.push_back(Entry("a", 1));
-  state.ApplySync(std::move(first));
+  state.ApplySync(Changed(Entry("a", 1)));
   ASSERT_TRUE(state.PublishTo(&cache));
   auto before = cache.Snapshot();
-  SyncUpdate second;
-  second.changed.push_back(Entry("a", 2));
-  std::vector<std::string> dropped = state.ApplySync(std::move(second));
+  std::vector<std::string> dropped = state.ApplySync(Changed(Entry("a", 2)));
   ASSERT_EQ(dropped.size(), 1u);
   EXPECT_EQ(dropped[0], "a");
   EXPECT_EQ(before->entries.at("a")->revision, 1);
@@ -66,9 +67,7 @@ TEST(IdentityState, BundleDerIsRenderedWithTheSnapshot) {
 
 TEST(IdentityState, SvidOfARemovedEntryIsNotKept) {
   IdentityState state;
-  SyncUpdate first;
-  first.changed.push_back(Entry("a", 1));
-  state.ApplySync(std::move(first));
+  state.ApplySync(Changed(Entry("a", 1)));
   std::vector<std::pair<std::string, std::shared_ptr<const workload_api::CachedSvid>>> svids;
   svids.emplace_back("a", std::make_shared<workload_api::CachedSvid>());
   svids.emplace_back("gone", std::make_shared<workload_api::CachedSvid>());
