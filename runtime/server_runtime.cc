@@ -176,11 +176,12 @@ struct Server::Impl {
   int agent_port = 0;
 
   std::atomic<bool> ca_activated{false};
-  // The maintenance thread waits on mu for stopping, or for a change notice from the store.
+  // The maintenance thread waits on mu for stopping or a wake request.
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
-  bool change_noticed ABSL_GUARDED_BY(mu) = false;
-  bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping || change_noticed; }
+  // Set by a change notice from the store or by a CA activation.
+  bool wake_requested ABSL_GUARDED_BY(mu) = false;
+  bool ShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping || wake_requested; }
   // Notices of writes by other servers sharing the datastore (PostgreSQL); null on SQLite,
   // where the index's 1 s poll is the only way to hear them.
   std::unique_ptr<datastore::ChangeSubscription> changes;
@@ -218,7 +219,7 @@ void Server::Impl::Maintain() {
       absl::MutexLock lock(&mu);
       mu.AwaitWithTimeout(absl::Condition(this, &Impl::ShouldWake), kMaintenancePeriod);
       if (stopping) return;
-      change_noticed = false;
+      wake_requested = false;
     }
     now = clock.Now();
     // Catches writes by other servers sharing the datastore.
@@ -367,8 +368,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     downstreams->NotifyBundleChanged();
   });
   s.ca->SetX509ActivationListener([raw, agents] {
-    // Picked up by the maintenance thread at its next period.
+    // The maintenance thread wakes and reissues the server's own SVID under the new CA.
     raw->ca_activated = true;
+    {
+      absl::MutexLock lock(&raw->mu);
+      raw->wake_requested = true;
+    }
     agents->NotifyChange();
   });
   if (absl::Status f = s.agent_service->RefreshFederatedBundles(); !f.ok()) {
@@ -466,7 +471,7 @@ absl::Status Server::Start() {
   // once instead of at the next period.
   s.changes = s.ds->SubscribeChanges([&s] {
     absl::MutexLock lock(&s.mu);
-    s.change_noticed = true;
+    s.wake_requested = true;
   });
   LogInfo("Server started", {{"trust_domain", s.cfg.trust_domain.name()},
                              {"agent_address", HostPort(s.cfg.bind_address, s.agent_port)},
@@ -485,10 +490,10 @@ void Server::Shutdown() {
   }
   if (s.agent_service) s.agent_service->Shutdown();
   if (s.upstream_service) s.upstream_service->Shutdown();
-  // No upstream bundle may arrive while the services below are torn down.
-  // No rotation may call the upstream or the listeners while they are stopped.
-  if (s.ca) s.ca->StopRotation();
+  // No upstream bundle may arrive (and rotate from the upstream's thread) while the services
+  // below are torn down; then the CA's own rotation loop stops.
   if (s.upstream) s.upstream->Stop();
+  if (s.ca) s.ca->StopRotation();
   auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kShutdownGrace);
   if (s.agent_server) s.agent_server->Shutdown(deadline);
   if (s.admin_server) s.admin_server->Shutdown(deadline);

@@ -12,13 +12,11 @@
 namespace trellis::server {
 namespace {
 
-std::string Hex(const std::string& raw) { return absl::BytesToHexString(raw); }
-
 AuthorityInfo X509Info(const std::vector<common::Certificate>& chain, bool has_upstream) {
   AuthorityInfo info;
-  info.id = Hex(chain.front().SubjectKeyId());
+  info.id = absl::BytesToHexString(chain.front().SubjectKeyId());
   info.expires_at = chain.front().not_after();
-  if (has_upstream) info.upstream_subject_key_id = Hex(chain.front().AuthorityKeyId());
+  if (has_upstream) info.upstream_subject_key_id = absl::BytesToHexString(chain.front().AuthorityKeyId());
   return info;
 }
 
@@ -82,7 +80,7 @@ absl::StatusOr<common::Certificate> FindX509ByKeyId(const std::optional<datastor
   if (b) {
     for (const auto& a : b->x509_authorities) {
       auto cert = common::Certificate::FromDer(a.ca_der);
-      if (cert.ok() && Hex(cert->SubjectKeyId()) == hex_key_id) {
+      if (cert.ok() && absl::BytesToHexString(cert->SubjectKeyId()) == hex_key_id) {
         *tainted = a.tainted;
         return *std::move(cert);
       }
@@ -142,7 +140,7 @@ AuthorityStates AuthoritySteps::JwtAuthorities() const {
 
 absl::StatusOr<X509Slot> AuthoritySteps::OldX509(const std::string& id) const {
   std::optional<X509Slot> old = journal_->Slots().x509_old;
-  if (!old || Hex(old->ca().SubjectKeyId()) != id) {
+  if (!old || absl::BytesToHexString(old->ca().SubjectKeyId()) != id) {
     return absl::NotFoundError("no old X.509 authority " + id);
   }
   return *std::move(old);

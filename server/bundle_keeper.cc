@@ -8,11 +8,6 @@
 #include "common/x509.h"
 
 namespace trellis::server {
-namespace {
-
-void Warn(const std::string& message) { common::LogWarn(message, {{"component", "ca_manager"}}); }
-
-}  // namespace
 
 BundleKeeper::BundleKeeper(const CaOptions& options, datastore::DataStore* ds)
     : options_(options), ds_(ds) {}
@@ -57,18 +52,24 @@ absl::Status BundleKeeper::Reload(bool force_notify) {
     for (const auto& a : stored->x509_authorities) {
       auto cert = common::Certificate::FromDer(a.ca_der);
       if (!cert.ok() || !bundle->AddX509Authority(*cert).ok()) {
-        Warn("ignoring an unreadable X.509 authority in the stored bundle");
+        CaWarn("ignoring an unreadable X.509 authority in the stored bundle");
       }
     }
     for (const auto& a : stored->jwt_authorities) {
       auto key = common::PublicKey::FromSpkiDer(a.public_key_der);
       if (!key.ok() || !bundle->AddJwtAuthority(a.kid, *key).ok()) {
-        Warn("ignoring an unreadable JWT authority " + a.kid + " in the stored bundle");
+        CaWarn("ignoring an unreadable JWT authority " + a.kid + " in the stored bundle");
       }
     }
     bundle->set_sequence(static_cast<uint64_t>(stored->sequence_number));
     if (stored->refresh_hint_seconds > 0) {
       bundle->set_refresh_hint_seconds(stored->refresh_hint_seconds);
+    }
+    tainted_x509_.clear();
+    for (const auto& a : stored->x509_authorities) {
+      if (!a.tainted) continue;
+      auto cert = common::Certificate::FromDer(a.ca_der);
+      if (cert.ok()) tainted_x509_.insert(cert->SubjectKeyId());
     }
     stored_ = std::move(*stored);
     bundle_ = bundle;
@@ -125,15 +126,8 @@ std::optional<datastore::Bundle> BundleKeeper::StoredIfLoaded() const {
 }
 
 std::set<std::string> BundleKeeper::TaintedX509KeyIds() const {
-  std::set<std::string> out;
   absl::MutexLock lock(&mu_);
-  if (!stored_) return out;
-  for (const auto& a : stored_->x509_authorities) {
-    if (!a.tainted) continue;
-    auto cert = common::Certificate::FromDer(a.ca_der);
-    if (cert.ok()) out.insert(cert->SubjectKeyId());
-  }
-  return out;
+  return tainted_x509_;
 }
 
 bool BundleKeeper::JwtKidTainted(const std::string& kid) const {

@@ -57,6 +57,8 @@ class BundleKeeper {
   mutable absl::Mutex mu_;
   std::shared_ptr<const common::Bundle> bundle_ ABSL_GUARDED_BY(mu_);
   std::optional<datastore::Bundle> stored_ ABSL_GUARDED_BY(mu_);
+  // Subject key ids of stored_'s tainted X.509 authorities, parsed once per reload.
+  std::set<std::string> tainted_x509_ ABSL_GUARDED_BY(mu_);
   Listener listener_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
-#include "common/log.h"
 #include "common/status.h"
+#include "server/ca_options.h"
 
 namespace trellis::server {
 namespace {
@@ -70,8 +70,6 @@ absl::StatusOr<absl::Time> ParseJwtJournalData(const std::string& data) {
   }
 }
 
-void Warn(const std::string& message) { common::LogWarn(message, {{"component", "ca_manager"}}); }
-
 }  // namespace
 
 bool ChainTouches(const std::vector<common::Certificate>& chain,
@@ -113,23 +111,23 @@ void CaJournal::ResumeRecord(const CaJournalEntry& e, absl::Time now) {
     std::vector<common::Certificate> chain, roots;
     absl::Time unused = absl::InfiniteFuture();
     if (auto s = ParseX509JournalData(e.data, &chain, &roots, &unused); !s.ok()) {
-      Warn("skipping X.509 CA " + e.authority_id + ": " + s.ToString());
+      CaWarn("skipping X.509 CA " + e.authority_id + ": " + s.ToString());
       return;
     }
     auto key = km_->GetKey(X509KeyId(e.authority_id));
     if (!key.ok()) {
-      Warn("skipping X.509 CA " + e.authority_id + ": " + key.status().ToString());
+      CaWarn("skipping X.509 CA " + e.authority_id + ": " + key.status().ToString());
       return;
     }
     if (!common::CheckKeyMatchesCertificate(*key, chain.front()).ok()) {
-      Warn("skipping X.509 CA " + e.authority_id + ": stored key does not match");
+      CaWarn("skipping X.509 CA " + e.authority_id + ": stored key does not match");
       return;
     }
     X509Slot slot{e.authority_id, std::move(chain), std::move(roots), std::move(*key), nullptr};
     if (e.status == AuthorityStatus::kActive) {
       auto issuer = common::X509SvidIssuer::Create(slot.ca(), slot.key, clock_);
       if (!issuer.ok()) {
-        Warn("skipping X.509 CA " + e.authority_id + ": " + issuer.status().ToString());
+        CaWarn("skipping X.509 CA " + e.authority_id + ": " + issuer.status().ToString());
         return;
       }
       slot.issuer = std::move(*issuer);
@@ -144,7 +142,7 @@ void CaJournal::ResumeRecord(const CaJournalEntry& e, absl::Time now) {
   auto not_before = ParseJwtJournalData(e.data);
   auto key = km_->GetKey(JwtKeyId(e.authority_id));
   if (!not_before.ok() || !key.ok()) {
-    Warn("skipping JWT key " + e.authority_id + ": " +
+    CaWarn("skipping JWT key " + e.authority_id + ": " +
          (not_before.ok() ? key.status() : not_before.status()).ToString());
     return;
   }

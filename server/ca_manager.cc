@@ -29,8 +29,14 @@ CaManager::CaManager(Options options, datastore::DataStore* ds, KeyManager* km,
                                             dependents_.get(), link_.get(), rotator_.get());
 }
 
-// The rotation thread stops first (the rotator's destructor); the parts go in reverse order.
-CaManager::~CaManager() { StopRotation(); }
+// The rotation thread stops first; merges (which may call the link's listener) run under the
+// step lock, so clearing it there means no merge still calls into the rotator. The parts then
+// go in reverse order.
+CaManager::~CaManager() {
+  StopRotation();
+  absl::MutexLock steps(&steps_mu_);
+  link_->SetEventListener(nullptr);
+}
 
 absl::StatusOr<std::unique_ptr<CaManager>> CaManager::Create(Options options,
                                                              datastore::DataStore* ds,
@@ -59,7 +65,7 @@ absl::Duration CaManager::ActivateThreshold(absl::Duration lifetime) {
 }
 
 bool CaManager::SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl) {
-  return svid_ttl > ActivateThreshold(ca_ttl);
+  return CaRotator::SvidTtlTooLong(ca_ttl, svid_ttl);
 }
 
 absl::Status CaManager::Start() {

@@ -8,6 +8,7 @@
 
 #include "absl/time/time.h"
 #include "common/keys.h"
+#include "common/log.h"
 #include "common/spiffe_id.h"
 #include "common/x509.h"
 #include "server/upstream_authority.h"
@@ -47,5 +48,10 @@ struct AuthorityInfo {
 struct AuthorityStates {
   std::optional<AuthorityInfo> active, prepared, old;
 };
+
+// A warning from one of the CA parts, tagged with the component they share.
+inline void CaWarn(const std::string& message) {
+  common::LogWarn(message, {{"component", "ca_manager"}});
+}
 
 }  // namespace trellis::server

@@ -42,11 +42,6 @@ absl::StatusOr<std::string> RandomAlnum(size_t n) {
 
 absl::Duration Lifetime(absl::Time nb, absl::Time na) { return na - nb; }
 
-void Warn(const std::string& message) { common::LogWarn(message, {{"component", "ca_manager"}}); }
-
-bool SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl) {
-  return svid_ttl > CaRotator::ActivateThreshold(ca_ttl);
-}
 
 // Whether an authority valid over [nb, na) still has enough life left to be activated.
 bool WorthActivating(absl::Time nb, absl::Time na, absl::Time now) {
@@ -75,6 +70,10 @@ absl::Duration CaRotator::PrepareThreshold(absl::Duration lifetime) {
 
 absl::Duration CaRotator::ActivateThreshold(absl::Duration lifetime) {
   return std::min(lifetime / 6, kMaxActivateThreshold);
+}
+
+bool CaRotator::SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl) {
+  return svid_ttl > ActivateThreshold(ca_ttl);
 }
 
 CaRotator::CaRotator(const CaOptions& options, CaJournal* journal, BundleKeeper* bundle,
@@ -113,18 +112,18 @@ void CaRotator::InstallActive() {
 }
 
 absl::Status CaRotator::Start() {
-  if (SvidTtlTooLong(options_.ca_ttl, options_.default_x509_svid_ttl)) {
-    Warn(absl::StrCat("default_x509_svid_ttl ",
-                      absl::FormatDuration(options_.default_x509_svid_ttl),
-                      " exceeds min(ca_ttl/6, 7 days) = ",
-                      absl::FormatDuration(ActivateThreshold(options_.ca_ttl)),
-                      ": SVIDs will be cut short at CA rotation"));
-  }
-  if (SvidTtlTooLong(options_.ca_ttl, options_.default_jwt_svid_ttl)) {
-    Warn(absl::StrCat("default_jwt_svid_ttl ", absl::FormatDuration(options_.default_jwt_svid_ttl),
-                      " exceeds min(ca_ttl/6, 7 days) = ",
-                      absl::FormatDuration(ActivateThreshold(options_.ca_ttl)),
-                      ": JWT-SVIDs will be cut short at key rotation"));
+  const struct {
+    const char* key;
+    absl::Duration ttl;
+    const char* what;
+    const char* rotated;
+  } defaults[] = {{"default_x509_svid_ttl", options_.default_x509_svid_ttl, "SVIDs", "CA"},
+                  {"default_jwt_svid_ttl", options_.default_jwt_svid_ttl, "JWT-SVIDs", "key"}};
+  for (const auto& d : defaults) {
+    if (!SvidTtlTooLong(options_.ca_ttl, d.ttl)) continue;
+    CaWarn(absl::StrCat(d.key, " ", absl::FormatDuration(d.ttl), " exceeds min(ca_ttl/6, 7 days) = ",
+                        absl::FormatDuration(ActivateThreshold(options_.ca_ttl)), ": ", d.what,
+                        " will be cut short at ", d.rotated, " rotation"));
   }
   TRELLIS_RETURN_IF_ERROR(journal_->Resume());
   InstallActive();
@@ -143,7 +142,7 @@ absl::Status CaRotator::Start() {
   if (absl::Status rotated = Rotate(); !rotated.ok()) {
     // A persisted, unexpired CA keeps this server signing while its upstream is unreachable.
     if (!journal_->ActiveX509()) return rotated;
-    Warn("rotation at start-up failed, continuing with the persisted authorities: " +
+    CaWarn("rotation at start-up failed, continuing with the persisted authorities: " +
          rotated.ToString());
   }
   // Publish whatever the store holds now, even when nothing changed during start-up.
@@ -153,10 +152,10 @@ absl::Status CaRotator::Start() {
 absl::Status CaRotator::Tick() {
   // Drops the authorities kept for this tier's sake once nothing here needs them.
   if (absl::Status m = link_->RemergeIfRetaining(); !m.ok()) {
-    Warn("re-applying the upstream bundle failed: " + m.ToString());
+    CaWarn("re-applying the upstream bundle failed: " + m.ToString());
   }
   // The check below reads every taint mark, so queued reports are covered by it.
-  (void)link_->TakeTaintEvents();
+  TakeAndLogTaintEvents();
   absl::Status rotate = Rotate();
   const absl::Time now = clock_.Now();
   {
@@ -174,15 +173,19 @@ absl::Status CaRotator::Tick() {
   return prune.ok() ? reload : prune;
 }
 
-absl::Status CaRotator::HandleUpstreamEvents() {
+bool CaRotator::TakeAndLogTaintEvents() {
   std::vector<UpstreamLink::TaintEvent> events = link_->TakeTaintEvents();
-  if (events.empty()) return absl::OkStatus();
   for (const auto& e : events) {
     common::LogInfo("Upstream marked an authority tainted",
                     {{"component", "ca_manager"},
                      {"kind", datastore::AuthorityKindName(e.kind)},
                      {"authority_id", e.id}});
   }
+  return !events.empty();
+}
+
+absl::Status CaRotator::HandleUpstreamEvents() {
+  if (!TakeAndLogTaintEvents()) return absl::OkStatus();
   // Replaces at once whatever of ours depends on a tainted authority (no-op otherwise).
   return Rotate();
 }

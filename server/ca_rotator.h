@@ -59,9 +59,13 @@ class CaRotator {
   // below min(lifetime/6, 7 days).
   static absl::Duration PrepareThreshold(absl::Duration lifetime);
   static absl::Duration ActivateThreshold(absl::Duration lifetime);
+  // True when an SVID TTL exceeds min(ca_ttl/6, 7 days): SVIDs would be cut short at rotation.
+  static bool SvidTtlTooLong(absl::Duration ca_ttl, absl::Duration svid_ttl);
 
  private:
   absl::Status Rotate();
+  // Takes the link's taint events and logs each; true when there was any.
+  bool TakeAndLogTaintEvents();
   absl::Status RotateX509();
   absl::Status RotateJwt();
   absl::StatusOr<X509Slot> NewX509Ca();

@@ -15,17 +15,13 @@ namespace {
 constexpr absl::Duration kBackoffMin = absl::Seconds(1);
 constexpr absl::Duration kBackoffMax = absl::Seconds(30);
 
-void Warn(const std::string& message) { common::LogWarn(message, {{"component", "ca_manager"}}); }
-
-std::string Hex(const std::string& raw) { return absl::BytesToHexString(raw); }
-
 // Tainted authorities of a bundle: X.509 by SKI (hex), JWT by key id.
 std::set<std::pair<datastore::AuthorityKind, std::string>> Tainted(const datastore::Bundle& b) {
   std::set<std::pair<datastore::AuthorityKind, std::string>> out;
   for (const auto& a : b.x509_authorities) {
     if (!a.tainted) continue;
     auto cert = common::Certificate::FromDer(a.ca_der);
-    if (cert.ok()) out.insert({datastore::AuthorityKind::kX509, Hex(cert->SubjectKeyId())});
+    if (cert.ok()) out.insert({datastore::AuthorityKind::kX509, absl::BytesToHexString(cert->SubjectKeyId())});
   }
   for (const auto& a : b.jwt_authorities) {
     if (a.tainted) out.insert({datastore::AuthorityKind::kJwt, a.kid});
@@ -95,7 +91,7 @@ absl::Status UpstreamLink::PublishOwnJwt(const datastore::JwtAuthority& authorit
     return Annotate(published.status(), "publishing a JWT key to the upstream authority");
   }
   if (absl::Status m = Merge(*published); !m.ok()) {
-    Warn("applying the upstream bundle failed: " + m.ToString());
+    CaWarn("applying the upstream bundle failed: " + m.ToString());
   }
   return absl::OkStatus();
 }
@@ -161,11 +157,11 @@ absl::Status UpstreamLink::Merge(const datastore::Bundle& upstream) {
       if (upstream_has) continue;
       auto cert = common::Certificate::FromDer(a.ca_der);
       if (!cert.ok()) continue;
-      const std::string name = "X.509 authority " + Hex(cert->SubjectKeyId());
+      const std::string name = "X.509 authority " + absl::BytesToHexString(cert->SubjectKeyId());
       if (cert->not_after() > clock_.Now() &&
           !dependents_->StillNeeded(cert->SubjectKeyId(), name).ok()) {
         merged.x509_authorities.push_back({a.ca_der, a.expires_at, true});
-        retained.insert(Hex(cert->SubjectKeyId()));
+        retained.insert(absl::BytesToHexString(cert->SubjectKeyId()));
       }
     }
   }
@@ -173,7 +169,7 @@ absl::Status UpstreamLink::Merge(const datastore::Bundle& upstream) {
     absl::MutexLock lock(&mu_);
     for (const auto& id : retained) {
       if (!retained_.count(id)) {
-        Warn("keeping X.509 authority " + id +
+        CaWarn("keeping X.509 authority " + id +
              " that the upstream removed until this tier no longer depends on it");
       }
     }
