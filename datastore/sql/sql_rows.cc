@@ -1,12 +1,12 @@
 // Row reading, WHERE building and validation shared by the SqlDataStore table files.
 #include "datastore/sql/sql_rows.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include <algorithm>
 
 #include "absl/strings/escaping.h"
+#include "common/openssl_util.h"
 #include "common/status.h"
 
 namespace trellis::datastore::sql {
@@ -14,12 +14,7 @@ namespace trellis::datastore::sql {
 using common::SpiffeId;
 using common::TrustDomain;
 
-std::string Sha256Hex(const std::string& data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return absl::BytesToHexString(std::string(reinterpret_cast<char*>(md), len));
-}
+std::string Sha256Hex(const std::string& data) { return common::HexEncode(common::Sha256(data)); }
 
 absl::StatusOr<std::string> NewEntryId() {
   unsigned char b[16];

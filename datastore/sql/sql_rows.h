@@ -82,7 +82,6 @@ class RowReader {
     if (status_.ok() && s.empty()) Fail(col, "an empty string");
     return s;
   }
-  // Fails unless the column holds one of `names`; returns its index.
   // An enum column, read back with the parser of its stored names (e.g. ParseEventKind).
   template <typename E>
   E Enum(const char* col, std::optional<E> (*parse)(absl::string_view)) {
