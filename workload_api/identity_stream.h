@@ -103,12 +103,15 @@ class IdentityStream : public grpc::ServerWriteReactor<Resp> {
     absl::MutexLock lock(&state_->mu);
     write_in_flight_ = false;
     WipeSecrets(&current_);
-    if (!ok) {
+    // A finish deferred behind this write (e.g. OnCancel during it) is due now, whether or
+    // not the write went through; FinishLocked would skip it as already pending.
+    if (!ok && !finish_pending_) {
       DropPendingLocked();
       FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by the client"));
       return;
     }
     if (finish_pending_) {
+      DropPendingLocked();
       finish_pending_ = false;
       finish_called_ = true;
       this->Finish(finish_status_);
