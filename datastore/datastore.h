@@ -142,6 +142,10 @@ class DataStore {
 
   // The schema version the store runs on.
   virtual absl::StatusOr<int> SchemaVersion() = 0;
+
+  // Transactions run against the backend since the store opened (metrics; benchmarks count
+  // what one steady-state sync costs the database).
+  virtual int64_t Transactions() const = 0;
 };
 
 }  // namespace trellis::datastore

@@ -12,10 +12,13 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <set>
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
 #include "common/status.h"
@@ -309,7 +312,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   TRELLIS_ASSIGN_OR_RETURN(s.svid, ServerSvidRotator::Create(svid_opts, s.ca.get(), s.clock));
   TRELLIS_RETURN_IF_ERROR(s.svid->Start());
 
-  TRELLIS_ASSIGN_OR_RETURN(s.index, EntryIndex::Create(s.ds.get(), s.clock));
+  {
+    absl::Time load_start = absl::Now();
+    TRELLIS_ASSIGN_OR_RETURN(s.index, EntryIndex::Create(s.ds.get(), s.clock));
+    LogInfo("Loaded the entry index",
+            {{"entries", std::to_string(s.index->EntryCount())},
+             {"nodes", std::to_string(s.index->NodeCount())},
+             {"took_ms", std::to_string(absl::ToInt64Milliseconds(absl::Now() - load_start))}});
+  }
 
   std::vector<std::shared_ptr<attestors::ServerNodeAttestor>> attestors;
   for (const auto& a : cfg.node_attestors) {
@@ -328,14 +338,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   CaManager* ca = s.ca.get();
   const common::Clock* clock = &s.clock;
   agent_opts.authenticate =
-      [ca, clock](const grpc::ServerContext& ctx) -> absl::StatusOr<CallerIdentity> {
+      [ca, clock](const grpc::ServerContextBase& ctx) -> absl::StatusOr<CallerIdentity> {
     std::shared_ptr<const common::Bundle> bundle = ca->Bundle();
     if (!bundle) return absl::UnavailableError("the trust bundle is not ready");
     TRELLIS_ASSIGN_OR_RETURN(transport::PeerIdentity peer,
                              transport::AuthenticatePeer(ctx, *bundle, clock->Now()));
     return CallerIdentity{peer.id, peer.serial_hex, peer.not_after};
   };
-  agent_opts.peer_address = [](const grpc::ServerContext& ctx) {
+  agent_opts.peer_address = [](const grpc::ServerContextBase& ctx) {
     return transport::PeerAddress(ctx);
   };
   Impl* raw = impl.get();
@@ -345,10 +355,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
                                                    s.index.get(), std::move(attestors));
   AgentService* agents = s.agent_service.get();
   EntryIndex* index = s.index.get();
-  s.index->SetChangeListener([agents](uint64_t) { agents->NotifyChange(); });
   trellis::upstream::UpstreamService::Options upstream_opts;
   upstream_opts.authenticate =
-      [ca, clock](const grpc::ServerContext& ctx) -> absl::StatusOr<common::SpiffeId> {
+      [ca, clock](const grpc::ServerContextBase& ctx) -> absl::StatusOr<common::SpiffeId> {
     std::shared_ptr<const common::Bundle> bundle = ca->Bundle();
     if (!bundle) return absl::UnavailableError("the trust bundle is not ready");
     TRELLIS_ASSIGN_OR_RETURN(transport::PeerIdentity peer,
@@ -363,6 +372,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   };
   s.upstream_service = std::make_unique<trellis::upstream::UpstreamService>(upstream_opts, s.ca.get());
   trellis::upstream::UpstreamService* downstreams = s.upstream_service.get();
+  // An entry or node change wakes only the agents it concerns; downstream streams re-check
+  // that their caller is still registered as a downstream server.
+  s.index->SetChangeListener(
+      [agents, downstreams](uint64_t, const std::set<std::string>& affected) {
+        agents->NotifyAgents(affected);
+        downstreams->NotifyEntriesChanged();
+      });
   s.ca->SetBundleListener([agents, downstreams](std::shared_ptr<const common::Bundle>) {
     agents->NotifyChange();
     downstreams->NotifyBundleChanged();
@@ -405,6 +421,10 @@ absl::Status Server::Impl::StartMetrics() {
   EntryIndex* index = s.index.get();
   s.metrics->AddGaugeCallback("trellis_server_entries", "Registration entries in the index",
                               [index] { return static_cast<double>(index->EntryCount()); });
+  datastore::DataStore* ds = s.ds.get();
+  s.metrics->AddGaugeCallback(
+      "trellis_server_datastore_transactions", "Datastore transactions since start",
+      [ds] { return static_cast<double>(ds->Transactions()); });
   AgentService* agents = s.agent_service.get();
   s.metrics->AddGaugeCallback(
       "trellis_server_agents_connected", "Open WatchChanges streams (agents connected)",

@@ -11,6 +11,7 @@
 #include "common/bundle.h"
 #include "common/csr.h"
 #include "common/jwt.h"
+#include "common/status.h"
 #include "common/x509.h"
 #include "datastore/datastore.h"
 #include "server/api_convert.h"
@@ -75,27 +76,30 @@ AgentService::AgentService(Options options, datastore::DataStore* ds, CaManager*
       index_(index),
       clock_(options_.clock ? *options_.clock : common::SystemClock::Get()),
       attestation_limiter_(options_.rate_limits.attestation, clock_),
-      signing_limiter_(options_.rate_limits.signing, clock_) {
+      signing_limiter_(options_.rate_limits.signing, clock_),
+      watches_({[this](const std::string& agent)
+                    -> absl::StatusOr<std::optional<AgentWatchState>> {
+                  TRELLIS_ASSIGN_OR_RETURN(AgentWatchState state, WatchState(agent));
+                  return state;
+                },
+                [this](const std::string&, const AgentWatchState& state) {
+                  v1::ChangeNotice notice;
+                  notice.set_entries_version(index_->Version());
+                  notice.set_bundle_sequence(state.bundle_sequence);
+                  return notice;
+                }}) {
   for (auto& a : attestors) attestors_[a->Name()] = std::move(a);
 }
 
 AgentService::~AgentService() { Shutdown(); }
 
-void AgentService::NotifyChange() {
-  {
-    // Releasing the lock wakes the watch streams waiting on generation_.
-    absl::MutexLock lock(&mu_);
-    ++generation_;
-  }
+void AgentService::NotifyChange() { watches_.NotifyAll(); }
+
+void AgentService::NotifyAgents(const std::set<std::string>& agent_ids) {
+  watches_.Notify(agent_ids);
 }
 
-void AgentService::Shutdown() {
-  {
-    // Releasing the lock wakes the watch streams waiting on shutdown_.
-    absl::MutexLock lock(&mu_);
-    shutdown_ = true;
-  }
-}
+void AgentService::Shutdown() { watches_.Shutdown(); }
 
 absl::Status AgentService::RefreshFederatedBundles() {
   absl::StatusOr<std::vector<datastore::Bundle>> bundles = ds_->ListBundles();
@@ -124,7 +128,7 @@ absl::Status AgentService::RefreshFederatedBundles() {
   return absl::OkStatus();
 }
 
-absl::Status AgentService::TakeSigning(const ServerContext& ctx, double cost) {
+absl::Status AgentService::TakeSigning(const grpc::ServerContextBase& ctx, double cost) {
   if (!options_.rate_limits.signing_enabled || !options_.peer_address) return absl::OkStatus();
   return signing_limiter_.Take(options_.peer_address(ctx), cost, "signing");
 }
@@ -192,7 +196,7 @@ absl::Status AgentService::CheckNode(const CallerIdentity& caller) {
                                      " is not the current one for " + id);
 }
 
-absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const ServerContext& ctx) {
+absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const grpc::ServerContextBase& ctx) {
   if (!options_.authenticate) return absl::InternalError("no authenticator configured");
   absl::StatusOr<CallerIdentity> caller = options_.authenticate(ctx);
   if (!caller.ok()) {
@@ -516,75 +520,34 @@ uint64_t AgentService::EntriesFingerprint(const common::SpiffeId& agent) const {
   return h;
 }
 
-grpc::Status AgentService::WatchChanges(ServerContext* ctx, const v1::WatchChangesRequest*,
-                                        grpc::ServerWriter<v1::ChangeNotice>* writer) {
-  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
-  if (!agent.ok()) return ToGrpcStatus(agent.status());
-  open_watches_.fetch_add(1);
-  struct WatchCount {
-    std::atomic<int64_t>& n;
-    ~WatchCount() { n.fetch_sub(1); }
-  } watch_count{open_watches_};
-  // What this agent syncs: its authorised entries (by id and revision), the bundle, and the
-  // federated bundles. A notice goes out only when one of them moved, so a change to another
-  // agent's entries does not make every agent sync.
-  // A new active X.509 CA counts too: agents holding SVIDs under a tainted authority re-mint
-  // them as soon as there is a CA to re-mint them with.
-  struct State {
-    uint64_t entries;
-    uint64_t bundle_sequence;
-    uint64_t federated;
-    uint64_t x509_generation;
-    bool operator==(const State&) const = default;
-  };
-  auto current = [&] {
-    std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
-    uint64_t federated;
-    {
-      absl::MutexLock lock(&mu_);
-      federated = federated_generation_;
-    }
-    return State{EntriesFingerprint(*agent), bundle ? bundle->sequence() : 0, federated,
-                 ca_->X509Generation()};
-  };
-  uint64_t seen_generation;
+absl::StatusOr<AgentWatchState> AgentService::WatchState(const std::string& agent_id) const {
+  // Banned or evicted agents lose the stream as soon as the index hears of it.
+  std::optional<datastore::AttestedNode> node = index_->Node(agent_id);
+  if (!node) return absl::PermissionDeniedError("agent is not attested or was evicted");
+  if (node->banned) return absl::PermissionDeniedError("agent is banned");
+  absl::StatusOr<common::SpiffeId> agent = common::SpiffeId::Parse(agent_id);
+  if (!agent.ok()) return agent.status();
+  AgentWatchState state;
+  state.entries = EntriesFingerprint(*agent);
+  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+  state.bundle_sequence = bundle ? bundle->sequence() : 0;
   {
     absl::MutexLock lock(&mu_);
-    seen_generation = generation_;
+    state.federated = federated_generation_;
   }
-  std::optional<State> last_sent;
-  bool changed = true;
-  while (true) {
-    if (changed) {
-      State now = current();
-      if (!last_sent || !(*last_sent == now)) {
-        v1::ChangeNotice notice;
-        notice.set_entries_version(index_->Version());
-        notice.set_bundle_sequence(now.bundle_sequence);
-        if (!writer->Write(notice)) return grpc::Status::OK;  // the agent went away
-        last_sent = now;
-      }
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return shutdown_ || generation_ != seen_generation;
-      };
-      // Whole milliseconds, as the wait has always been.
-      mu_.AwaitWithTimeout(absl::Condition(&woken),
-                           absl::Trunc(options_.watch_recheck, absl::Milliseconds(1)));
-      if (shutdown_) return grpc::Status::OK;
-      changed = generation_ != seen_generation;
-      seen_generation = generation_;
-    }
-    if (ctx->IsCancelled()) return grpc::Status::OK;
-    // Banned or evicted agents lose the stream promptly, not at their next sync (an index
-    // lookup, so cheap on every wake-up).
-    std::optional<datastore::AttestedNode> node = index_->Node(agent->String());
-    if (!node)
-      return ToGrpcStatus(absl::PermissionDeniedError("agent is not attested or was evicted"));
-    if (node->banned) return ToGrpcStatus(absl::PermissionDeniedError("agent is banned"));
-  }
+  // A new active X.509 CA counts too: agents holding SVIDs under a tainted authority re-mint
+  // them as soon as there is a CA to re-mint them with.
+  state.x509_generation = ca_->X509Generation();
+  return state;
+}
+
+grpc::ServerWriteReactor<v1::ChangeNotice>* AgentService::WatchChanges(
+    grpc::CallbackServerContext* ctx, const v1::WatchChangesRequest*) {
+  absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
+  if (!agent.ok()) return watches_.Refuse(ToGrpcStatus(agent.status()));
+  // A notice goes out only when what this agent syncs moved, so a change to another agent's
+  // entries neither wakes nor notifies this stream.
+  return watches_.Open(agent->String());
 }
 
 // ---- GetBundle -----------------------------------------------------------------------------

@@ -41,6 +41,43 @@ struct EntryIndex::Data {
     std::string id = e.id;
     entries.emplace(std::move(id), std::move(e));
   }
+  // Adds to `out` every agent ID whose authorised entries include entry `id`: walk up the
+  // parent chain (through entries whose spiffe_id is a parent) to agent IDs, and for node
+  // aliases to the nodes whose selectors cover the alias's. Parents that are not agents are
+  // added too; they simply match no watcher.
+  void AgentsAbove(const std::string& id, std::set<std::string>* out) const {
+    std::unordered_set<std::string> seen{id};
+    std::deque<const datastore::RegistrationEntry*> todo;
+    if (auto it = entries.find(id); it != entries.end()) todo.push_back(&it->second);
+    while (!todo.empty()) {
+      const datastore::RegistrationEntry& e = *todo.front();
+      todo.pop_front();
+      if (IsServerId(e.parent_id)) {
+        for (const auto& [node_id, node] : nodes) {
+          if (std::includes(node.selectors.begin(), node.selectors.end(), e.selectors.begin(),
+                            e.selectors.end())) {
+            out->insert(node_id);
+          }
+        }
+        continue;
+      }
+      out->insert(e.parent_id);
+      auto above = by_spiffe_id.find(e.parent_id);
+      if (above == by_spiffe_id.end()) continue;
+      for (const auto& parent_entry : above->second) {
+        if (seen.insert(parent_entry).second) todo.push_back(&entries.at(parent_entry));
+      }
+    }
+  }
+  // spiffe://<td>/spire/server: the parent of node aliases.
+  static bool IsServerId(const std::string& id) {
+    constexpr std::string_view kScheme = "spiffe://", kPath = "/spire/server";
+    if (id.size() <= kScheme.size() + kPath.size()) return false;
+    if (id.compare(0, kScheme.size(), kScheme) != 0) return false;
+    if (id.compare(id.size() - kPath.size(), kPath.size(), kPath) != 0) return false;
+    return id.find('/', kScheme.size()) == id.size() - kPath.size();
+  }
+
   void PutNode(datastore::AttestedNode n) {
     std::sort(n.selectors.begin(), n.selectors.end());
     std::string id = n.spiffe_id;
@@ -91,6 +128,7 @@ absl::Status EntryIndex::LoadAll() {
 absl::Status EntryIndex::Poll() {
   absl::MutexLock poll(&poll_mu_);
   uint64_t applied = 0;
+  std::set<std::string> affected;
   constexpr int32_t kBatch = 1000;
   while (true) {
     TRELLIS_ASSIGN_OR_RETURN(auto events, ds_->ListEvents(last_event_id_, kBatch));
@@ -135,6 +173,9 @@ absl::Status EntryIndex::Poll() {
     }
     {
       absl::MutexLock lock(&mu_);
+      // The agents that saw each entry before the change, then (below) those that see it now.
+      for (const auto& [id, e] : entries) data_->AgentsAbove(id, &affected);
+      affected.insert(node_ids.begin(), node_ids.end());
       for (auto& [id, e] : entries) {
         if (e) {
           data_->PutEntry(std::move(*e));
@@ -150,20 +191,21 @@ absl::Status EntryIndex::Poll() {
         }
       }
       data_->version += events.size();
+      for (const auto& [id, e] : entries) data_->AgentsAbove(id, &affected);
     }
     applied += events.size();
     last_event_id_ = events.back().id;
     if (static_cast<int32_t>(events.size()) < kBatch) break;
   }
   if (applied == 0) return absl::OkStatus();
-  std::function<void(uint64_t)> listener;
+  ChangeListener listener;
   uint64_t version;
   {
     absl::ReaderMutexLock lock(&mu_);
     listener = listener_;
     version = data_->version;
   }
-  if (listener) listener(version);
+  if (listener) listener(version, affected);
   return absl::OkStatus();
 }
 
@@ -257,7 +299,12 @@ size_t EntryIndex::EntryCount() const {
   return data_->entries.size();
 }
 
-void EntryIndex::SetChangeListener(std::function<void(uint64_t version)> listener) {
+size_t EntryIndex::NodeCount() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return data_->nodes.size();
+}
+
+void EntryIndex::SetChangeListener(ChangeListener listener) {
   absl::MutexLock lock(&mu_);
   listener_ = std::move(listener);
 }

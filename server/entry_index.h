@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,16 @@ class EntryIndex {
   // Unexpired entries whose spiffe_id equals `spiffe_id`.
   std::vector<datastore::RegistrationEntry> EntriesBySpiffeId(const std::string& spiffe_id) const;
   size_t EntryCount() const;
+  size_t NodeCount() const;
 
-  // Called after Poll() applied changes, with the new version (outside the index lock).
-  void SetChangeListener(std::function<void(uint64_t version)> listener);
+  // Called after Poll() applied changes (outside the index lock), with the new version and
+  // the agents whose authorised entries or node row may have changed: the agents above each
+  // changed entry (before and after the change; through node aliases, the nodes whose
+  // selectors cover the alias) and each changed node. Work for a change is proportional to
+  // the agents it concerns, never to every agent.
+  using ChangeListener =
+      std::function<void(uint64_t version, const std::set<std::string>& affected_agents)>;
+  void SetChangeListener(ChangeListener listener);
 
  private:
   struct Data;
@@ -61,7 +69,7 @@ class EntryIndex {
   int64_t last_event_id_ ABSL_GUARDED_BY(poll_mu_) = 0;
   mutable absl::Mutex mu_ ABSL_ACQUIRED_AFTER(poll_mu_);
   std::unique_ptr<Data> data_ ABSL_GUARDED_BY(mu_);
-  std::function<void(uint64_t)> listener_ ABSL_GUARDED_BY(mu_);
+  ChangeListener listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace trellis::server

@@ -17,19 +17,32 @@ namespace v1 = server::v1;
 using common::LogInfo;
 using common::LogWarn;
 
-namespace {
-
-// How often an idle watch looks at its own cancellation (the client went away).
-constexpr absl::Duration kWatchCancelCheck = absl::Seconds(1);
-
-}  // namespace
-
 UpstreamService::UpstreamService(Options options, server::CaManager* ca)
-    : options_(std::move(options)), ca_(ca) {}
+    : options_(std::move(options)),
+      ca_(ca),
+      watches_({[this](const std::string& caller) -> absl::StatusOr<std::optional<int64_t>> {
+                  // The entry may have been deleted or lost downstream = true since the stream
+                  // opened.
+                  absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(caller);
+                  if (!id.ok()) return id.status();
+                  if (!options_.is_downstream(*id)) {
+                    return absl::PermissionDeniedError(
+                        "caller " + caller +
+                        " is no longer registered as a downstream server");
+                  }
+                  absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
+                  if (!bundle.ok()) return std::nullopt;  // not loaded yet: nothing to send
+                  return bundle->sequence_number;
+                },
+                [this](const std::string&, const int64_t&) {
+                  absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
+                  return bundle.ok() ? server::BundleToProto(*bundle) : v1::Bundle();
+                },
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down")}) {}
 
 UpstreamService::~UpstreamService() { Shutdown(); }
 
-absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(const grpc::ServerContext& ctx) const {
+absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(const grpc::ServerContextBase& ctx) const {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId caller, options_.authenticate(ctx));
   if (!options_.is_downstream(caller)) {
     return absl::PermissionDeniedError(
@@ -87,59 +100,17 @@ grpc::Status UpstreamService::PublishJWTAuthority(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
-grpc::Status UpstreamService::WatchBundle(grpc::ServerContext* ctx,
-                                          const v1::WatchBundleRequest*,
-                                          grpc::ServerWriter<v1::Bundle>* writer) {
+grpc::ServerWriteReactor<v1::Bundle>* UpstreamService::WatchBundle(
+    grpc::CallbackServerContext* ctx, const v1::WatchBundleRequest*) {
   absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
-  if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
-  open_watches_.fetch_add(1);
-  struct WatchCount {
-    std::atomic<int64_t>& n;
-    ~WatchCount() { n.fetch_sub(1); }
-  } watch_count{open_watches_};
-  int64_t last_sent = -1;
-  uint64_t seen;
-  {
-    absl::MutexLock lock(&mu_);
-    seen = generation_;
-  }
-  while (true) {
-    absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
-    if (bundle.ok() && bundle->sequence_number != last_sent) {
-      if (!writer->Write(server::BundleToProto(*bundle))) return grpc::Status::OK;
-      last_sent = bundle->sequence_number;
-    }
-    absl::ReleasableMutexLock lock(&mu_);
-    auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return shutdown_ || generation_ != seen;
-    };
-    mu_.AwaitWithTimeout(absl::Condition(&woken), kWatchCancelCheck);
-    if (shutdown_) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
-    if (ctx->IsCancelled()) return grpc::Status::CANCELLED;
-    seen = generation_;
-    // The entry may have been deleted or lost downstream = true since the stream opened.
-    lock.Release();
-    if (!options_.is_downstream(*caller)) {
-      return transport::ToGrpcStatus(absl::PermissionDeniedError(
-          "caller " + caller->String() + " is no longer registered as a downstream server"));
-    }
-  }
+  if (!caller.ok()) return watches_.Refuse(transport::ToGrpcStatus(caller.status()));
+  return watches_.Open(caller->String());
 }
 
-void UpstreamService::NotifyBundleChanged() {
-  {
-    // Releasing the lock wakes the WatchBundle streams waiting on generation_.
-    absl::MutexLock lock(&mu_);
-    generation_++;
-  }
-}
+void UpstreamService::NotifyBundleChanged() { watches_.NotifyAll(); }
 
-void UpstreamService::Shutdown() {
-  {
-    // Releasing the lock wakes the WatchBundle streams waiting on shutdown_.
-    absl::MutexLock lock(&mu_);
-    shutdown_ = true;
-  }
-}
+void UpstreamService::NotifyEntriesChanged() { watches_.NotifyAll(); }
+
+void UpstreamService::Shutdown() { watches_.Shutdown(); }
 
 }  // namespace trellis::upstream

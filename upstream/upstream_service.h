@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/spiffe_id.h"
 #include "server/ca_manager.h"
+#include "server/push_streams.h"
 #include "trellis/server/v1/upstream.grpc.pb.h"
 
 namespace trellis::upstream {
@@ -17,11 +18,14 @@ namespace trellis::upstream {
 // Every method first authenticates the caller's X509-SVID and requires a registration entry
 // with the caller's SPIFFE ID and downstream = true (PERMISSION_DENIED otherwise), checked at
 // each call so deleting the entry cuts the downstream off.
-class UpstreamService final : public server::v1::Upstream::Service {
+// WatchBundle runs on gRPC's callback API, so an open stream holds no thread.
+class UpstreamService final
+    : public server::v1::Upstream::WithCallbackMethod_WatchBundle<server::v1::Upstream::Service> {
  public:
   struct Options {
     // The caller's verified SPIFFE ID (UNAUTHENTICATED when its chain does not verify).
-    std::function<absl::StatusOr<common::SpiffeId>(const grpc::ServerContext&)> authenticate;
+    std::function<absl::StatusOr<common::SpiffeId>(const grpc::ServerContextBase&)>
+        authenticate;
     // Whether a registration entry with this SPIFFE ID has downstream = true.
     std::function<bool(const common::SpiffeId&)> is_downstream;
   };
@@ -33,25 +37,26 @@ class UpstreamService final : public server::v1::Upstream::Service {
   grpc::Status PublishJWTAuthority(grpc::ServerContext* ctx,
                                    const server::v1::PublishJWTAuthorityRequest* req,
                                    server::v1::PublishJWTAuthorityResponse* resp) override;
-  grpc::Status WatchBundle(grpc::ServerContext* ctx, const server::v1::WatchBundleRequest* req,
-                           grpc::ServerWriter<server::v1::Bundle>* writer) override;
+  grpc::ServerWriteReactor<server::v1::Bundle>* WatchBundle(
+      grpc::CallbackServerContext* ctx, const server::v1::WatchBundleRequest* req) override;
 
   // Called after every bundle change: open WatchBundle streams send it at once.
   void NotifyBundleChanged();
+  // Called after registration entries changed: each stream re-checks that its caller is
+  // still registered as a downstream server, and ends if not.
+  void NotifyEntriesChanged();
   // Ends every WatchBundle stream (before the gRPC server shuts down).
   void Shutdown();
-  int64_t OpenWatches() const { return open_watches_.load(); }
+  int64_t OpenWatches() const { return watches_.OpenCount(); }
 
  private:
-  absl::StatusOr<common::SpiffeId> Authorize(const grpc::ServerContext& ctx) const;
+  absl::StatusOr<common::SpiffeId> Authorize(const grpc::ServerContextBase& ctx) const;
 
   Options options_;
   server::CaManager* ca_;
-  // WatchBundle streams wait on mu_ for generation_ or shutdown_ to change.
-  absl::Mutex mu_;
-  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
-  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::atomic<int64_t> open_watches_{0};
+  // Open WatchBundle streams by caller SPIFFE ID; the state is the bundle's sequence number.
+  // Last member: its notifier reads the members above, so it stops first.
+  server::PushStreams<server::v1::Bundle, int64_t> watches_;
 };
 
 }  // namespace trellis::upstream

@@ -56,6 +56,7 @@ class PostgresEngine final : public sql::Engine {
   }
 
   absl::Status Run(bool write, const std::function<absl::Status(sql::Tx&)>& fn) override {
+    CountTransaction();
     absl::Status last;
     bool reconnected = false;
     for (int attempt = 0; attempt < 4; ++attempt) {

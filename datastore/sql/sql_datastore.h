@@ -79,6 +79,7 @@ class SqlDataStore : public DataStore {
     return engine_->SubscribeChanges(std::move(on_change));
   }
   absl::StatusOr<int> SchemaVersion() override;
+  int64_t Transactions() const override { return engine_->Transactions(); }
 
  protected:
   SqlDataStore(std::unique_ptr<Engine> engine, const DataStoreOptions& options);

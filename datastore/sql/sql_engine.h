@@ -1,6 +1,8 @@
 // Internal: the small SQL surface both backends provide to the shared SqlDataStore.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -51,6 +53,14 @@ class Engine {
   virtual std::unique_ptr<ChangeSubscription> SubscribeChanges(std::function<void()> on_change) {
     return nullptr;
   }
+  // Transactions begun so far (each Run counts once, retries included).
+  int64_t Transactions() const { return transactions_.load(std::memory_order_relaxed); }
+
+ protected:
+  void CountTransaction() { transactions_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int64_t> transactions_{0};
 };
 
 }  // namespace trellis::datastore::sql

@@ -117,6 +117,7 @@ class SqliteEngine final : public sql::Engine, private sql::Tx {
   sql::Dialect dialect() const override { return sql::Dialect::kSqlite; }
 
   absl::Status Run(bool write, const std::function<absl::Status(sql::Tx&)>& fn) override {
+    CountTransaction();
     absl::MutexLock lock(&mu_);
     TRELLIS_RETURN_IF_ERROR(Exec(write ? "BEGIN IMMEDIATE" : "BEGIN", {}).status());
     absl::Status s = fn(*this);

@@ -97,6 +97,14 @@ TEST_P(DataStoreConformance, CreateEntryGeneratesIdAndStartsAtRevisionZero) {
   EXPECT_EQ(e->created_at, kStart);
 }
 
+TEST_P(DataStoreConformance, TransactionsCountsEachCallThatReachesTheBackend) {
+  const int64_t before = store_->Transactions();
+  auto e = store_->CreateEntry(MakeEntry("/w", "/agent", {{"unix", "uid:1"}}));
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(store_->GetEntry(e->id).ok());
+  EXPECT_EQ(store_->Transactions() - before, 2);
+}
+
 TEST_P(DataStoreConformance, CreateEntryRoundTripsEveryField) {
   RegistrationEntry in = MakeEntry("/w", "/agent", {{"unix", "uid:1"}, {"k8s", "ns:a"}});
   in.id = "custom-id";

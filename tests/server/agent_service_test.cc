@@ -82,20 +82,20 @@ class AgentServiceTest : public ::testing::Test {
     CaManager* ca = ca_.get();
     const common::Clock* clock = &clock_;
     opts.authenticate = [ca,
-                         clock](const grpc::ServerContext& ctx) -> absl::StatusOr<CallerIdentity> {
+                         clock](const grpc::ServerContextBase& ctx) -> absl::StatusOr<CallerIdentity> {
       absl::StatusOr<transport::PeerIdentity> p =
           transport::AuthenticatePeer(ctx, *ca->Bundle(), clock->Now());
       if (!p.ok()) return p.status();
       return CallerIdentity{p->id, p->serial_hex, p->not_after};
     };
-    opts.peer_address = [](const grpc::ServerContext& ctx) { return transport::PeerAddress(ctx); };
-    opts.watch_recheck = absl::Milliseconds(100);
+    opts.peer_address = [](const grpc::ServerContextBase& ctx) { return transport::PeerAddress(ctx); };
     opts.x509_svid_signed = [this] { ++x509_signed_; };
     opts.jwt_svid_signed = [this] { ++jwt_signed_; };
     service_ = std::make_unique<AgentService>(opts, ds_.get(), ca_.get(), index_.get(),
                                               std::move(attestors));
     AgentService* svc = service_.get();
-    index_->SetChangeListener([svc](uint64_t) { svc->NotifyChange(); });
+    index_->SetChangeListener(
+        [svc](uint64_t, const std::set<std::string>& agents) { svc->NotifyAgents(agents); });
 
     grpc::ServerBuilder builder;
     builder.AddListeningPort(
@@ -772,6 +772,32 @@ TEST_F(AgentServiceTest, WatchStaysQuietForAnotherAgentsEntries) {
   EXPECT_EQ(next.entries_version(), after_both);
   ctx.TryCancel();
   reader->Finish();
+}
+
+TEST_F(AgentServiceTest, WatchWakesOnlyTheStreamsOfTheAgentsAChangeConcerns) {
+  AgentCreds a = AttestNew();
+  AgentCreds b = AttestNew();
+  auto stub_a = As(a);
+  auto stub_b = As(b);
+  grpc::ClientContext ctx_a, ctx_b;
+  ctx_a.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  ctx_b.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader_a = stub_a->WatchChanges(&ctx_a, {});
+  auto reader_b = stub_b->WatchChanges(&ctx_b, {});
+  v1::ChangeNotice notice;
+  ASSERT_TRUE(reader_a->Read(&notice));
+  ASSERT_TRUE(reader_b->Read(&notice));
+  const int64_t before = service_->WatchEvaluations();
+  // An entry under an agent with no stream, then one under a: the notifier handles changes in
+  // order, so once a's notice arrives both have been handled, and only a's stream was looked at.
+  AddEntry("spiffe://example.org/spire/agent/join_token/nobody", "spiffe://example.org/x");
+  AddEntry(a.svid.spiffe_id(), "spiffe://example.org/mine");
+  ASSERT_TRUE(reader_a->Read(&notice));
+  EXPECT_EQ(service_->WatchEvaluations() - before, 1);
+  ctx_a.TryCancel();
+  ctx_b.TryCancel();
+  reader_a->Finish();
+  reader_b->Finish();
 }
 
 TEST_F(AgentServiceTest, WatchEndsWhenTheAgentIsEvicted) {

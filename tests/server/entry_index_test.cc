@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -213,13 +214,108 @@ TEST_F(EntryIndexTest, ListenerGetsNewVersionOnlyWhenSomethingChanged) {
   auto index = MakeIndex();
   ASSERT_NE(index, nullptr);
   std::vector<uint64_t> seen;
-  index->SetChangeListener([&](uint64_t v) { seen.push_back(v); });
+  index->SetChangeListener([&](uint64_t v, const std::set<std::string>&) { seen.push_back(v); });
   ASSERT_TRUE(index->Poll().ok());
   EXPECT_TRUE(seen.empty());
   AddEntry(kAgent, "spiffe://example.org/app");
   ASSERT_TRUE(index->Poll().ok());
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0], index->Version());
+}
+
+// The agents the listener hears of after one change made by `change`.
+class AffectedAgentsTest : public EntryIndexTest {
+ protected:
+  std::set<std::string> AfterChange(EntryIndex& index, const std::function<void()>& change) {
+    std::set<std::string> heard;
+    int calls = 0;
+    index.SetChangeListener([&](uint64_t, const std::set<std::string>& agents) {
+      heard = agents;
+      ++calls;
+    });
+    change();
+    EXPECT_TRUE(index.Poll().ok());
+    EXPECT_EQ(calls, 1);
+    index.SetChangeListener(nullptr);
+    return heard;
+  }
+};
+
+TEST_F(AffectedAgentsTest, AnEntryUnderOneAgentConcernsThatAgentOnly) {
+  AddNode(kAgent, {});
+  AddNode(kOtherAgent, {});
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  EXPECT_EQ(AfterChange(*index, [&] { AddEntry(kAgent, "spiffe://example.org/app"); }),
+            std::set<std::string>{kAgent});
+}
+
+TEST_F(AffectedAgentsTest, AGrandchildEntryConcernsTheAgentAboveItsParent) {
+  AddEntry(kAgent, "spiffe://example.org/mid");
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::set<std::string> heard = AfterChange(
+      *index, [&] { AddEntry("spiffe://example.org/mid", "spiffe://example.org/leaf"); });
+  EXPECT_TRUE(heard.count(kAgent));
+  EXPECT_FALSE(heard.count(kOtherAgent));
+}
+
+TEST_F(AffectedAgentsTest, MovingAnEntryConcernsTheOldAndTheNewAgent) {
+  const std::string id = AddEntry(kAgent, "spiffe://example.org/app");
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::set<std::string> heard = AfterChange(*index, [&] {
+    datastore::RegistrationEntry e = *index->Entry(id);
+    e.parent_id = kOtherAgent;
+    ASSERT_TRUE(ds_->UpdateEntry(e, datastore::EntryMask::All()).ok());
+  });
+  EXPECT_EQ(heard, (std::set<std::string>{kAgent, kOtherAgent}));
+}
+
+TEST_F(AffectedAgentsTest, DeletingAnEntryConcernsTheAgentThatHadIt) {
+  const std::string id = AddEntry(kAgent, "spiffe://example.org/app");
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  EXPECT_EQ(AfterChange(*index, [&] { ASSERT_TRUE(ds_->DeleteEntry(id).ok()); }),
+            std::set<std::string>{kAgent});
+}
+
+TEST_F(AffectedAgentsTest, ANodeAliasConcernsTheNodesWhoseSelectorsCoverIt) {
+  AddNode(kAgent, {{"k8s", "cluster:a"}, {"k8s", "zone:1"}});
+  AddNode(kOtherAgent, {{"k8s", "cluster:b"}});
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::set<std::string> heard = AfterChange(*index, [&] {
+    AddEntry(kServer, "spiffe://example.org/cluster-a", {{"k8s", "cluster:a"}});
+    AddEntry("spiffe://example.org/cluster-a", "spiffe://example.org/app");
+  });
+  EXPECT_TRUE(heard.count(kAgent));
+  EXPECT_FALSE(heard.count(kOtherAgent));
+}
+
+TEST_F(AffectedAgentsTest, ANodeChangeConcernsThatNode) {
+  AddNode(kAgent, {});
+  AddNode(kOtherAgent, {});
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::set<std::string> heard = AfterChange(*index, [&] {
+    datastore::AttestedNode ban;
+    ban.spiffe_id = kAgent;
+    ban.banned = true;
+    datastore::NodeMask mask;
+    mask.banned = true;
+    ASSERT_TRUE(ds_->UpdateNode(ban, mask).ok());
+  });
+  EXPECT_EQ(heard, std::set<std::string>{kAgent});
+}
+
+TEST_F(AffectedAgentsTest, AParentCycleEndsTheWalk) {
+  AddEntry("spiffe://example.org/b", "spiffe://example.org/a");
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  std::set<std::string> heard = AfterChange(
+      *index, [&] { AddEntry("spiffe://example.org/a", "spiffe://example.org/b"); });
+  EXPECT_EQ(heard, (std::set<std::string>{"spiffe://example.org/a", "spiffe://example.org/b"}));
 }
 
 TEST_F(EntryIndexTest, EntriesBySpiffeIdFindsDownstreamEntries) {

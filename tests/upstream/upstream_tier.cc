@@ -93,7 +93,7 @@ absl::StatusOr<std::unique_ptr<UpstreamTier>> UpstreamTier::Start(Options option
   UpstreamTier* raw = t.get();
   UpstreamService::Options service_options;
   service_options.authenticate =
-      [raw](const grpc::ServerContext& ctx) -> absl::StatusOr<common::SpiffeId> {
+      [raw](const grpc::ServerContextBase& ctx) -> absl::StatusOr<common::SpiffeId> {
     TRELLIS_ASSIGN_OR_RETURN(transport::PeerIdentity peer,
                              transport::AuthenticatePeer(ctx, *raw->ca_->Bundle(), absl::Now()));
     absl::MutexLock lock(&raw->mu_);
