@@ -25,10 +25,14 @@ Agent::Agent(common::config::AgentConfig config, Options options, const common::
     : config_(std::move(config)),
       options_(std::move(options)),
       clock_(clock),
-      conn_(std::move(targets), config_.trust_domain, [this] { return state_.Bundle(); }),
+      conn_(std::move(targets), config_.trust_domain, [this] { return state_.Bundle(); },
+            ConnectionPolicy{config_.server_connection_max_age}),
       agent_svid_(config_.data_dir, config_.trust_domain, clock),
       minter_(&conn_, clock),
-      jwt_svids_(&conn_, clock) {}
+      jwt_svids_(&conn_, clock) {
+  // The watch stream lives on the old server's channel: move it with the connection.
+  conn_.SetSwitchListener([this] { CancelWatch(); });
+}
 
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig config,
                                                      Options options, const common::Clock& clock) {
@@ -87,12 +91,12 @@ absl::Status Agent::AttestOnce(const std::string& target) {
 
 absl::Status Agent::AttestWithRetry() {
   int attempt = 0;
-  const auto& targets = conn_.targets();
   while (true) {
     absl::Status last;
-    for (const std::string& target : targets) {
+    for (const std::string& target : conn_.TargetsFromCurrent()) {
       last = AttestOnce(target);
       if (last.ok()) {
+        conn_.Prefer(target);
         common::LogInfo("node attestation succeeded against " + target);
         return absl::OkStatus();
       }
@@ -162,9 +166,12 @@ absl::Status Agent::HandleRefusal(const absl::Status& status) {
   common::LogWarn("the server refused the agent SVID (" + std::string(status.message()) +
                   "); attesting again");
   absl::Status last;
-  for (const std::string& target : conn_.targets()) {
+  for (const std::string& target : conn_.TargetsFromCurrent()) {
     last = AttestOnce(target);
-    if (last.ok()) return absl::OkStatus();
+    if (last.ok()) {
+      conn_.Prefer(target);
+      return absl::OkStatus();
+    }
     if (!IsTransient(last)) break;
   }
   return last;

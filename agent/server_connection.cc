@@ -3,6 +3,11 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -44,9 +49,63 @@ void SetDeadline(grpc::ClientContext* ctx, absl::Duration d) {
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + d));
 }
 
+std::vector<std::string> ResolveTarget(const std::string& target) {
+  std::string host = target, port;
+  if (size_t colon = target.rfind(':'); colon != std::string::npos) {
+    host = target.substr(0, colon);
+    port = target.substr(colon + 1);
+  }
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  std::vector<std::string> out;
+  if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+    return {"dns:///" + target};
+  }
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    std::string item;
+    if (a->ai_family == AF_INET) {
+      auto* in = reinterpret_cast<sockaddr_in*>(a->ai_addr);
+      if (::inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text)) == nullptr) continue;
+      item = absl::StrCat("ipv4:", text, ":", port);
+    } else if (a->ai_family == AF_INET6) {
+      auto* in6 = reinterpret_cast<sockaddr_in6*>(a->ai_addr);
+      if (::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof(text)) == nullptr) continue;
+      item = absl::StrCat("ipv6:[", text, "]:", port);
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(std::move(item));
+  }
+  ::freeaddrinfo(found);
+  if (out.empty()) out.push_back("dns:///" + target);
+  return out;
+}
+
 ServerConnection::ServerConnection(std::vector<std::string> targets, common::TrustDomain td,
-                                   transport::BundleSource bundle)
-    : targets_(std::move(targets)), td_(std::move(td)), bundle_(std::move(bundle)) {}
+                                   transport::BundleSource bundle, ConnectionPolicy policy)
+    : targets_(std::move(targets)),
+      td_(std::move(td)),
+      bundle_(std::move(bundle)),
+      policy_(policy),
+      rng_(std::random_device{}()) {
+  absl::MutexLock lock(&mu_);
+  RepickLocked(/*avoid_current=*/false);
+}
+
+std::vector<std::string> ServerConnection::TargetsFromCurrent() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    out.push_back(targets_[(current_ + i) % targets_.size()]);
+  }
+  return out;
+}
 
 void ServerConnection::SetIdentity(std::optional<transport::TlsIdentity> identity) {
   absl::MutexLock lock(&mu_);
@@ -54,21 +113,77 @@ void ServerConnection::SetIdentity(std::optional<transport::TlsIdentity> identit
   stub_.reset();
 }
 
+absl::Time ServerConnection::NextRotationLocked() {
+  if (policy_.max_age <= absl::ZeroDuration()) return absl::InfiniteFuture();
+  std::uniform_real_distribution<double> spread(1.0 - policy_.jitter, 1.0 + policy_.jitter);
+  return absl::Now() + policy_.max_age * spread(rng_);
+}
+
+void ServerConnection::RepickLocked(bool avoid_current) {
+  // Every address of every target is one choice, so a name resolving to three replicas
+  // weighs as much as three names.
+  std::vector<std::pair<size_t, std::string>> choices;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    for (std::string& a : ResolveTarget(targets_[i])) choices.emplace_back(i, std::move(a));
+  }
+  std::vector<std::pair<size_t, std::string>> others;
+  if (avoid_current) {
+    for (const auto& c : choices) {
+      if (c.second != address_) others.push_back(c);
+    }
+  }
+  const auto& pool = others.empty() ? choices : others;
+  std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
+  const auto& chosen = pool[pick(rng_)];
+  current_ = chosen.first;
+  address_ = chosen.second;
+  stub_.reset();
+  rotate_at_ = NextRotationLocked();
+}
+
 std::shared_ptr<v1::Agent::Stub> ServerConnection::Stub() {
-  absl::MutexLock lock(&mu_);
-  if (!stub_) stub_ = MakeStub(targets_[current_], identity_, false);
-  return stub_;
+  bool switched = false;
+  std::shared_ptr<v1::Agent::Stub> stub;
+  {
+    absl::MutexLock lock(&mu_);
+    if (absl::Now() >= rotate_at_) {
+      std::string before = address_;
+      RepickLocked(/*avoid_current=*/false);
+      switched = address_ != before;
+    }
+    if (!stub_) stub_ = MakeStub(address_, identity_, false);
+    stub = stub_;
+  }
+  if (switched) NotifySwitch();
+  return stub;
 }
 
 std::shared_ptr<v1::Agent::Stub> ServerConnection::AnonymousStub(const std::string& target,
                                                                  bool insecure) {
-  return MakeStub(target, std::nullopt, insecure);
+  return MakeStub("dns:///" + target, std::nullopt, insecure);
 }
 
 void ServerConnection::Failover() {
+  {
+    absl::MutexLock lock(&mu_);
+    RepickLocked(/*avoid_current=*/true);
+  }
+  NotifySwitch();
+}
+
+void ServerConnection::Prefer(const std::string& target) {
   absl::MutexLock lock(&mu_);
-  current_ = (current_ + 1) % targets_.size();
-  stub_.reset();
+  if (targets_[current_] == target) return;
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    if (targets_[i] != target) continue;
+    current_ = i;
+    std::vector<std::string> addresses = ResolveTarget(target);
+    std::uniform_int_distribution<size_t> pick(0, addresses.size() - 1);
+    address_ = addresses[pick(rng_)];
+    stub_.reset();
+    rotate_at_ = NextRotationLocked();
+    return;
+  }
 }
 
 std::string ServerConnection::CurrentTarget() {
@@ -76,8 +191,27 @@ std::string ServerConnection::CurrentTarget() {
   return targets_[current_];
 }
 
+std::string ServerConnection::CurrentAddress() {
+  absl::MutexLock lock(&mu_);
+  return address_;
+}
+
+void ServerConnection::SetSwitchListener(std::function<void()> listener) {
+  absl::MutexLock lock(&mu_);
+  switch_listener_ = std::move(listener);
+}
+
+void ServerConnection::NotifySwitch() {
+  std::function<void()> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    listener = switch_listener_;
+  }
+  if (listener) listener();
+}
+
 std::shared_ptr<v1::Agent::Stub> ServerConnection::MakeStub(
-    const std::string& target, std::optional<transport::TlsIdentity> identity, bool insecure) {
+    const std::string& address, std::optional<transport::TlsIdentity> identity, bool insecure) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
@@ -87,7 +221,7 @@ std::shared_ptr<v1::Agent::Stub> ServerConnection::MakeStub(
   auto creds = transport::SpiffeClientCredentials(std::move(identity), bundle_,
                                                   common::ServerId(td_), insecure);
   return std::shared_ptr<v1::Agent::Stub>(
-      v1::Agent::NewStub(grpc::CreateCustomChannel("dns:///" + target, creds, args)));
+      v1::Agent::NewStub(grpc::CreateCustomChannel(address, creds, args)));
 }
 
 }  // namespace trellis::agent

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -36,34 +38,68 @@ bool IsTransient(const absl::Status& s);
 
 void SetDeadline(grpc::ClientContext* ctx, absl::Duration d);
 
+// How an agent spreads over the servers of its tier: it starts on a server picked at random,
+// moves to another on a transient failure, and after max_age (+/- jitter) picks afresh at
+// random among all of them, so a replica that joined or came back gets its share of agents
+// without restarting them. A name resolving to several addresses counts each address.
+struct ConnectionPolicy {
+  absl::Duration max_age = absl::Minutes(10);  // zero: keep a connection until it fails
+  double jitter = 0.2;                         // fraction of max_age, either way
+};
+
 // The client identity is fixed per channel, so a new agent SVID means new channels.
 class ServerConnection {
  public:
   ServerConnection(std::vector<std::string> targets, common::TrustDomain td,
-                   transport::BundleSource bundle);
+                   transport::BundleSource bundle, ConnectionPolicy policy = {});
 
   const std::vector<std::string>& targets() const { return targets_; }
+  // The targets in the order to try them: the current one first.
+  std::vector<std::string> TargetsFromCurrent();
 
   void SetIdentity(std::optional<transport::TlsIdentity> identity);
-  // The current target's stub with the agent's identity.
+  // The current server's stub with the agent's identity; past the connection's age, a new
+  // server is picked first.
   std::shared_ptr<server::v1::Agent::Stub> Stub();
   // A stub without client identity for attestation against one target.
   std::shared_ptr<server::v1::Agent::Stub> AnonymousStub(const std::string& target,
                                                          bool insecure);
+  // Moves to another server (a transient failure on this one).
   void Failover();
+  // Makes `target` (one of targets()) the current one, e.g. where attestation succeeded.
+  void Prefer(const std::string& target);
+  // The configured target in use, and the address connected to.
   std::string CurrentTarget();
+  std::string CurrentAddress();
+  // Called (outside the lock) whenever the server in use changes, so long-lived streams on
+  // the old channel can move too.
+  void SetSwitchListener(std::function<void()> listener);
 
  private:
   std::shared_ptr<server::v1::Agent::Stub> MakeStub(
-      const std::string& target, std::optional<transport::TlsIdentity> identity, bool insecure);
+      const std::string& address, std::optional<transport::TlsIdentity> identity, bool insecure);
+  // Picks a target and one of its addresses at random, avoiding the current address when
+  // another exists.
+  void RepickLocked(bool avoid_current) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Time NextRotationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NotifySwitch();
 
   const std::vector<std::string> targets_;
   const common::TrustDomain td_;
   const transport::BundleSource bundle_;
+  const ConnectionPolicy policy_;
   absl::Mutex mu_;
   std::optional<transport::TlsIdentity> identity_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<server::v1::Agent::Stub> stub_ ABSL_GUARDED_BY(mu_);
   size_t current_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string address_ ABSL_GUARDED_BY(mu_);  // gRPC target of current_
+  absl::Time rotate_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::function<void()> switch_listener_ ABSL_GUARDED_BY(mu_);
 };
+
+// The gRPC targets for "host:port": one per address the host resolves to ("ipv4:..." /
+// "ipv6:[...]:port"), or the name itself for gRPC to resolve when it does not resolve now.
+std::vector<std::string> ResolveTarget(const std::string& target);
 
 }  // namespace trellis::agent

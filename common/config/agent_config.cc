@@ -1,6 +1,8 @@
 // Loads and validates trellis-agent configuration from the generic tree.
 #include "common/config/agent_config.h"
 
+#include "absl/strings/str_join.h"
+
 #include <map>
 #include <string>
 
@@ -72,7 +74,8 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
   TRELLIS_RETURN_IF_ERROR(
       s.AllowOnly({"trust_domain", "server_address", "server_port", "data_dir", "socket_path",
                    "trust_bundle_path", "trust_bundle_url", "insecure_bootstrap",
-                   "trust_bundle_format", "join_token", "log_level", "log_format"}));
+                   "trust_bundle_format", "join_token", "log_level", "log_format",
+                   "server_connection_max_age"}));
 
   std::string td_text;
   TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("trust_domain", &td_text));
@@ -82,7 +85,22 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
                      "agent.trust_domain: " + std::string(td.status().message()));
   }
   AgentConfig cfg(*td);
-  TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("server_address", &cfg.server_address));
+  // One address, a comma-separated string of them, or a list.
+  std::vector<std::string> addresses;
+  TRELLIS_RETURN_IF_ERROR(s.ReadStringList("server_address", /*allow_single=*/true, &addresses));
+  if (addresses.empty()) {
+    // Absent (or an empty list): the usual "is required" / wrong-type error.
+    TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("server_address", &cfg.server_address));
+    addresses.push_back(cfg.server_address);
+  }
+  for (const std::string& a : addresses) {
+    if (a.empty()) {
+      return s.ErrorAt(s.PositionOf("server_address"), "agent.server_address: empty address");
+    }
+  }
+  cfg.server_address = absl::StrJoin(addresses, ",");
+  TRELLIS_RETURN_IF_ERROR(
+      s.ReadDuration("server_connection_max_age", &cfg.server_connection_max_age));
   TRELLIS_RETURN_IF_ERROR(s.ReadPort("server_port", &cfg.server_port));
   TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("data_dir", &cfg.data_dir));
   TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("socket_path", &cfg.socket_path));

@@ -1,6 +1,8 @@
 // The typed, validated trellis-agent configuration (SPIRE agent key names and defaults).
 #pragma once
 
+#include "absl/time/time.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -44,8 +46,13 @@ struct AgentConfig {
 
   // agent { }
   TrustDomain trust_domain;
+  // One or more servers of the tier, comma-separated ("a:8081,b:8081"); an item without a
+  // port takes server_port.
   std::string server_address;
   uint16_t server_port = 8081;
+  // How long the agent keeps one server connection before it picks a server afresh (with
+  // +/-20% jitter), so agents spread over replicas that joined or came back. 0: never.
+  absl::Duration server_connection_max_age = absl::Minutes(10);
   std::string data_dir = "./data/agent";
   std::string socket_path = "/tmp/spire-agent/public/api.sock";
   // Bootstrap: exactly one of these three is set.

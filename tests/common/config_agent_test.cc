@@ -44,6 +44,32 @@ void ExpectError(const std::string& text, const std::string& fragment,
   EXPECT_THAT(std::string(cfg.status().message()), HasSubstr(fragment));
 }
 
+TEST(AgentConfig, ServerAddressTakesAListOfReplicas) {
+  AgentConfig cfg = ParseAgentConfig(
+                        "agent {\n  trust_domain = \"example.org\"\n"
+                        "  server_address = [\"a:8081\", \"b\"]\n"
+                        "  server_connection_max_age = \"90s\"\n"
+                        "  insecure_bootstrap = true\n}\n"
+                        "plugins {\n  NodeAttestor \"join_token\" { plugin_data {} }\n"
+                        "  KeyManager \"memory\" { plugin_data {} }\n}\n",
+                        "agent.conf")
+                        .value();
+  EXPECT_EQ(cfg.server_address, "a:8081,b");
+  EXPECT_EQ(cfg.server_connection_max_age, absl::Seconds(90));
+}
+
+TEST(AgentConfig, NegativeConnectionAgeIsRefused) {
+  ExpectError(WithAgent("  insecure_bootstrap = true\n  server_connection_max_age = \"-1s\"\n"),
+              "is negative");
+}
+
+TEST(AgentConfig, EmptyServerAddressInAListIsRefused) {
+  ExpectError(
+      "agent {\n  trust_domain = \"example.org\"\n  server_address = [\"a\", \"\"]\n"
+      "  insecure_bootstrap = true\n}\n",
+      "agent.server_address: empty address");
+}
+
 TEST(AgentConfig, MinimalConfigGetsSpireDefaults) {
   AgentConfig cfg = MustParse(WithAgent("  trust_bundle_path = \"bundle.pem\"\n"));
   EXPECT_EQ(cfg.trust_domain.name(), "example.org");
@@ -58,6 +84,7 @@ TEST(AgentConfig, MinimalConfigGetsSpireDefaults) {
   EXPECT_TRUE(cfg.join_token.empty());
   EXPECT_EQ(cfg.log_level, LogLevel::kInfo);
   EXPECT_EQ(cfg.log_format, LogFormat::kText);
+  EXPECT_EQ(cfg.server_connection_max_age, absl::Minutes(10));
   EXPECT_TRUE(std::holds_alternative<JoinTokenAgentAttestorConfig>(cfg.node_attestor));
   EXPECT_TRUE(std::holds_alternative<MemoryAgentKeyManagerConfig>(cfg.key_manager));
   EXPECT_TRUE(cfg.workload_attestors.empty());

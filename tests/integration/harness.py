@@ -370,7 +370,8 @@ def _camel(name):
 
 class Agent:
     def __init__(self, deployment, name, server, node_attestor="join_token",
-                 attestor_data=None, bundle_path=None, discover_workload_path=False):
+                 attestor_data=None, bundle_path=None, discover_workload_path=False,
+                 also_servers=(), connection_max_age=None):
         self.deployment = deployment
         self.name = name
         self.server = server
@@ -389,10 +390,14 @@ class Agent:
         self.bundle_path = bundle_path
         body = "".join("      %s = %s\n" % (k, hcl_string(v))
                        for k, v in (attestor_data or {}).items())
+        # Replicas of the same tier the agent may also use, each "127.0.0.1:<port>".
+        addresses = ",".join(["127.0.0.1"] + ["127.0.0.1:%d" % o.port for o in also_servers])
+        extra = ("  server_connection_max_age = \"%s\"\n" % connection_max_age
+                 if connection_max_age else "")
         config = (
             "agent {\n"
             "  trust_domain = \"%s\"\n"
-            "  server_address = \"127.0.0.1\"\n"
+            "  server_address = \"" + addresses + "\"\n" + extra +
             "  server_port = \"%d\"\n"
             "  data_dir = %s\n"
             "  socket_path = %s\n"

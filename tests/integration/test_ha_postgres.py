@@ -8,6 +8,7 @@ the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST
 """
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -121,6 +122,49 @@ class HaPostgresTest(FreshDatabaseTest):
                     self.assertNotIn(late, [s.spiffe_id for s in resp.svids])
                 except grpc.RpcError as e:
                     self.assertNotEqual(e.code(), grpc.StatusCode.OK)
+        except Exception:
+            print(d.logs())
+            raise
+        finally:
+            branch.close()
+
+    def test_an_agent_fails_over_when_its_replica_dies_and_moves_to_a_new_replica(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn)
+        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        # Replica C is in the agent's list (as behind one DNS name) but starts only later.
+        replica_c = d.server("replica-c", postgres_dsn=dsn, start=False)
+        # Re-picking a replica at random every ~2 s.
+        agent = d.agent(replica_a, "agent-ha", join_token=replica_a.generate_token(),
+                        also_servers=[replica_b, replica_c], connection_max_age="2s")
+        _, sid = replica_a.register_workload(agent, "ha/failover")
+        branch = Branch("failover", agent, sid)
+
+        def last_synced_port():
+            ports = re.findall(r"synced with 127\.0\.0\.1:(\d+)", agent.log())
+            return int(ports[-1]) if ports else None
+        try:
+            wait_for(branch.svid, LONG_TIMEOUT, what="an X.509 SVID through either replica")
+            # Kill the replica the agent is using right now.
+            wait_for(lambda: last_synced_port() == replica_a.port, LONG_TIMEOUT,
+                     what="the agent syncing with replica A")
+            replica_a.kill()
+            # The agent keeps its identity and carries on with B: a new entry written through B
+            # reaches it, and the SVID it already had is still served.
+            _, late = replica_b.register_workload(agent, "ha/after-failover")
+            late_branch = Branch("after-failover", agent, late)
+            try:
+                wait_for(late_branch.svid, LONG_TIMEOUT,
+                         what="an SVID for an entry written after replica A died")
+            finally:
+                late_branch.close()
+            branch.svid()
+            self.assertTrue(agent.process.running())
+            # A replica that joins later receives the agent without a restart of the agent.
+            replica_c.start()
+            wait_for(lambda: last_synced_port() == replica_c.port, LONG_TIMEOUT,
+                     what="the agent moving to the new replica C")
         except Exception:
             print(d.logs())
             raise
