@@ -207,19 +207,20 @@ Deployment::~Deployment() {
   if (!std::getenv("TRELLIS_BENCH_KEEP")) RemoveTree(dir_);
 }
 
-void Deployment::StartServer(const std::string& extra_server_config) {
+void Deployment::StartServer(const std::string& extra_server_config,
+                             const std::string& extra_top_level, const std::string& log_level) {
   if (port_ == 0) port_ = FreePort();
   std::string conf = absl::StrCat(
       "server {\n  bind_address = \"127.0.0.1\"\n  bind_port = \"", port_, "\"\n  socket_path = \"",
       admin_socket_, "\"\n  trust_domain = \"example.org\"\n", "  data_dir = \"", dir_,
-      "/server/data\"\n  log_level = \"WARN\"\n",
+      "/server/data\"\n  log_level = \"", log_level, "\"\n",
       "  ratelimit {\n    attestation = false\n    signing = false\n  }\n", extra_server_config,
       "}\nplugins {\n  DataStore \"sql\" {\n    plugin_data {\n",
       "      database_type = \"sqlite3\"\n      connection_string = \"", dir_,
       "/server/data/datastore.sqlite3\"\n    }\n  }\n",
       "  KeyManager \"disk\" {\n    plugin_data {\n      keys_path = \"", dir_,
       "/server/data/keys.json\"\n    }\n  }\n",
-      "  NodeAttestor \"join_token\" {\n    plugin_data {}\n  }\n}\n");
+      "  NodeAttestor \"join_token\" {\n    plugin_data {}\n  }\n}\n", extra_top_level);
   WriteText(dir_ + "/server.conf", conf);
   server_ = std::make_unique<Child>(
       std::vector<std::string>{ServerBinary(), "run", "-config", dir_ + "/server.conf"},

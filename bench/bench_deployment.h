@@ -63,8 +63,10 @@ class Deployment {
   explicit Deployment(const std::string& name);
   ~Deployment();
 
-  // Starts the server and waits until its healthcheck passes.
-  void StartServer(const std::string& extra_server_config = "");
+  // Starts the server and waits until its healthcheck passes. `extra_server_config` goes
+  // inside server { }, `extra_top_level` after it (e.g. a telemetry block).
+  void StartServer(const std::string& extra_server_config = "",
+                   const std::string& extra_top_level = "", const std::string& log_level = "WARN");
   void StopServer();
   // Generates a token, exports the bundle, starts an agent and waits until it is healthy.
   void StartAgent();

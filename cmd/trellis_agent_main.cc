@@ -8,9 +8,12 @@
 #ifdef TRELLIS_AGENT_COMMANDS
 #include "cmd/agent_commands.h"
 #endif
+#include "absl/synchronization/mutex.h"
 #include "cmd/cli.h"
 
 int main(int argc, char** argv) {
+  // Abseil's lock-order cycle detection is a test aid; see trellis_server_main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // glibc gives every thread that allocates its own arena (up to 8 per core), and each keeps
   // freed memory resident. The agent's threads allocate little and rarely at the same time,
   // so two arenas are enough and keep its resident size down. Set before any thread starts.

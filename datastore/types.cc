@@ -50,6 +50,8 @@ const char* EventKindName(EventKind k) {
       return "node_updated";
     case EventKind::kNodeDeleted:
       return "node_deleted";
+    case EventKind::kBundleUpdated:
+      return "bundle_updated";
   }
   return "?";
 }
@@ -74,7 +76,8 @@ const char* BundleEndpointProfileName(BundleEndpointProfile p) {
 std::optional<EventKind> ParseEventKind(absl::string_view name) {
   return ParseName(name, &EventKindName,
                    {EventKind::kEntryCreated, EventKind::kEntryUpdated, EventKind::kEntryDeleted,
-                    EventKind::kNodeCreated, EventKind::kNodeUpdated, EventKind::kNodeDeleted});
+                    EventKind::kNodeCreated, EventKind::kNodeUpdated, EventKind::kNodeDeleted,
+                    EventKind::kBundleUpdated});
 }
 std::optional<AuthorityKind> ParseAuthorityKind(absl::string_view name) {
   return ParseName(name, &AuthorityKindName, {AuthorityKind::kX509, AuthorityKind::kJwt});

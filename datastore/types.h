@@ -210,6 +210,8 @@ enum class EventKind {
   kNodeCreated,
   kNodeUpdated,
   kNodeDeleted,
+  // A trust bundle row was written or deleted (own trust domain or federated).
+  kBundleUpdated,
 };
 
 struct Event {
@@ -217,6 +219,7 @@ struct Event {
   EventKind kind = EventKind::kEntryCreated;
   std::string entry_id;        // for entry events
   std::string node_spiffe_id;  // for node events
+  std::string trust_domain;    // for bundle events
   absl::Time created_at = absl::UnixEpoch();
 };
 

@@ -374,11 +374,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   trellis::upstream::UpstreamService* downstreams = s.upstream_service.get();
   // An entry or node change wakes only the agents it concerns; downstream streams re-check
   // that their caller is still registered as a downstream server.
-  s.index->SetChangeListener(
-      [agents, downstreams](uint64_t, const std::set<std::string>& affected) {
-        agents->NotifyAgents(affected);
-        downstreams->NotifyEntriesChanged();
-      });
+  CaManager* ca_for_bundles = s.ca.get();
+  const std::string own_td = td.name();
+  s.index->SetChangeListener([agents, downstreams, ca_for_bundles, own_td](
+                                 uint64_t, const EntryIndex::Change& change) {
+    if (!change.agents.empty()) {
+      agents->NotifyAgents(change.agents);
+      downstreams->NotifyEntriesChanged();
+    }
+    // A bundle row written through any replica: ours is re-read (its listener then wakes the
+    // agents and downstream servers), federated ones are refreshed.
+    bool federated = false;
+    for (const auto& bundle_td : change.bundles) {
+      if (bundle_td != own_td) {
+        federated = true;
+      } else if (absl::Status st = ca_for_bundles->ReloadBundle(); !st.ok()) {
+        LogWarn("Re-reading the trust bundle failed", {{"error", std::string(st.message())}});
+      }
+    }
+    if (federated) {
+      if (absl::Status st = agents->RefreshFederatedBundles(); !st.ok()) {
+        LogWarn("Federated bundle refresh failed", {{"error", std::string(st.message())}});
+      }
+    }
+  });
   s.ca->SetBundleListener([agents, downstreams](std::shared_ptr<const common::Bundle>) {
     agents->NotifyChange();
     downstreams->NotifyBundleChanged();

@@ -23,4 +23,4 @@ cd "$build"
 exec nice -n 10 "$build/fuzz/config_fuzzer" \
   -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
   -dict="$root/fuzz/config.dict" -print_final_stats=1 \
-  "$corpus" "$root/examples/single" "$root/examples/ha-postgres" "$root/tests/testdata/config"
+  "$corpus" "$root/examples/single" "$root/examples/ha" "$root/tests/testdata/config"

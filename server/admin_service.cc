@@ -3,6 +3,9 @@
 
 #include <openssl/rand.h>
 
+#include <optional>
+#include <vector>
+
 #include "datastore/datastore.h"
 #include "server/api_convert.h"
 #include "server/ca_manager.h"
@@ -92,14 +95,28 @@ absl::StatusOr<std::string> AdminService::AgentIdArg(const std::string& spiffe_i
 grpc::Status AdminService::BatchCreateEntry(ServerContext*, const v1::BatchCreateEntryRequest* req,
                                             v1::BatchCreateEntryResponse* resp) {
   bool wrote = false;
+  std::vector<absl::StatusOr<datastore::RegistrationEntry>> parsed;
+  std::vector<datastore::RegistrationEntry> valid;
   for (const v1::Entry& in : req->entries()) {
+    parsed.push_back(EntryFromProto(in, options_.trust_domain));
+    if (parsed.back().ok()) valid.push_back(*parsed.back());
+  }
+  // Bulk loads: the valid entries in one transaction (one commit instead of one each). When
+  // any of them conflicts nothing was stored, and each goes alone below for its own result.
+  std::optional<std::vector<datastore::RegistrationEntry>> together;
+  if (valid.size() > 1) {
+    absl::StatusOr<std::vector<datastore::RegistrationEntry>> all = ds_->CreateEntries(valid);
+    if (all.ok() && all->size() == valid.size()) together = *std::move(all);
+  }
+  size_t next_together = 0;
+  for (auto& entry : parsed) {
     v1::BatchCreateEntryResponse::Result* result = resp->add_results();
-    absl::StatusOr<datastore::RegistrationEntry> entry = EntryFromProto(in, options_.trust_domain);
     if (!entry.ok()) {
       SetStatus(result->mutable_status(), entry.status());
       continue;
     }
-    absl::StatusOr<datastore::RegistrationEntry> created = ds_->CreateEntry(*entry);
+    absl::StatusOr<datastore::RegistrationEntry> created =
+        together ? (*together)[next_together++] : ds_->CreateEntry(*entry);
     if (created.ok()) {
       wrote = true;
       SetStatus(result->mutable_status(), absl::OkStatus());

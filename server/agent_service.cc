@@ -479,9 +479,13 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
   for (const auto& [id, rev] : req->known_revisions()) {
     if (!ids.count(id)) resp->add_removed_ids(id);
   }
-  std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
-  if (bundle && bundle->sequence_number() != req->bundle_sequence()) {
-    *resp->mutable_bundle() = std::move(*bundle);
+  // Most syncs hold the current bundle already: compare sequences before building it.
+  std::shared_ptr<const common::Bundle> published = ca_->Bundle();
+  if (!published || published->sequence() != req->bundle_sequence()) {
+    std::optional<v1::Bundle> bundle = CurrentBundle(*ca_);
+    if (bundle && bundle->sequence_number() != req->bundle_sequence()) {
+      *resp->mutable_bundle() = std::move(*bundle);
+    }
   }
   {
     absl::MutexLock lock(&mu_);

@@ -45,7 +45,8 @@ absl::Status BundleKeeper::Reload(bool force_notify) {
   std::shared_ptr<const common::Bundle> published;
   {
     absl::MutexLock lock(&mu_);
-    if (!force_notify && stored_ && stored_->sequence_number == stored->sequence_number) {
+    // Sequence numbers only grow: a read that raced a newer write keeps the newer bundle.
+    if (!force_notify && stored_ && stored_->sequence_number >= stored->sequence_number) {
       return absl::OkStatus();
     }
     auto bundle = std::make_shared<common::Bundle>(options_.trust_domain);

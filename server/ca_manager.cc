@@ -103,6 +103,8 @@ std::shared_ptr<const common::Bundle> CaManager::Bundle() const { return bundle_
 
 absl::StatusOr<datastore::Bundle> CaManager::StoredBundle() const { return bundle_->Stored(); }
 
+absl::Status CaManager::ReloadBundle() { return bundle_->Reload(/*force_notify=*/false); }
+
 void CaManager::SetBundleListener(
     std::function<void(std::shared_ptr<const common::Bundle>)> listener) {
   bundle_->SetListener(std::move(listener));

@@ -79,6 +79,9 @@ class CaManager {
   std::shared_ptr<const common::Bundle> Bundle() const;
   // The bundle row as stored (carries JWT key expiry and taint flags).
   absl::StatusOr<datastore::Bundle> StoredBundle() const;
+  // Re-reads the stored bundle (another server sharing the store changed it); tells the
+  // bundle listener when its sequence moved. Reads only.
+  absl::Status ReloadBundle();
   // Called (from any thread) after every bundle change.
   void SetBundleListener(std::function<void(std::shared_ptr<const common::Bundle>)> listener);
   // Called after the active X.509 CA changes (e.g. to reissue the server's own SVID).

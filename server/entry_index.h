@@ -54,8 +54,13 @@ class EntryIndex {
   // changed entry (before and after the change; through node aliases, the nodes whose
   // selectors cover the alias) and each changed node. Work for a change is proportional to
   // the agents it concerns, never to every agent.
-  using ChangeListener =
-      std::function<void(uint64_t version, const std::set<std::string>& affected_agents)>;
+  // Bundle rows written (by this server or another sharing the store) are named by trust
+  // domain, so the bundle and federated bundles are re-read at once.
+  struct Change {
+    std::set<std::string> agents;
+    std::set<std::string> bundles;
+  };
+  using ChangeListener = std::function<void(uint64_t version, const Change& change)>;
   void SetChangeListener(ChangeListener listener);
 
  private:

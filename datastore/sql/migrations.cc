@@ -127,6 +127,11 @@ const char* const kV2[] = {
     "CREATE INDEX events_created_at ON events(created_at)",
 };
 
+// Version 3: bundle changes join the change log, so replicas hear of them at once.
+const char* const kV3[] = {
+    "ALTER TABLE events ADD COLUMN trust_domain TEXT NOT NULL DEFAULT ''",
+};
+
 std::string Expand(const char* sql, Dialect dialect) {
   if (dialect == Dialect::kSqlite) {
     return absl::StrReplaceAll(
@@ -146,6 +151,7 @@ std::vector<std::string> MigrationSteps(Dialect dialect, int version) {
   };
   if (version == 1) add(kV1);
   if (version == 2) add(kV2);
+  if (version == 3) add(kV3);
   return out;
 }
 

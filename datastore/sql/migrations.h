@@ -10,7 +10,7 @@
 namespace trellis::datastore::sql {
 
 // The newest schema version this binary knows.
-inline constexpr int kLatestSchemaVersion = 2;
+inline constexpr int kLatestSchemaVersion = 3;
 
 // The statements that take a schema from version - 1 to `version` on `dialect`.
 std::vector<std::string> MigrationSteps(Dialect dialect, int version);

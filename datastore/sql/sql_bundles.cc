@@ -86,18 +86,19 @@ absl::StatusOr<std::optional<Bundle>> LoadBundle(Tx& tx, const std::string& td,
 }
 
 // Applies `change` to the stored bundle and bumps its sequence number.
-template <typename F>
-absl::Status MutateBundle(Engine& engine, const std::string& trust_domain,
-                          const std::string& for_update, F change,
-                          const std::function<absl::Status(Tx&, const Bundle&)>& store) {
+// `write` runs a write transaction that logs the events it is handed (SqlDataStore::Write).
+template <typename W, typename F>
+absl::Status MutateBundle(W write, const std::string& trust_domain, const std::string& for_update,
+                          F change, const std::function<absl::Status(Tx&, const Bundle&)>& store) {
   TRELLIS_ASSIGN_OR_RETURN(std::string td, NormalizeTrustDomain(trust_domain, "bundle"));
-  return engine.Run(true, [&](Tx& tx) -> absl::Status {
+  return write([&](Tx& tx, auto& events) -> absl::Status {
     TRELLIS_ASSIGN_OR_RETURN(auto b, LoadBundle(tx, td, for_update));
     if (!b || b->sequence_number == 0) return absl::NotFoundError("no bundle for " + td);
     bool changed = false;
     TRELLIS_RETURN_IF_ERROR(change(*b, changed));
     if (!changed) return absl::OkStatus();
     b->sequence_number++;
+    events.push_back({EventKind::kBundleUpdated, td});
     return store(tx, *b);
   });
 }
@@ -161,7 +162,7 @@ absl::StatusOr<Bundle> SqlDataStore::StoreAndReload(Tx& tx, const Bundle& b) {
 absl::StatusOr<Bundle> SqlDataStore::PutBundle(const Bundle& bundle, const BundleChange& change) {
   TRELLIS_ASSIGN_OR_RETURN(Bundle b, NormalizeBundle(bundle));
   Bundle out;
-  TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events&) -> absl::Status {
+  TRELLIS_RETURN_IF_ERROR(Write([&](Tx& tx, Events& events) -> absl::Status {
     TRELLIS_ASSIGN_OR_RETURN(auto existing, LockBundle(tx, b.trust_domain, 0));
     TRELLIS_ASSIGN_OR_RETURN(std::optional<Bundle> next, change(b, existing));
     if (!next) {
@@ -169,6 +170,7 @@ absl::StatusOr<Bundle> SqlDataStore::PutBundle(const Bundle& bundle, const Bundl
       return absl::OkStatus();
     }
     next->sequence_number = existing ? existing->sequence_number + 1 : 1;
+    events.push_back({EventKind::kBundleUpdated, b.trust_domain});
     TRELLIS_ASSIGN_OR_RETURN(out, StoreAndReload(tx, *next));
     return absl::OkStatus();
   }));
@@ -276,12 +278,13 @@ absl::Status SqlDataStore::DeleteBundle(const std::string& trust_domain, BundleD
         }
       }
     }
+    events.push_back({EventKind::kBundleUpdated, td});
     return tx.Exec("DELETE FROM bundles WHERE trust_domain = $1", {td}).status();
   });
 }
 
-#define TRELLIS_BUNDLE_MUTATION(td, body)       \
-  MutateBundle(*engine_, td, ForUpdate(), body, \
+#define TRELLIS_BUNDLE_MUTATION(td, body)                                                 \
+  MutateBundle([this](const auto& fn) { return Write(fn); }, td, ForUpdate(), body, \
                [this](Tx& tx, const Bundle& b) { return StoreBundle(tx, b); })
 
 absl::Status SqlDataStore::TaintX509Authority(const std::string& trust_domain,

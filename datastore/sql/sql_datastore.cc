@@ -48,7 +48,7 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
   int64_t now = NowSeconds();
   for (size_t begin = 0; begin < events.size(); begin += kChunk) {
     size_t end = std::min(events.size(), begin + kChunk);
-    std::string sql = "INSERT INTO events (kind, entry_id, node_spiffe_id, created_at) ";
+    std::string sql = "INSERT INTO events (kind, entry_id, node_spiffe_id, trust_domain, created_at) ";
     if (pg && begin == 0) {
       // On PostgreSQL the first insert takes, in the same round trip, an advisory lock held
       // to commit, so event ids become visible in increasing order: a reader that has seen
@@ -57,27 +57,29 @@ absl::Status SqlDataStore::FlushEvents(Tx& tx, const Events& events) {
       // notification goes out at commit, so servers sharing the database can LISTEN on
       // trellis_events instead of polling the log.
       sql +=
-          "SELECT v.kind, v.entry_id, v.node_spiffe_id, v.created_at FROM (SELECT"
+          "SELECT v.kind, v.entry_id, v.node_spiffe_id, v.trust_domain, v.created_at FROM (SELECT"
           " pg_advisory_xact_lock(hashtext(current_schema() || '.events')),"
           " pg_notify('trellis_events', current_schema())) AS l, (VALUES ";
     } else {
       sql += "VALUES ";
     }
     Params params;
-    params.reserve((end - begin) * 4);
+    params.reserve((end - begin) * 5);
     for (size_t i = begin; i < end; ++i) {
       const PendingEvent& e = events[i];
       bool entry = e.kind == EventKind::kEntryCreated || e.kind == EventKind::kEntryUpdated ||
                    e.kind == EventKind::kEntryDeleted;
+      bool bundle = e.kind == EventKind::kBundleUpdated;
       size_t n = params.size();
       absl::StrAppend(&sql, i == begin ? "" : ", ", "($", n + 1, ", $", n + 2, ", $", n + 3, ", $",
-                      n + 4, pg ? "::bigint)" : ")");
+                      n + 4, ", $", n + 5, pg ? "::bigint)" : ")");
       params.emplace_back(std::in_place_type<std::string>, EventKindName(e.kind));
       params.emplace_back(std::in_place_type<std::string>, entry ? e.id : "");
-      params.emplace_back(std::in_place_type<std::string>, entry ? "" : e.id);
+      params.emplace_back(std::in_place_type<std::string>, entry || bundle ? "" : e.id);
+      params.emplace_back(std::in_place_type<std::string>, bundle ? e.id : "");
       params.emplace_back(std::in_place_type<int64_t>, now);
     }
-    if (pg && begin == 0) sql += ") AS v (kind, entry_id, node_spiffe_id, created_at)";
+    if (pg && begin == 0) sql += ") AS v (kind, entry_id, node_spiffe_id, trust_domain, created_at)";
     TRELLIS_RETURN_IF_ERROR(tx.Exec(sql, params).status());
   }
   return absl::OkStatus();
@@ -98,7 +100,8 @@ absl::StatusOr<std::vector<Event>> SqlDataStore::ListEvents(int64_t after_id, in
   if (limit < 0) return absl::InvalidArgumentError("event limit must not be negative");
   Params params{after_id};
   std::string sql =
-      "SELECT id, kind, entry_id, node_spiffe_id, created_at FROM events WHERE id > $1"
+      "SELECT id, kind, entry_id, node_spiffe_id, trust_domain, created_at FROM events"
+      " WHERE id > $1"
       " ORDER BY id";
   if (limit > 0) {
     sql += " LIMIT $2";
@@ -116,6 +119,7 @@ absl::StatusOr<std::vector<Event>> SqlDataStore::ListEvents(int64_t after_id, in
       e.kind = r.Enum("kind", &ParseEventKind);
       e.entry_id = r.Text("entry_id");
       e.node_spiffe_id = r.Text("node_spiffe_id");
+      e.trust_domain = r.Text("trust_domain");
       e.created_at = r.Time("created_at");
       TRELLIS_RETURN_IF_ERROR(r.status());
       out.push_back(std::move(e));

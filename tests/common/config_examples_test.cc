@@ -81,7 +81,7 @@ TEST(ExampleConfigs, HaExampleExpandsEnvironment) {
   setenv("TRELLIS_BIND_ADDRESS", "10.0.0.11", 1);
   setenv("PGPASSWORD", "secret", 1);
   absl::StatusOr<ServerConfig> cfg =
-      LoadServerConfig((kSourceDir / "examples/ha-postgres/server.conf").string(), true);
+      LoadServerConfig((kSourceDir / "examples/ha/server-upstream-ca.conf").string(), true);
   unsetenv("TRELLIS_BIND_ADDRESS");
   unsetenv("PGPASSWORD");
   ASSERT_TRUE(cfg.ok()) << cfg.status();

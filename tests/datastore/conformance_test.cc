@@ -795,10 +795,40 @@ TEST_P(DataStoreConformance, FederationRelationshipNeedsHttpsAndEndpointIdForSpi
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_P(DataStoreConformance, BundleWritesAreLoggedWithTheirTrustDomain) {
+  const int64_t start = *store_->MaxEventId();
+  Bundle b;
+  b.trust_domain = "other.org";
+  b.x509_authorities.push_back({"der-1", kStart + absl::Hours(1)});
+  ASSERT_TRUE(store_->SetBundle(b).ok());
+  ASSERT_TRUE(store_->TaintX509Authority("other.org", "der-1").ok());
+  ASSERT_TRUE(store_->DeleteBundle("other.org", BundleDeleteMode::kRestrict).ok());
+  auto events = store_->ListEvents(start, 0);
+  ASSERT_TRUE(events.ok()) << events.status();
+  ASSERT_EQ(events->size(), 3u);
+  for (const Event& e : *events) {
+    EXPECT_EQ(e.kind, EventKind::kBundleUpdated);
+    EXPECT_EQ(e.trust_domain, "other.org");
+    EXPECT_EQ(e.entry_id, "");
+    EXPECT_EQ(e.node_spiffe_id, "");
+  }
+}
+
+TEST_P(DataStoreConformance, AnUnchangedBundleWriteLogsNothing) {
+  Bundle b;
+  b.trust_domain = "other.org";
+  b.x509_authorities.push_back({"der-1", kStart + absl::Hours(1)});
+  ASSERT_TRUE(store_->SetBundle(b).ok());
+  const int64_t start = *store_->MaxEventId();
+  // Appending what is already there changes nothing.
+  ASSERT_TRUE(store_->AppendBundle(b).ok());
+  EXPECT_TRUE(store_->ListEvents(start, 0)->empty());
+}
+
 // ---- schema ----
 
 TEST_P(DataStoreConformance, FreshDatabaseIsMigratedToLatestVersion) {
-  EXPECT_EQ(*store_->SchemaVersion(), 2);
+  EXPECT_EQ(*store_->SchemaVersion(), 3);
 }
 
 TEST_P(DataStoreConformance, ReopeningKeepsDataAndVersion) {
@@ -808,7 +838,7 @@ TEST_P(DataStoreConformance, ReopeningKeepsDataAndVersion) {
   auto reopened = backend_->Open(Options());
   ASSERT_TRUE(reopened.ok()) << reopened.status();
   EXPECT_TRUE((*reopened)->GetEntry(e->id).ok());
-  EXPECT_EQ(*(*reopened)->SchemaVersion(), 2);
+  EXPECT_EQ(*(*reopened)->SchemaVersion(), 3);
 }
 
 TEST_P(DataStoreConformance, MigratesFromPreviousVersionKeepingRows) {
@@ -833,7 +863,7 @@ TEST_P(DataStoreConformance, MigratesFromPreviousVersionKeepingRows) {
                   .ok());
   auto upgraded = (*fresh)->Open(Options());
   ASSERT_TRUE(upgraded.ok()) << upgraded.status();
-  EXPECT_EQ(*(*upgraded)->SchemaVersion(), 2);
+  EXPECT_EQ(*(*upgraded)->SchemaVersion(), 3);
   auto e = (*upgraded)->GetEntry("old-entry");
   ASSERT_TRUE(e.ok()) << e.status();
   EXPECT_EQ(e->revision_number, 4);
@@ -847,7 +877,7 @@ TEST_P(DataStoreConformance, NewerSchemaThanBinaryIsRefused) {
   auto r = backend_->Open(Options());
   ASSERT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("99"));
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("version 2"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("version 3"));
 }
 
 // ---- rows holding bad data ----

@@ -15,6 +15,8 @@ import signal
 import socket
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 import time
 
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -186,7 +188,7 @@ class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
                  extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h",
-                 postgres_dsn=None):
+                 postgres_dsn=None, health_port=None):
         """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
         (e.g. an UpstreamAuthority block for a nested tier). postgres_dsn: keep the datastore
         in that PostgreSQL database instead of SQLite in the data directory."""
@@ -239,6 +241,11 @@ class Server:
                       hcl_string(postgres_dsn or os.path.join(self.data_dir, "datastore.sqlite3")),
                       hcl_string(os.path.join(self.data_dir, "keys.json")), "".join(attestors),
                       extra_plugins)
+        # health_port: serve /live and /ready on 127.0.0.1:<health_port>.
+        self.health_port = health_port
+        if health_port:
+            config += ("\nhealth_checks {\n  listener_enabled = true\n"
+                       "  bind_address = \"127.0.0.1\"\n  bind_port = \"%d\"\n}\n" % health_port)
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = Process(name, [server_binary(), "run", "-config", self.config_path],
@@ -257,6 +264,17 @@ class Server:
                     self.name, self.process.returncode(), self.process.log()[-4000:]))
             return self.cli("healthcheck").ok
         wait_for(healthy, timeout, what="%s to be healthy" % self.name)
+
+    def health(self, path):
+        """HTTP status of GET <path> on the health listener (None when it does not answer)."""
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.health_port, path),
+                                        timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except (urllib.error.URLError, OSError):
+            return None
 
     def stop(self):
         return self.process.stop()

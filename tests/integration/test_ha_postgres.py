@@ -9,6 +9,7 @@ the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST
 
 import os
 import re
+import subprocess
 import sys
 import time
 import unittest
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
 import workload_client as wl  # noqa: E402
-from harness import agent_field, wait_for  # noqa: E402
+from harness import agent_field, free_port, wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
 from test_nested_postgres import FreshDatabaseTest, with_dbname  # noqa: E402
 from test_single_domain import AGENT_REFUSED_RE, ATTEST_FAILED_RE, SERVER_REFUSED_RE  # noqa: E402
@@ -169,6 +170,79 @@ class HaPostgresTest(FreshDatabaseTest):
             print(d.logs())
             raise
         finally:
+            branch.close()
+
+
+def pg_ctl(*args):
+    """pg_ctl on the test cluster (as its owner when we are root); raises on failure."""
+    tool = os.environ.get("TRELLIS_TEST_PG_CTL")
+    pgdata = os.environ.get("TRELLIS_TEST_PGDATA")
+    if not tool or not pgdata:
+        raise AssertionError("run through scripts/with-postgres.sh (TRELLIS_TEST_PG_CTL unset)")
+    argv = [tool, "-D", pgdata, "-w", "-t", "60"] + list(args)
+    if args and args[0] == "start":
+        argv += ["-l", os.environ.get("TRELLIS_TEST_PG_LOG", os.devnull)]
+    if os.geteuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--"] + argv
+    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120)
+
+
+class PostgresOutageTest(FreshDatabaseTest):
+    """Stops the shared test cluster: registered to run alone."""
+    DB_PREFIX = "trellis_outage_"
+
+    def test_replicas_ride_out_a_postgres_outage_and_recover_by_themselves(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn, health_port=free_port())
+        replica_b = d.server("replica-b", postgres_dsn=dsn, health_port=free_port())
+        agent = d.attested_agent(replica_b, "agent-on-b")
+        _, sid = replica_a.register_workload(agent, "ha/before-outage")
+        branch = Branch("before-outage", agent, sid)
+        stopped = False
+        try:
+            wait_for(branch.svid, LONG_TIMEOUT, what="an X.509 SVID before the outage")
+            pg_ctl("stop", "-m", "fast")
+            stopped = True
+            for replica in (replica_a, replica_b):
+                wait_for(lambda: replica.health("/ready") == 500, LONG_TIMEOUT,
+                         what="%s to report not ready" % replica.name)
+                self.assertEqual(replica.health("/live"), 200)
+            # Writes are refused with a clear UNAVAILABLE, and nothing is half written.
+            refused = replica_a.cli("entry", "create", "-parentID", agent.spiffe_id,
+                                    "-spiffeID", "spiffe://example.org/ha/during-outage",
+                                    "-selector", "unix:uid:1")
+            self.assertFalse(refused.ok, refused.stdout)
+            self.assertIn("UNAVAILABLE", (refused.stdout + refused.stderr).upper())
+            # The agent keeps syncing with its replica from memory and serving its SVID.
+            offset = agent.process.log_size()
+            wait_for(lambda: "synced with" in agent.process.log_since(offset), LONG_TIMEOUT,
+                     what="a sync served during the outage")
+            branch.svid()
+            pg_ctl("start")
+            stopped = False
+            for replica in (replica_a, replica_b):
+                wait_for(lambda: replica.health("/ready") == 200, LONG_TIMEOUT,
+                         what="%s to be ready again without a restart" % replica.name)
+            # Writes work again, through either replica, and reach the other's agent.
+            _, late = replica_a.register_workload(agent, "ha/after-outage")
+            late_branch = Branch("after-outage", agent, late)
+            try:
+                wait_for(late_branch.svid, LONG_TIMEOUT,
+                         what="an SVID for an entry written after the outage")
+            finally:
+                late_branch.close()
+            # The write refused during the outage left nothing behind.
+            listed = replica_b.cli("entry", "show", "-output", "json", check=True).stdout
+            self.assertIn("after-outage", listed)
+            self.assertNotIn("during-outage", listed)
+        except Exception:
+            print(d.logs())
+            raise
+        finally:
+            if stopped:
+                pg_ctl("start")
             branch.close()
 
 

@@ -95,7 +95,7 @@ class AgentServiceTest : public ::testing::Test {
                                               std::move(attestors));
     AgentService* svc = service_.get();
     index_->SetChangeListener(
-        [svc](uint64_t, const std::set<std::string>& agents) { svc->NotifyAgents(agents); });
+        [svc](uint64_t, const EntryIndex::Change& change) { svc->NotifyAgents(change.agents); });
 
     grpc::ServerBuilder builder;
     builder.AddListeningPort(

@@ -214,7 +214,7 @@ TEST_F(EntryIndexTest, ListenerGetsNewVersionOnlyWhenSomethingChanged) {
   auto index = MakeIndex();
   ASSERT_NE(index, nullptr);
   std::vector<uint64_t> seen;
-  index->SetChangeListener([&](uint64_t v, const std::set<std::string>&) { seen.push_back(v); });
+  index->SetChangeListener([&](uint64_t v, const EntryIndex::Change&) { seen.push_back(v); });
   ASSERT_TRUE(index->Poll().ok());
   EXPECT_TRUE(seen.empty());
   AddEntry(kAgent, "spiffe://example.org/app");
@@ -229,8 +229,8 @@ class AffectedAgentsTest : public EntryIndexTest {
   std::set<std::string> AfterChange(EntryIndex& index, const std::function<void()>& change) {
     std::set<std::string> heard;
     int calls = 0;
-    index.SetChangeListener([&](uint64_t, const std::set<std::string>& agents) {
-      heard = agents;
+    index.SetChangeListener([&](uint64_t, const EntryIndex::Change& change) {
+      heard = change.agents;
       ++calls;
     });
     change();
@@ -307,6 +307,21 @@ TEST_F(AffectedAgentsTest, ANodeChangeConcernsThatNode) {
     ASSERT_TRUE(ds_->UpdateNode(ban, mask).ok());
   });
   EXPECT_EQ(heard, std::set<std::string>{kAgent});
+}
+
+TEST_F(EntryIndexTest, ABundleWriteIsReportedByTrustDomainAndConcernsNoAgent) {
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  EntryIndex::Change heard;
+  index->SetChangeListener([&](uint64_t, const EntryIndex::Change& change) { heard = change; });
+  datastore::Bundle b;
+  b.trust_domain = "other.org";
+  b.x509_authorities.push_back({"der", kTestStart + absl::Hours(1)});
+  ASSERT_TRUE(ds_->SetBundle(b).ok());
+  ASSERT_TRUE(index->Poll().ok());
+  EXPECT_EQ(heard.bundles, std::set<std::string>{"other.org"});
+  EXPECT_TRUE(heard.agents.empty());
+  index->SetChangeListener(nullptr);
 }
 
 TEST_F(AffectedAgentsTest, AParentCycleEndsTheWalk) {
