@@ -1,4 +1,5 @@
 // trellis-server entry create|update|show|delete|count: registration entries over the Admin API.
+#include <algorithm>
 #include <cstdint>
 #include <ostream>
 #include <string>
@@ -7,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "cmd/admin_client.h"
 #include "cmd/admin_commands.h"
+#include "cmd/entry_data.h"
 #include "common/spiffe_id.h"
 
 namespace trellis::cmd {
@@ -33,7 +35,12 @@ void PrintEntry(const v1::Entry& e, std::ostream& out) {
   out << "\n";
 }
 
+// Entries per Admin API call for -data files: large enough that 100,000 entries take about a
+// hundred calls, small enough that one call stays well under gRPC's 4 MB message limit.
+constexpr size_t kBulkBatch = 1000;
+
 struct EntryFlags {
+  std::string data;
   std::string entry_id, parent_id, spiffe_id, hint;
   std::vector<std::string> selectors, dns, federates_with;
   int64_t x509_ttl = 0, jwt_ttl = 0, expiry = 0;
@@ -62,6 +69,9 @@ struct EntryFlags {
     fs.Int("entryExpiry", &expiry,
            "An expiry, from epoch in seconds, for the resulting "
            "registration entry to be pruned");
+    fs.String("data", &data,
+              "Path to a file of entries in JSON ({\"entries\": [...]}), or - for standard "
+              "input; replaces the single-entry flags");
     if (!update) {
       fs.Bool("node", &node,
               "If set, this entry will be applied to matching nodes rather than "
@@ -105,6 +115,71 @@ struct EntryFlags {
   }
 };
 
+// `entry create|update -data FILE`: every entry of the file in batches; each failed item is
+// reported and the others still land. Exit 1 when any item failed.
+int EntryBulk(bool update, const ClientFlags& cf, const std::string& path, std::ostream& out,
+              std::ostream& err) {
+  absl::StatusOr<std::string> text = ReadDataFile(path);
+  if (!text.ok()) return Fail(err, std::string(text.status().message()));
+  absl::StatusOr<std::vector<v1::Entry>> entries = ParseEntryData(*text, update);
+  if (!entries.ok()) return Fail(err, path + ": " + std::string(entries.status().message()));
+  AdminClient client(cf.socket_path);
+  v1::BatchCreateEntryResponse all;  // both responses carry (status, entry) results
+  for (size_t begin = 0; begin < entries->size(); begin += kBulkBatch) {
+    const size_t end = std::min(entries->size(), begin + kBulkBatch);
+    auto ctx = client.Context();
+    grpc::Status st;
+    if (update) {
+      v1::BatchUpdateEntryRequest req;
+      for (size_t i = begin; i < end; ++i) *req.add_entries() = (*entries)[i];
+      v1::BatchUpdateEntryResponse resp;
+      st = client->BatchUpdateEntry(ctx.get(), req, &resp);
+      for (auto& r : *resp.mutable_results()) {
+        auto* item = all.add_results();
+        *item->mutable_status() = r.status();
+        *item->mutable_entry() = std::move(*r.mutable_entry());
+      }
+    } else {
+      v1::BatchCreateEntryRequest req;
+      for (size_t i = begin; i < end; ++i) *req.add_entries() = (*entries)[i];
+      v1::BatchCreateEntryResponse resp;
+      st = client->BatchCreateEntry(ctx.get(), req, &resp);
+      for (auto& r : *resp.mutable_results()) *all.add_results() = std::move(r);
+    }
+    if (!st.ok()) {
+      err << "Error: " << begin << " of " << entries->size() << " entries were sent before: "
+          << client.Describe(st) << "\n";
+      return kFailExit;
+    }
+  }
+  if (all.results_size() != static_cast<int>(entries->size())) {
+    return Fail(err, "the server answered with a different number of results");
+  }
+  int failed = 0;
+  for (int i = 0; i < all.results_size(); ++i) {
+    if (all.results(i).status().code() != 0) ++failed;
+  }
+  PrintResponse(cf.output, all, out, [&] {
+    for (int i = 0; i < all.results_size(); ++i) {
+      const auto& r = all.results(i);
+      if (r.status().code() == 0) {
+        PrintEntry(r.entry(), out);
+        continue;
+      }
+      out << "FAILED to " << (update ? "update" : "create") << " the following entry:\n";
+      PrintEntry((*entries)[i], out);
+      out << "Status           : "
+          << CodeName(static_cast<grpc::StatusCode>(r.status().code())) << ": "
+          << r.status().message() << "\n\n";
+    }
+  });
+  if (failed > 0) {
+    return Fail(err, std::to_string(failed) + " of " + std::to_string(all.results_size()) +
+                         " entries failed");
+  }
+  return 0;
+}
+
 int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::ostream& err) {
   FlagSet fs;
   ClientFlags cf;
@@ -114,6 +189,13 @@ int EntryCreateOrUpdate(bool update, const Args& args, std::ostream& out, std::o
   std::string usage = update ? "entry update -entryID ID -parentID P -spiffeID S -selector T:V"
                              : "entry create -parentID P -spiffeID S -selector T:V [flags]";
   if (int rc = ParseClientOrExit(fs, cf, args, usage, out, err); rc >= 0) return rc;
+  if (!ef.data.empty()) {
+    if (!ef.entry_id.empty() || !ef.parent_id.empty() || !ef.spiffe_id.empty() ||
+        !ef.selectors.empty() || ef.node) {
+      return Fail(err, "-data cannot be combined with the single-entry flags");
+    }
+    return EntryBulk(update, cf, ef.data, out, err);
+  }
   absl::StatusOr<v1::Entry> entry = ef.Build(update);
   if (!entry.ok()) return Fail(err, std::string(entry.status().message()));
   AdminClient client(cf.socket_path);
@@ -235,13 +317,57 @@ int EntryShow(const Args& args, std::ostream& out, std::ostream& err) {
   return 0;
 }
 
+// `entry delete -file FILE`: the ids in batches; prints each deletion, fails on any failure.
+int EntryDeleteBulk(const ClientFlags& cf, const std::string& path, std::ostream& out,
+                    std::ostream& err) {
+  absl::StatusOr<std::string> text = ReadDataFile(path);
+  if (!text.ok()) return Fail(err, std::string(text.status().message()));
+  absl::StatusOr<std::vector<std::string>> ids = ParseEntryIds(*text);
+  if (!ids.ok()) return Fail(err, path + ": " + std::string(ids.status().message()));
+  AdminClient client(cf.socket_path);
+  int failed = 0;
+  for (size_t begin = 0; begin < ids->size(); begin += kBulkBatch) {
+    v1::BatchDeleteEntryRequest req;
+    for (size_t i = begin; i < std::min(ids->size(), begin + kBulkBatch); ++i) {
+      req.add_ids((*ids)[i]);
+    }
+    v1::BatchDeleteEntryResponse resp;
+    auto ctx = client.Context();
+    grpc::Status st = client->BatchDeleteEntry(ctx.get(), req, &resp);
+    if (!st.ok()) return Fail(err, client.Describe(st));
+    for (const auto& r : resp.results()) {
+      if (r.status().code() == 0) {
+        out << "Deleted entry with ID: " << r.id() << "\n";
+      } else {
+        ++failed;
+        FailItem(err, "delete entry " + r.id(), r.status());
+      }
+    }
+  }
+  if (failed > 0) {
+    return Fail(err, std::to_string(failed) + " of " + std::to_string(ids->size()) +
+                         " deletions failed");
+  }
+  return 0;
+}
+
 int EntryDelete(const Args& args, std::ostream& out, std::ostream& err) {
   FlagSet fs;
   ClientFlags cf;
-  std::string entry_id;
+  std::string entry_id, file;
   cf.Add(fs, false);
   fs.String("entryID", &entry_id, "The Registration Entry ID of the record to delete");
-  if (int rc = ParseOrExit(fs, args, "entry delete -entryID ID", out, err); rc >= 0) return rc;
+  fs.String("file", &file,
+            "Path to a JSON file of entry IDs to delete ({\"ids\": [...]}), or - for standard "
+            "input");
+  if (int rc = ParseOrExit(fs, args, "entry delete -entryID ID | -file FILE", out, err);
+      rc >= 0) {
+    return rc;
+  }
+  if (!file.empty()) {
+    if (!entry_id.empty()) return Fail(err, "-file cannot be combined with -entryID");
+    return EntryDeleteBulk(cf, file, out, err);
+  }
   if (entry_id.empty()) return Fail(err, "an entry ID is required");
   AdminClient client(cf.socket_path);
   v1::BatchDeleteEntryRequest req;

@@ -203,6 +203,67 @@ TEST_F(ServerCliTest, EntryCreateShowCountDelete) {
   EXPECT_EQ(Admin({"entry", "count"}).out, std::to_string(before) + " registration entries\n");
 }
 
+TEST_F(ServerCliTest, BulkCreateThenDeleteFromFiles) {
+  int before = std::atoi(Admin({"entry", "count"}).out.c_str());
+  // 2,500 entries: three Admin API batches. One duplicates another, so it alone fails.
+  std::string data = "{\"entries\": [";
+  for (int i = 0; i < 2500; ++i) {
+    data += (i ? "," : "") + std::string("{\"spiffe_id\": \"spiffe://example.org/bulk/") +
+            std::to_string(i == 1234 ? 1233 : i) +
+            "\", \"parent_id\": {\"trust_domain\": \"example.org\", \"path\": "
+            "\"/spire/agent/join_token/bulk\"}, \"selectors\": [{\"type\": \"unix\", "
+            "\"value\": \"uid:1\"}]}";
+  }
+  data += "]}";
+  const std::string file = dir_ + "/bulk.json";
+  {
+    std::ofstream f(file);
+    f << data;
+  }
+  Result created = Admin({"entry", "create", "-data", file});
+  EXPECT_EQ(created.code, 1);
+  EXPECT_THAT(created.err, HasSubstr("1 of 2500 entries failed"));
+  EXPECT_THAT(created.out, HasSubstr("FAILED to create the following entry:"));
+  EXPECT_THAT(created.out, HasSubstr("AlreadyExists"));
+  EXPECT_EQ(Admin({"entry", "count"}).out,
+            std::to_string(before + 2499) + " registration entries\n");
+
+  std::string ids = "{\"ids\": [";
+  const std::regex created_id("Entry ID         : (\\S+)\nSPIFFE ID        : "
+                                     "spiffe://example.org/bulk/");
+  std::sregex_iterator it(created.out.begin(), created.out.end(), created_id);
+  int n = 0;
+  for (; it != std::sregex_iterator(); ++it) ids += (n++ ? ",\"" : "\"") + (*it)[1].str() + "\"";
+  ids += "]}";
+  EXPECT_EQ(n, 2499);
+  {
+    std::ofstream f(dir_ + "/ids.json");
+    f << ids;
+  }
+  Result deleted = Admin({"entry", "delete", "-file", dir_ + "/ids.json"});
+  EXPECT_EQ(deleted.code, 0) << deleted.err;
+  EXPECT_EQ(Admin({"entry", "count"}).out, std::to_string(before) + " registration entries\n");
+}
+
+TEST_F(ServerCliTest, BulkCreateWithABadFileNamesTheEntryAndWritesNothing) {
+  int before = std::atoi(Admin({"entry", "count"}).out.c_str());
+  const std::string file = dir_ + "/bad.json";
+  {
+    std::ofstream f(file);
+    f << R"({"entries": [{"spiffe_id": "spiffe://example.org/ok", "parent_id": "spiffe://example.org/p",
+            "selectors": [{"type": "unix", "value": "uid:1"}]},
+           {"spiffe_id": "spiffe://example.org/bad", "parent_id": "spiffe://example.org/p",
+            "selectors": []}]})";
+  }
+  Result r = Admin({"entry", "create", "-data", file});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.err, HasSubstr("entries[1]: at least one selector is required"));
+  EXPECT_EQ(Admin({"entry", "count"}).out, std::to_string(before) + " registration entries\n");
+  Result mixed = Admin({"entry", "create", "-data", file, "-spiffeID", "spiffe://example.org/x"});
+  EXPECT_EQ(mixed.code, 1);
+  EXPECT_THAT(mixed.err, HasSubstr("-data cannot be combined"));
+}
+
 TEST_F(ServerCliTest, EntryUpdateReplacesFieldsAndBumpsRevision) {
   Result created = Admin({"entry", "create", "-parentID", "spiffe://example.org/p", "-spiffeID",
                           "spiffe://example.org/upd", "-selector", "unix:uid:1"});
