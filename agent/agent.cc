@@ -293,6 +293,13 @@ void Agent::WatchLoop() {
       watch_ctx_ = nullptr;
       if (stop_) return;
     }
+    if (status.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+        status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      // The server ended the stream because it refuses this agent now (banned, evicted):
+      // sync at once, so the refusal is handled (re-attestation where allowed) without
+      // waiting for the next periodic sync.
+      RequestSync();
+    }
     if (status.error_code() != grpc::StatusCode::CANCELLED) {
       if (!WaitFor(Backoff(attempt++, absl::Milliseconds(500)))) return;
     }

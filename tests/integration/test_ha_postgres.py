@@ -7,6 +7,7 @@ the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST
 (exported by scripts/with-postgres.sh); each run creates its own database.
 """
 
+import datetime
 import os
 import re
 import subprocess
@@ -17,6 +18,10 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
 import workload_client as wl  # noqa: E402
 from harness import agent_field, free_port, wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
@@ -171,6 +176,70 @@ class HaPostgresTest(FreshDatabaseTest):
             raise
         finally:
             branch.close()
+
+    def test_an_evict_and_a_federated_bundle_through_one_replica_reach_the_other(self):
+        d = self.d
+        dsn = with_dbname(self.admin_dsn, self.db)
+        replica_a = d.server("replica-a", postgres_dsn=dsn)
+        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        agent = d.attested_agent(replica_b, "agent-on-b")
+        partner = "spiffe://partner.org"
+
+        def set_partner_bundle(name):
+            path = d.path(name + ".pem")
+            with open(path, "w") as f:
+                f.write(self_signed_ca_pem(name))
+            replica_a.cli("bundle", "set", "-id", partner, "-path", path, check=True)
+            return path
+
+        set_partner_bundle("partner-ca-1")
+        _, sid = replica_a.register_workload(agent, "ha/federated", "-federatesWith",
+                                             "partner.org")
+        branch = Branch("federated", agent, sid)
+        try:
+            wait_for(branch.svid, LONG_TIMEOUT, what="an SVID for the federating entry")
+
+            def partner_der():
+                bundles = branch.client.fetch_x509_bundles().bundles
+                return bundles.get(partner)
+            first = wait_for(partner_der, LONG_TIMEOUT, what="the partner bundle at B's agent")
+            # A new partner CA written through A reaches B's agent.
+            start = time.monotonic()
+            set_partner_bundle("partner-ca-2")
+            wait_for(lambda: partner_der() not in (None, first), LONG_TIMEOUT,
+                     what="the changed partner bundle at B's agent")
+            print("federated bundle set through A, served by B's agent after %.2f s" %
+                  (time.monotonic() - start))
+            # An eviction through A: B refuses the agent at its next call.
+            b_offset = replica_b.process.log_size()
+            start = time.monotonic()
+            replica_a.cli("agent", "evict", "-spiffeID", agent.spiffe_id, check=True)
+            wait_for(lambda: SERVER_REFUSED_RE.search(replica_b.process.log_since(b_offset)) or
+                     "not attested or was evicted" in replica_b.process.log_since(b_offset),
+                     LONG_TIMEOUT, what="replica B refusing the evicted agent")
+            print("agent evicted through A, refused by B after %.2f s" %
+                  (time.monotonic() - start))
+        except Exception:
+            print(d.logs())
+            raise
+        finally:
+            branch.close()
+
+
+def self_signed_ca_pem(name):
+    """A fresh self-signed P-256 CA certificate, PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.utcnow()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def pg_ctl(*args):
