@@ -193,7 +193,8 @@ struct Figures {
   Percentiles idle_sync, loaded_sync;
   double svids_per_s = 0, svids_per_server_cpu_s = 0;
   double server_cores = 0;
-  long rss_base_kib = 0, rss_loaded_kib = 0, rss_restart_kib = 0;
+  long rss_base_kib = 0, rss_attested_kib = 0, rss_connected_kib = 0, rss_loaded_kib = 0,
+       rss_restart_kib = 0;
   long threads = 0;
   double ds_tx_per_sync = 0;
   double writes_per_s_0 = 0, cpu_ms_per_write_0 = 0;
@@ -332,6 +333,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
     f.attest_per_s = n_agents / absl::ToDoubleSeconds(absl::Now() - start);
   }
 
+  f.rss_attested_kib = RssKib(d.server_pid());
   // Floor: one agent syncing alone, nothing else connected.
   Recorder rec;
   for (int i = 0; i < 200; ++i) {
@@ -352,6 +354,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
           absl::Seconds(300))) {
     Die("not every watch stream got its first notice\n" + d.Logs());
   }
+  f.rss_connected_kib = RssKib(d.server_pid());
   // First sync: every agent downloads its entries.
   for (auto& a : agents) a->Sync(&rec);
   WaitFor([&] { return rec.in_flight.load() == 0; }, absl::Seconds(300));
@@ -513,8 +516,14 @@ void Print(const Figures& f) {
               f.ds_tx_per_sync);
   std::printf("  minting: %.0f SVIDs/s wall, %.0f SVIDs per server CPU-second\n", f.svids_per_s,
               f.svids_per_server_cpu_s);
-  std::printf("  server RSS: base %.1f MiB, loaded %.1f MiB, after restart %.1f MiB\n",
-              f.rss_base_kib / 1024.0, f.rss_loaded_kib / 1024.0, f.rss_restart_kib / 1024.0);
+  std::printf("  server RSS: base %.1f MiB, agents attested %.1f MiB, watches open %.1f MiB,"
+              " loaded %.1f MiB, after restart %.1f MiB\n",
+              f.rss_base_kib / 1024.0, f.rss_attested_kib / 1024.0, f.rss_connected_kib / 1024.0,
+              f.rss_loaded_kib / 1024.0, f.rss_restart_kib / 1024.0);
+  std::printf("  per connected agent (watch open, before minting): %.1f KiB\n",
+              f.agents > 0 ? static_cast<double>(f.rss_connected_kib - f.rss_attested_kib) /
+                                 f.agents
+                           : 0);
   std::printf("  memory per entry after restart (nodes included): %.0f bytes   (target <= 1024)\n",
               f.entries > 0 ? (f.rss_restart_kib - f.rss_base_kib) * 1024.0 / f.entries : 0);
   std::printf("  entry index rebuild at start: %ld ms   (target < 1000)\n", f.index_load_ms);

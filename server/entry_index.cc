@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
@@ -159,14 +160,23 @@ absl::Status EntryIndex::Poll() {
       }
     }
     std::vector<std::pair<std::string, std::optional<datastore::RegistrationEntry>>> entries;
-    for (const auto& id : entry_ids) {
-      auto e = ds_->GetEntry(id);
-      if (e.ok()) {
-        entries.emplace_back(id, std::move(*e));
-      } else if (absl::IsNotFound(e.status())) {
-        entries.emplace_back(id, std::nullopt);
-      } else {
-        return Annotate(e.status(), "re-reading entry " + id);
+    if (!entry_ids.empty()) {
+      // One read for the batch; an id the store no longer has was deleted.
+      absl::StatusOr<std::vector<datastore::RegistrationEntry>> found =
+          ds_->GetEntries(std::vector<std::string>(entry_ids.begin(), entry_ids.end()));
+      if (!found.ok()) return Annotate(found.status(), "re-reading changed entries");
+      std::map<std::string, datastore::RegistrationEntry> by_id;
+      for (auto& e : *found) {
+        std::string id = e.id;
+        by_id.emplace(std::move(id), std::move(e));
+      }
+      for (const auto& id : entry_ids) {
+        auto it = by_id.find(id);
+        if (it == by_id.end()) {
+          entries.emplace_back(id, std::nullopt);
+        } else {
+          entries.emplace_back(id, std::move(it->second));
+        }
       }
     }
     std::vector<std::pair<std::string, std::optional<datastore::AttestedNode>>> nodes;

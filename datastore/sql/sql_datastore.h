@@ -34,6 +34,8 @@ class SqlDataStore : public DataStore {
   absl::StatusOr<std::vector<RegistrationEntry>> CreateEntries(
       const std::vector<RegistrationEntry>& entries) override;
   absl::StatusOr<RegistrationEntry> GetEntry(const std::string& id) override;
+  absl::StatusOr<std::vector<RegistrationEntry>> GetEntries(
+      const std::vector<std::string>& ids) override;
   absl::StatusOr<RegistrationEntry> UpdateEntry(const RegistrationEntry& entry,
                                                 const std::optional<EntryMask>& mask) override;
   absl::StatusOr<RegistrationEntry> DeleteEntry(const std::string& id) override;

@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 #include "datastore/sql/sql_datastore.h"
 #include "datastore/sql/sql_rows.h"
@@ -330,6 +331,34 @@ absl::StatusOr<RegistrationEntry> SqlDataStore::GetEntry(const std::string& id) 
     TRELLIS_ASSIGN_OR_RETURN(auto le, LoadEntry(tx, id, ""));
     if (!le) return absl::NotFoundError("no entry with id " + id);
     out = std::move(le->entry);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::StatusOr<std::vector<RegistrationEntry>> SqlDataStore::GetEntries(
+    const std::vector<std::string>& ids) {
+  std::vector<RegistrationEntry> out;
+  TRELLIS_RETURN_IF_ERROR(Read([&](Tx& tx) -> absl::Status {
+    out.clear();
+    for (size_t begin = 0; begin < ids.size(); begin += kMaxInList) {
+      Query q;
+      std::vector<std::string> placeholders;
+      for (size_t i = begin; i < std::min(ids.size(), begin + kMaxInList); ++i) {
+        placeholders.push_back(q.Bind(ids[i]));
+      }
+      TRELLIS_ASSIGN_OR_RETURN(
+          Rows rows, tx.Query(absl::StrCat("SELECT ", kEntryColumns, " FROM entries e WHERE e.id IN (",
+                                           absl::StrJoin(placeholders, ","), ") ORDER BY e.seq"),
+                              q.params()));
+      std::vector<LoadedEntry> loaded;
+      for (const Row& row : rows) {
+        TRELLIS_ASSIGN_OR_RETURN(LoadedEntry le, ReadEntryRow(row));
+        loaded.push_back(std::move(le));
+      }
+      TRELLIS_RETURN_IF_ERROR(LoadEntryChildren(tx, loaded));
+      for (auto& le : loaded) out.push_back(std::move(le.entry));
+    }
     return absl::OkStatus();
   }));
   return out;

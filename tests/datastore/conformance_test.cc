@@ -1,6 +1,7 @@
 // The DataStore contract, run against every backend (SQLite and PostgreSQL).
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -103,6 +104,37 @@ TEST_P(DataStoreConformance, TransactionsCountsEachCallThatReachesTheBackend) {
   ASSERT_TRUE(e.ok()) << e.status();
   ASSERT_TRUE(store_->GetEntry(e->id).ok());
   EXPECT_EQ(store_->Transactions() - before, 2);
+}
+
+TEST_P(DataStoreConformance, GetEntriesReturnsTheExistingOnesWithTheirChildRows) {
+  RegistrationEntry a = MakeEntry("/a", "/agent", {{"unix", "uid:1"}, {"unix", "gid:2"}});
+  a.dns_names = {"a.example.org"};
+  auto ca = store_->CreateEntry(a);
+  auto cb = store_->CreateEntry(MakeEntry("/b", "/agent", {{"unix", "uid:3"}}));
+  ASSERT_TRUE(ca.ok() && cb.ok());
+  auto got = store_->GetEntries({cb->id, "no-such-id", ca->id});
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 2u);
+  std::map<std::string, RegistrationEntry> by_id;
+  for (auto& e : *got) by_id[e.id] = e;
+  EXPECT_EQ(by_id.at(ca->id).selectors.size(), 2u);
+  EXPECT_EQ(by_id.at(ca->id).dns_names, std::vector<std::string>{"a.example.org"});
+  EXPECT_EQ(by_id.at(cb->id).spiffe_id, cb->spiffe_id);
+  EXPECT_TRUE(store_->GetEntries({})->empty());
+}
+
+TEST_P(DataStoreConformance, GetEntriesReadsMoreIdsThanOneStatementHolds) {
+  std::vector<RegistrationEntry> batch;
+  for (int i = 0; i < 1200; ++i) {
+    batch.push_back(MakeEntry("/w" + std::to_string(i), "/agent", {{"unix", "uid:1"}}));
+  }
+  auto created = store_->CreateEntries(batch);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::vector<std::string> ids;
+  for (const auto& e : *created) ids.push_back(e.id);
+  auto got = store_->GetEntries(ids);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->size(), 1200u);
 }
 
 TEST_P(DataStoreConformance, CreateEntryRoundTripsEveryField) {
