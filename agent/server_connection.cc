@@ -136,8 +136,10 @@ void ServerConnection::RepickLocked(bool avoid_current) {
   std::uniform_int_distribution<size_t> pick(0, pool.size() - 1);
   const auto& chosen = pool[pick(rng_)];
   current_ = chosen.first;
+  // An aged connection that lands on the same address keeps its channel; a failover always
+  // starts a fresh one.
+  if (avoid_current || chosen.second != address_) stub_.reset();
   address_ = chosen.second;
-  stub_.reset();
   rotate_at_ = NextRotationLocked();
 }
 

@@ -1,7 +1,9 @@
 // Resident memory of a real trellis-agent: idle (attested, serving one workload SVID) and per
 // cached SVID (N more entries for the same workload, delta / N). Targets: 15 MB idle, 1 KB per
 // SVID. The floor printed next to it is this benchmark's own gRPC client process, measured
-// in the same run: the cost of merely linking gRPC and OpenSSL.
+// in the same run: the cost of merely linking gRPC and OpenSSL. Most of an idle agent's RSS is
+// shared library pages, so private memory (USS) and PSS are printed beside RSS, each against
+// the same figure of the floor process; the private-memory target is 2x the floor's.
 #include <unistd.h>
 
 #include <algorithm>
@@ -65,6 +67,8 @@ int Main() {
   }
   long idle = SettledRssKib(d.agent_pid());
   long self = RssKib(getpid());
+  SharedAwareMemory idle_mem = MemoryOf(d.agent_pid());
+  SharedAwareMemory self_mem = MemoryOf(getpid());
 
   auto admin = trellis::server::v1::Admin::NewStub(
       grpc::CreateChannel("unix:" + d.admin_socket(), grpc::InsecureChannelCredentials()));
@@ -104,6 +108,7 @@ int Main() {
   }
   double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   long loaded = SettledRssKib(d.agent_pid());
+  SharedAwareMemory loaded_mem = MemoryOf(d.agent_pid());
   // Then check the workload really holds them all (this fetch may grow the heap further).
   int served = SvidCount(*workload);
   if (served != kEntries + 1) {
@@ -124,6 +129,19 @@ int Main() {
               after_fetch / 1024.0);
   std::printf("  ratio idle agent / client floor: %.2f; %d SVIDs minted in %.1f s\n",
               static_cast<double>(idle) / self, kEntries, seconds);
+  const double uss_ratio =
+      self_mem.uss_kib > 0 ? static_cast<double>(idle_mem.uss_kib) / self_mem.uss_kib : 0;
+  const double per_svid_private_kib =
+      static_cast<double>(loaded_mem.uss_kib - idle_mem.uss_kib) / kEntries;
+  std::printf("private memory (USS) and PSS, from smaps_rollup\n");
+  std::printf("  floor: this gRPC client process      USS %7.1f MiB  PSS %7.1f MiB\n",
+              self_mem.uss_kib / 1024.0, self_mem.pss_kib / 1024.0);
+  std::printf("  idle agent                           USS %7.1f MiB  PSS %7.1f MiB\n",
+              idle_mem.uss_kib / 1024.0, idle_mem.pss_kib / 1024.0);
+  std::printf("  ratio idle agent USS / floor USS: %.2f (target 2) %s\n", uss_ratio,
+              uss_ratio <= 2 ? "PASS" : "MISS");
+  std::printf("  per cached SVID, private: %.2f KiB (target %.0f KB) %s\n", per_svid_private_kib,
+              kPerSvidTargetKiB, per_svid_private_kib <= kPerSvidTargetKiB ? "PASS" : "MISS");
   return idle_mib <= kIdleTargetMiB && per_svid_kib <= kPerSvidTargetKiB ? 0 : 2;
 }
 

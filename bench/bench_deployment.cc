@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -166,6 +167,22 @@ long RssKib(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
   }
   return 0;
+}
+
+SharedAwareMemory MemoryOf(pid_t pid) {
+  std::ifstream f(absl::StrCat("/proc/", pid, "/smaps_rollup"));
+  SharedAwareMemory m;
+  std::string line;
+  auto value = [&](const char* key) {
+    return std::strtol(line.c_str() + std::string_view(key).size(), nullptr, 10);
+  };
+  while (std::getline(f, line)) {
+    if (line.rfind("Rss:", 0) == 0) m.rss_kib = value("Rss:");
+    if (line.rfind("Pss:", 0) == 0) m.pss_kib = value("Pss:");
+    if (line.rfind("Private_Clean:", 0) == 0) m.uss_kib += value("Private_Clean:");
+    if (line.rfind("Private_Dirty:", 0) == 0) m.uss_kib += value("Private_Dirty:");
+  }
+  return m;
 }
 
 double ProcessCpuSeconds(pid_t pid) {

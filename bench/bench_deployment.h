@@ -51,6 +51,14 @@ class Child {
 
 // VmRSS of `pid` in KiB (0 when unreadable).
 long RssKib(pid_t pid);
+// What a process holds beyond the shared library pages every process maps: USS (its private
+// pages) and PSS (private plus its share of shared ones), from /proc/<pid>/smaps_rollup.
+struct SharedAwareMemory {
+  long rss_kib = 0;
+  long pss_kib = 0;
+  long uss_kib = 0;
+};
+SharedAwareMemory MemoryOf(pid_t pid);
 // utime + stime of `pid` in seconds.
 double ProcessCpuSeconds(pid_t pid);
 

@@ -66,6 +66,16 @@ TEST(ServerConnection, AnAgedConnectionPicksAfreshAcrossEveryServer) {
   EXPECT_GE(switches.load(), 2);
 }
 
+TEST(ServerConnection, AnAgedConnectionToTheOnlyServerKeepsItsChannel) {
+  ServerConnection conn = Connection({"127.0.0.1:1"}, ConnectionPolicy{absl::Milliseconds(1), 0.2});
+  std::atomic<int> switches{0};
+  conn.SetSwitchListener([&] { ++switches; });
+  auto first = conn.Stub();
+  absl::Time deadline = absl::Now() + absl::Milliseconds(20);
+  while (absl::Now() < deadline) EXPECT_EQ(conn.Stub(), first);
+  EXPECT_EQ(switches.load(), 0);
+}
+
 TEST(ServerConnection, ZeroMaxAgeKeepsTheConnection) {
   ServerConnection conn = Connection(kThree, ConnectionPolicy{absl::ZeroDuration(), 0.2});
   std::string first = conn.CurrentAddress();

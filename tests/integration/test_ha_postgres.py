@@ -8,10 +8,12 @@ the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST
 """
 
 import datetime
+import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -270,8 +272,26 @@ class PostgresOutageTest(FreshDatabaseTest):
         _, sid = replica_a.register_workload(agent, "ha/before-outage")
         branch = Branch("before-outage", agent, sid)
         stopped = False
+        # Writes keep coming through replica A across the restart: none may be lost (a create
+        # that answered OK is stored) or doubled (no SPIFFE ID stored twice).
+        load_done = threading.Event()
+        attempted, succeeded = [], []
+
+        def write_load():
+            n = 0
+            while not load_done.is_set():
+                load_id = "spiffe://example.org/ha/load-%d" % n
+                n += 1
+                attempted.append(load_id)
+                r = replica_a.cli("entry", "create", "-parentID", agent.spiffe_id, "-spiffeID",
+                                  load_id, "-selector", "unix:uid:4242")
+                if r.ok:
+                    succeeded.append(load_id)
+        writer = threading.Thread(target=write_load)
         try:
             wait_for(branch.svid, LONG_TIMEOUT, what="an X.509 SVID before the outage")
+            writer.start()
+            wait_for(lambda: len(succeeded) >= 5, LONG_TIMEOUT, what="writes before the outage")
             pg_ctl("stop", "-m", "fast")
             stopped = True
             for replica in (replica_a, replica_b):
@@ -294,6 +314,20 @@ class PostgresOutageTest(FreshDatabaseTest):
             for replica in (replica_a, replica_b):
                 wait_for(lambda: replica.health("/ready") == 200, LONG_TIMEOUT,
                          what="%s to be ready again without a restart" % replica.name)
+            # The load goes on after the restart, then stops.
+            resumed = len(succeeded)
+            wait_for(lambda: len(succeeded) >= resumed + 5, LONG_TIMEOUT,
+                     what="writes after the restart")
+            load_done.set()
+            writer.join(timeout=LONG_TIMEOUT)
+            listed = json.loads(replica_b.cli("entry", "show", "-output", "json",
+                                              check=True).stdout).get("entries", [])
+            stored = [e["spiffe_id"] for e in listed if "/ha/load-" in e["spiffe_id"]]
+            self.assertEqual(len(stored), len(set(stored)), "an entry was stored twice")
+            self.assertLessEqual(set(succeeded), set(stored), "an acknowledged write was lost")
+            self.assertLessEqual(set(stored), set(attempted))
+            print("%d writes attempted across the restart, %d acknowledged, %d stored" %
+                  (len(attempted), len(succeeded), len(stored)))
             # Writes work again, through either replica, and reach the other's agent.
             _, late = replica_a.register_workload(agent, "ha/after-outage")
             late_branch = Branch("after-outage", agent, late)
@@ -310,6 +344,9 @@ class PostgresOutageTest(FreshDatabaseTest):
             print(d.logs())
             raise
         finally:
+            load_done.set()
+            if writer.is_alive():
+                writer.join(timeout=LONG_TIMEOUT)
             if stopped:
                 pg_ctl("start")
             branch.close()
