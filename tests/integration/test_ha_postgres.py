@@ -7,7 +7,6 @@ the one bundle, so an SVID from either verifies with openssl. Needs TRELLIS_TEST
 (exported by scripts/with-postgres.sh); each run creates its own database.
 """
 
-import datetime
 import json
 import os
 import re
@@ -20,25 +19,31 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import grpc  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
 import workload_client as wl  # noqa: E402
 from harness import agent_field, free_port, wait_for  # noqa: E402
 from test_nested import LONG_TIMEOUT, Branch  # noqa: E402
 from test_nested_postgres import FreshDatabaseTest, with_dbname  # noqa: E402
-from test_single_domain import AGENT_REFUSED_RE, ATTEST_FAILED_RE, SERVER_REFUSED_RE  # noqa: E402
+from test_single_domain import (AGENT_REFUSED_RE, ATTEST_FAILED_RE,  # noqa: E402
+                                SERVER_REFUSED_RE, self_signed_ca)
 
 
-class HaPostgresTest(FreshDatabaseTest):
+class ReplicasTest(FreshDatabaseTest):
+    """Replicas of one tier, each a real server on this test's database."""
+
+    def dsn(self):
+        return with_dbname(self.admin_dsn, self.db)
+
+    def replicas(self, *names, **kwargs):
+        return [self.d.server(name, postgres_dsn=self.dsn(), **kwargs) for name in names]
+
+
+class HaPostgresTest(ReplicasTest):
     DB_PREFIX = "trellis_ha_"
 
     def test_entry_written_through_one_replica_is_served_through_the_other(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn)
-        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        replica_a, replica_b = self.replicas("replica-a", "replica-b")
         # Each replica keeps its own CA; the shared bundle holds both.
         a_ca = replica_a.authorities("x509")["active"]["authority_id"]
         b_ca = replica_b.authorities("x509")["active"]["authority_id"]
@@ -73,9 +78,7 @@ class HaPostgresTest(FreshDatabaseTest):
 
     def test_one_join_token_raced_against_two_replicas_attests_exactly_one_agent(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn)
-        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        replica_a, replica_b = self.replicas("replica-a", "replica-b")
         token = replica_a.generate_token()
         racers = [d.agent(replica_a, name="racer-a", join_token=token, wait=False),
                   d.agent(replica_b, name="racer-b", join_token=token, wait=False)]
@@ -103,9 +106,7 @@ class HaPostgresTest(FreshDatabaseTest):
 
     def test_a_ban_through_one_replica_is_enforced_by_the_other(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn)
-        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        replica_a, replica_b = self.replicas("replica-a", "replica-b")
         agent = d.attested_agent(replica_b, "agent-on-b")
         _, sid = replica_b.register_workload(agent, "ha/before-ban")
         branch = Branch("before-ban", agent, sid)
@@ -138,11 +139,9 @@ class HaPostgresTest(FreshDatabaseTest):
 
     def test_an_agent_fails_over_when_its_replica_dies_and_moves_to_a_new_replica(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn)
-        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        replica_a, replica_b = self.replicas("replica-a", "replica-b")
         # Replica C is in the agent's list (as behind one DNS name) but starts only later.
-        replica_c = d.server("replica-c", postgres_dsn=dsn, start=False)
+        replica_c = d.server("replica-c", postgres_dsn=self.dsn(), start=False)
         # Re-picking a replica at random every ~2 s.
         agent = d.agent(replica_a, "agent-ha", join_token=replica_a.generate_token(),
                         also_servers=[replica_b, replica_c], connection_max_age="2s")
@@ -181,16 +180,15 @@ class HaPostgresTest(FreshDatabaseTest):
 
     def test_an_evict_and_a_federated_bundle_through_one_replica_reach_the_other(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn)
-        replica_b = d.server("replica-b", postgres_dsn=dsn)
+        replica_a, replica_b = self.replicas("replica-a", "replica-b")
         agent = d.attested_agent(replica_b, "agent-on-b")
         partner = "spiffe://partner.org"
 
         def set_partner_bundle(name):
             path = d.path(name + ".pem")
             with open(path, "w") as f:
-                f.write(self_signed_ca_pem(name))
+                f.write(self_signed_ca(name)[0].public_bytes(
+                    serialization.Encoding.PEM).decode())
             replica_a.cli("bundle", "set", "-id", partner, "-path", path, check=True)
             return path
 
@@ -228,22 +226,6 @@ class HaPostgresTest(FreshDatabaseTest):
             branch.close()
 
 
-def self_signed_ca_pem(name):
-    """A fresh self-signed P-256 CA certificate, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.utcnow()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .sign(key, hashes.SHA256()))
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def pg_ctl(*args):
     """pg_ctl on the test cluster (as its owner when we are root); raises on failure."""
     tool = os.environ.get("TRELLIS_TEST_PG_CTL")
@@ -259,15 +241,14 @@ def pg_ctl(*args):
                    stderr=subprocess.DEVNULL, timeout=120)
 
 
-class PostgresOutageTest(FreshDatabaseTest):
+class PostgresOutageTest(ReplicasTest):
     """Stops the shared test cluster: registered to run alone."""
     DB_PREFIX = "trellis_outage_"
 
     def test_replicas_ride_out_a_postgres_outage_and_recover_by_themselves(self):
         d = self.d
-        dsn = with_dbname(self.admin_dsn, self.db)
-        replica_a = d.server("replica-a", postgres_dsn=dsn, health_port=free_port())
-        replica_b = d.server("replica-b", postgres_dsn=dsn, health_port=free_port())
+        replica_a, = self.replicas("replica-a", health_port=free_port())
+        replica_b, = self.replicas("replica-b", health_port=free_port())
         agent = d.attested_agent(replica_b, "agent-on-b")
         _, sid = replica_a.register_workload(agent, "ha/before-outage")
         branch = Branch("before-outage", agent, sid)

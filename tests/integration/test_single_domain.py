@@ -24,6 +24,22 @@ from harness import Deployment, agent_field, agent_id_for_token, spiffe_id, wait
 TD_ID = "spiffe://" + harness.TRUST_DOMAIN
 UID_SELECTOR = "unix:uid:%d" % os.getuid()
 # How a refusal shows in the logs: the status code name (or its words), or the server's reason.
+def self_signed_ca(common_name):
+    """A fresh self-signed P-256 CA valid for a day: (certificate, private key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.utcnow()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return cert, key
+
+
 AGENT_REFUSED_RE = re.compile(r"permission[_ ]denied|banned", re.I)
 SERVER_REFUSED_RE = re.compile(r"permission[_ ]denied|agent is banned", re.I)
 ATTEST_FAILED_RE = re.compile(r"permission[_ ]denied|attest\w*[^\n]*(error|fail|refused|denied)|"
@@ -134,17 +150,9 @@ class SingleDomainTest(DeploymentTest):
     def test_x509pop_attestation(self):
         pki = self.d.path("x509pop")
         os.makedirs(pki)
-        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca, ca_key = self_signed_ca("Node CA")
+        ca_name = ca.subject
         now = datetime.datetime.utcnow()
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Node CA")])
-        ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-              .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-              .not_valid_before(now - datetime.timedelta(minutes=1))
-              .not_valid_after(now + datetime.timedelta(days=1))
-              .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-              .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                           False), critical=True)
-              .sign(ca_key, hashes.SHA256()))
         node_key = ec.generate_private_key(ec.SECP256R1())
         node = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-1")]))
