@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "runtime/stop_signals.h"
+#include "transport/grpc_log.h"
 #include "workload_api/server.h"
 
 namespace trellis::runtime {
@@ -33,6 +34,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
                            agent::Agent::Create(std::move(config), options.pipeline, clock));
   common::SetLogLevel(pipeline->config().log_level);
   common::SetLogFormat(pipeline->config().log_format);
+  transport::RouteGrpcLogs();
   TRELLIS_ASSIGN_OR_RETURN(
       std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors,
       attestors::CreateWorkloadAttestors(pipeline->config().workload_attestors));

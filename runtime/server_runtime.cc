@@ -35,6 +35,7 @@
 #include "common/log.h"
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"
+#include "transport/grpc_log.h"
 #include "transport/spiffe_tls.h"
 #include "upstream/upstream_service.h"
 
@@ -272,6 +273,7 @@ int Server::metrics_port() const { return impl_->metrics ? impl_->metrics->port(
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfig& cfg) {
   SetLogLevel(cfg.log_level);
   SetLogFormat(cfg.log_format);
+  transport::RouteGrpcLogs();
   auto impl = std::make_unique<Impl>(cfg);
   Impl& s = *impl;
   const common::TrustDomain& td = cfg.trust_domain;
