@@ -119,11 +119,12 @@ absl::Time ServerConnection::NextRotationLocked() {
   return absl::Now() + policy_.max_age * spread(rng_);
 }
 
-void ServerConnection::RepickLocked(bool avoid_current) {
+void ServerConnection::RepickLocked(bool avoid_current, std::optional<size_t> only_target) {
   // Every address of every target is one choice, so a name resolving to three replicas
   // weighs as much as three names.
   std::vector<std::pair<size_t, std::string>> choices;
   for (size_t i = 0; i < targets_.size(); ++i) {
+    if (only_target && i != *only_target) continue;
     for (std::string& a : ResolveTarget(targets_[i])) choices.emplace_back(i, std::move(a));
   }
   std::vector<std::pair<size_t, std::string>> others;
@@ -177,14 +178,7 @@ void ServerConnection::Prefer(const std::string& target) {
   absl::MutexLock lock(&mu_);
   if (targets_[current_] == target) return;
   for (size_t i = 0; i < targets_.size(); ++i) {
-    if (targets_[i] != target) continue;
-    current_ = i;
-    std::vector<std::string> addresses = ResolveTarget(target);
-    std::uniform_int_distribution<size_t> pick(0, addresses.size() - 1);
-    address_ = addresses[pick(rng_)];
-    stub_.reset();
-    rotate_at_ = NextRotationLocked();
-    return;
+    if (targets_[i] == target) return RepickLocked(/*avoid_current=*/false, i);
   }
 }
 

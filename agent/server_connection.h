@@ -78,9 +78,10 @@ class ServerConnection {
  private:
   std::shared_ptr<server::v1::Agent::Stub> MakeStub(
       const std::string& address, std::optional<transport::TlsIdentity> identity, bool insecure);
-  // Picks a target and one of its addresses at random; with `avoid_current` (a failover)
-  // another address when one exists, and always a fresh channel.
-  void RepickLocked(bool avoid_current) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Picks a target (or the given one) and one of its addresses at random; with
+  // `avoid_current` (a failover) another address when one exists, and always a fresh channel.
+  void RepickLocked(bool avoid_current, std::optional<size_t> only_target = std::nullopt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time NextRotationLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifySwitch();
 

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -52,15 +53,6 @@ T OrDie(absl::StatusOr<T> v, const std::string& what) {
   return *std::move(v);
 }
 
-long ThreadsOf(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("Threads:", 0) == 0) return std::strtol(line.c_str() + 8, nullptr, 10);
-  }
-  return 0;
-}
-
 // One value of the server's Prometheus text output (0 when absent).
 double Metric(int port, const std::string& name) {
   return telemetry::testing::SampleValue(telemetry::testing::Scrape(port), name, {}).value_or(0);
@@ -70,6 +62,20 @@ double Metric(int port, const std::string& name) {
 void Phase(const std::string& what, pid_t server) {
   std::fprintf(stderr, "phase: %s (server pid %d)\n", what.c_str(), static_cast<int>(server));
   std::fflush(stderr);
+}
+
+// Items 0..n-1 spread over four client threads; each thread asks `make_worker` once for the
+// function it calls per item (so it can hold a channel of its own).
+void ParallelFor(int n, const std::function<std::function<void(int)>()>& make_worker) {
+  std::atomic<int> next{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 4; ++w) {
+    workers.emplace_back([&] {
+      std::function<void(int)> work = make_worker();
+      for (int i = next.fetch_add(1); i < n; i = next.fetch_add(1)) work(i);
+    });
+  }
+  for (auto& t : workers) t.join();
 }
 
 struct Percentiles {
@@ -206,7 +212,8 @@ struct Figures {
 
 // kWrites single-entry creates through the admin API for a parent that is no agent: nobody's
 // view changes, so the cost should not depend on who is connected.
-std::pair<double, double> MeasureWrites(v1::Admin::Stub* admin, pid_t server, const std::string& tag) {
+std::pair<double, double> MeasureWrites(v1::Admin::Stub* admin, pid_t server,
+                                        const std::string& tag) {
   double cpu0 = ProcessCpuSeconds(server);
   absl::Time start = absl::Now();
   for (int i = 0; i < kWrites; ++i) {
@@ -233,16 +240,18 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
   f.entries = n_entries;
   Deployment d(absl::StrCat("loadbench", n_agents));
   const int metrics_port = FreePort();
-  d.StartServer("", absl::StrCat("telemetry {\n  Prometheus {\n    host = \"127.0.0.1\"\n"
-                                 "    port = ", metrics_port, "\n  }\n}\n"),
+  d.StartServer("",
+                absl::StrCat("telemetry {\n  Prometheus {\n    host = \"127.0.0.1\"\n"
+                             "    port = ",
+                             metrics_port, "\n  }\n}\n"),
                 "INFO");
   f.rss_base_kib = RssKib(d.server_pid());
   auto admin = v1::Admin::NewStub(
       grpc::CreateChannel("unix:" + d.admin_socket(), grpc::InsecureChannelCredentials()));
   auto td = OrDie(common::TrustDomain::Parse("example.org"), "trust domain");
   auto server_id = OrDie(common::SpiffeId::Parse("spiffe://example.org/spire/server"), "id");
-  auto bundle = std::make_shared<const common::Bundle>(
-      OrDie(common::BundleFromPem(td, d.ServerCli({"bundle", "show", "-format", "pem"})), "bundle"));
+  auto bundle = std::make_shared<const common::Bundle>(OrDie(
+      common::BundleFromPem(td, d.ServerCli({"bundle", "show", "-format", "pem"})), "bundle"));
   transport::BundleSource bundle_source = [bundle] { return bundle; };
   const std::string address = absl::StrCat("127.0.0.1:", d.port());
 
@@ -257,9 +266,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
     if (!st.ok()) Die("CreateJoinToken: " + st.error_message());
     tokens.push_back(resp.token());
   }
-  auto agent_id = [&](int i) {
-    return "spiffe://example.org/spire/agent/join_token/" + tokens[i];
-  };
+  auto agent_id = [&](int i) { return "spiffe://example.org/spire/agent/join_token/" + tokens[i]; };
 
   // Entries spread evenly over the agents, loaded in batches of 1,000.
   {
@@ -294,42 +301,35 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
   std::vector<std::unique_ptr<SimAgent>> agents(n_agents);
   {
     absl::Time start = absl::Now();
-    std::atomic<int> next{0};
-    std::vector<std::thread> workers;
-    for (int w = 0; w < 4; ++w) {
-      workers.emplace_back([&] {
-        auto anon = v1::Agent::NewStub(grpc::CreateChannel(
-            address, transport::SpiffeClientCredentials(std::nullopt, bundle_source, server_id)));
-        for (int i = next.fetch_add(1); i < n_agents; i = next.fetch_add(1)) {
-          auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "key");
-          grpc::ClientContext ctx;
-          auto stream = anon->AttestAgent(&ctx);
-          v1::AttestAgentRequest req;
-          req.mutable_params()->mutable_data()->set_type("join_token");
-          req.mutable_params()->mutable_data()->set_payload(tokens[i]);
-          req.mutable_params()->set_csr(OrDie(common::BuildCsr(key), "CSR"));
-          v1::AttestAgentResponse resp;
-          if (!stream->Write(req)) Die("AttestAgent: write failed");
-          stream->WritesDone();
-          if (!stream->Read(&resp) || !resp.has_result()) Die("AttestAgent: no result");
-          grpc::Status st = stream->Finish();
-          if (!st.ok()) Die("AttestAgent: " + st.error_message());
-          std::string chain;
-          for (const auto& der : resp.result().svid().cert_chain()) {
-            chain += OrDie(common::Certificate::FromDer(der), "SVID").ToPem();
-          }
-          transport::TlsIdentity identity{chain,
-                                          std::string(OrDie(key.ToPem(), "key PEM").view())};
-          grpc::ChannelArguments args;
-          args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-          auto channel = grpc::CreateCustomChannel(
-              address, transport::SpiffeClientCredentials(identity, bundle_source, server_id),
-              args);
-          agents[i] = std::make_unique<SimAgent>(agent_id(i), channel);
+    ParallelFor(n_agents, [&]() -> std::function<void(int)> {
+      std::shared_ptr<v1::Agent::Stub> anon = v1::Agent::NewStub(grpc::CreateChannel(
+          address, transport::SpiffeClientCredentials(std::nullopt, bundle_source, server_id)));
+      return [&, anon](int i) {
+        auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "key");
+        grpc::ClientContext ctx;
+        auto stream = anon->AttestAgent(&ctx);
+        v1::AttestAgentRequest req;
+        req.mutable_params()->mutable_data()->set_type("join_token");
+        req.mutable_params()->mutable_data()->set_payload(tokens[i]);
+        req.mutable_params()->set_csr(OrDie(common::BuildCsr(key), "CSR"));
+        v1::AttestAgentResponse resp;
+        if (!stream->Write(req)) Die("AttestAgent: write failed");
+        stream->WritesDone();
+        if (!stream->Read(&resp) || !resp.has_result()) Die("AttestAgent: no result");
+        grpc::Status st = stream->Finish();
+        if (!st.ok()) Die("AttestAgent: " + st.error_message());
+        std::string chain;
+        for (const auto& der : resp.result().svid().cert_chain()) {
+          chain += OrDie(common::Certificate::FromDer(der), "SVID").ToPem();
         }
-      });
-    }
-    for (auto& t : workers) t.join();
+        transport::TlsIdentity identity{chain, std::string(OrDie(key.ToPem(), "key PEM").view())};
+        grpc::ChannelArguments args;
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        auto channel = grpc::CreateCustomChannel(
+            address, transport::SpiffeClientCredentials(identity, bundle_source, server_id), args);
+        agents[i] = std::make_unique<SimAgent>(agent_id(i), channel);
+      };
+    });
     f.attest_per_s = n_agents / absl::ToDoubleSeconds(absl::Now() - start);
   }
 
@@ -367,31 +367,26 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
     auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "key");
     std::string csr = OrDie(common::BuildCsr(key), "CSR");
     std::atomic<int64_t> minted{0};
-    std::atomic<int> next{0};
     double cpu0 = ProcessCpuSeconds(d.server_pid());
     absl::Time start = absl::Now();
-    std::vector<std::thread> workers;
-    for (int w = 0; w < 4; ++w) {
-      workers.emplace_back([&] {
-        for (int i = next.fetch_add(1); i < n_agents; i = next.fetch_add(1)) {
-          v1::BatchNewX509SVIDRequest req;
-          for (const auto& id : agents[i]->KnownIds()) {
-            auto* p = req.add_params();
-            p->set_entry_id(id);
-            p->set_csr(csr);
-          }
-          if (req.params_size() == 0) continue;
-          v1::BatchNewX509SVIDResponse resp;
-          grpc::ClientContext ctx;
-          grpc::Status st = agents[i]->stub()->BatchNewX509SVID(&ctx, req, &resp);
-          if (!st.ok()) Die("BatchNewX509SVID: " + st.error_message());
-          for (const auto& r : resp.results()) {
-            if (r.code() == 0) minted.fetch_add(1);
-          }
+    ParallelFor(n_agents, [&]() -> std::function<void(int)> {
+      return [&](int i) {
+        v1::BatchNewX509SVIDRequest req;
+        for (const auto& id : agents[i]->KnownIds()) {
+          auto* p = req.add_params();
+          p->set_entry_id(id);
+          p->set_csr(csr);
         }
-      });
-    }
-    for (auto& t : workers) t.join();
+        if (req.params_size() == 0) return;
+        v1::BatchNewX509SVIDResponse resp;
+        grpc::ClientContext ctx;
+        grpc::Status st = agents[i]->stub()->BatchNewX509SVID(&ctx, req, &resp);
+        if (!st.ok()) Die("BatchNewX509SVID: " + st.error_message());
+        for (const auto& r : resp.results()) {
+          if (r.code() == 0) minted.fetch_add(1);
+        }
+      };
+    });
     double wall = absl::ToDoubleSeconds(absl::Now() - start);
     double cpu = ProcessCpuSeconds(d.server_pid()) - cpu0;
     if (minted.load() != n_entries) {
@@ -420,7 +415,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
     double wall = absl::ToDoubleSeconds(absl::Now() - start);
     f.server_cores = (ProcessCpuSeconds(d.server_pid()) - cpu0) / wall;
     f.rss_loaded_kib = RssKib(d.server_pid());
-    f.threads = ThreadsOf(d.server_pid());
+    f.threads = ProcStatusValue(d.server_pid(), "Threads");
     int64_t syncs = rec.syncs_ok.load() - ok0;
     double tx = Metric(metrics_port, "trellis_server_datastore_transactions") - tx0;
     f.ds_tx_per_sync = syncs > 0 ? tx / syncs : -1;
@@ -461,8 +456,8 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
       if (!st.ok() || resp.results(0).status().code() != 0) Die("BatchUpdateEntry failed");
     }
     if (WaitFor([&] { return agents[target]->notices() > before[target]; }, absl::Seconds(30))) {
-      f.change_reach_ms = static_cast<double>(agents[target]->last_notice_ns() -
-                                              absl::ToUnixNanos(start)) / 1e6;
+      f.change_reach_ms =
+          static_cast<double>(agents[target]->last_notice_ns() - absl::ToUnixNanos(start)) / 1e6;
     }
     // Give any stray notice time to arrive, then count them.
     absl::SleepFor(absl::Seconds(2));
@@ -505,9 +500,10 @@ void Print(const Figures& f) {
   std::printf("  attestation (join token, mTLS): %.0f agents/s\n", f.attest_per_s);
   std::printf("  sync latency, lone agent (floor): p50 %.2f ms  p99 %.2f ms\n", f.idle_sync.p50,
               f.idle_sync.p99);
-  std::printf("  sync latency, every agent every 5 s: p50 %.2f ms  p99 %.2f ms  max %.2f ms"
-              "  (%zu syncs)\n",
-              f.loaded_sync.p50, f.loaded_sync.p99, f.loaded_sync.max, f.loaded_sync.n);
+  std::printf(
+      "  sync latency, every agent every 5 s: p50 %.2f ms  p99 %.2f ms  max %.2f ms"
+      "  (%zu syncs)\n",
+      f.loaded_sync.p50, f.loaded_sync.p99, f.loaded_sync.max, f.loaded_sync.n);
   std::printf("  ratio loaded p99 / floor p50: %.2f   (target p99 < 50 ms)\n",
               f.idle_sync.p50 > 0 ? f.loaded_sync.p99 / f.idle_sync.p50 : 0);
   std::printf("  server CPU in steady state: %.3f cores   (target < 1)\n", f.server_cores);
@@ -516,14 +512,14 @@ void Print(const Figures& f) {
               f.ds_tx_per_sync);
   std::printf("  minting: %.0f SVIDs/s wall, %.0f SVIDs per server CPU-second\n", f.svids_per_s,
               f.svids_per_server_cpu_s);
-  std::printf("  server RSS: base %.1f MiB, agents attested %.1f MiB, watches open %.1f MiB,"
-              " loaded %.1f MiB, after restart %.1f MiB\n",
-              f.rss_base_kib / 1024.0, f.rss_attested_kib / 1024.0, f.rss_connected_kib / 1024.0,
-              f.rss_loaded_kib / 1024.0, f.rss_restart_kib / 1024.0);
-  std::printf("  per connected agent (watch open, before minting): %.1f KiB\n",
-              f.agents > 0 ? static_cast<double>(f.rss_connected_kib - f.rss_attested_kib) /
-                                 f.agents
-                           : 0);
+  std::printf(
+      "  server RSS: base %.1f MiB, agents attested %.1f MiB, watches open %.1f MiB,"
+      " loaded %.1f MiB, after restart %.1f MiB\n",
+      f.rss_base_kib / 1024.0, f.rss_attested_kib / 1024.0, f.rss_connected_kib / 1024.0,
+      f.rss_loaded_kib / 1024.0, f.rss_restart_kib / 1024.0);
+  std::printf(
+      "  per connected agent (watch open, before minting): %.1f KiB\n",
+      f.agents > 0 ? static_cast<double>(f.rss_connected_kib - f.rss_attested_kib) / f.agents : 0);
   std::printf("  memory per entry after restart (nodes included): %.0f bytes   (target <= 1024)\n",
               f.entries > 0 ? (f.rss_restart_kib - f.rss_base_kib) * 1024.0 / f.entries : 0);
   std::printf("  entry index rebuild at start: %ld ms   (target < 1000)\n", f.index_load_ms);
@@ -533,9 +529,10 @@ void Print(const Figures& f) {
               kWrites, f.agents, f.writes_per_s_n, f.cpu_ms_per_write_n);
   std::printf("  ratio CPU per write connected / none: %.2f   (target ~1)\n",
               f.cpu_ms_per_write_0 > 0 ? f.cpu_ms_per_write_n / f.cpu_ms_per_write_0 : 0);
-  std::printf("  one entry changed: its agent notified in %.1f ms (target < 1000); "
-              "notices to the other %d agents: %lld (target 0)\n",
-              f.change_reach_ms, f.agents - 1, static_cast<long long>(f.unaffected_notices));
+  std::printf(
+      "  one entry changed: its agent notified in %.1f ms (target < 1000); "
+      "notices to the other %d agents: %lld (target 0)\n",
+      f.change_reach_ms, f.agents - 1, static_cast<long long>(f.unaffected_notices));
 }
 
 int Main(int argc, char** argv) {
@@ -553,7 +550,8 @@ int Main(int argc, char** argv) {
   if (argc >= 3) runs = {{std::atoi(argv[1]), std::atoi(argv[2])}};
   if (argc >= 4) seconds = std::atoi(argv[3]);
   for (auto [n, m] : runs) {
-    if (n <= 0 || m < n) Die("usage: agent_load_bench [AGENTS ENTRIES [SECONDS]], ENTRIES >= AGENTS");
+    if (n <= 0 || m < n)
+      Die("usage: agent_load_bench [AGENTS ENTRIES [SECONDS]], ENTRIES >= AGENTS");
     if (static_cast<rlim_t>(n) + 200 > lim.rlim_cur) {
       Die(absl::StrCat("open-file limit ", lim.rlim_cur, " is too low for ", n, " agents"));
     }

@@ -160,14 +160,19 @@ int Child::Stop() {
   return WIFEXITED(status_) ? WEXITSTATUS(status_) : -WTERMSIG(status_);
 }
 
-long RssKib(pid_t pid) {
+long ProcStatusValue(pid_t pid, const std::string& key) {
   std::ifstream f(absl::StrCat("/proc/", pid, "/status"));
   std::string line;
   while (std::getline(f, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    if (line.size() > key.size() && line.compare(0, key.size(), key) == 0 &&
+        line[key.size()] == ':') {
+      return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
+    }
   }
   return 0;
 }
+
+long RssKib(pid_t pid) { return ProcStatusValue(pid, "VmRSS"); }
 
 SharedAwareMemory MemoryOf(pid_t pid) {
   std::ifstream f(absl::StrCat("/proc/", pid, "/smaps_rollup"));

@@ -49,6 +49,8 @@ class Child {
   bool reaped_ = false;
 };
 
+// The number after "<key>:" in /proc/<pid>/status (0 when absent or unreadable).
+long ProcStatusValue(pid_t pid, const std::string& key);
 // VmRSS of `pid` in KiB (0 when unreadable).
 long RssKib(pid_t pid);
 // What a process holds beyond the shared library pages every process maps: USS (its private

@@ -157,7 +157,8 @@ absl::StatusOr<std::vector<v1::Entry>> ParseEntryData(std::string_view text, boo
   std::vector<v1::Entry> out;
   const json& entries = (*doc)["entries"];
   for (size_t i = 0; i < entries.size(); ++i) {
-    absl::StatusOr<v1::Entry> e = ReadEntry(entries[i], absl::StrCat("entries[", i, "]"), for_update);
+    absl::StatusOr<v1::Entry> e =
+        ReadEntry(entries[i], absl::StrCat("entries[", i, "]"), for_update);
     if (!e.ok()) return e.status();
     out.push_back(*std::move(e));
   }

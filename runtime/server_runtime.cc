@@ -424,7 +424,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
       LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
     }
   };
-  admin_opts.after_bundle_write = [agents] { (void)agents->RefreshFederatedBundles(); };
   admin_opts.health = [raw] { return raw->Health(); };
   admin_opts.ca = s.ca.get();
   s.admin_service = std::make_unique<AdminService>(s.ds.get(), admin_opts);

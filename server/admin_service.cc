@@ -440,7 +440,7 @@ grpc::Status AdminService::SetFederatedBundle(ServerContext*,
   absl::StatusOr<datastore::Bundle> stored = ds_->SetBundle(*bundle);
   if (!stored.ok()) return ToGrpcStatus(stored.status());
   LogInfo("Federated bundle set", {{"trust_domain", stored->trust_domain}});
-  if (options_.after_bundle_write) options_.after_bundle_write();
+  AfterWrite();
   *resp = BundleToProto(*stored);
   return grpc::Status::OK;
 }
@@ -460,7 +460,7 @@ grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
   absl::Status st = ds_->DeleteBundle(td->name(), datastore::BundleDeleteMode::kRestrict);
   if (!st.ok()) return ToGrpcStatus(st);
   LogInfo("Federated bundle deleted", {{"trust_domain", td->name()}});
-  if (options_.after_bundle_write) options_.after_bundle_write();
+  AfterWrite();
   return grpc::Status::OK;
 }
 

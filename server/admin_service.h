@@ -28,11 +28,10 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
     explicit Options(common::TrustDomain td) : trust_domain(std::move(td)) {}
     common::TrustDomain trust_domain;
     const common::Clock* clock = nullptr;  // nullptr: the system clock
-    // Called after every write to entries or nodes, so the entry index (and through it the
-    // agents' watch streams) learns of the change at once instead of at the next poll.
+    // Called after every write to entries, nodes or bundles, so the entry index (and through
+    // it the agents' watch streams and the federated bundles) learns of the change at once
+    // instead of at the next poll.
     std::function<void()> after_write;
-    // Called after a federated bundle is set or deleted.
-    std::function<void()> after_bundle_write;
     // Health of the subsystems besides the datastore (CA, entry index, ...).
     std::function<std::map<std::string, SubsystemHealth>()> health;
     // Local and upstream authority operations; UNAVAILABLE when null.

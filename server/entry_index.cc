@@ -58,7 +58,8 @@ struct EntryIndex::Data {
     while (!todo.empty()) {
       const datastore::RegistrationEntry& e = *todo.front();
       todo.pop_front();
-      if (IsServerId(e.parent_id)) {
+      absl::StatusOr<common::SpiffeId> parent = common::SpiffeId::Parse(e.parent_id);
+      if (parent.ok() && parent->IsServerId()) {
         for (const auto& [node_id, node] : nodes) {
           if (std::includes(node.selectors.begin(), node.selectors.end(), e.selectors.begin(),
                             e.selectors.end())) {
@@ -74,14 +75,6 @@ struct EntryIndex::Data {
         if (seen.insert(parent_entry->id).second) todo.push_back(parent_entry);
       }
     }
-  }
-  // spiffe://<td>/spire/server: the parent of node aliases.
-  static bool IsServerId(const std::string& id) {
-    constexpr std::string_view kScheme = "spiffe://", kPath = "/spire/server";
-    if (id.size() <= kScheme.size() + kPath.size()) return false;
-    if (id.compare(0, kScheme.size(), kScheme) != 0) return false;
-    if (id.compare(id.size() - kPath.size(), kPath.size(), kPath) != 0) return false;
-    return id.find('/', kScheme.size()) == id.size() - kPath.size();
   }
 
   void PutNode(datastore::AttestedNode n) {

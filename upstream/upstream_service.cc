@@ -30,9 +30,11 @@ UpstreamService::UpstreamService(Options options, server::CaManager* ca)
                         "caller " + caller +
                         " is no longer registered as a downstream server");
                   }
-                  absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
-                  if (!bundle.ok()) return std::nullopt;  // not loaded yet: nothing to send
-                  return bundle->sequence_number;
+                  // The published bundle carries the stored one's sequence; the stored bundle
+                  // (with taint marks) is copied only when a stream has something to send.
+                  std::shared_ptr<const common::Bundle> bundle = ca_->Bundle();
+                  if (!bundle) return std::nullopt;  // not loaded yet: nothing to send
+                  return static_cast<int64_t>(bundle->sequence());
                 },
                 [this](const std::string&, const int64_t&) {
                   absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();

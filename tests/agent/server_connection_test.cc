@@ -13,8 +13,9 @@ namespace {
 const std::vector<std::string> kThree = {"127.0.0.1:1", "127.0.0.2:1", "127.0.0.3:1"};
 
 ServerConnection Connection(const std::vector<std::string>& targets, ConnectionPolicy policy = {}) {
-  return ServerConnection(targets, *common::TrustDomain::Parse("example.org"),
-                          [] { return std::shared_ptr<const common::Bundle>(); }, policy);
+  return ServerConnection(
+      targets, *common::TrustDomain::Parse("example.org"),
+      [] { return std::shared_ptr<const common::Bundle>(); }, policy);
 }
 
 TEST(ResolveTarget, AnAddressLiteralIsUsedAsItIs) {
