@@ -1,5 +1,6 @@
-// One Workload API server stream: attests the caller (off gRPC's threads when attestation may
-// block), then writes the caller's view of every new snapshot, skipping repeats.
+// One Workload API server stream: waits for its call, attests the caller (off the queue's
+// threads when attestation may block), then writes the caller's view of every new snapshot,
+// skipping repeats. While a write is in flight only the newest snapshot waits behind it.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -7,7 +8,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,7 +16,8 @@
 #include "absl/synchronization/mutex.h"
 #include "common/openssl_util.h"
 #include "transport/grpc_status.h"
-#include "transport/spiffe_tls.h"
+#include "workload.grpc.pb.h"
+#include "workload_api/async_call.h"
 #include "workload_api/caller_attestation.h"
 #include "workload_api/identity_source.h"
 #include "workload_api/peer_listener.h"
@@ -38,46 +39,130 @@ class StreamRegistry {
   std::map<const void*, std::function<void()>> open_ ABSL_GUARDED_BY(mu_);
 };
 
-// What a stream calls into; all of it outlives every stream.
-struct StreamDeps {
+// What a call uses; all of it outlives every call.
+struct CallDeps {
+  SpiffeWorkloadAPI::AsyncService* service;
+  grpc::ServerCompletionQueue* cq;
+  PeerListener* peers;
   IdentitySource* source;
   const CallerAttestation* attestation;
   WorkQueue* work;
   StreamRegistry* registry;
 };
 
-template <typename Resp>
-class IdentityStream : public grpc::ServerWriteReactor<Resp> {
+// The caller's record, or INVALID_ARGUMENT without exactly one `workload.spiffe.io: true`
+// header, or UNAVAILABLE for a connection the listener does not know.
+absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers);
+
+// The SHA-256 of a message's encoding, so repeats are told apart without keeping the last
+// message (it holds private keys, and would cost its size per stream).
+std::string DigestOf(const google::protobuf::MessageLite& msg);
+
+template <typename Req, typename Resp>
+class IdentityStream final : public AsyncCall {
  public:
   using Render = absl::StatusOr<Resp> (*)(const IdentitySnapshot&,
                                           const std::vector<std::string>&);
+  using Request = void (*)(SpiffeWorkloadAPI::AsyncService*, grpc::ServerContext*, Req*,
+                           grpc::ServerAsyncWriter<Resp>*, grpc::ServerCompletionQueue*, void*);
+  struct Method {
+    Request request;
+    Render render;
+    // Refuse (PERMISSION_DENIED) a caller with no identity instead of streaming nothing.
+    bool require_identity;
+  };
 
-  // Deletes itself in OnDone. `caller` is the checked caller (or why the call is refused).
-  IdentityStream(const StreamDeps& deps, absl::StatusOr<PeerRecord> caller, Render render,
-                 bool require_identity)
-      : deps_(deps), render_(render), require_identity_(require_identity),
-        state_(std::make_shared<State>()) {
-    state_->reactor = this;
-    // Registered before anything can finish the stream, so shutdown can reach it.
+  // Waits for the method's next call; the stream deletes itself when its call is over.
+  static void Await(const CallDeps& deps, const Method& method) {
+    new IdentityStream(deps, method);
+  }
+
+  void Proceed(Op op, bool ok) override {
+    bool begin = false;
+    {
+      absl::MutexLock lock(&state_->mu);
+      switch (op) {
+        case Op::kRequest:
+          if (!ok) {  // the server is shutting down and no call came: no other tag will
+            state_->stream = nullptr;
+            break;
+          }
+          begin = true;
+          break;
+        case Op::kWrite:
+          write_in_flight_ = false;
+          if (!ok) {
+            closed_ = true;  // the client is gone: the done tag follows
+          } else if (closed_) {
+            pending_.reset();
+          } else if (finish_pending_) {
+            finish_pending_ = false;
+            StartFinishLocked();
+          } else if (pending_) {
+            std::shared_ptr<const IdentitySnapshot> next = std::move(pending_);
+            OnSnapshotLocked(*next, /*first=*/false);
+          }
+          break;
+        case Op::kFinish:
+          finish_returned_ = true;
+          break;
+        case Op::kDone:
+          done_ = true;
+          closed_ = true;
+          pending_.reset();
+          break;
+      }
+    }
+    if (op == Op::kRequest && !ok) {
+      delete this;
+      return;
+    }
+    if (begin) {
+      Await(deps_, method_);
+      Begin();
+    }
+    DestroyIfOver();
+  }
+
+ private:
+  // Lives as long as anyone may call in (listeners, queued work, the registry); the stream
+  // itself is deleted when its call is over, after which `stream` is null.
+  struct State {
+    absl::Mutex mu;
+    IdentityStream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  IdentityStream(const CallDeps& deps, const Method& method)
+      : deps_(deps), method_(method), writer_(&ctx_), state_(std::make_shared<State>()) {
+    absl::MutexLock lock(&state_->mu);
+    state_->stream = this;
+    ctx_.AsyncNotifyWhenDone(&done_tag_);
+    method_.request(deps_.service, &ctx_, &request_, &writer_, deps_.cq, &request_tag_);
+  }
+
+  // The call has come: check the caller, attest it, subscribe and send the first message.
+  void Begin() {
     std::weak_ptr<State> weak_state = state_;
     deps_.registry->Add(state_.get(), [weak_state] {
       if (auto s = weak_state.lock()) {
-        Shutdown(s, grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent is shutting down"));
+        Close(s, grpc::Status(grpc::StatusCode::UNAVAILABLE, "agent is shutting down"));
       }
     });
+    registered_ = true;
+    absl::StatusOr<PeerRecord> caller = CheckedCaller(ctx_, deps_.peers);
     if (!caller.ok()) {
+      Close(state_, transport::ToGrpcStatus(caller.status()));
       absl::MutexLock lock(&state_->mu);
-      FinishLocked(transport::ToGrpcStatus(caller.status()));
+      begun_ = true;
       return;
     }
-    std::shared_ptr<State> state = state_;
-    auto attest_and_send = [state, record = *caller, deps = deps_] {
+    auto attest_and_send = [state = state_, record = *caller, deps = deps_] {
       auto selectors = deps.attestation->Attest(record);
       absl::MutexLock lock(&state->mu);
-      IdentityStream* self = state->reactor;
+      IdentityStream* self = state->stream;
       if (self == nullptr) return;
-      self->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
-      if (self->finish_called_ || self->finish_pending_) return;
+      self->state_->mu.AssertHeld();  // the same mutex: the stream's state is `state`
+      if (self->closed_ || self->finish_called_ || self->finish_pending_) return;
       if (!selectors.ok()) {
         self->FinishLocked(transport::ToGrpcStatus(selectors.status()));
         return;
@@ -86,157 +171,138 @@ class IdentityStream : public grpc::ServerWriteReactor<Resp> {
       std::weak_ptr<State> weak = state;
       self->listener_id_ =
           deps.source->Subscribe([weak](std::shared_ptr<const IdentitySnapshot> snap) {
-            if (auto s = weak.lock()) Deliver(s, *snap);
+            if (auto s = weak.lock()) Deliver(s, std::move(snap));
           });
       self->OnSnapshotLocked(*deps.source->Snapshot(), /*first=*/true);
     };
     // Handing a quick attestation to a worker costs more (two thread wake-ups) than the
-    // attestation itself; only attestation that may block leaves the gRPC thread.
+    // attestation itself; only attestation that may block leaves the queue's thread.
     if (deps_.attestation->inline_ok()) {
       attest_and_send();
     } else {
       deps_.work->Post(std::move(attest_and_send));
     }
-  }
-
-  void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&state_->mu);
-    write_in_flight_ = false;
-    WipeSecrets(&current_);
-    // A finish deferred behind this write (e.g. OnCancel during it) is due now, whether or
-    // not the write went through; FinishLocked would skip it as already pending.
-    if (!ok && !finish_pending_) {
-      DropPendingLocked();
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "stream closed by the client"));
-      return;
-    }
-    if (finish_pending_) {
-      DropPendingLocked();
-      finish_pending_ = false;
-      finish_called_ = true;
-      this->Finish(finish_status_);
-      return;
-    }
-    if (pending_) {
-      current_ = std::move(*pending_);
-      pending_.reset();
-      write_in_flight_ = true;
-      this->StartWrite(&current_);
-    }
+    begun_ = true;
   }
 
-  void OnCancel() override {
-    absl::MutexLock lock(&state_->mu);
-    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-  }
-
-  void OnDone() override {
+  // Deletes the stream once its call is over: begun, done, and no write or finish in flight.
+  void DestroyIfOver() {
     uint64_t listener = 0;
     {
       absl::MutexLock lock(&state_->mu);
-      state_->reactor = nullptr;
+      bool over = begun_ && done_ && !write_in_flight_ && (!finish_called_ || finish_returned_);
+      if (!over || state_->stream == nullptr) return;
+      state_->stream = nullptr;
       listener = listener_id_;
-      WipeSecrets(&current_);
-      DropPendingLocked();
-      WipeString(&last_bytes_);
     }
     if (listener != 0) deps_.source->Unsubscribe(listener);
-    deps_.registry->Remove(state_.get());
+    if (registered_) deps_.registry->Remove(state_.get());
     delete this;
   }
 
- private:
-  // Lives as long as anyone may call in (listeners, queued work); the reactor itself is
-  // deleted in OnDone, after which `reactor` is null.
-  struct State {
-    absl::Mutex mu;
-    IdentityStream* reactor ABSL_GUARDED_BY(mu) = nullptr;
-  };
-
-  // Ends the stream from outside (server shutdown).
-  static void Shutdown(const std::shared_ptr<State>& state, grpc::Status status) {
+  // Ends the stream from outside its call (server shutdown, a refused caller).
+  static void Close(const std::shared_ptr<State>& state, grpc::Status status) {
     absl::MutexLock lock(&state->mu);
-    IdentityStream* reactor = state->reactor;
-    if (reactor == nullptr) return;
-    reactor->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
-    reactor->FinishLocked(std::move(status));
+    IdentityStream* stream = state->stream;
+    if (stream == nullptr) return;
+    stream->state_->mu.AssertHeld();  // the same mutex: the stream's state is `state`
+    stream->FinishLocked(std::move(status));
   }
 
-  static void Deliver(const std::shared_ptr<State>& state, const IdentitySnapshot& snap) {
+  static void Deliver(const std::shared_ptr<State>& state,
+                      std::shared_ptr<const IdentitySnapshot> snap) {
     absl::MutexLock lock(&state->mu);
-    IdentityStream* reactor = state->reactor;
-    if (reactor == nullptr) return;
-    reactor->state_->mu.AssertHeld();  // the same mutex: the reactor's state is `state`
-    reactor->OnSnapshotLocked(snap, /*first=*/false);
-  }
-
-  void DropPendingLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
-    if (!pending_) return;
-    WipeSecrets(&*pending_);
-    pending_.reset();
+    IdentityStream* stream = state->stream;
+    if (stream == nullptr) return;
+    stream->state_->mu.AssertHeld();  // the same mutex: the stream's state is `state`
+    if (stream->write_in_flight_) {
+      // Rendered when the write in flight is done, only if still the newest by then.
+      if (!stream->pending_ || stream->pending_->version < snap->version) {
+        stream->pending_ = std::move(snap);
+      }
+      return;
+    }
+    stream->OnSnapshotLocked(*snap, /*first=*/false);
   }
 
   void OnSnapshotLocked(const IdentitySnapshot& snap, bool first)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
-    if (finish_called_ || finish_pending_) return;
+    if (closed_ || finish_called_ || finish_pending_) return;
     if (!first && snap.version <= last_version_) return;
     last_version_ = std::max(last_version_, snap.version);
-    absl::StatusOr<Resp> resp = render_(snap, selectors_);
-    if (resp.ok() && first && require_identity_ && snap.IdentitiesFor(selectors_).empty()) {
+    absl::StatusOr<Resp> resp = method_.render(snap, selectors_);
+    if (resp.ok() && first && method_.require_identity && snap.IdentitiesFor(selectors_).empty()) {
       WipeSecrets(&*resp);
       resp = absl::PermissionDeniedError("no identity issued");
     }
     if (!resp.ok()) {
-      DropPendingLocked();
       FinishLocked(transport::ToGrpcStatus(resp.status()));
       return;
     }
-    std::string bytes;
-    resp->SerializeToString(&bytes);
-    if (sent_any_ && bytes == last_bytes_) {
-      WipeString(&bytes);
-      WipeSecrets(&*resp);
-      return;
+    if (sent_any_) {
+      std::string digest = DigestOf(*resp);
+      if (digest == last_digest_) {
+        WipeSecrets(&*resp);
+        return;
+      }
+      last_digest_ = std::move(digest);
     }
-    sent_any_ = true;
-    WipeString(&last_bytes_);
-    last_bytes_.swap(bytes);
-    if (write_in_flight_) {
-      DropPendingLocked();
-      pending_ = *std::move(resp);
-      return;
-    }
-    current_ = *std::move(resp);
     write_in_flight_ = true;
-    this->StartWrite(&current_);
+    // Write encodes the message before it returns; the copy here is wiped straight after.
+    writer_.Write(*resp, &write_tag_);
+    if (!sent_any_) {
+      sent_any_ = true;
+      last_digest_ = DigestOf(*resp);  // after the first write, so it does not wait on this
+    }
+    WipeSecrets(&*resp);
   }
 
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
-    if (finish_called_ || finish_pending_) return;
+    if (closed_ || finish_called_ || finish_pending_) return;
+    finish_status_ = std::move(status);
     if (write_in_flight_) {
       finish_pending_ = true;
-      finish_status_ = std::move(status);
       return;
     }
-    finish_called_ = true;
-    this->Finish(status);
+    StartFinishLocked();
   }
 
-  const StreamDeps deps_;
-  const Render render_;
-  const bool require_identity_;
+  void StartFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+    pending_.reset();
+    finish_called_ = true;
+    writer_.Finish(finish_status_, &finish_tag_);
+  }
+
+  const CallDeps deps_;
+  const Method method_;
+  grpc::ServerContext ctx_;
+  Req request_;
+  grpc::ServerAsyncWriter<Resp> writer_;
+  Tag request_tag_{this, Op::kRequest};
+  Tag write_tag_{this, Op::kWrite};
+  Tag finish_tag_{this, Op::kFinish};
+  Tag done_tag_{this, Op::kDone};
   const std::shared_ptr<State> state_;
+  // Set in Begin, before anything but the queue's thread can reach the stream.
+  bool registered_ = false;
+
+  // Begin has run to its end: only then may the stream be deleted.
+  bool begun_ ABSL_GUARDED_BY(state_->mu) = false;
   std::vector<std::string> selectors_ ABSL_GUARDED_BY(state_->mu);
   uint64_t listener_id_ ABSL_GUARDED_BY(state_->mu) = 0;
   uint64_t last_version_ ABSL_GUARDED_BY(state_->mu) = 0;
   bool sent_any_ ABSL_GUARDED_BY(state_->mu) = false;
-  // The last message sent, serialised; it may hold private keys, so it is wiped on change.
-  std::string last_bytes_ ABSL_GUARDED_BY(state_->mu);
-  Resp current_ ABSL_GUARDED_BY(state_->mu);
-  std::optional<Resp> pending_ ABSL_GUARDED_BY(state_->mu);
+  std::string last_digest_ ABSL_GUARDED_BY(state_->mu);
+  std::shared_ptr<const IdentitySnapshot> pending_ ABSL_GUARDED_BY(state_->mu);
   bool write_in_flight_ ABSL_GUARDED_BY(state_->mu) = false;
-  bool finish_called_ ABSL_GUARDED_BY(state_->mu) = false;
+  // The call is over from the client's side (cancelled, or a write failed): nothing more is
+  // written and Finish is not called.
+  bool closed_ ABSL_GUARDED_BY(state_->mu) = false;
+  bool done_ ABSL_GUARDED_BY(state_->mu) = false;
   bool finish_pending_ ABSL_GUARDED_BY(state_->mu) = false;
+  bool finish_called_ ABSL_GUARDED_BY(state_->mu) = false;
+  bool finish_returned_ ABSL_GUARDED_BY(state_->mu) = false;
   grpc::Status finish_status_ ABSL_GUARDED_BY(state_->mu);
 };
 

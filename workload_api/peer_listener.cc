@@ -13,12 +13,33 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 
 namespace trellis::workload_api {
+namespace {
+
+// The peer's supplementary groups as the kernel recorded them at connect (Linux 4.13+);
+// nullopt when the kernel does not say, and attestors read /proc instead.
+std::optional<std::vector<gid_t>> PeerGroups(int fd) {
+  std::vector<gid_t> groups(64);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      groups.resize(len / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) return std::nullopt;
+    groups.resize(len / sizeof(gid_t) + 1);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<PeerListener>> PeerListener::Bind(const std::string& path) {
   std::unique_ptr<PeerListener> l(new PeerListener());
@@ -130,7 +151,7 @@ void PeerListener::AcceptLoop() {
         continue;
       }
       PeerRecord record;
-      record.creds = {cred.pid, cred.uid, cred.gid};
+      record.creds = {cred.pid, cred.uid, cred.gid, PeerGroups(fd)};
       record.socket_inode = st.st_ino;
       // Pin the caller now: a pid reused after this point has another start time.
       auto start = attestors::ProcessStartTime(cred.pid);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "workload_api/async_call.h"
 #include "workload_api/caller_attestation.h"
 #include "workload_api/identity_stream.h"
 #include "workload_api/peer_listener.h"
@@ -24,14 +25,21 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   s->attestation_ = std::make_unique<CallerAttestation>(std::move(attestors));
   s->streams_ = std::make_unique<StreamRegistry>();
   s->work_ = std::make_unique<WorkQueue>(std::max(1, options.worker_threads));
-  s->service_ = std::make_unique<WorkloadApiService>(
-      StreamDeps{source, s->attestation_.get(), s->work_.get(), s->streams_.get()},
-      s->listener_.get(), std::move(minter), clock);
+  s->async_service_ = std::make_unique<SpiffeWorkloadAPI::AsyncService>();
   grpc::ServerBuilder builder;
-  builder.RegisterService(s->service_.get());
+  builder.RegisterService(s->async_service_.get());
   if (options.configure_builder) options.configure_builder(builder);
+  s->calls_ = std::make_unique<CallQueue>(builder.AddCompletionQueue());
   s->server_ = builder.BuildAndStart();
   if (!s->server_) return absl::InternalError("cannot start the Workload API gRPC server");
+  s->service_ = std::make_unique<WorkloadApiService>(
+      CallDeps{s->async_service_.get(), s->calls_->cq(), s->listener_.get(), source,
+               s->attestation_.get(), s->work_.get(), s->streams_.get()},
+      std::move(minter), clock);
+  s->service_->AwaitCalls();
+  // One thread answers every call: each call is a few microseconds of work (anything that may
+  // block goes to the workers), and a second thread would mostly add wake-ups.
+  s->calls_->Start(1);
   s->listener_->Start(s->server_.get());
   return s;
 }
@@ -44,6 +52,7 @@ void WorkloadApiServer::Stop() {
   if (streams_) streams_->CloseAll();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (work_) work_->Stop();
+  if (calls_) calls_->ShutdownAndJoin();
   if (listener_) listener_->Close();
 }
 

@@ -21,6 +21,7 @@ class ServerBuilder;
 
 namespace trellis::workload_api {
 
+class CallQueue;
 class CallerAttestation;
 class PeerListener;
 class StreamRegistry;
@@ -32,8 +33,9 @@ class WorkloadApiServer {
 
   struct Options {
     std::string socket_path;
-    // Threads for attestation and JWT minting, so neither blocks gRPC's callback threads.
-    int worker_threads = 4;
+    // Threads for attestation that may block and for JWT minting, so neither holds up the
+    // threads that answer calls.
+    int worker_threads = 2;
     // Adjusts the gRPC server before it starts (e.g. adds metrics interceptors).
     std::function<void(grpc::ServerBuilder&)> configure_builder = nullptr;
   };
@@ -59,6 +61,10 @@ class WorkloadApiServer {
   std::unique_ptr<CallerAttestation> attestation_;
   std::unique_ptr<StreamRegistry> streams_;
   std::unique_ptr<WorkQueue> work_;
+  std::unique_ptr<SpiffeWorkloadAPI::AsyncService> async_service_;
+  // The queue outlives the server (gRPC's order: server shut down, queue drained, server
+  // destroyed, then the queue).
+  std::unique_ptr<CallQueue> calls_;
   std::unique_ptr<WorkloadApiService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::atomic<bool> stopped_{false};

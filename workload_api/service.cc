@@ -1,4 +1,4 @@
-// RPC handlers: request checks, stream creation, and the two JWT-SVID calls.
+// Request checks, the streams' methods, and the two JWT-SVID calls.
 #include "workload_api/service.h"
 
 #include <google/protobuf/util/json_util.h>
@@ -9,7 +9,6 @@
 #include "common/jwt.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
-#include "transport/spiffe_tls.h"
 
 namespace trellis::workload_api {
 namespace {
@@ -17,8 +16,8 @@ namespace {
 constexpr char kHeader[] = "workload.spiffe.io";
 
 // INVALID_ARGUMENT unless the call carries exactly one workload.spiffe.io: true.
-absl::Status CheckHeader(const grpc::CallbackServerContext* ctx) {
-  auto range = ctx->client_metadata().equal_range(kHeader);
+absl::Status CheckHeader(const grpc::ServerContext& ctx) {
+  auto range = ctx.client_metadata().equal_range(kHeader);
   int count = 0;
   bool is_true = false;
   for (auto it = range.first; it != range.second; ++it) {
@@ -31,79 +30,148 @@ absl::Status CheckHeader(const grpc::CallbackServerContext* ctx) {
   return absl::OkStatus();
 }
 
+// A unary call: waits for its request, hands it to `handle`, which answers through Reply
+// (from any thread); deletes itself when the answer has gone.
+template <typename Req, typename Resp>
+class UnaryCall final : public AsyncCall {
+ public:
+  using Request = void (*)(SpiffeWorkloadAPI::AsyncService*, grpc::ServerContext*, Req*,
+                           grpc::ServerAsyncResponseWriter<Resp>*, grpc::ServerCompletionQueue*,
+                           void*);
+  using Handle = void (*)(WorkloadApiService*, UnaryCall*);
+
+  static void Await(WorkloadApiService* service, Request request, Handle handle) {
+    new UnaryCall(service, request, handle);
+  }
+
+  void Proceed(Op op, bool ok) override {
+    if (op == Op::kRequest) {
+      if (!ok) {  // the server is shutting down and no call came
+        delete this;
+        return;
+      }
+      Await(service_, request_fn_, handle_);
+      handle_(service_, this);
+      return;
+    }
+    delete this;  // kFinish: the answer has gone (or the call was cancelled)
+  }
+
+  const grpc::ServerContext& context() const { return ctx_; }
+  const Req& request() const { return request_; }
+  Resp* response() { return &response_; }
+  void Reply(const absl::Status& status) {
+    if (status.ok()) {
+      responder_.Finish(response_, grpc::Status::OK, &finish_tag_);
+    } else {
+      responder_.FinishWithError(transport::ToGrpcStatus(status), &finish_tag_);
+    }
+  }
+
+ private:
+  UnaryCall(WorkloadApiService* service, Request request, Handle handle)
+      : service_(service), request_fn_(request), handle_(handle), responder_(&ctx_) {
+    request_fn_(service_->deps().service, &ctx_, &request_, &responder_, service_->deps().cq,
+                &request_tag_);
+  }
+
+  WorkloadApiService* const service_;
+  const Request request_fn_;
+  const Handle handle_;
+  grpc::ServerContext ctx_;
+  Req request_;
+  Resp response_;
+  grpc::ServerAsyncResponseWriter<Resp> responder_;
+  Tag request_tag_{this, Op::kRequest};
+  Tag finish_tag_{this, Op::kFinish};
+};
+
+using FetchJwtCall = UnaryCall<JWTSVIDRequest, JWTSVIDResponse>;
+using ValidateCall = UnaryCall<ValidateJWTSVIDRequest, ValidateJWTSVIDResponse>;
+
+void HandleFetchJwt(WorkloadApiService* service, FetchJwtCall* call) {
+  const JWTSVIDRequest& req = call->request();
+  if (absl::Status h = CheckHeader(call->context()); !h.ok()) return call->Reply(h);
+  if (req.audience().empty()) {
+    return call->Reply(absl::InvalidArgumentError("audience must be specified"));
+  }
+  for (const std::string& aud : req.audience()) {
+    if (aud.empty()) return call->Reply(absl::InvalidArgumentError("audience is empty"));
+  }
+  if (!req.spiffe_id().empty()) {
+    if (auto id = common::SpiffeId::Parse(req.spiffe_id()); !id.ok()) {
+      return call->Reply(absl::InvalidArgumentError("invalid requested SPIFFE ID: " +
+                                                    std::string(id.status().message())));
+    }
+  }
+  auto peer = service->deps().peers->Lookup(call->context().peer());
+  if (!peer.ok()) return call->Reply(peer.status());
+  // Minting may wait on the server: never on the queue's threads.
+  service->deps().work->Post([service, call, record = *peer] {
+    call->Reply(service->FetchJwt(record, call->request(), call->response()));
+  });
+}
+
+void HandleValidate(WorkloadApiService* service, ValidateCall* call) {
+  if (absl::Status h = CheckHeader(call->context()); !h.ok()) return call->Reply(h);
+  call->Reply(service->Validate(call->request(), call->response()));
+}
+
 }  // namespace
 
-WorkloadApiService::WorkloadApiService(StreamDeps deps, PeerListener* peers, JwtMinter minter,
-                                       const common::Clock& clock)
-    : deps_(deps), peers_(peers), minter_(std::move(minter)), clock_(clock) {}
-
-absl::StatusOr<PeerRecord> WorkloadApiService::Caller(const grpc::CallbackServerContext* ctx) {
+absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers) {
   TRELLIS_RETURN_IF_ERROR(CheckHeader(ctx));
-  return peers_->Lookup(ctx->peer());
+  return peers->Lookup(ctx.peer());
 }
 
-grpc::ServerWriteReactor<X509SVIDResponse>* WorkloadApiService::FetchX509SVID(
-    grpc::CallbackServerContext* ctx, const X509SVIDRequest*) {
-  return new IdentityStream<X509SVIDResponse>(deps_, Caller(ctx), &RenderX509Svids, true);
+std::string DigestOf(const google::protobuf::MessageLite& msg) {
+  std::string bytes = msg.SerializeAsString();
+  std::string digest = common::Sha256(bytes);
+  WipeString(&bytes);
+  return digest;
 }
 
-grpc::ServerWriteReactor<X509BundlesResponse>* WorkloadApiService::FetchX509Bundles(
-    grpc::CallbackServerContext* ctx, const X509BundlesRequest*) {
-  return new IdentityStream<X509BundlesResponse>(deps_, Caller(ctx), &RenderX509Bundles, true);
-}
+WorkloadApiService::WorkloadApiService(CallDeps deps, JwtMinter minter,
+                                       const common::Clock& clock)
+    : deps_(deps), minter_(std::move(minter)), clock_(clock) {}
 
-grpc::ServerWriteReactor<JWTBundlesResponse>* WorkloadApiService::FetchJWTBundles(
-    grpc::CallbackServerContext* ctx, const JWTBundlesRequest*) {
-  return new IdentityStream<JWTBundlesResponse>(deps_, Caller(ctx), &RenderJwtBundles, true);
-}
-
-grpc::ServerUnaryReactor* WorkloadApiService::FetchJWTSVID(grpc::CallbackServerContext* ctx,
-                                                           const JWTSVIDRequest* req,
-                                                           JWTSVIDResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status h = CheckHeader(ctx); !h.ok()) {
-    reactor->Finish(transport::ToGrpcStatus(h));
-    return reactor;
-  }
-  if (req->audience().empty()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "audience must be specified"));
-    return reactor;
-  }
-  for (const std::string& aud : req->audience()) {
-    if (aud.empty()) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "audience is empty"));
-      return reactor;
-    }
-  }
-  if (!req->spiffe_id().empty()) {
-    if (auto id = common::SpiffeId::Parse(req->spiffe_id()); !id.ok()) {
-      reactor->Finish(
-          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                       "invalid requested SPIFFE ID: " + std::string(id.status().message())));
-      return reactor;
-    }
-  }
-  auto peer = peers_->Lookup(ctx->peer());
-  if (!peer.ok()) {
-    reactor->Finish(transport::ToGrpcStatus(peer.status()));
-    return reactor;
-  }
-  deps_.work->Post([this, reactor, req, resp, record = *peer] {
-    reactor->Finish(transport::ToGrpcStatus(FetchJwt(record, *req, resp)));
-  });
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* WorkloadApiService::ValidateJWTSVID(grpc::CallbackServerContext* ctx,
-                                                              const ValidateJWTSVIDRequest* req,
-                                                              ValidateJWTSVIDResponse* resp) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  if (absl::Status h = CheckHeader(ctx); !h.ok()) {
-    reactor->Finish(transport::ToGrpcStatus(h));
-    return reactor;
-  }
-  reactor->Finish(transport::ToGrpcStatus(Validate(*req, resp)));
-  return reactor;
+void WorkloadApiService::AwaitCalls() {
+  using X509Stream = IdentityStream<X509SVIDRequest, X509SVIDResponse>;
+  using X509BundleStream = IdentityStream<X509BundlesRequest, X509BundlesResponse>;
+  using JwtBundleStream = IdentityStream<JWTBundlesRequest, JWTBundlesResponse>;
+  X509Stream::Await(deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
+                               X509SVIDRequest* req,
+                               grpc::ServerAsyncWriter<X509SVIDResponse>* w,
+                               grpc::ServerCompletionQueue* cq, void* tag) {
+                              s->RequestFetchX509SVID(ctx, req, w, cq, cq, tag);
+                            },
+                            &RenderX509Svids, true});
+  X509BundleStream::Await(
+      deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
+                 X509BundlesRequest* req, grpc::ServerAsyncWriter<X509BundlesResponse>* w,
+                 grpc::ServerCompletionQueue* cq,
+                 void* tag) { s->RequestFetchX509Bundles(ctx, req, w, cq, cq, tag); },
+              &RenderX509Bundles, true});
+  JwtBundleStream::Await(
+      deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
+                 JWTBundlesRequest* req, grpc::ServerAsyncWriter<JWTBundlesResponse>* w,
+                 grpc::ServerCompletionQueue* cq,
+                 void* tag) { s->RequestFetchJWTBundles(ctx, req, w, cq, cq, tag); },
+              &RenderJwtBundles, true});
+  FetchJwtCall::Await(
+      this,
+      [](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx, JWTSVIDRequest* req,
+         grpc::ServerAsyncResponseWriter<JWTSVIDResponse>* w, grpc::ServerCompletionQueue* cq,
+         void* tag) { s->RequestFetchJWTSVID(ctx, req, w, cq, cq, tag); },
+      &HandleFetchJwt);
+  ValidateCall::Await(
+      this,
+      [](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
+         ValidateJWTSVIDRequest* req,
+         grpc::ServerAsyncResponseWriter<ValidateJWTSVIDResponse>* w,
+         grpc::ServerCompletionQueue* cq,
+         void* tag) { s->RequestValidateJWTSVID(ctx, req, w, cq, cq, tag); },
+      &HandleValidate);
 }
 
 absl::Status WorkloadApiService::FetchJwt(const PeerRecord& record, const JWTSVIDRequest& req,
@@ -132,7 +200,6 @@ absl::Status WorkloadApiService::FetchJwt(const PeerRecord& record, const JWTSVI
   if (!any) return absl::PermissionDeniedError("no identity issued");
   return absl::OkStatus();
 }
-
 absl::Status WorkloadApiService::Validate(const ValidateJWTSVIDRequest& req,
                                           ValidateJWTSVIDResponse* resp) {
   if (req.audience().empty()) return absl::InvalidArgumentError("audience must be specified");

@@ -1,5 +1,5 @@
-// The SpiffeWorkloadAPI RPC handlers: the three streams, JWT-SVID fetch (minted through the
-// agent) and JWT-SVID validation against the snapshot's bundles.
+// The SpiffeWorkloadAPI handlers on the completion-queue API: the three streams, JWT-SVID
+// fetch (minted through the agent) and JWT-SVID validation against the snapshot's bundles.
 #pragma once
 
 #include <functional>
@@ -17,35 +17,22 @@ namespace trellis::workload_api {
 using JwtMinter = std::function<absl::StatusOr<std::string>(
     const CachedEntry& entry, const std::vector<std::string>& audience)>;
 
-class WorkloadApiService final : public SpiffeWorkloadAPI::CallbackService {
+class WorkloadApiService {
  public:
-  // Everything passed in outlives the service.
-  WorkloadApiService(StreamDeps deps, PeerListener* peers, JwtMinter minter,
-                     const common::Clock& clock);
+  // Everything in `deps` outlives the service; `deps.service` is registered with the server.
+  WorkloadApiService(CallDeps deps, JwtMinter minter, const common::Clock& clock);
 
-  grpc::ServerWriteReactor<X509SVIDResponse>* FetchX509SVID(grpc::CallbackServerContext* ctx,
-                                                            const X509SVIDRequest*) override;
-  grpc::ServerWriteReactor<X509BundlesResponse>* FetchX509Bundles(
-      grpc::CallbackServerContext* ctx, const X509BundlesRequest*) override;
-  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(
-      grpc::CallbackServerContext* ctx, const JWTBundlesRequest*) override;
-  grpc::ServerUnaryReactor* FetchJWTSVID(grpc::CallbackServerContext* ctx,
-                                         const JWTSVIDRequest* req,
-                                         JWTSVIDResponse* resp) override;
-  grpc::ServerUnaryReactor* ValidateJWTSVID(grpc::CallbackServerContext* ctx,
-                                            const ValidateJWTSVIDRequest* req,
-                                            ValidateJWTSVIDResponse* resp) override;
+  // Puts one waiting call of every method on the queue; each call, once it comes, puts the
+  // next. Called once, after the server has started.
+  void AwaitCalls();
 
- private:
-  // The caller's record, or INVALID_ARGUMENT without the security header, or UNAVAILABLE
-  // for a connection the listener does not know.
-  absl::StatusOr<PeerRecord> Caller(const grpc::CallbackServerContext* ctx);
   absl::Status FetchJwt(const PeerRecord& record, const JWTSVIDRequest& req,
                         JWTSVIDResponse* resp);
   absl::Status Validate(const ValidateJWTSVIDRequest& req, ValidateJWTSVIDResponse* resp);
+  const CallDeps& deps() const { return deps_; }
 
-  const StreamDeps deps_;
-  PeerListener* const peers_;
+ private:
+  const CallDeps deps_;
   const JwtMinter minter_;
   const common::Clock& clock_;
 };

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <memory>
 
 #include "absl/strings/numbers.h"
@@ -72,7 +73,7 @@ absl::StatusOr<StatusFields> ReadStatus(const std::string& path, pid_t pid) {
   return out;
 }
 
-std::optional<std::string> UserName(uid_t uid) {
+std::optional<std::string> LookUpUser(uint32_t uid) {
   struct passwd pw, *result = nullptr;
   std::vector<char> buf(16384);
   if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
@@ -81,13 +82,23 @@ std::optional<std::string> UserName(uid_t uid) {
   return std::string(result->pw_name);
 }
 
-std::optional<std::string> GroupName(gid_t gid) {
+std::optional<std::string> LookUpGroup(uint32_t gid) {
   struct group gr, *result = nullptr;
   std::vector<char> buf(65536);
   if (getgrgid_r(gid, &gr, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
     return std::nullopt;
   }
   return std::string(result->gr_name);
+}
+
+constexpr int64_t kNameTtlNs = 30'000'000'000;
+constexpr int64_t kStampCheckNs = 1'000'000'000;
+constexpr size_t kMaxCachedNames = 4096;
+
+int64_t SteadyNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
 struct FdCloser {
@@ -145,25 +156,70 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
   return hex;
 }
 
+std::optional<std::string> UnixWorkloadAttestor::CachedLookup(
+    NameCache* cache, const char* database, uint32_t id,
+    std::optional<std::string> (*lookup)(uint32_t)) {
+  int64_t now = SteadyNs();
+  // The database file is looked at no more than once a second; a change empties the cache.
+  if (now - cache->stamp_checked_ns >= kStampCheckNs || cache->stamp_checked_ns == 0) {
+    FileStamp stamp;
+    struct stat st;
+    if (stat(database, &st) == 0) {
+      stamp = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+               static_cast<int64_t>(st.st_size),
+               static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+    }
+    if (!(stamp == cache->stamp)) cache->names.clear();
+    cache->stamp = stamp;
+    cache->stamp_checked_ns = now;
+  }
+  auto it = cache->names.find(id);
+  if (it != cache->names.end() && now - it->second.looked_up_ns < kNameTtlNs) {
+    return it->second.name;
+  }
+  if (cache->names.size() >= kMaxCachedNames) cache->names.clear();
+  CachedName& entry = cache->names[id];
+  entry = {lookup(id), now};
+  return entry.name;
+}
+
+std::optional<std::string> UnixWorkloadAttestor::UserName(uint32_t uid) {
+  absl::MutexLock lock(&names_mu_);
+  return CachedLookup(&users_, "/etc/passwd", uid, &LookUpUser);
+}
+
+std::optional<std::string> UnixWorkloadAttestor::GroupName(uint32_t gid) {
+  absl::MutexLock lock(&names_mu_);
+  return CachedLookup(&groups_, "/etc/group", gid, &LookUpGroup);
+}
+
 absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::Attest(
     const CallerCredentials& caller) {
   auto pin = ProcessPin::Pin(caller.pid);
   if (!pin.ok()) return pin.status();
-  return AttestPinned(*pin);
+  auto selectors = ReadSelectors(caller, *pin);
+  // Anything read from /proc may belong to a newer holder of the pid otherwise.
+  if (ReadsProcess(caller)) {
+    if (absl::Status s = pin->Check(); !s.ok()) return s;
+  }
+  return selectors;
 }
 
 absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(
-    const CallerCredentials&, const ProcessPin& pin) {
-  return AttestPinned(pin);
+    const CallerCredentials& caller, const ProcessPin& pin) {
+  return ReadSelectors(caller, pin);
 }
 
-absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(
-    const ProcessPin& pin) {
-  // Before reading anything: the pid must still be the pinned process.
-  if (absl::Status s = pin.Check(); !s.ok()) return s;
+absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::ReadSelectors(
+    const CallerCredentials& caller, const ProcessPin& pin) {
   const std::string dir = absl::StrCat("/proc/", pin.pid());
-  auto fields = ReadStatus(dir + "/status", pin.pid());
-  if (!fields.ok()) return fields.status();
+  absl::StatusOr<StatusFields> fields;
+  if (caller.groups.has_value()) {
+    fields = StatusFields{caller.uid, caller.gid, *caller.groups};
+  } else {
+    fields = ReadStatus(dir + "/status", pin.pid());
+    if (!fields.ok()) return fields.status();
+  }
 
   std::vector<SelectorString> out;
   out.push_back(absl::StrCat("unix:uid:", fields->uid));
@@ -193,8 +249,6 @@ absl::StatusOr<std::vector<SelectorString>> UnixWorkloadAttestor::AttestPinned(
     }
     out.push_back("unix:sha256:" + *hash);
   }
-  // After reading: anything read above may belong to a newer holder of the pid otherwise.
-  if (absl::Status s = pin.Check(); !s.ok()) return s;
   return out;
 }
 

@@ -2,7 +2,9 @@
 // executable's path and SHA-256, all read from /proc for the kernel-reported pid.
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -20,19 +22,56 @@ class UnixWorkloadAttestor final : public WorkloadAttestor {
   explicit UnixWorkloadAttestor(Options options) : options_(std::move(options)) {}
 
   std::string Name() const override { return "unix"; }
+  // Pins the process, reads its selectors, then checks the pin still holds.
   absl::StatusOr<std::vector<SelectorString>> Attest(const CallerCredentials& caller) override;
-  // Same, against a pin taken earlier (at accept time): the pid must still be that process
-  // after the selectors were read.
-  absl::StatusOr<std::vector<SelectorString>> AttestPinned(const ProcessPin& pin);
+  // Reads the selectors of the pinned pid without re-checking the pin afterwards: that check
+  // is the caller's (one /proc/<pid>/stat read after every attestor, not one per attestor).
   absl::StatusOr<std::vector<SelectorString>> AttestPinned(const CallerCredentials& caller,
                                                            const ProcessPin& pin) override;
   // Hashing the binary may read many megabytes: only without it is attestation quick.
   bool NonBlocking() const override { return !options_.discover_workload_path; }
+  // uid, gid and groups come from the socket's credentials when the kernel gave the groups;
+  // only the executable's path and hash need /proc.
+  bool ReadsProcess(const CallerCredentials& caller) const override {
+    return options_.discover_workload_path || !caller.groups.has_value();
+  }
 
  private:
+  // A name looked up by id, and the state of its database file when it was looked up.
+  struct FileStamp {
+    uint64_t dev = 0, ino = 0;
+    int64_t size = -1, mtime_ns = 0;
+    bool operator==(const FileStamp& o) const {
+      return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
+    }
+  };
+  struct CachedName {
+    std::optional<std::string> name;
+    int64_t looked_up_ns = 0;  // steady clock
+  };
+  struct NameCache {
+    FileStamp stamp;
+    int64_t stamp_checked_ns = 0;
+    std::map<uint32_t, CachedName> names;
+  };
+
+  absl::StatusOr<std::vector<SelectorString>> ReadSelectors(const CallerCredentials& caller,
+                                                            const ProcessPin& pin);
   absl::StatusOr<std::string> BinarySha256(const std::string& exe_link);
+  // The user (group) name of an id. Each lookup through NSS opens and parses /etc/passwd
+  // (/etc/group), several times the cost of the rest of attestation, so names are kept while
+  // that file is unchanged (looked at once a second), and for at most 30 s (NSS may answer
+  // from elsewhere).
+  std::optional<std::string> UserName(uint32_t uid);
+  std::optional<std::string> GroupName(uint32_t gid);
+  std::optional<std::string> CachedLookup(NameCache* cache, const char* database, uint32_t id,
+                                          std::optional<std::string> (*lookup)(uint32_t))
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(names_mu_);
 
   Options options_;
+  absl::Mutex names_mu_;
+  NameCache users_ ABSL_GUARDED_BY(names_mu_);
+  NameCache groups_ ABSL_GUARDED_BY(names_mu_);
   // (dev, inode, size, mtime ns) -> sha256 hex: hashing a large binary for every stream of
   // the same workload would dominate attestation.
   absl::Mutex hash_mu_;

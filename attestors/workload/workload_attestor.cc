@@ -18,11 +18,18 @@ absl::StatusOr<uint64_t> ParseStatStartTime(const std::string& stat) {
   size_t close = stat.rfind(')');
   if (close == std::string::npos) return absl::InvalidArgumentError("stat text has no ')'");
   // After ")": field 3 (state) onwards; start time is field 22, i.e. the 20th after ')'.
-  std::vector<std::string> fields =
-      absl::StrSplit(stat.substr(close + 1), ' ', absl::SkipWhitespace());
-  if (fields.size() < 20) return absl::InvalidArgumentError("stat text has too few fields");
+  absl::string_view rest = absl::string_view(stat).substr(close + 1);
+  absl::string_view field;
+  int index = 0;
+  for (absl::string_view f : absl::StrSplit(rest, ' ', absl::SkipWhitespace())) {
+    if (++index == 20) {
+      field = f;
+      break;
+    }
+  }
+  if (index < 20) return absl::InvalidArgumentError("stat text has too few fields");
   uint64_t start = 0;
-  if (!absl::SimpleAtoi(fields[19], &start)) {
+  if (!absl::SimpleAtoi(field, &start)) {
     return absl::InvalidArgumentError("stat start time is not a number");
   }
   return start;

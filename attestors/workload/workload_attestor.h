@@ -13,11 +13,14 @@
 
 namespace trellis::attestors {
 
-// What the kernel says about the peer of an accepted Unix socket (SO_PEERCRED).
+// What the kernel says about the peer of an accepted Unix socket: pid, effective uid and gid
+// (SO_PEERCRED) and supplementary groups (SO_PEERGROUPS), as they were when the peer connected.
 struct CallerCredentials {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  // Unset when the kernel did not say; attestors then read them from /proc/<pid>.
+  std::optional<std::vector<gid_t>> groups;
 };
 
 // A selector in the "type:value" form entries use, e.g. "unix:uid:1000".
@@ -42,6 +45,9 @@ class WorkloadAttestor {
   // True when Attest never waits on anything slower than a few small /proc reads, so it may
   // run on a gRPC callback thread instead of being handed to a worker.
   virtual bool NonBlocking() const { return false; }
+  // True when attesting `caller` reads /proc/<pid>: what was read stands only if the pin
+  // still holds afterwards. False when every selector comes from the kernel's credentials.
+  virtual bool ReadsProcess(const CallerCredentials& /*caller*/) const { return true; }
 };
 
 // A process pinned by pid and its start time (field 22 of /proc/<pid>/stat, clock ticks since

@@ -1,0 +1,34 @@
+// Completion-queue threads: each tag goes to its call.
+#include "workload_api/async_call.h"
+
+namespace trellis::workload_api {
+
+void CallQueue::Start(int threads) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+}
+
+void CallQueue::ShutdownAndJoin() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  cq_->Shutdown();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  // Without threads (never started), the queue still has to be drained before it goes.
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+    auto* t = static_cast<AsyncCall::Tag*>(tag);
+    t->call->Proceed(t->op, ok);
+  }
+}
+
+void CallQueue::Run() {
+  void* tag;
+  bool ok;
+  while (cq_->Next(&tag, &ok)) {
+    auto* t = static_cast<AsyncCall::Tag*>(tag);
+    t->call->Proceed(t->op, ok);
+  }
+}
+
+}  // namespace trellis::workload_api
