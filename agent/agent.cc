@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "agent/attestation_call.h"
 #include "agent/bootstrap.h"
 #include "agent/entry_sync.h"
@@ -192,6 +193,10 @@ absl::Status Agent::MaybeRenewAgentSvid() {
 absl::Status Agent::SyncEntries() {
   TRELLIS_ASSIGN_OR_RETURN(SyncUpdate update,
                            agent::SyncEntries(conn_, *state_.Current(), config_.trust_domain));
+  if (update.pages > 1) {
+    common::LogDebug(absl::StrCat("synced ", update.changed.size(), " changed entries in ",
+                                  update.pages, " pages"));
+  }
   std::shared_ptr<const common::Bundle> new_bundle = update.bundle;
   // JWT-SVIDs signed by a tainted key are fetched again on the next request.
   if (update.bundle_sent) jwt_svids_.DropSignedBy(update.tainted_jwt_kids);
@@ -233,6 +238,10 @@ absl::Status Agent::Sync() {
   return mint;
 }
 
+namespace {
+constexpr absl::Duration kMintRoundPause = absl::Milliseconds(250);
+}  // namespace
+
 void Agent::SyncLoop() {
   int failures = 0;
   while (true) {
@@ -255,6 +264,9 @@ void Agent::SyncLoop() {
       failures = 0;
       // Wake for the earliest renewal too, so a short-lived SVID is not renewed late.
       wait = minter_.UntilNextRenewal(absl::Milliseconds(100), wait);
+      // SVIDs left due by a bounded round: the next round after a pause, so thousands of new
+      // entries reach the server at a few thousand CSRs a second, not all at once.
+      if (minter_.LeftDue() > 0) wait = std::min(wait, kMintRoundPause);
     }
     struct Wake {
       Agent* agent;

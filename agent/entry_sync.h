@@ -28,10 +28,13 @@ struct SyncUpdate {
   std::vector<std::string> removed_federated;
   std::vector<std::string> removed_ids;
   std::vector<workload_api::CachedEntry> changed;
+  // SyncAuthorizedEntries calls it took (one per page).
+  int pages = 0;
 };
 
-// A bundle of another trust domain than `td` is INTERNAL; entries and federated bundles
-// that do not parse are logged and skipped.
+// Pages through the agent's authorised entries (see SyncAuthorizedEntriesRequest) and gathers
+// every page into one update, applied whole. A bundle of another trust domain than `td` is
+// INTERNAL; entries and federated bundles that do not parse are logged and skipped.
 absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
                                        const workload_api::IdentitySnapshot& known,
                                        const common::TrustDomain& td);

@@ -23,6 +23,11 @@ namespace {
 constexpr size_t kMaxBatch = 500;
 }  // namespace
 
+size_t SvidMinter::LeftDue() const {
+  absl::MutexLock lock(&mu_);
+  return left_due_;
+}
+
 absl::Status SvidMinter::MintDue(IdentityState& state) {
   struct Pending {
     int64_t revision;
@@ -44,6 +49,11 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
         revisions[id] = entry->revision;
       }
     }
+    // Entries without any SVID come first; the rest wait for the next round.
+    std::stable_partition(due.begin(), due.end(),
+                          [&](const std::string& id) { return !snap->svids.count(id); });
+    left_due_ = due.size() > max_per_round_ ? due.size() - max_per_round_ : 0;
+    if (due.size() > max_per_round_) due.resize(max_per_round_);
   }
   for (size_t start = 0; start < due.size(); start += kMaxBatch) {
     v1::BatchNewX509SVIDRequest req;

@@ -18,10 +18,16 @@ namespace trellis::agent {
 
 class SvidMinter {
  public:
-  SvidMinter(ServerConnection* conn, const common::Clock& clock) : conn_(conn), clock_(clock) {}
+  // At most `max_per_round` SVIDs are minted per MintDue: an agent given thousands of new
+  // entries at once mints them over several rounds rather than in one burst at the server.
+  SvidMinter(ServerConnection* conn, const common::Clock& clock, size_t max_per_round = 1000)
+      : conn_(conn), clock_(clock), max_per_round_(max_per_round) {}
 
-  // Mints every due SVID into `state`; the first failed call ends it with its status.
+  // Mints up to max_per_round due SVIDs into `state`, entries without one first; the first
+  // failed call ends it with its status.
   absl::Status MintDue(IdentityState& state);
+  // How many were left due by the last MintDue (the agent runs another round soon).
+  size_t LeftDue() const;
   // Forgets renewal times of removed entries.
   void Forget(const std::vector<std::string>& entry_ids);
   // The time until the earliest renewal, at least `floor`, at most `cap`.
@@ -30,8 +36,10 @@ class SvidMinter {
  private:
   ServerConnection* const conn_;
   const common::Clock& clock_;
+  const size_t max_per_round_;
   mutable absl::Mutex mu_;
   std::map<std::string, absl::Time> renew_at_ ABSL_GUARDED_BY(mu_);  // by entry id
+  size_t left_due_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace trellis::agent

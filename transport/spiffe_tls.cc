@@ -145,12 +145,20 @@ std::shared_ptr<grpc::ChannelCredentials> SpiffeClientCredentials(
     std::optional<TlsIdentity> identity, BundleSource bundle, common::SpiffeId expected_server_id,
     bool insecure_bootstrap) {
   grpc::experimental::TlsChannelCredentialsOptions options;
-  if (identity.has_value()) {
+  // Without roots of its own, gRPC loads and keeps the whole system CA store (about 800 KiB
+  // of heap for the process's lifetime) although the verifier below never consults it. The
+  // bundle's authorities, when known, stand in; verification is still the verifier's.
+  std::shared_ptr<const common::Bundle> current = bundle ? bundle() : nullptr;
+  std::string roots = current ? common::BundleToPem(*current) : "";
+  if (identity.has_value() || !roots.empty()) {
     std::vector<grpc::experimental::IdentityKeyCertPair> pairs;
-    pairs.push_back({identity->private_key_pem, identity->cert_chain_pem});
+    if (identity.has_value()) {
+      pairs.push_back({identity->private_key_pem, identity->cert_chain_pem});
+    }
     options.set_certificate_provider(
-        std::make_shared<grpc::experimental::StaticDataCertificateProvider>(pairs));
-    options.watch_identity_key_cert_pairs();
+        std::make_shared<grpc::experimental::StaticDataCertificateProvider>(roots, pairs));
+    if (identity.has_value()) options.watch_identity_key_cert_pairs();
+    if (!roots.empty()) options.watch_root_certs();
   }
   // gRPC's own checks assume Web PKI (roots file, host names); SPIFFE peers are checked by
   // the verifier below against the bundle current at the handshake.

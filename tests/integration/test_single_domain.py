@@ -192,6 +192,44 @@ class SingleDomainTest(DeploymentTest):
         self.assertIn(("x509pop", "ca:fingerprint:" + ca.fingerprint(hashes.SHA1()).hex()),
                       selectors)
 
+    def test_agent_with_ten_thousand_entries_syncs_in_pages_and_mints_in_rounds(self):
+        server, agent, _, agent_id = self.setup_with_token()
+        # 10,000 entries for this agent: ten for this process, the rest for another uid, so
+        # the agent syncs and mints them all while the workload's answer stays small.
+        mine = [spiffe_id("many/mine-%d" % i) for i in range(10)]
+        entries = [{"spiffe_id": sid, "parent_id": agent_id,
+                    "selectors": [{"type": "unix", "value": UID_SELECTOR[5:]}]} for sid in mine]
+        entries += [{"spiffe_id": spiffe_id("many/other-%d" % i), "parent_id": agent_id,
+                     "selectors": [{"type": "unix", "value": "uid:4242424"}]}
+                    for i in range(10000 - len(mine))]
+        data = self.d.path("many.json")
+        with open(data, "w") as f:
+            json.dump({"entries": entries}, f)
+        created = server.cli("entry", "create", "-data", data, check=True, timeout=300).stdout
+        first_id = re.search(r"Entry ID\s*:\s*(\S+)\nSPIFFE ID\s*:\s*%s\n" % re.escape(mine[0]),
+                             created).group(1)
+
+        client = self.client(agent)
+        resp = self.wait_for_svids(client, mine, timeout=300)
+        for svid in resp.svids[:2]:
+            self.check_x509_svid(svid, svid.spiffe_id)
+
+        def minted():
+            return sum(int(n) for n in re.findall(r"minted (\d+) workload SVID", agent.log()))
+        wait_for(lambda: minted() >= 10000, 300, what="10,000 SVIDs minted")
+        # No message near gRPC's 4 MB limit: the sync came in pages, the minting in rounds of
+        # at most 1,000 in batches of at most 500.
+        # (10,000 known ids go up 2,000 a page; changed entries come down 1,000 a page.)
+        pages = [int(p) for p in re.findall(r"changed entries in (\d+) pages", agent.log())]
+        self.assertTrue(pages and max(pages) >= 5, pages)
+        batches = [int(n) for n in re.findall(r"minted (\d+) workload SVID", agent.log())]
+        self.assertLessEqual(max(batches), 500, batches)
+        self.assertGreaterEqual(len(batches), 20, batches)
+
+        # A change among the 10,000 still reaches the workload.
+        server.delete_entry(first_id)
+        self.wait_for_svids(client, mine[1:], timeout=120)
+
     def test_workload_receives_valid_x509_svid(self):
         server, agent, _, agent_id = self.setup_with_token()
         server.create_entry(agent_id, spiffe_id("workload"), [UID_SELECTOR])
