@@ -200,7 +200,6 @@ absl::Status Agent::SyncEntries() {
   std::shared_ptr<const common::Bundle> new_bundle = update.bundle;
   // JWT-SVIDs signed by a tainted key are fetched again on the next request.
   if (update.bundle_sent) jwt_svids_.DropSignedBy(update.tainted_jwt_kids);
-  minter_.Forget(update.removed_ids);
   std::vector<std::string> dropped = state_.ApplySync(std::move(update));
   if (new_bundle) {
     if (absl::Status st = SaveBundle(config_.data_dir, *new_bundle); !st.ok()) {
@@ -263,7 +262,7 @@ void Agent::SyncLoop() {
     } else {
       failures = 0;
       // Wake for the earliest renewal too, so a short-lived SVID is not renewed late.
-      wait = minter_.UntilNextRenewal(absl::Milliseconds(100), wait);
+      wait = minter_.UntilNextRenewal(*state_.Current(), absl::Milliseconds(100), wait);
       // SVIDs left due by a bounded round: the next round after a pause, so thousands of new
       // entries reach the server at a few thousand CSRs a second, not all at once.
       if (minter_.LeftDue() > 0) wait = std::min(wait, kMintRoundPause);

@@ -61,8 +61,7 @@ std::vector<std::string> IdentityState::ApplySync(SyncUpdate update) {
       if (it != s.entries.end() && it->second->revision != entry.revision) {
         dropped.push_back(entry.id);
       }
-      std::string key = entry.id;
-      s.entries.insert_or_assign(key, std::make_shared<const CachedEntry>(std::move(entry)));
+      s.entries.Put(std::make_shared<const CachedEntry>(std::move(entry)));
     }
     if (bundle) s.bundle = std::move(bundle);
     for (auto& [td, b] : federated) s.federated[td] = std::move(b);
@@ -73,16 +72,16 @@ std::vector<std::string> IdentityState::ApplySync(SyncUpdate update) {
 }
 
 std::vector<std::string> IdentityState::AddSvids(
-    std::vector<std::pair<std::string, std::shared_ptr<const CachedSvid>>> svids) {
+    std::vector<std::shared_ptr<const CachedSvid>> svids) {
   std::vector<std::string> kept;
   absl::MutexLock lock(&mu_);
-  for (const auto& [id, svid] : svids) {
-    if (current_->entries.count(id)) kept.push_back(id);
+  for (const auto& svid : svids) {
+    if (current_->entries.count(svid->entry_id)) kept.push_back(svid->entry_id);
   }
   if (kept.empty()) return kept;
   EditLocked([&](IdentitySnapshot& s) {
-    for (auto& [id, svid] : svids) {
-      if (s.entries.count(id)) s.svids[id] = std::move(svid);
+    for (auto& svid : svids) {
+      if (s.entries.count(svid->entry_id)) s.svids.Put(std::move(svid));
     }
   });
   return kept;
@@ -99,9 +98,7 @@ bool IdentityState::PruneExpired(absl::Time now) {
   }
   if (!any) return false;
   EditLocked([&](IdentitySnapshot& s) {
-    for (auto it = s.svids.begin(); it != s.svids.end();) {
-      it = now >= it->second->not_after ? s.svids.erase(it) : std::next(it);
-    }
+    s.svids.Filter([&](const CachedSvid& svid) { return now < svid.not_after; });
   });
   return true;
 }

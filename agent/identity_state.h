@@ -31,9 +31,10 @@ class IdentityState {
   // Applies what a sync brought and marks the state synced. Returns the ids of entries that
   // went away or changed revision (their JWT-SVIDs must be fetched again).
   std::vector<std::string> ApplySync(SyncUpdate update);
-  // Adds freshly minted SVIDs; returns the ids kept (an entry removed meanwhile gets none).
+  // Adds freshly minted SVIDs (each names its entry); returns the ids of the entries kept
+  // (an entry removed meanwhile gets none).
   std::vector<std::string> AddSvids(
-      std::vector<std::pair<std::string, std::shared_ptr<const workload_api::CachedSvid>>> svids);
+      std::vector<std::shared_ptr<const workload_api::CachedSvid>> svids);
   // Drops SVIDs expired at `now`; false when there were none.
   bool PruneExpired(absl::Time now);
 

@@ -28,17 +28,15 @@ class SvidMinter {
   absl::Status MintDue(IdentityState& state);
   // How many were left due by the last MintDue (the agent runs another round soon).
   size_t LeftDue() const;
-  // Forgets renewal times of removed entries.
-  void Forget(const std::vector<std::string>& entry_ids);
-  // The time until the earliest renewal, at least `floor`, at most `cap`.
-  absl::Duration UntilNextRenewal(absl::Duration floor, absl::Duration cap) const;
+  // The time until the earliest renewal in `snap`, at least `floor`, at most `cap`.
+  absl::Duration UntilNextRenewal(const workload_api::IdentitySnapshot& snap,
+                                  absl::Duration floor, absl::Duration cap) const;
 
  private:
   ServerConnection* const conn_;
   const common::Clock& clock_;
   const size_t max_per_round_;
   mutable absl::Mutex mu_;
-  std::map<std::string, absl::Time> renew_at_ ABSL_GUARDED_BY(mu_);  // by entry id
   size_t left_due_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

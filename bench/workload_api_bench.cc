@@ -232,8 +232,9 @@ workload_api::IdentitySnapshot Snapshot(const common::X509SvidIssuer& issuer,
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(std::move(bundle));
-  snap.entries.emplace(entry.id, std::make_shared<const workload_api::CachedEntry>(entry));
-  snap.svids.emplace(entry.id, std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
+  svid.entry_id = entry.id;
+  snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(entry));
+  snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   return snap;
 }
 

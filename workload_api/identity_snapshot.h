@@ -12,6 +12,7 @@
 #include "common/bundle.h"
 #include "common/openssl_util.h"
 #include "common/spiffe_id.h"
+#include "workload_api/shared_map.h"
 
 namespace trellis::workload_api {
 
@@ -33,7 +34,13 @@ struct CachedSvid {
   absl::Time not_before;
   absl::Time not_after;
   int64_t entry_revision = 0;  // revision the SVID was minted for
+  std::string entry_id;        // the entry it was minted for
+  // When the agent renews it (half-life with jitter, set at minting); by default at once.
+  absl::Time renew_at = absl::InfinitePast();
 };
+
+using EntryMap = SharedMap<CachedEntry, &CachedEntry::id>;
+using SvidMap = SharedMap<CachedSvid, &CachedSvid::entry_id>;
 
 struct Identity {
   const CachedEntry* entry;
@@ -68,8 +75,8 @@ struct IdentitySnapshot {
   // Trust domain name -> bundle.
   std::map<std::string, std::shared_ptr<const RenderedBundle>> federated;
   // Entry id -> entry; entry id -> SVID (entries without an SVID yet are absent there).
-  std::map<std::string, std::shared_ptr<const CachedEntry>> entries;
-  std::map<std::string, std::shared_ptr<const CachedSvid>> svids;
+  EntryMap entries;
+  SvidMap svids;
 
   // Entries whose selectors are a subset of `selectors` and that hold an SVID, ordered so the
   // first is the default identity (oldest entry first, then by id).

@@ -44,13 +44,13 @@ class AgentCliTest : public ::testing::Test {
     workload_api::IdentitySnapshot snap;
     snap.ready = true;
     snap.bundle = workload_api::RenderedBundle::Of(bundle);
-    snap.entries.insert_or_assign(
-        "e1", std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
+    snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
                   "e1", id, {absl::StrCat("unix:uid:", geteuid())}, {}, "", 1, 1, 0}));
     workload_api::CachedSvid svid;
     svid.chain_der = {leaf};
     svid.key_pkcs8_der = *key.ToPkcs8Der();
-    snap.svids.insert_or_assign("e1", std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
+    svid.entry_id = "e1";
+    snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
     cache_.Publish(snap);
     auto server = workload_api::WorkloadApiServer::Start(
         {socket_, 2}, &cache_, {&attestor_},

@@ -77,11 +77,9 @@ TEST(CreateNodeAttestor, X509PopSignsTheChallengeWithTheLeafKey) {
 TEST(IdentitySnapshot, EntryAppliesWhenItsSelectorsAreASubset) {
   workload_api::IdentitySnapshot snap;
   auto id = *common::SpiffeId::Parse("spiffe://example.org/a");
-  snap.entries.insert_or_assign(
-      "a", std::make_shared<const workload_api::CachedEntry>(
+  snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(
                workload_api::CachedEntry{"a", id, {"unix:uid:1"}, {}, "", 1, 1, 0}));
-  snap.entries.insert_or_assign(
-      "b", std::make_shared<const workload_api::CachedEntry>(
+  snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(
                workload_api::CachedEntry{"b", id, {"unix:uid:1", "unix:gid:9"}, {}, "", 1, 2, 0}));
   auto got = snap.EntriesFor({"unix:uid:1", "unix:gid:2"});
   ASSERT_EQ(got.size(), 1u);

@@ -68,9 +68,12 @@ TEST(IdentityState, BundleDerIsRenderedWithTheSnapshot) {
 TEST(IdentityState, SvidOfARemovedEntryIsNotKept) {
   IdentityState state;
   state.ApplySync(Changed(Entry("a", 1)));
-  std::vector<std::pair<std::string, std::shared_ptr<const workload_api::CachedSvid>>> svids;
-  svids.emplace_back("a", std::make_shared<workload_api::CachedSvid>());
-  svids.emplace_back("gone", std::make_shared<workload_api::CachedSvid>());
+  std::vector<std::shared_ptr<const workload_api::CachedSvid>> svids;
+  for (const char* id : {"a", "gone"}) {
+    auto svid = std::make_shared<workload_api::CachedSvid>();
+    svid->entry_id = id;
+    svids.push_back(std::move(svid));
+  }
   std::vector<std::string> kept = state.AddSvids(std::move(svids));
   ASSERT_EQ(kept.size(), 1u);
   EXPECT_EQ(kept[0], "a");

@@ -218,13 +218,13 @@ class SingleDomainTest(DeploymentTest):
             return sum(int(n) for n in re.findall(r"minted (\d+) workload SVID", agent.log()))
         wait_for(lambda: minted() >= 10000, 300, what="10,000 SVIDs minted")
         # No message near gRPC's 4 MB limit: the sync came in pages, the minting in rounds of
-        # at most 1,000 in batches of at most 500.
+        # at most 1,000 in batches of at most 25.
         # (10,000 known ids go up 2,000 a page; changed entries come down 1,000 a page.)
         pages = [int(p) for p in re.findall(r"changed entries in (\d+) pages", agent.log())]
         self.assertTrue(pages and max(pages) >= 5, pages)
         batches = [int(n) for n in re.findall(r"minted (\d+) workload SVID", agent.log())]
-        self.assertLessEqual(max(batches), 500, batches)
-        self.assertGreaterEqual(len(batches), 20, batches)
+        self.assertLessEqual(max(batches), 25, batches)
+        self.assertGreaterEqual(len(batches), 400, batches)
 
         # A change among the 10,000 still reaches the workload.
         server.delete_entry(first_id)

@@ -188,10 +188,10 @@ absl::StatusOr<common::Certificate> UpstreamTier::PublishSvid(const std::string&
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(ca_->Bundle());
-  snap.entries[entry_id] =
-      std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
-          entry_id, id, {UidSelector()}, {}, "", static_cast<int64_t>(n), 1, 0});
-  snap.svids[entry_id] = std::make_shared<const workload_api::CachedSvid>(std::move(svid));
+  snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
+          entry_id, id, {UidSelector()}, {}, "", static_cast<int64_t>(n), 1, 0}));
+  svid.entry_id = entry_id;
+  snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   identities_.Publish(std::move(snap));
   return leaf;
 }

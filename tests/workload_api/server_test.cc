@@ -57,13 +57,14 @@ struct Pki {
       *common::X509SvidIssuer::Create(ca, ca_key, common::SystemClock::Get());
   common::PrivateKey jwt_key = *common::PrivateKey::Generate();
 
-  CachedSvid Svid(const std::string& id) {
+  CachedSvid Svid(const std::string& id, const std::string& entry_id) {
     common::PrivateKey key = *common::PrivateKey::Generate();
     std::string leaf =
         *issuer->IssueForPublicKey(key.public_key(), *SpiffeId::Parse(id), absl::Hours(1));
     CachedSvid svid;
     svid.chain_der = {leaf};
     svid.key_pkcs8_der = *key.ToPkcs8Der();
+    svid.entry_id = entry_id;
     auto cert = common::Certificate::FromDer(leaf);
     svid.not_before = cert->not_before();
     svid.not_after = cert->not_after();
@@ -115,9 +116,8 @@ class WorkloadApiTest : public ::testing::Test {
     IdentitySnapshot snap;
     snap.ready = true;
     snap.bundle = RenderedBundle::Of(pki_.Bundle());
-    snap.entries.insert_or_assign(
-        "e1", std::make_shared<const CachedEntry>(Entry("e1", id, {MyUidSelector()})));
-    snap.svids["e1"] = std::make_shared<const CachedSvid>(pki_.Svid(id));
+    snap.entries.Put(std::make_shared<const CachedEntry>(Entry("e1", id, {MyUidSelector()})));
+    snap.svids.Put(std::make_shared<const CachedSvid>(pki_.Svid(id, "e1")));
     return snap;
   }
 
@@ -269,10 +269,9 @@ TEST_F(WorkloadApiTest, CallerIsIdentifiedByKernelCredentials) {
 
 TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
   IdentitySnapshot snap = ReadySnapshot();
-  snap.entries.insert_or_assign(
-      "e0", std::make_shared<const CachedEntry>(
+  snap.entries.Put(std::make_shared<const CachedEntry>(
                 Entry("e0", "spiffe://example.org/older", {MyUidSelector()}, 0)));
-  snap.svids["e0"] = std::make_shared<const CachedSvid>(pki_.Svid("spiffe://example.org/older"));
+  snap.svids.Put(std::make_shared<const CachedSvid>(pki_.Svid("spiffe://example.org/older", "e0")));
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -297,7 +296,7 @@ TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
   IdentitySnapshot snap = ReadySnapshot();
   CachedEntry other_uid = *snap.entries.at("e1");
   other_uid.selectors = {"unix:uid:999999"};
-  snap.entries["e1"] = std::make_shared<const CachedEntry>(std::move(other_uid));
+  snap.entries.Put(std::make_shared<const CachedEntry>(std::move(other_uid)));
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -347,7 +346,7 @@ TEST_F(WorkloadApiTest, StreamSendsFullStateOnRotation) {
   ASSERT_TRUE(reader->Read(&second));
   ASSERT_EQ(second.svids_size(), 1);
   EXPECT_NE(second.svids(0).x509_svid(), first.svids(0).x509_svid());
-  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids["e1"]->chain_der[0]);
+  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids.at("e1")->chain_der[0]);
   ctx.TryCancel();
   reader->Finish();
 }
@@ -568,7 +567,7 @@ TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   cache_.Publish(rotated);
   for (auto& r : readers) {
     ASSERT_TRUE(r->Read(&resp));
-    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids["e1"]->chain_der[0]);
+    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids.at("e1")->chain_der[0]);
   }
   for (auto& c : ctxs) c->TryCancel();
   for (auto& r : readers) r->Finish();
