@@ -9,13 +9,16 @@ endif()
 add_compile_options(-Wall -Wextra -Wno-unused-parameter)
 
 # Hardening applies to every build type: stack protector, FORTIFY (needs optimisation, so
-# only where the build optimises), PIE and full RELRO with immediate binding.
+# only where the build optimises), PIE and full RELRO with immediate binding. Position
+# independence comes from CMake: -fPIE for executables, -fPIC for libraries (the PostgreSQL
+# module is a shared object built from them).
 set(CMAKE_POSITION_INDEPENDENT_CODE ON)
-add_compile_options(-fstack-protector-strong -fPIE)
+add_compile_options(-fstack-protector-strong)
 if(NOT CMAKE_BUILD_TYPE STREQUAL "Debug" AND NOT TRELLIS_SANITIZE)
   add_compile_definitions(_FORTIFY_SOURCE=2)
 endif()
-add_link_options(-pie -Wl,-z,relro -Wl,-z,now -Wl,-z,noexecstack)
+add_link_options($<$<STREQUAL:$<TARGET_PROPERTY:TYPE>,EXECUTABLE>:-pie> -Wl,-z,relro -Wl,-z,now
+                 -Wl,-z,noexecstack)
 
 if(TRELLIS_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer

@@ -58,6 +58,8 @@ std::string TextValue(const std::string& v) {
 void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
 void SetLogFormat(LogFormat format) { g_json = format == LogFormat::kJson; }
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+LogLevel CurrentLogLevel() { return static_cast<LogLevel>(g_level.load()); }
+LogFormat CurrentLogFormat() { return g_json.load() ? LogFormat::kJson : LogFormat::kText; }
 
 void Log(LogLevel level, const std::string& msg, std::initializer_list<LogField> fields) {
   if (!LogEnabled(level)) return;

@@ -15,6 +15,8 @@ using LogField = std::pair<const char*, std::string>;
 void SetLogLevel(config::LogLevel level);
 void SetLogFormat(config::LogFormat format);
 bool LogEnabled(config::LogLevel level);
+config::LogLevel CurrentLogLevel();
+config::LogFormat CurrentLogFormat();
 
 void Log(config::LogLevel level, const std::string& msg,
          std::initializer_list<LogField> fields = {});

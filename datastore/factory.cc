@@ -1,7 +1,7 @@
 // Picks the backend for CreateDataStore.
 #include "datastore/factory.h"
 
-#include "datastore/postgres/postgres_datastore.h"
+#include "datastore/postgres_module.h"
 #include "datastore/sqlite/sqlite_datastore.h"
 
 namespace trellis::datastore {
@@ -14,11 +14,7 @@ absl::StatusOr<std::unique_ptr<DataStore>> CreateDataStore(const std::string& da
     if (!store.ok()) return store.status();
     return std::unique_ptr<DataStore>(std::move(*store));
   }
-  if (database_type == "postgres") {
-    auto store = PostgresDataStore::Open(connection_string, options);
-    if (!store.ok()) return store.status();
-    return std::unique_ptr<DataStore>(std::move(*store));
-  }
+  if (database_type == "postgres") return OpenPostgresThroughModule(connection_string, options);
   return absl::InvalidArgumentError("unknown database_type \"" + database_type +
                                     "\" (want sqlite3 or postgres)");
 }

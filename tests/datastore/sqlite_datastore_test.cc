@@ -119,5 +119,13 @@ TEST(DataStoreFactory, UnknownDatabaseTypeIsInvalidArgument) {
   EXPECT_EQ(CreateDataStore("mysql", "x").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST(DataStoreFactory, PostgresWithoutItsModuleNamesWhereItLooked) {
+  // This test binary has no trellis-datastore-postgres.so beside it.
+  auto store = CreateDataStore("postgres", "host=127.0.0.1 port=1 dbname=x");
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(store.status().message().find("trellis-datastore-postgres.so"), std::string::npos)
+      << store.status();
+}
+
 }  // namespace
 }  // namespace trellis::datastore

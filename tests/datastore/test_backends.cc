@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "datastore/factory.h"
+#include "datastore/postgres/postgres_datastore.h"
 #include "tests/testutil/temp_dir.h"
 
 namespace trellis::datastore::testing {
@@ -93,6 +94,13 @@ class PostgresTestBackend final : public TestBackend {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DataStore>> TestBackend::Open(const DataStoreOptions& options) {
+  // PostgreSQL directly: trellis-server reaches it through its module, which lives next to
+  // trellis-server, not next to this test.
+  if (Type() == "postgres") {
+    auto store = PostgresDataStore::Open(ConnectionString(), options);
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<DataStore>(std::move(*store));
+  }
   return CreateDataStore(Type(), ConnectionString(), options);
 }
 
