@@ -76,12 +76,12 @@ std::vector<std::string> IdentityState::AddSvids(
   std::vector<std::string> kept;
   absl::MutexLock lock(&mu_);
   for (const auto& svid : svids) {
-    if (current_->entries.count(svid->entry_id)) kept.push_back(svid->entry_id);
+    if (current_->entries.count(svid->entry_id())) kept.emplace_back(svid->entry_id());
   }
   if (kept.empty()) return kept;
   EditLocked([&](IdentitySnapshot& s) {
     for (auto& svid : svids) {
-      if (s.entries.count(svid->entry_id)) s.svids.Put(std::move(svid));
+      if (s.entries.count(svid->entry_id())) s.svids.Put(std::move(svid));
     }
   });
   return kept;
@@ -103,15 +103,15 @@ bool IdentityState::PruneExpired(absl::Time now) {
   return true;
 }
 
-bool IdentityState::IssuedByTainted(const std::vector<std::string>& chain_der) const {
+bool IdentityState::IssuedByTainted(std::string_view chain_der) const {
   absl::MutexLock lock(&mu_);
   if (tainted_key_ids_.empty()) return false;
+  auto chain = common::Certificate::ChainFromDer(chain_der);
+  if (!chain.ok()) return false;
   // Any certificate of the chain signed by (or being) a tainted authority taints the SVID.
-  for (const std::string& der : chain_der) {
-    auto cert = common::Certificate::FromDer(der);
-    if (!cert.ok()) continue;
-    if (tainted_key_ids_.count(cert->AuthorityKeyId()) ||
-        tainted_key_ids_.count(cert->SubjectKeyId())) {
+  for (const common::Certificate& cert : *chain) {
+    if (tainted_key_ids_.count(cert.AuthorityKeyId()) ||
+        tainted_key_ids_.count(cert.SubjectKeyId())) {
       return true;
     }
   }

@@ -38,9 +38,9 @@ class IdentityState {
   // Drops SVIDs expired at `now`; false when there were none.
   bool PruneExpired(absl::Time now);
 
-  // True when a certificate of `chain_der` is, or was signed by, an X.509 authority the
-  // server marked tainted in its last bundle.
-  bool IssuedByTainted(const std::vector<std::string>& chain_der) const;
+  // True when a certificate of `chain_der` (concatenated DER) is, or was signed by, an X.509
+  // authority the server marked tainted in its last bundle.
+  bool IssuedByTainted(std::string_view chain_der) const;
 
   // Hands the current snapshot to `cache` unless it is the one published already; false
   // when nothing a workload can see changed.

@@ -48,7 +48,7 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       if (it == snap->svids.end() ||
           NeedsRenewal(now, it->second->renew_at, it->second->not_after,
                        it->second->entry_revision, entry->revision) ||
-          state.IssuedByTainted(it->second->chain_der)) {
+          state.IssuedByTainted(it->second->chain())) {
         due.emplace_back(id);
         revisions[std::string(id)] = entry->revision;
       }
@@ -90,13 +90,12 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       }
       auto pkcs8 = it->second.key.ToPkcs8Der();
       if (!pkcs8.ok()) continue;
-      auto svid = std::make_shared<CachedSvid>();
-      for (const auto& c : *chain) svid->chain_der.push_back(c.der());
-      svid->key_pkcs8_der = *std::move(pkcs8);
+      // The certificates as the server sent them (each was parsed and checked above).
+      std::vector<std::string> ders(r.svid().cert_chain().begin(), r.svid().cert_chain().end());
+      auto svid = std::make_shared<CachedSvid>(r.entry_id(), ders, pkcs8->view());
       svid->not_before = chain->front().not_before();
       svid->not_after = chain->front().not_after();
       svid->entry_revision = it->second.revision;
-      svid->entry_id = r.entry_id();
       svid->renew_at =
           RenewalTime(std::max(svid->not_before, clock_.Now()), svid->not_after, RandomUnitJitter());
       minted.push_back(std::move(svid));

@@ -223,16 +223,14 @@ workload_api::IdentitySnapshot Snapshot(const common::X509SvidIssuer& issuer,
   auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "SVID key");
   std::string leaf =
       OrDie(issuer.IssueForPublicKey(key.public_key(), entry.spiffe_id, absl::Hours(1)), "SVID");
-  workload_api::CachedSvid svid;
-  svid.chain_der = {leaf};
-  svid.key_pkcs8_der = OrDie(key.ToPkcs8Der(), "PKCS#8");
+  common::SecretBytes pkcs8 = OrDie(key.ToPkcs8Der(), "PKCS#8");
+  workload_api::CachedSvid svid(entry.id, {leaf}, pkcs8.view());
   svid.not_before = absl::Now() - absl::Seconds(10);
   svid.not_after = absl::Now() + absl::Hours(1);
   svid.entry_revision = entry.revision;
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(std::move(bundle));
-  svid.entry_id = entry.id;
   snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(entry));
   snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   return snap;
@@ -328,7 +326,7 @@ int Main() {
 
     // Rotation: publish a new SVID for the entry and time its arrival on every stream.
     workload_api::IdentitySnapshot rotated = Snapshot(*issuer, bundle, entry);
-    std::string new_leaf = rotated.svids.begin()->second->chain_der[0];
+    std::string new_leaf = std::string(rotated.svids.begin()->second->leaf());
     auto published = Clock::now();
     cache.Publish(std::move(rotated));
     std::optional<std::pair<Clock::time_point, Clock::time_point>> arrivals;

@@ -5,6 +5,21 @@
 
 namespace trellis::workload_api {
 
+CachedSvid::CachedSvid(std::string_view entry_id, const std::vector<std::string>& chain_der,
+                       std::string_view key_pkcs8_der) {
+  size_t chain = 0;
+  for (const std::string& der : chain_der) chain += der.size();
+  std::string bytes;
+  bytes.reserve(entry_id.size() + chain + key_pkcs8_der.size());
+  bytes.append(entry_id);
+  for (const std::string& der : chain_der) bytes.append(der);
+  bytes.append(key_pkcs8_der);
+  id_size_ = static_cast<uint32_t>(entry_id.size());
+  chain_size_ = static_cast<uint32_t>(chain);
+  leaf_size_ = chain_der.empty() ? 0 : static_cast<uint32_t>(chain_der.front().size());
+  bytes_ = common::SecretBytes(std::move(bytes));
+}
+
 RenderedBundle::RenderedBundle(std::shared_ptr<const common::Bundle> bundle)
     : bundle_(std::move(bundle)), x509_der_(common::BundleToDer(*bundle_)) {}
 

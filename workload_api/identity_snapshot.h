@@ -28,19 +28,42 @@ struct CachedEntry {
   int32_t jwt_svid_ttl = 0;
 };
 
-struct CachedSvid {
-  std::vector<std::string> chain_der;  // leaf first, no root
-  common::SecretBytes key_pkcs8_der;   // wiped when the last snapshot holding it goes
+// An X509-SVID as the agent keeps it. The entry id, the chain and the key share one buffer,
+// wiped when the last snapshot holding the SVID goes: a cached SVID costs one allocation
+// beyond the object itself.
+class CachedSvid {
+ public:
+  CachedSvid() = default;
+  // `chain_der`: leaf first, no root.
+  CachedSvid(std::string_view entry_id, const std::vector<std::string>& chain_der,
+             std::string_view key_pkcs8_der);
+
+  // The entry it was minted for.
+  std::string_view entry_id() const { return bytes_.view().substr(0, id_size_); }
+  // The chain's DER certificates, concatenated (as the Workload API sends them).
+  std::string_view chain() const { return bytes_.view().substr(id_size_, chain_size_); }
+  std::string_view leaf() const { return bytes_.view().substr(id_size_, leaf_size_); }
+  std::string_view key_pkcs8_der() const {
+    return bytes_.view().substr(id_size_ + chain_size_);
+  }
+
   absl::Time not_before;
   absl::Time not_after;
   int64_t entry_revision = 0;  // revision the SVID was minted for
-  std::string entry_id;        // the entry it was minted for
   // When the agent renews it (half-life with jitter, set at minting); by default at once.
   absl::Time renew_at = absl::InfinitePast();
+
+ private:
+  common::SecretBytes bytes_;  // entry id, chain, PKCS#8 key
+  uint32_t id_size_ = 0;
+  uint32_t chain_size_ = 0;
+  uint32_t leaf_size_ = 0;
 };
 
-using EntryMap = SharedMap<CachedEntry, &CachedEntry::id>;
-using SvidMap = SharedMap<CachedSvid, &CachedSvid::entry_id>;
+inline std::string_view EntryKey(const CachedEntry& entry) { return entry.id; }
+inline std::string_view SvidKey(const CachedSvid& svid) { return svid.entry_id(); }
+using EntryMap = SharedMap<CachedEntry, &EntryKey>;
+using SvidMap = SharedMap<CachedSvid, &SvidKey>;
 
 struct Identity {
   const CachedEntry* entry;

@@ -11,13 +11,6 @@ namespace {
 
 constexpr char kNotReady[] = "agent is not ready: no identities synced yet";
 
-void SetChain(const std::vector<std::string>& ders, std::string* out) {
-  size_t size = 0;
-  for (const auto& d : ders) size += d.size();
-  out->reserve(size);
-  for (const auto& d : ders) out->append(d);
-}
-
 }  // namespace
 
 absl::StatusOr<X509SVIDResponse> RenderX509Svids(const IdentitySnapshot& snap,
@@ -31,8 +24,9 @@ absl::StatusOr<X509SVIDResponse> RenderX509Svids(const IdentitySnapshot& snap,
   for (const Identity& id : ids) {
     X509SVID* svid = resp.add_svids();
     svid->set_spiffe_id(id.entry->spiffe_id.String());
-    SetChain(id.svid->chain_der, svid->mutable_x509_svid());
-    const common::SecretBytes& key = id.svid->key_pkcs8_der;
+    std::string_view chain = id.svid->chain();
+    svid->set_x509_svid(chain.data(), chain.size());
+    std::string_view key = id.svid->key_pkcs8_der();
     svid->set_x509_svid_key(key.data(), key.size());
     svid->set_bundle(own_bundle);
     svid->set_hint(id.entry->hint);

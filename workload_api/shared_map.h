@@ -14,8 +14,9 @@
 
 namespace trellis::workload_api {
 
-// `Key` is the member of V holding its key; it must not change while a map holds the value.
-template <typename V, std::string V::*Key>
+// `KeyOf` gives a value's key, a view into the value itself; it must not change while a map
+// holds the value.
+template <typename V, std::string_view (*KeyOf)(const V&)>
 class SharedMap {
  public:
   using Value = std::shared_ptr<const V>;
@@ -48,15 +49,15 @@ class SharedMap {
   // Inserts `value` under its own key, or replaces the value held under it. Appending in key
   // order (as a sync delivers entries) costs no moves.
   void Put(Value value) {
-    std::string_view key = (*value).*Key;
+    std::string_view key = KeyOf(*value);
     auto it = lower_bound(key);
     if (it != items_.end() && it->first == key) {
       auto pos = items_.begin() + (it - items_.cbegin());
       pos->second = std::move(value);
-      pos->first = (*pos->second).*Key;
+      pos->first = KeyOf(*pos->second);
       return;
     }
-    items_.insert(it, value_type((*value).*Key, std::move(value)));
+    items_.insert(it, value_type(key, std::move(value)));
   }
   // True when there was a value under `key`.
   bool erase(std::string_view key) {

@@ -46,10 +46,7 @@ class AgentCliTest : public ::testing::Test {
     snap.bundle = workload_api::RenderedBundle::Of(bundle);
     snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
                   "e1", id, {absl::StrCat("unix:uid:", geteuid())}, {}, "", 1, 1, 0}));
-    workload_api::CachedSvid svid;
-    svid.chain_der = {leaf};
-    svid.key_pkcs8_der = *key.ToPkcs8Der();
-    svid.entry_id = "e1";
+    workload_api::CachedSvid svid("e1", {leaf}, key.ToPkcs8Der()->view());
     snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
     cache_.Publish(snap);
     auto server = workload_api::WorkloadApiServer::Start(

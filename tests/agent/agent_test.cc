@@ -81,15 +81,15 @@ TEST_F(AgentTest, TaintedIssuerTriggersRenewalWithoutRevisionChange) {
   Agent* agent = StartAgent(kToken, &st);
   ASSERT_TRUE(st.ok()) << st;
   ASSERT_TRUE(WaitForSvid(agent->cache(), 1));
-  std::string before = agent->cache()->Snapshot()->svids.at("e1")->chain_der[0];
+  std::string before(agent->cache()->Snapshot()->svids.at("e1")->leaf());
   int minted_before = fake_.minted.load();
   fake_.TaintCa();
   absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (absl::Now() < deadline &&
-         agent->cache()->Snapshot()->svids.at("e1")->chain_der[0] == before) {
+         agent->cache()->Snapshot()->svids.at("e1")->leaf() == before) {
     absl::SleepFor(absl::Milliseconds(10));
   }
-  EXPECT_NE(agent->cache()->Snapshot()->svids.at("e1")->chain_der[0], before);
+  EXPECT_NE(agent->cache()->Snapshot()->svids.at("e1")->leaf(), before);
   EXPECT_GT(fake_.minted.load(), minted_before);
 }
 

@@ -70,9 +70,8 @@ TEST(IdentityState, SvidOfARemovedEntryIsNotKept) {
   state.ApplySync(Changed(Entry("a", 1)));
   std::vector<std::shared_ptr<const workload_api::CachedSvid>> svids;
   for (const char* id : {"a", "gone"}) {
-    auto svid = std::make_shared<workload_api::CachedSvid>();
-    svid->entry_id = id;
-    svids.push_back(std::move(svid));
+    svids.push_back(
+        std::make_shared<workload_api::CachedSvid>(id, std::vector<std::string>{}, ""));
   }
   std::vector<std::string> kept = state.AddSvids(std::move(svids));
   ASSERT_EQ(kept.size(), 1u);

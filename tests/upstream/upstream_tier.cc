@@ -173,9 +173,10 @@ absl::StatusOr<common::Certificate> UpstreamTier::PublishSvid(const std::string&
       std::vector<std::string> chain,
       ca_->SignX509SvidForKey(key.public_key(), id, options_.workload_svid_ttl));
   TRELLIS_ASSIGN_OR_RETURN(common::Certificate leaf, common::Certificate::FromDer(chain.front()));
-  workload_api::CachedSvid svid;
-  svid.chain_der = chain;
-  TRELLIS_ASSIGN_OR_RETURN(svid.key_pkcs8_der, key.ToPkcs8Der());
+  TRELLIS_ASSIGN_OR_RETURN(common::SecretBytes pkcs8, key.ToPkcs8Der());
+  // One entry whose SVID each publication replaces, as a renewal does.
+  const std::string entry_id = "server-entry";
+  workload_api::CachedSvid svid(entry_id, chain, pkcs8.view());
   svid.not_before = leaf.not_before();
   svid.not_after = leaf.not_after();
   uint64_t n;
@@ -183,14 +184,11 @@ absl::StatusOr<common::Certificate> UpstreamTier::PublishSvid(const std::string&
     absl::MutexLock lock(&mu_);
     n = ++published_;
   }
-  // One entry whose SVID each publication replaces, as a renewal does.
-  const std::string entry_id = "server-entry";
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(ca_->Bundle());
   snap.entries.Put(std::make_shared<const workload_api::CachedEntry>(workload_api::CachedEntry{
           entry_id, id, {UidSelector()}, {}, "", static_cast<int64_t>(n), 1, 0}));
-  svid.entry_id = entry_id;
   snap.svids.Put(std::make_shared<const workload_api::CachedSvid>(std::move(svid)));
   identities_.Publish(std::move(snap));
   return leaf;

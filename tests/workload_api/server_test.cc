@@ -61,10 +61,7 @@ struct Pki {
     common::PrivateKey key = *common::PrivateKey::Generate();
     std::string leaf =
         *issuer->IssueForPublicKey(key.public_key(), *SpiffeId::Parse(id), absl::Hours(1));
-    CachedSvid svid;
-    svid.chain_der = {leaf};
-    svid.key_pkcs8_der = *key.ToPkcs8Der();
-    svid.entry_id = entry_id;
+    CachedSvid svid(entry_id, {leaf}, key.ToPkcs8Der()->view());
     auto cert = common::Certificate::FromDer(leaf);
     svid.not_before = cert->not_before();
     svid.not_after = cert->not_after();
@@ -346,7 +343,7 @@ TEST_F(WorkloadApiTest, StreamSendsFullStateOnRotation) {
   ASSERT_TRUE(reader->Read(&second));
   ASSERT_EQ(second.svids_size(), 1);
   EXPECT_NE(second.svids(0).x509_svid(), first.svids(0).x509_svid());
-  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids.at("e1")->chain_der[0]);
+  EXPECT_EQ(second.svids(0).x509_svid(), rotated.svids.at("e1")->leaf());
   ctx.TryCancel();
   reader->Finish();
 }
@@ -567,7 +564,7 @@ TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   cache_.Publish(rotated);
   for (auto& r : readers) {
     ASSERT_TRUE(r->Read(&resp));
-    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids.at("e1")->chain_der[0]);
+    EXPECT_EQ(resp.svids(0).x509_svid(), rotated.svids.at("e1")->leaf());
   }
   for (auto& c : ctxs) c->TryCancel();
   for (auto& r : readers) r->Finish();

@@ -14,7 +14,8 @@ struct Item {
   std::string key;
   int value = 0;
 };
-using Map = SharedMap<Item, &Item::key>;
+std::string_view KeyOf(const Item& item) { return item.key; }
+using Map = SharedMap<Item, &KeyOf>;
 
 std::shared_ptr<const Item> MakeItem(std::string key, int value) {
   return std::make_shared<const Item>(Item{std::move(key), value});
