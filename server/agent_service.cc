@@ -215,14 +215,6 @@ absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const grpc::Server
   return caller->id;
 }
 
-std::optional<datastore::RegistrationEntry> AgentService::AuthorizedEntry(
-    const common::SpiffeId& agent, const std::string& entry_id) const {
-  for (auto& e : index_->AuthorizedEntries(agent)) {
-    if (e.id == entry_id) return e;
-  }
-  return std::nullopt;
-}
-
 absl::Duration AgentService::X509Ttl(const datastore::RegistrationEntry& e) const {
   return e.x509_svid_ttl > 0 ? absl::Seconds(e.x509_svid_ttl) : options_.default_x509_svid_ttl;
 }
@@ -389,18 +381,19 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
         absl::InvalidArgumentError("params: at most " + std::to_string(kMaxBatch) + " per batch"));
   }
   if (absl::Status st = TakeSigning(*ctx, req->params_size()); !st.ok()) return ToGrpcStatus(st);
-  std::map<std::string, datastore::RegistrationEntry> authorized;
-  for (auto& e : index_->AuthorizedEntries(*agent)) authorized.emplace(e.id, std::move(e));
   for (const v1::NewX509SVIDParams& p : req->params()) {
     v1::BatchNewX509SVIDResponse::Result* r = resp->add_results();
     r->set_entry_id(p.entry_id());
-    auto it = authorized.find(p.entry_id());
-    if (it == authorized.end()) {
+    // Each item on its own: a batch from an agent holding thousands of entries costs the
+    // depth of its entries, not a copy of all of them.
+    std::optional<datastore::RegistrationEntry> authorized =
+        index_->AuthorizedEntry(*agent, p.entry_id());
+    if (!authorized) {
       r->set_code(static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
       r->set_message("entry \"" + p.entry_id() + "\" is not authorized for this agent");
       continue;
     }
-    const datastore::RegistrationEntry& e = it->second;
+    const datastore::RegistrationEntry& e = *authorized;
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(e.spiffe_id);
     if (!id.ok()) {
       r->set_code(static_cast<int>(grpc::StatusCode::INTERNAL));
@@ -439,7 +432,7 @@ grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRe
     if (a.empty()) return ToGrpcStatus(absl::InvalidArgumentError("audience: empty value"));
     audience.push_back(a);
   }
-  std::optional<datastore::RegistrationEntry> e = AuthorizedEntry(*agent, req->entry_id());
+  std::optional<datastore::RegistrationEntry> e = index_->AuthorizedEntry(*agent, req->entry_id());
   if (!e) {
     return ToGrpcStatus(absl::PermissionDeniedError("entry \"" + req->entry_id() +
                                               "\" is not authorized for this agent"));

@@ -122,8 +122,6 @@ class AgentService final
   absl::StatusOr<v1::AttestAgentResponse::Result> Attest(
       const ServerContext& ctx,
       grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream);
-  std::optional<datastore::RegistrationEntry> AuthorizedEntry(const common::SpiffeId& agent,
-                                                              const std::string& entry_id) const;
   absl::Duration X509Ttl(const datastore::RegistrationEntry& e) const;
   void CountX509Signed() const {
     if (options_.x509_svid_signed) options_.x509_svid_signed();

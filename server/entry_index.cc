@@ -276,6 +276,38 @@ std::vector<datastore::RegistrationEntry> EntryIndex::AuthorizedEntries(
   return out;
 }
 
+std::optional<datastore::RegistrationEntry> EntryIndex::AuthorizedEntry(
+    const common::SpiffeId& agent_id, const std::string& entry_id) const {
+  const absl::Time now = clock_.Now();
+  const std::string agent = agent_id.String();
+  const std::string server = agent_id.trust_domain().IdString() + "/spire/server";
+  absl::ReaderMutexLock lock(&mu_);
+  auto found = data_->entries.find(entry_id);
+  if (found == data_->entries.end()) return std::nullopt;
+  const datastore::AttestedNode* node = nullptr;
+  if (auto n = data_->nodes.find(agent); n != data_->nodes.end()) node = &n->second;
+  // Depth-first up the parent chain; each entry is looked at once, so a cycle ends the walk.
+  std::unordered_set<const datastore::RegistrationEntry*> seen;
+  std::vector<const datastore::RegistrationEntry*> stack{&found->second};
+  seen.insert(&found->second);
+  while (!stack.empty()) {
+    const datastore::RegistrationEntry& e = *stack.back();
+    stack.pop_back();
+    // An expired entry is withdrawn, and with it whatever it parented.
+    if (e.expires_at <= now) continue;
+    if (e.parent_id == agent) return found->second;
+    if (e.parent_id == server && node != nullptr && SortedSubset(e.selectors, node->selectors)) {
+      return found->second;
+    }
+    auto above = data_->by_spiffe_id.find(e.parent_id);
+    if (above == data_->by_spiffe_id.end()) continue;
+    for (const auto* parent : above->second) {
+      if (seen.insert(parent).second) stack.push_back(parent);
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<datastore::AttestedNode> EntryIndex::Node(const std::string& agent_spiffe_id) const {
   absl::ReaderMutexLock lock(&mu_);
   auto it = data_->nodes.find(agent_spiffe_id);

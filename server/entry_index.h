@@ -41,6 +41,11 @@ class EntryIndex {
   // duplicates; expired entries are left out.
   std::vector<datastore::RegistrationEntry> AuthorizedEntries(
       const common::SpiffeId& agent_id) const;
+  // The entry when it is one of AuthorizedEntries(agent_id), found by walking up from the
+  // entry rather than down from the agent: the cost follows the entry's depth, not the number
+  // of entries the agent holds.
+  std::optional<datastore::RegistrationEntry> AuthorizedEntry(const common::SpiffeId& agent_id,
+                                                             const std::string& entry_id) const;
   // Node row including selectors, banned flag and serials.
   std::optional<datastore::AttestedNode> Node(const std::string& agent_spiffe_id) const;
   std::optional<datastore::RegistrationEntry> Entry(const std::string& entry_id) const;

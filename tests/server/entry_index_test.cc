@@ -38,6 +38,7 @@ class EntryIndexTest : public ::testing::Test {
     e.expires_at = expires_at;
     auto created = ds_->CreateEntry(e);
     EXPECT_TRUE(created.ok()) << created.status();
+    if (created.ok()) all_ids_.push_back(created->id);
     return created.ok() ? created->id : "";
   }
 
@@ -63,13 +64,24 @@ class EntryIndexTest : public ::testing::Test {
     return out;
   }
 
+  // The authorised set, from the walk down the agent's tree; checks that the walk up from each
+  // entry (AuthorizedEntry) says the same of every entry the test created.
   std::set<std::string> Authorized(const EntryIndex& index, const std::string& agent) {
-    return Ids(index.AuthorizedEntries(*common::SpiffeId::Parse(agent)));
+    common::SpiffeId id = *common::SpiffeId::Parse(agent);
+    std::set<std::string> down = Ids(index.AuthorizedEntries(id));
+    for (const std::string& entry_id : all_ids_) {
+      std::optional<datastore::RegistrationEntry> up = index.AuthorizedEntry(id, entry_id);
+      EXPECT_EQ(up.has_value(), down.count(entry_id) > 0) << entry_id;
+      if (up) EXPECT_EQ(up->id, entry_id);
+    }
+    EXPECT_FALSE(index.AuthorizedEntry(id, "no-such-entry").has_value());
+    return down;
   }
 
   TempDir dir_;
   common::FakeClock clock_{kTestStart};
   std::unique_ptr<datastore::DataStore> ds_;
+  std::vector<std::string> all_ids_;
 };
 
 TEST_F(EntryIndexTest, EntryParentedByAgentIsAuthorized) {
@@ -124,6 +136,15 @@ TEST_F(EntryIndexTest, EntryReachableTwiceIsReturnedOnce) {
   auto entries = index->AuthorizedEntries(*common::SpiffeId::Parse(kAgent));
   EXPECT_EQ(entries.size(), 5u);
   EXPECT_EQ(Ids(entries).size(), entries.size());
+}
+
+TEST_F(EntryIndexTest, AParentCycleAuthorizesNothingAndEndsTheWalkUp) {
+  AddEntry("spiffe://example.org/b", "spiffe://example.org/a");
+  AddEntry("spiffe://example.org/a", "spiffe://example.org/b");
+  const std::string mine = AddEntry(kAgent, "spiffe://example.org/app");
+  auto index = MakeIndex();
+  ASSERT_NE(index, nullptr);
+  EXPECT_EQ(Authorized(*index, kAgent), std::set<std::string>{mine});
 }
 
 TEST_F(EntryIndexTest, ExpiredEntryAndItsChildrenAreExcluded) {
