@@ -30,7 +30,9 @@ struct CachedEntry {
 
 // An X509-SVID as the agent keeps it. The entry id, the chain and the key share one buffer,
 // wiped when the last snapshot holding the SVID goes: a cached SVID costs one allocation
-// beyond the object itself.
+// beyond the object itself. A P-256 key in the usual PKCS#8 layout is kept as its 32-byte
+// private scalar: the rest of its 138 bytes is fixed, or is the public point, which the leaf
+// certificate carries already; KeyPkcs8Der rebuilds the same bytes.
 class CachedSvid {
  public:
   CachedSvid() = default;
@@ -43,9 +45,10 @@ class CachedSvid {
   // The chain's DER certificates, concatenated (as the Workload API sends them).
   std::string_view chain() const { return bytes_.view().substr(id_size_, chain_size_); }
   std::string_view leaf() const { return bytes_.view().substr(id_size_, leaf_size_); }
-  std::string_view key_pkcs8_der() const {
-    return bytes_.view().substr(id_size_ + chain_size_);
-  }
+  // Replaces `out` with the key's PKCS#8 DER (the caller wipes it when done).
+  void KeyPkcs8Der(std::string* out) const;
+  // True when the key is kept as its scalar alone.
+  bool compact_key() const { return point_offset_ != kNoPoint; }
 
   absl::Time not_before;
   absl::Time not_after;
@@ -54,10 +57,12 @@ class CachedSvid {
   absl::Time renew_at = absl::InfinitePast();
 
  private:
-  common::SecretBytes bytes_;  // entry id, chain, PKCS#8 key
+  static constexpr uint32_t kNoPoint = ~0u;
+  common::SecretBytes bytes_;  // entry id, chain, key (PKCS#8, or the P-256 scalar)
   uint32_t id_size_ = 0;
   uint32_t chain_size_ = 0;
   uint32_t leaf_size_ = 0;
+  uint32_t point_offset_ = kNoPoint;  // where the leaf holds the key's public point
 };
 
 inline std::string_view EntryKey(const CachedEntry& entry) { return entry.id; }

@@ -26,8 +26,7 @@ absl::StatusOr<X509SVIDResponse> RenderX509Svids(const IdentitySnapshot& snap,
     svid->set_spiffe_id(id.entry->spiffe_id.String());
     std::string_view chain = id.svid->chain();
     svid->set_x509_svid(chain.data(), chain.size());
-    std::string_view key = id.svid->key_pkcs8_der();
-    svid->set_x509_svid_key(key.data(), key.size());
+    id.svid->KeyPkcs8Der(svid->mutable_x509_svid_key());
     svid->set_bundle(own_bundle);
     svid->set_hint(id.entry->hint);
   }
