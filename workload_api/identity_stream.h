@@ -78,6 +78,9 @@ class IdentityStream final : public AsyncCall {
   }
 
   void Proceed(Op op, bool ok) override {
+    // Past the locked part, only `state` is touched: with several queue threads, another may
+    // end the call and delete the stream as soon as the lock is released.
+    const std::shared_ptr<State> state = state_;
     bool begin = false;
     {
       absl::MutexLock lock(&state_->mu);
@@ -118,10 +121,15 @@ class IdentityStream final : public AsyncCall {
       return;
     }
     if (begin) {
-      Await(deps_, method_);
+      // This call first: putting the method's next call on the queue can wait until its
+      // first message is on its way. (Copies: once Begin is done, another queue thread may
+      // end the call and delete the stream.)
+      const CallDeps deps = deps_;
+      const Method method = method_;
       Begin();
+      Await(deps, method);
     }
-    DestroyIfOver();
+    DestroyIfOver(state);
   }
 
  private:
@@ -187,18 +195,24 @@ class IdentityStream final : public AsyncCall {
   }
 
   // Deletes the stream once its call is over: begun, done, and no write or finish in flight.
-  void DestroyIfOver() {
+  // Whichever thread sees that first deletes it; the others find `stream` null.
+  static void DestroyIfOver(const std::shared_ptr<State>& state) {
+    IdentityStream* self = nullptr;
     uint64_t listener = 0;
     {
-      absl::MutexLock lock(&state_->mu);
-      bool over = begun_ && done_ && !write_in_flight_ && (!finish_called_ || finish_returned_);
-      if (!over || state_->stream == nullptr) return;
-      state_->stream = nullptr;
-      listener = listener_id_;
+      absl::MutexLock lock(&state->mu);
+      self = state->stream;
+      if (self == nullptr) return;
+      self->state_->mu.AssertHeld();  // the same mutex: the stream's state is `state`
+      bool over = self->begun_ && self->done_ && !self->write_in_flight_ &&
+                  (!self->finish_called_ || self->finish_returned_);
+      if (!over) return;
+      state->stream = nullptr;
+      listener = self->listener_id_;
     }
-    if (listener != 0) deps_.source->Unsubscribe(listener);
-    if (registered_) deps_.registry->Remove(state_.get());
-    delete this;
+    if (listener != 0) self->deps_.source->Unsubscribe(listener);
+    if (self->registered_) self->deps_.registry->Remove(state.get());
+    delete self;
   }
 
   // Ends the stream from outside its call (server shutdown, a refused caller).

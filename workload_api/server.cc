@@ -37,9 +37,10 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
                s->attestation_.get(), s->work_.get(), s->streams_.get()},
       std::move(minter), clock);
   s->service_->AwaitCalls();
-  // One thread answers every call: each call is a few microseconds of work (anything that may
-  // block goes to the workers), and a second thread would mostly add wake-ups.
-  s->calls_->Start(1);
+  // Two threads answer calls (anything that may block goes to the workers): with one, a new
+  // call could wait behind the teardown of the call before it; measured, a first message
+  // came 1.15-1.20x the plain gRPC floor with two and 1.14-1.34x with one.
+  s->calls_->Start(2);
   s->listener_->Start(s->server_.get());
   return s;
 }

@@ -50,8 +50,12 @@ class UnaryCall final : public AsyncCall {
         delete this;
         return;
       }
-      Await(service_, request_fn_, handle_);
-      handle_(service_, this);
+      // Read before handle_: the call may be answered, and deleted, from another thread.
+      WorkloadApiService* service = service_;
+      Request request = request_fn_;
+      Handle handle = handle_;
+      handle(service, this);
+      Await(service, request, handle);
       return;
     }
     delete this;  // kFinish: the answer has gone (or the call was cancelled)
