@@ -27,38 +27,29 @@ namespace {
 constexpr size_t kMaxBatch = 25;
 }  // namespace
 
-size_t SvidMinter::LeftDue() const {
-  absl::MutexLock lock(&mu_);
-  return left_due_;
-}
-
 absl::Status SvidMinter::MintDue(IdentityState& state) {
   struct Pending {
     int64_t revision;
     common::PrivateKey key;
   };
+  // `snap` keeps the entries `due` points to alive.
   std::shared_ptr<const workload_api::IdentitySnapshot> snap = state.Current();
-  std::vector<std::string> due;
-  std::map<std::string, int64_t> revisions;
+  // Entries without any SVID come first; the rest wait for the next round.
+  std::vector<const workload_api::CachedEntry*> due, renew;
   absl::Time now = clock_.Now();
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, entry] : snap->entries) {
-      auto it = snap->svids.find(id);
-      if (it == snap->svids.end() ||
-          NeedsRenewal(now, it->second->renew_at, it->second->not_after,
-                       it->second->entry_revision, entry->revision) ||
-          state.IssuedByTainted(it->second->chain())) {
-        due.emplace_back(id);
-        revisions[std::string(id)] = entry->revision;
-      }
+  for (const auto& [id, entry] : snap->entries) {
+    auto it = snap->svids.find(id);
+    if (it == snap->svids.end()) {
+      due.push_back(entry.get());
+    } else if (NeedsRenewal(now, it->second->renew_at, it->second->not_after,
+                            it->second->entry_revision, entry->revision) ||
+               state.IssuedByTainted(it->second->chain())) {
+      renew.push_back(entry.get());
     }
-    // Entries without any SVID come first; the rest wait for the next round.
-    std::stable_partition(due.begin(), due.end(),
-                          [&](const std::string& id) { return !snap->svids.count(id); });
-    left_due_ = due.size() > max_per_round_ ? due.size() - max_per_round_ : 0;
-    if (due.size() > max_per_round_) due.resize(max_per_round_);
   }
+  due.insert(due.end(), renew.begin(), renew.end());
+  left_due_ = due.size() > max_per_round_ ? due.size() - max_per_round_ : 0;
+  if (due.size() > max_per_round_) due.resize(max_per_round_);
   for (size_t start = 0; start < due.size(); start += kMaxBatch) {
     v1::BatchNewX509SVIDRequest req;
     std::map<std::string, Pending> pending;
@@ -66,9 +57,9 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key, common::PrivateKey::Generate());
       TRELLIS_ASSIGN_OR_RETURN(std::string csr, common::BuildCsr(key));
       auto* p = req.add_params();
-      p->set_entry_id(due[i]);
+      p->set_entry_id(due[i]->id);
       p->set_csr(std::move(csr));
-      pending.emplace(due[i], Pending{revisions[due[i]], std::move(key)});
+      pending.emplace(due[i]->id, Pending{due[i]->revision, std::move(key)});
     }
     v1::BatchNewX509SVIDResponse resp;
     grpc::ClientContext ctx;

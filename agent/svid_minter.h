@@ -2,13 +2,12 @@
 // chained to a tainted authority), minted in batches with one fresh key each.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/identity_state.h"
 #include "agent/server_connection.h"
@@ -27,7 +26,7 @@ class SvidMinter {
   // failed call ends it with its status.
   absl::Status MintDue(IdentityState& state);
   // How many were left due by the last MintDue (the agent runs another round soon).
-  size_t LeftDue() const;
+  size_t LeftDue() const { return left_due_; }
   // The time until the earliest renewal in `snap`, at least `floor`, at most `cap`.
   absl::Duration UntilNextRenewal(const workload_api::IdentitySnapshot& snap,
                                   absl::Duration floor, absl::Duration cap) const;
@@ -36,8 +35,7 @@ class SvidMinter {
   ServerConnection* const conn_;
   const common::Clock& clock_;
   const size_t max_per_round_;
-  mutable absl::Mutex mu_;
-  size_t left_due_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<size_t> left_due_{0};
 };
 
 }  // namespace trellis::agent

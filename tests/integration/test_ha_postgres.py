@@ -37,6 +37,15 @@ class ReplicasTest(FreshDatabaseTest):
     def replicas(self, *names, **kwargs):
         return [self.d.server(name, postgres_dsn=self.dsn(), **kwargs) for name in names]
 
+    def wait_for_new_workload(self, replica, agent, path, when):
+        """Registers a workload through `replica` and waits until `agent` serves its SVID."""
+        _, sid = replica.register_workload(agent, path)
+        branch = Branch(path.split("/")[-1], agent, sid)
+        try:
+            wait_for(branch.svid, LONG_TIMEOUT, what="an SVID for an entry written " + when)
+        finally:
+            branch.close()
+
 
 class HaPostgresTest(ReplicasTest):
     DB_PREFIX = "trellis_ha_"
@@ -159,13 +168,8 @@ class HaPostgresTest(ReplicasTest):
             replica_a.kill()
             # The agent keeps its identity and carries on with B: a new entry written through B
             # reaches it, and the SVID it already had is still served.
-            _, late = replica_b.register_workload(agent, "ha/after-failover")
-            late_branch = Branch("after-failover", agent, late)
-            try:
-                wait_for(late_branch.svid, LONG_TIMEOUT,
-                         what="an SVID for an entry written after replica A died")
-            finally:
-                late_branch.close()
+            self.wait_for_new_workload(replica_b, agent, "ha/after-failover",
+                                       "after replica A died")
             branch.svid()
             self.assertTrue(agent.process.running())
             # A replica that joins later receives the agent without a restart of the agent.
@@ -310,13 +314,7 @@ class PostgresOutageTest(ReplicasTest):
             print("%d writes attempted across the restart, %d acknowledged, %d stored" %
                   (len(attempted), len(succeeded), len(stored)))
             # Writes work again, through either replica, and reach the other's agent.
-            _, late = replica_a.register_workload(agent, "ha/after-outage")
-            late_branch = Branch("after-outage", agent, late)
-            try:
-                wait_for(late_branch.svid, LONG_TIMEOUT,
-                         what="an SVID for an entry written after the outage")
-            finally:
-                late_branch.close()
+            self.wait_for_new_workload(replica_a, agent, "ha/after-outage", "after the outage")
             # The write refused during the outage left nothing behind.
             listed = replica_b.cli("entry", "show", "-output", "json", check=True).stdout
             self.assertIn("after-outage", listed)
