@@ -40,10 +40,10 @@ absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
     size_t sent = 0;
     for (auto it = known.entries.upper_bound(cursor); it != known.entries.end(); ++it) {
       if (sent == kKnownPerPage) {
-        req.set_page_until(std::string(std::prev(it)->first));
+        req.set_page_until(std::string((*std::prev(it))->id()));
         break;
       }
-      (*req.mutable_known_revisions())[std::string(it->first)] = it->second->revision;
+      (*req.mutable_known_revisions())[std::string((*it)->id())] = (*it)->revision();
       ++sent;
     }
     if (cursor.empty()) {

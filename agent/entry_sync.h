@@ -27,7 +27,7 @@ struct SyncUpdate {
   std::map<std::string, std::shared_ptr<const common::Bundle>> federated;
   std::vector<std::string> removed_federated;
   std::vector<std::string> removed_ids;
-  std::vector<workload_api::CachedEntry> changed;
+  std::vector<std::shared_ptr<const workload_api::CachedEntry>> changed;
   // SyncAuthorizedEntries calls it took (one per page).
   int pages = 0;
 };

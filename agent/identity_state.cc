@@ -17,6 +17,10 @@ template <typename Edit>
 void IdentityState::EditLocked(Edit edit) {
   auto next = std::make_shared<IdentitySnapshot>(*current_);
   edit(*next);
+  // The copy was sized to the old tables; inserts grow them by half or double. A snapshot
+  // outlives its edit unchanged, so it keeps only the slots it uses.
+  next->entries.ShrinkToFit();
+  next->svids.ShrinkToFit();
   next->version = current_->version + 1;
   current_ = std::move(next);
 }
@@ -56,12 +60,12 @@ std::vector<std::string> IdentityState::ApplySync(SyncUpdate update) {
       s.svids.erase(id);
       dropped.push_back(id);
     }
-    for (CachedEntry& entry : update.changed) {
-      auto it = s.entries.find(entry.id);
-      if (it != s.entries.end() && it->second->revision != entry.revision) {
-        dropped.push_back(entry.id);
+    for (std::shared_ptr<const CachedEntry>& entry : update.changed) {
+      auto it = s.entries.find(entry->id());
+      if (it != s.entries.end() && (*it)->revision() != entry->revision()) {
+        dropped.emplace_back(entry->id());
       }
-      s.entries.Put(std::make_shared<const CachedEntry>(std::move(entry)));
+      s.entries.Put(std::move(entry));
     }
     if (bundle) s.bundle = std::move(bundle);
     for (auto& [td, b] : federated) s.federated[td] = std::move(b);
@@ -90,7 +94,7 @@ std::vector<std::string> IdentityState::AddSvids(
 bool IdentityState::PruneExpired(absl::Time now) {
   absl::MutexLock lock(&mu_);
   bool any = false;
-  for (const auto& [id, svid] : current_->svids) {
+  for (const auto& svid : current_->svids) {
     if (now >= svid->not_after) {
       any = true;
       break;

@@ -33,7 +33,7 @@ absl::StatusOr<std::string> JwtSvidCache::Fetch(const workload_api::CachedEntry&
   std::vector<std::string> sorted(audience);
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  const std::string key = entry.id + "\n" + absl::StrJoin(sorted, "\n");
+  const std::string key = std::string(entry.id()) + "\n" + absl::StrJoin(sorted, "\n");
   absl::Time now = clock_.Now();
   std::optional<Item> cached;
   {
@@ -45,7 +45,7 @@ absl::StatusOr<std::string> JwtSvidCache::Fetch(const workload_api::CachedEntry&
     }
   }
   v1::NewJWTSVIDRequest req;
-  req.set_entry_id(entry.id);
+  req.set_entry_id(std::string(entry.id()));
   for (const auto& a : sorted) req.add_audience(a);
   v1::NewJWTSVIDResponse resp;
   grpc::ClientContext ctx;

@@ -37,13 +37,13 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
   // Entries without any SVID come first; the rest wait for the next round.
   std::vector<const workload_api::CachedEntry*> due, renew;
   absl::Time now = clock_.Now();
-  for (const auto& [id, entry] : snap->entries) {
-    auto it = snap->svids.find(id);
+  for (const auto& entry : snap->entries) {
+    auto it = snap->svids.find(entry->id());
     if (it == snap->svids.end()) {
       due.push_back(entry.get());
-    } else if (NeedsRenewal(now, it->second->renew_at, it->second->not_after,
-                            it->second->entry_revision, entry->revision) ||
-               state.IssuedByTainted(it->second->chain())) {
+    } else if (NeedsRenewal(now, (*it)->renew_at, (*it)->not_after,
+                            (*it)->entry_revision, entry->revision()) ||
+               state.IssuedByTainted((*it)->chain())) {
       renew.push_back(entry.get());
     }
   }
@@ -57,9 +57,9 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       TRELLIS_ASSIGN_OR_RETURN(common::PrivateKey key, common::PrivateKey::Generate());
       TRELLIS_ASSIGN_OR_RETURN(std::string csr, common::BuildCsr(key));
       auto* p = req.add_params();
-      p->set_entry_id(due[i]->id);
+      p->set_entry_id(std::string(due[i]->id()));
       p->set_csr(std::move(csr));
-      pending.emplace(due[i]->id, Pending{due[i]->revision, std::move(key)});
+      pending.emplace(std::string(due[i]->id()), Pending{due[i]->revision(), std::move(key)});
     }
     v1::BatchNewX509SVIDResponse resp;
     grpc::ClientContext ctx;
@@ -87,8 +87,8 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
       svid->not_before = chain->front().not_before();
       svid->not_after = chain->front().not_after();
       svid->entry_revision = it->second.revision;
-      svid->renew_at =
-          RenewalTime(std::max(svid->not_before, clock_.Now()), svid->not_after, RandomUnitJitter());
+      svid->renew_at = RenewalTime(std::max<absl::Time>(svid->not_before, clock_.Now()),
+                                   svid->not_after, RandomUnitJitter());
       minted.push_back(std::move(svid));
     }
     std::vector<std::string> kept = state.AddSvids(std::move(minted));
@@ -101,7 +101,7 @@ absl::Duration SvidMinter::UntilNextRenewal(const workload_api::IdentitySnapshot
                                             absl::Duration floor, absl::Duration cap) const {
   absl::Duration wait = cap;
   absl::Time now = clock_.Now();
-  for (const auto& [id, svid] : snap.svids) wait = std::min(wait, std::max(floor, svid->renew_at - now));
+  for (const auto& svid : snap.svids) wait = std::min(wait, std::max(floor, svid->renew_at - now));
   return wait;
 }
 

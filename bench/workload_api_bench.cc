@@ -222,12 +222,13 @@ workload_api::IdentitySnapshot Snapshot(const common::X509SvidIssuer& issuer,
                                      const workload_api::CachedEntry& entry) {
   auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "SVID key");
   std::string leaf =
-      OrDie(issuer.IssueForPublicKey(key.public_key(), entry.spiffe_id, absl::Hours(1)), "SVID");
+      OrDie(issuer.IssueForPublicKey(key.public_key(), OrDie(common::SpiffeId::Parse(entry.spiffe_id()), "SPIFFE ID"),
+                                    absl::Hours(1)), "SVID");
   common::SecretBytes pkcs8 = OrDie(key.ToPkcs8Der(), "PKCS#8");
-  workload_api::CachedSvid svid(entry.id, {leaf}, pkcs8.view());
+  workload_api::CachedSvid svid(entry.id(), {leaf}, pkcs8.view());
   svid.not_before = absl::Now() - absl::Seconds(10);
   svid.not_after = absl::Now() + absl::Hours(1);
-  svid.entry_revision = entry.revision;
+  svid.entry_revision = entry.revision();
   workload_api::IdentitySnapshot snap;
   snap.ready = true;
   snap.bundle = workload_api::RenderedBundle::Of(std::move(bundle));
@@ -326,7 +327,7 @@ int Main() {
 
     // Rotation: publish a new SVID for the entry and time its arrival on every stream.
     workload_api::IdentitySnapshot rotated = Snapshot(*issuer, bundle, entry);
-    std::string new_leaf = std::string(rotated.svids.begin()->second->leaf());
+    std::string new_leaf = std::string((*rotated.svids.begin())->leaf());
     auto published = Clock::now();
     cache.Publish(std::move(rotated));
     std::optional<std::pair<Clock::time_point, Clock::time_point>> arrivals;

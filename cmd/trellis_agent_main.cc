@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   // glibc gives every thread that allocates its own arena (up to 8 per core), and each keeps
   // freed memory resident. The agent's threads allocate little and rarely at the same time,
   // so two arenas are enough and keep its resident size down. Set before any thread starts.
-  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_ARENA_MAX, 1);
   std::vector<std::string> args(argv + 1, argv + argc);
 #ifdef TRELLIS_AGENT_COMMANDS
   if (!args.empty() && trellis::cmd::IsAgentCommand(args[0])) {

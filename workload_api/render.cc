@@ -23,12 +23,12 @@ absl::StatusOr<X509SVIDResponse> RenderX509Svids(const IdentitySnapshot& snap,
   const std::string& own_bundle = snap.bundle ? snap.bundle->x509_der() : kNoBundle;
   for (const Identity& id : ids) {
     X509SVID* svid = resp.add_svids();
-    svid->set_spiffe_id(id.entry->spiffe_id.String());
+    svid->set_spiffe_id(std::string(id.entry->spiffe_id()));
     std::string_view chain = id.svid->chain();
     svid->set_x509_svid(chain.data(), chain.size());
     id.svid->KeyPkcs8Der(svid->mutable_x509_svid_key());
     svid->set_bundle(own_bundle);
-    svid->set_hint(id.entry->hint);
+    svid->set_hint(std::string(id.entry->hint()));
   }
   for (const auto& [td, bundle] : snap.BundlesFor(ids, /*include_own=*/false)) {
     (*resp.mutable_federated_bundles())[td] = bundle->x509_der();

@@ -187,19 +187,19 @@ absl::Status WorkloadApiService::FetchJwt(const PeerRecord& record, const JWTSVI
   std::vector<const CachedEntry*> entries = snap->EntriesFor(selectors);
   bool any = false;
   for (const CachedEntry* entry : entries) {
-    if (!req.spiffe_id().empty() && entry->spiffe_id.String() != req.spiffe_id()) continue;
+    if (!req.spiffe_id().empty() && entry->spiffe_id() != req.spiffe_id()) continue;
     any = true;
     auto token = minter_ ? minter_(*entry, audience)
                          : absl::StatusOr<std::string>(absl::UnavailableError("no JWT minter"));
     if (!token.ok()) {
       return absl::Status(token.status().code(),
-                          absl::StrCat("could not fetch JWT-SVID for ", entry->spiffe_id.String(),
+                          absl::StrCat("could not fetch JWT-SVID for ", std::string(entry->spiffe_id()),
                                        ": ", token.status().message()));
     }
     JWTSVID* svid = resp->add_svids();
-    svid->set_spiffe_id(entry->spiffe_id.String());
+    svid->set_spiffe_id(std::string(entry->spiffe_id()));
     svid->set_svid(*std::move(token));
-    svid->set_hint(entry->hint);
+    svid->set_hint(std::string(entry->hint()));
   }
   if (!any) return absl::PermissionDeniedError("no identity issued");
   return absl::OkStatus();

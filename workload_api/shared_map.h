@@ -1,7 +1,8 @@
 // An immutable-value map for snapshots: shared pointers to values sorted by a key each value
-// holds (an entry's id), in one array. Copying a snapshot copies that array, one allocation,
-// where a std::map copied a node and a key string per element: with thousands of entries,
-// every snapshot edit churned the heap and left it fragmented.
+// holds (an entry's id), in one array of 16-byte slots. Copying a snapshot copies that array,
+// one allocation, where a std::map copied a node and a key string per element: with thousands
+// of entries, every snapshot edit churned the heap and left it fragmented. The key is read
+// from the value itself, so a slot holds nothing but the pointer.
 #pragma once
 
 #include <algorithm>
@@ -20,10 +21,12 @@ template <typename V, std::string_view (*KeyOf)(const V&)>
 class SharedMap {
  public:
   using Value = std::shared_ptr<const V>;
-  // The key is a view into the value the same element keeps alive.
-  using value_type = std::pair<std::string_view, Value>;
-  using const_iterator = typename std::vector<value_type>::const_iterator;
+  using value_type = Value;
+  using const_iterator = typename std::vector<Value>::const_iterator;
   using iterator = const_iterator;
+
+  // The key of the value an iterator points at.
+  static std::string_view Key(const Value& value) { return KeyOf(*value); }
 
   const_iterator begin() const { return items_.begin(); }
   const_iterator end() const { return items_.end(); }
@@ -32,32 +35,30 @@ class SharedMap {
 
   const_iterator find(std::string_view key) const {
     auto it = lower_bound(key);
-    return it != items_.end() && it->first == key ? it : items_.end();
+    return it != items_.end() && Key(*it) == key ? it : items_.end();
   }
   size_t count(std::string_view key) const { return find(key) == end() ? 0 : 1; }
   // The first element whose key is greater than `key`.
   const_iterator upper_bound(std::string_view key) const {
     return std::upper_bound(items_.begin(), items_.end(), key,
-                            [](std::string_view k, const value_type& v) { return k < v.first; });
+                            [](std::string_view k, const Value& v) { return k < Key(v); });
   }
   const Value& at(std::string_view key) const {
     auto it = find(key);
     if (it == end()) throw std::out_of_range("no such key");
-    return it->second;
+    return *it;
   }
 
   // Inserts `value` under its own key, or replaces the value held under it. Appending in key
   // order (as a sync delivers entries) costs no moves.
   void Put(Value value) {
-    std::string_view key = KeyOf(*value);
-    auto it = lower_bound(key);
-    if (it != items_.end() && it->first == key) {
-      auto pos = items_.begin() + (it - items_.cbegin());
-      pos->second = std::move(value);
-      pos->first = KeyOf(*pos->second);
+    auto it = lower_bound(Key(value));
+    auto pos = items_.begin() + (it - items_.cbegin());
+    if (pos != items_.end() && Key(*pos) == Key(value)) {
+      *pos = std::move(value);
       return;
     }
-    items_.insert(it, value_type(key, std::move(value)));
+    items_.insert(pos, std::move(value));
   }
   // True when there was a value under `key`.
   bool erase(std::string_view key) {
@@ -70,17 +71,20 @@ class SharedMap {
   template <typename Pred>
   void Filter(Pred keep) {
     items_.erase(std::remove_if(items_.begin(), items_.end(),
-                                [&](const value_type& v) { return !keep(*v.second); }),
+                                [&](const Value& v) { return !keep(*v); }),
                  items_.end());
   }
+  // Gives back the room that edits left beyond the elements: a snapshot lives on unedited,
+  // and a table grown by inserts holds up to twice the slots it uses.
+  void ShrinkToFit() { items_.shrink_to_fit(); }
 
  private:
   const_iterator lower_bound(std::string_view key) const {
     return std::lower_bound(items_.begin(), items_.end(), key,
-                            [](const value_type& v, std::string_view k) { return v.first < k; });
+                            [](const Value& v, std::string_view k) { return Key(v) < k; });
   }
 
-  std::vector<value_type> items_;
+  std::vector<Value> items_;
 };
 
 }  // namespace trellis::workload_api

@@ -83,7 +83,7 @@ TEST(IdentitySnapshot, EntryAppliesWhenItsSelectorsAreASubset) {
                workload_api::CachedEntry{"b", id, {"unix:uid:1", "unix:gid:9"}, {}, "", 1, 2, 0}));
   auto got = snap.EntriesFor({"unix:uid:1", "unix:gid:2"});
   ASSERT_EQ(got.size(), 1u);
-  EXPECT_EQ(got[0]->id, "a");
+  EXPECT_EQ(got[0]->id(), "a");
 }
 
 }  // namespace

@@ -241,7 +241,7 @@ class FakeAgentServerTest : public ::testing::Test {
     while (absl::Now() < deadline) {
       auto snap = cache->Snapshot();
       auto it = snap->svids.find("e1");
-      if (it != snap->svids.end() && it->second->entry_revision == revision) return true;
+      if (it != snap->svids.end() && (*it)->entry_revision == revision) return true;
       absl::SleepFor(absl::Milliseconds(10));
     }
     return false;

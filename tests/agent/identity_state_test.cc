@@ -19,7 +19,7 @@ workload_api::CachedEntry Entry(const std::string& id, int64_t revision) {
 // A sync that changed one entry.
 SyncUpdate Changed(workload_api::CachedEntry entry) {
   SyncUpdate update;
-  update.changed.push_back(std::move(entry));
+  update.changed.push_back(std::make_shared<const workload_api::CachedEntry>(std::move(entry)));
   return update;
 }
 
@@ -45,9 +45,9 @@ TEST(IdentityState, ChangeLeavesThePublishedSnapshotUntouched) {
   std::vector<std::string> dropped = state.ApplySync(Changed(Entry("a", 2)));
   ASSERT_EQ(dropped.size(), 1u);
   EXPECT_EQ(dropped[0], "a");
-  EXPECT_EQ(before->entries.at("a")->revision, 1);
+  EXPECT_EQ(before->entries.at("a")->revision(), 1);
   ASSERT_TRUE(state.PublishTo(&cache));
-  EXPECT_EQ(cache.Snapshot()->entries.at("a")->revision, 2);
+  EXPECT_EQ(cache.Snapshot()->entries.at("a")->revision(), 2);
   EXPECT_GT(cache.Snapshot()->version, before->version);
 }
 

@@ -67,5 +67,37 @@ TEST(CachedSvid, KeyWhosePointIsNotInTheLeafIsKeptWhole) {
   ExpectKeptWhole(other.leaf, issued.pkcs8);
 }
 
+TEST(CachedSvid, MovingCarriesTheBytesAndEmptiesTheSource) {
+  Issued issued = Issue(common::KeyType::kEcP256);
+  CachedSvid svid("entry-1", {issued.leaf}, issued.pkcs8);
+  svid.entry_revision = 4;
+  CachedSvid moved(std::move(svid));
+  EXPECT_EQ(moved.entry_id(), "entry-1");
+  EXPECT_EQ(moved.leaf(), issued.leaf);
+  EXPECT_EQ(moved.entry_revision, 4);
+  EXPECT_TRUE(svid.chain().empty());  // NOLINT(bugprone-use-after-move): moved-from is empty
+  CachedSvid assigned("other", {"x"}, "k");
+  assigned = std::move(moved);
+  std::string key;
+  assigned.KeyPkcs8Der(&key);
+  EXPECT_EQ(key, issued.pkcs8);
+  EXPECT_EQ(assigned.entry_id(), "entry-1");
+}
+
+TEST(PackedTime, KeepsMicrosecondsAndTheInfinities) {
+  const absl::Time t = absl::FromUnixMicros(1'700'000'000'123'456);
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(t)), t);
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(absl::UnixEpoch())), absl::UnixEpoch());
+  const absl::Time before_epoch = absl::FromUnixMicros(-5);
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(before_epoch)), before_epoch);
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(absl::InfinitePast())), absl::InfinitePast());
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(absl::InfiniteFuture())), absl::InfiniteFuture());
+  // Sub-microsecond parts are dropped, never rounded up past the original.
+  const absl::Time odd = t + absl::Nanoseconds(999);
+  EXPECT_EQ(static_cast<absl::Time>(PackedTime(odd)), t);
+  CachedSvid svid;
+  EXPECT_EQ(static_cast<absl::Time>(svid.renew_at), absl::InfinitePast());
+}
+
 }  // namespace
 }  // namespace trellis::workload_api

@@ -291,9 +291,9 @@ TEST_F(WorkloadApiTest, FetchX509SvidReturnsDefaultIdentityWithKeyAndBundle) {
 
 TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
   IdentitySnapshot snap = ReadySnapshot();
-  CachedEntry other_uid = *snap.entries.at("e1");
-  other_uid.selectors = {"unix:uid:999999"};
-  snap.entries.Put(std::make_shared<const CachedEntry>(std::move(other_uid)));
+  std::shared_ptr<const CachedEntry> e1 = snap.entries.at("e1");
+  snap.entries.Put(std::make_shared<const CachedEntry>(
+      Entry("e1", std::string(e1->spiffe_id()), {"unix:uid:999999"}, e1->created_at())));
   cache_.Publish(snap);
   StartServer();
   auto stub = Stub();
@@ -469,7 +469,7 @@ TEST_F(WorkloadApiTest, FetchJwtSvidMintsForEachIdentity) {
   StartServer([&](const CachedEntry& entry,
                   const std::vector<std::string>& aud) -> absl::StatusOr<std::string> {
     seen_audience = aud;
-    return "token-for-" + entry.id;
+    return "token-for-" + std::string(entry.id());
   });
   auto stub = Stub();
   grpc::ClientContext ctx;

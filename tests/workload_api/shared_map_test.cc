@@ -23,7 +23,7 @@ std::shared_ptr<const Item> MakeItem(std::string key, int value) {
 
 std::vector<std::string> Keys(const Map& m) {
   std::vector<std::string> out;
-  for (const auto& [key, item] : m) out.emplace_back(key);
+  for (const auto& item : m) out.emplace_back(Map::Key(item));
   return out;
 }
 
@@ -40,7 +40,7 @@ TEST(SharedMap, PutUnderAnExistingKeyReplacesTheValue) {
   m.Put(MakeItem("a", 2));
   ASSERT_EQ(m.size(), 1u);
   EXPECT_EQ(m.at("a")->value, 2);
-  EXPECT_EQ(m.find("a")->first, "a");
+  EXPECT_EQ(Map::Key(*m.find("a")), "a");
 }
 
 TEST(SharedMap, FindCountAtAndUpperBound) {
@@ -50,8 +50,8 @@ TEST(SharedMap, FindCountAtAndUpperBound) {
   EXPECT_EQ(m.count("b"), 0u);
   EXPECT_EQ(m.find("b"), m.end());
   EXPECT_THROW(m.at("b"), std::out_of_range);
-  EXPECT_EQ(m.upper_bound("")->first, "a");
-  EXPECT_EQ(m.upper_bound("c")->first, "e");
+  EXPECT_EQ(Map::Key(*m.upper_bound("")), "a");
+  EXPECT_EQ(Map::Key(*m.upper_bound("c")), "e");
   EXPECT_EQ(m.upper_bound("e"), m.end());
 }
 
@@ -73,8 +73,8 @@ TEST(SharedMap, ACopySharesValuesAndOutlivesTheOriginal) {
   original.reset();
   // The key is a view into the value, which the copy keeps alive.
   ASSERT_EQ(copy.size(), 1u);
-  EXPECT_EQ(copy.begin()->first, "shared-key-longer-than-the-small-string-buffer");
-  EXPECT_EQ(copy.begin()->second->value, 7);
+  EXPECT_EQ(Map::Key(*copy.begin()), "shared-key-longer-than-the-small-string-buffer");
+  EXPECT_EQ((*copy.begin())->value, 7);
 }
 
 TEST(SharedMap, EditingACopyLeavesTheOriginalAlone) {
