@@ -139,7 +139,24 @@ CachedSvid::CachedSvid(std::string_view entry_id, const std::vector<std::string>
   std::memcpy(out, key.data(), key.size());
   id_size_ = static_cast<uint32_t>(entry_id.size());
   chain_size_ = static_cast<uint32_t>(chain);
-  leaf_size_ = static_cast<uint32_t>(leaf.size());
+}
+
+std::string_view CachedSvid::leaf() const {
+  std::string_view chain = this->chain();
+  // A DER SEQUENCE: 0x30, then its length, short form or long form in up to four bytes.
+  if (chain.size() < 2 || static_cast<unsigned char>(chain[0]) != 0x30) return chain;
+  size_t header = 2;
+  size_t length = static_cast<unsigned char>(chain[1]);
+  if (length & 0x80) {
+    size_t octets = length & 0x7f;
+    if (octets == 0 || octets > 4 || chain.size() < 2 + octets) return chain;
+    length = 0;
+    for (size_t i = 0; i < octets; ++i) {
+      length = (length << 8) | static_cast<unsigned char>(chain[2 + i]);
+    }
+    header += octets;
+  }
+  return header + length <= chain.size() ? chain.substr(0, header + length) : chain;
 }
 
 CachedSvid::~CachedSvid() { Wipe(); }
@@ -153,7 +170,6 @@ CachedSvid::CachedSvid(CachedSvid&& other) noexcept
       size_(std::exchange(other.size_, 0)),
       id_size_(std::exchange(other.id_size_, 0)),
       chain_size_(std::exchange(other.chain_size_, 0)),
-      leaf_size_(std::exchange(other.leaf_size_, 0)),
       point_offset_(std::exchange(other.point_offset_, kNoPoint)) {}
 
 CachedSvid& CachedSvid::operator=(CachedSvid&& other) noexcept {
@@ -167,7 +183,6 @@ CachedSvid& CachedSvid::operator=(CachedSvid&& other) noexcept {
     size_ = std::exchange(other.size_, 0);
     id_size_ = std::exchange(other.id_size_, 0);
     chain_size_ = std::exchange(other.chain_size_, 0);
-    leaf_size_ = std::exchange(other.leaf_size_, 0);
     point_offset_ = std::exchange(other.point_offset_, kNoPoint);
   }
   return *this;

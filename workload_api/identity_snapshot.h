@@ -142,7 +142,7 @@ class CachedSvid {
   std::string_view entry_id() const { return view().substr(0, id_size_); }
   // The chain's DER certificates, concatenated (as the Workload API sends them).
   std::string_view chain() const { return view().substr(id_size_, chain_size_); }
-  std::string_view leaf() const { return view().substr(id_size_, leaf_size_); }
+  std::string_view leaf() const;
   // Replaces `out` with the key's PKCS#8 DER (the caller wipes it when done).
   void KeyPkcs8Der(std::string* out) const;
   // True when the key is kept as its scalar alone.
@@ -162,8 +162,7 @@ class CachedSvid {
   std::unique_ptr<char[]> bytes_;  // entry id, chain, key (PKCS#8, or the P-256 scalar)
   uint32_t size_ = 0;
   uint32_t id_size_ = 0;
-  uint32_t chain_size_ = 0;
-  uint32_t leaf_size_ = 0;
+  uint32_t chain_size_ = 0;  // the leaf's own size is in its DER header
   uint32_t point_offset_ = kNoPoint;  // where the leaf holds the key's public point
 };
 

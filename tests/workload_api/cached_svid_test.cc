@@ -84,6 +84,20 @@ TEST(CachedSvid, MovingCarriesTheBytesAndEmptiesTheSource) {
   EXPECT_EQ(assigned.entry_id(), "entry-1");
 }
 
+TEST(CachedSvid, TheLeafEndsWhereItsDerHeaderSays) {
+  const std::string short_form("\x30\x03" "abc", 5);
+  EXPECT_EQ(CachedSvid("e", {short_form, "tail"}, "k").leaf(), short_form);
+  const std::string long_form = std::string("\x30\x81\x81", 3) + std::string(0x81, 'x');
+  EXPECT_EQ(CachedSvid("e", {long_form, "tail"}, "k").leaf(), long_form);
+  // Not DER, or a length past the chain: the leaf is the whole chain, never past it.
+  EXPECT_EQ(CachedSvid("e", {"not der", "tail"}, "k").leaf(), "not dertail");
+  const std::string truncated("\x30\x82\x01", 3);
+  EXPECT_EQ(CachedSvid("e", {truncated}, "k").leaf(), truncated);
+  const std::string too_long("\x30\x10" "ab", 4);
+  EXPECT_EQ(CachedSvid("e", {too_long}, "k").leaf(), too_long);
+  EXPECT_EQ(CachedSvid("e", {}, "k").leaf(), "");
+}
+
 TEST(PackedTime, KeepsMicrosecondsAndTheInfinities) {
   const absl::Time t = absl::FromUnixMicros(1'700'000'000'123'456);
   EXPECT_EQ(static_cast<absl::Time>(PackedTime(t)), t);
