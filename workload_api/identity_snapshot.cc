@@ -56,6 +56,10 @@ PackedTime::operator absl::Time() const {
 
 std::string_view StringList::at(size_t i) const { return CachedEntry::ItemOf(data_, first_ + i); }
 
+std::string_view StringList::const_iterator::operator*() const {
+  return CachedEntry::ItemOf(data_, index_);
+}
+
 std::string_view CachedEntry::ItemOf(const char* data, size_t index) {
   uint32_t begin = Bound(data, index);
   return std::string_view(data + begin, Bound(data, index + 1) - begin);

@@ -19,7 +19,8 @@
 
 namespace trellis::workload_api {
 
-// Strings kept one after another in a CachedEntry's buffer, read as views.
+// Strings kept one after another in a CachedEntry's buffer, read as views. The list and its
+// iterators point into the entry's buffer and are valid while the entry is.
 class StringList {
  public:
   class const_iterator {
@@ -31,7 +32,7 @@ class StringList {
     using reference = std::string_view;
 
     const_iterator() = default;
-    std::string_view operator*() const { return list_->at(index_); }
+    std::string_view operator*() const;
     const_iterator& operator++() {
       ++index_;
       return *this;
@@ -45,16 +46,16 @@ class StringList {
 
    private:
     friend class StringList;
-    const_iterator(const StringList* list, size_t index) : list_(list), index_(index) {}
-    const StringList* list_ = nullptr;
-    size_t index_ = 0;
+    const_iterator(const char* data, size_t index) : data_(data), index_(index) {}
+    const char* data_ = nullptr;
+    size_t index_ = 0;  // in the entry's table
   };
 
   size_t size() const { return count_; }
   bool empty() const { return count_ == 0; }
   std::string_view at(size_t i) const;
-  const_iterator begin() const { return const_iterator(this, 0); }
-  const_iterator end() const { return const_iterator(this, count_); }
+  const_iterator begin() const { return const_iterator(data_, first_); }
+  const_iterator end() const { return const_iterator(data_, first_ + count_); }
   std::vector<std::string> ToVector() const { return std::vector<std::string>(begin(), end()); }
 
  private:
