@@ -8,7 +8,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "agent/attestation_call.h"
 #include "agent/bootstrap.h"
 #include "agent/entry_sync.h"
@@ -182,7 +181,7 @@ absl::Status Agent::HandleRefusal(const absl::Status& status) {
 absl::Status Agent::MaybeRenewAgentSvid() {
   TRELLIS_ASSIGN_OR_RETURN(auto times, agent_svid_.RenewAtAndExpiry());
   auto [renew_at, not_after] = times;
-  if (state_.IssuedByTainted(absl::StrJoin(agent_svid_.ChainDer(), ""))) {
+  if (state_.IssuedByTainted(agent_svid_.ChainDer())) {
     renew_at = absl::InfinitePast();
   }
   absl::Time now = clock_.Now();

@@ -88,11 +88,9 @@ bool AgentSvid::ValidAt(absl::Time now) const {
   return !chain_.empty() && now < chain_.front().not_after();
 }
 
-std::vector<std::string> AgentSvid::ChainDer() const {
+std::string AgentSvid::ChainDer() const {
   absl::MutexLock lock(&mu_);
-  std::vector<std::string> out;
-  for (const auto& c : chain_) out.push_back(c.der());
-  return out;
+  return common::Certificate::ChainToDer(chain_);
 }
 
 absl::StatusOr<std::pair<absl::Time, absl::Time>> AgentSvid::RenewAtAndExpiry() const {

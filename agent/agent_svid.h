@@ -42,8 +42,8 @@ class AgentSvid {
   std::optional<common::SpiffeId> id() const;
   // True when present and not expired at `now`.
   bool ValidAt(absl::Time now) const;
-  // DER of the chain, leaf first (empty without an SVID).
-  std::vector<std::string> ChainDer() const;
+  // The chain's DER certificates concatenated, leaf first (empty without an SVID).
+  std::string ChainDer() const;
   // UNAUTHENTICATED without an SVID; otherwise the renewal time and expiry.
   absl::StatusOr<std::pair<absl::Time, absl::Time>> RenewAtAndExpiry() const;
 

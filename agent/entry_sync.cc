@@ -22,56 +22,7 @@ constexpr uint32_t kPageEntries = 1000;
 constexpr size_t kKnownPerPage = 2000;
 
 // Adds one response's part to `update`.
-absl::Status Merge(v1::SyncAuthorizedEntriesResponse& resp, const common::TrustDomain& td,
-                   SyncUpdate& update);
-
-}  // namespace
-
-absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
-                                       const workload_api::IdentitySnapshot& known,
-                                       const common::TrustDomain& td) {
-  SyncUpdate update;
-  std::string cursor;
-  while (true) {
-    v1::SyncAuthorizedEntriesRequest req;
-    req.set_page_after(cursor);
-    req.set_page_size(kPageEntries);
-    // The agent's own ids bound the page: it sends at most kKnownPerPage of them.
-    size_t sent = 0;
-    for (auto it = known.entries.upper_bound(cursor); it != known.entries.end(); ++it) {
-      if (sent == kKnownPerPage) {
-        req.set_page_until(std::string((*std::prev(it))->id()));
-        break;
-      }
-      (*req.mutable_known_revisions())[std::string((*it)->id())] = (*it)->revision();
-      ++sent;
-    }
-    if (cursor.empty()) {
-      req.set_bundle_sequence(known.bundle ? known.bundle->bundle().sequence() : 0);
-      for (const auto& [name, b] : known.federated) {
-        (*req.mutable_federated_bundle_sequences())[name] = b->bundle().sequence();
-      }
-    }
-    v1::SyncAuthorizedEntriesResponse resp;
-    grpc::ClientContext ctx;
-    SetDeadline(&ctx, kCallTimeout);
-    grpc::Status s = conn.Stub()->SyncAuthorizedEntries(&ctx, req, &resp);
-    if (!s.ok()) return transport::FromGrpcStatus(s);
-    TRELLIS_RETURN_IF_ERROR(Merge(resp, td, update));
-    ++update.pages;
-    std::string next = !resp.truncated_after().empty() ? resp.truncated_after() : req.page_until();
-    if (next.empty()) break;
-    if (next <= cursor) {
-      return absl::InternalError("server answered a sync page that does not move forward");
-    }
-    cursor = std::move(next);
-  }
-  return update;
-}
-
-namespace {
-
-absl::Status Merge(v1::SyncAuthorizedEntriesResponse& resp, const common::TrustDomain& td,
+absl::Status Merge(const v1::SyncAuthorizedEntriesResponse& resp, const common::TrustDomain& td,
                    SyncUpdate& update) {
   if (resp.has_bundle()) {
     auto b = transport::BundleFromProto(resp.bundle());
@@ -115,5 +66,48 @@ absl::Status Merge(v1::SyncAuthorizedEntriesResponse& resp, const common::TrustD
 }
 
 }  // namespace
+
+
+absl::StatusOr<SyncUpdate> SyncEntries(ServerConnection& conn,
+                                       const workload_api::IdentitySnapshot& known,
+                                       const common::TrustDomain& td) {
+  SyncUpdate update;
+  std::string cursor;
+  while (true) {
+    v1::SyncAuthorizedEntriesRequest req;
+    req.set_page_after(cursor);
+    req.set_page_size(kPageEntries);
+    // The agent's own ids bound the page: it sends at most kKnownPerPage of them.
+    size_t sent = 0;
+    for (auto it = known.entries.upper_bound(cursor); it != known.entries.end(); ++it) {
+      if (sent == kKnownPerPage) {
+        req.set_page_until(std::string((*std::prev(it))->id()));
+        break;
+      }
+      (*req.mutable_known_revisions())[std::string((*it)->id())] = (*it)->revision();
+      ++sent;
+    }
+    if (cursor.empty()) {
+      req.set_bundle_sequence(known.bundle ? known.bundle->bundle().sequence() : 0);
+      for (const auto& [name, b] : known.federated) {
+        (*req.mutable_federated_bundle_sequences())[name] = b->bundle().sequence();
+      }
+    }
+    v1::SyncAuthorizedEntriesResponse resp;
+    grpc::ClientContext ctx;
+    SetDeadline(&ctx, kCallTimeout);
+    grpc::Status s = conn.Stub()->SyncAuthorizedEntries(&ctx, req, &resp);
+    if (!s.ok()) return transport::FromGrpcStatus(s);
+    TRELLIS_RETURN_IF_ERROR(Merge(resp, td, update));
+    ++update.pages;
+    std::string next = !resp.truncated_after().empty() ? resp.truncated_after() : req.page_until();
+    if (next.empty()) break;
+    if (next <= cursor) {
+      return absl::InternalError("server answered a sync page that does not move forward");
+    }
+    cursor = std::move(next);
+  }
+  return update;
+}
 
 }  // namespace trellis::agent

@@ -10,7 +10,8 @@ namespace trellis::agent {
 
 namespace v1 = ::trellis::server::v1;
 
-absl::StatusOr<std::shared_ptr<const workload_api::CachedEntry>> EntryFromProto(const v1::Entry& e) {
+absl::StatusOr<std::shared_ptr<const workload_api::CachedEntry>> EntryFromProto(
+    const v1::Entry& e) {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId id, common::SpiffeId::Parse(e.spiffe_id()));
   std::vector<std::string> selectors, federates_with;
   selectors.reserve(e.selectors_size());

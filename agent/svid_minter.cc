@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "agent/rotation.h"
@@ -108,16 +109,26 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
   due.insert(due.end(), renew.begin(), renew.end());
   left_due_ = due.size() > max_per_round_ ? due.size() - max_per_round_ : 0;
   if (due.size() > max_per_round_) due.resize(max_per_round_);
+  // The round's SVIDs join the state in one edit (each edit copies the snapshot's tables),
+  // also when a batch fails after others succeeded. Workloads see them when the caller
+  // publishes, after the round.
+  std::vector<std::shared_ptr<const CachedSvid>> minted;
+  minted.reserve(due.size());
+  auto keep_minted = [&] {
+    if (!minted.empty()) state.AddSvids(std::move(minted));
+  };
   for (size_t start = 0; start < due.size(); start += kMaxBatch) {
     std::vector<const workload_api::CachedEntry*> batch(
         due.begin() + start, due.begin() + std::min(due.size(), start + kMaxBatch));
-    TRELLIS_ASSIGN_OR_RETURN(std::vector<Issued> issued, CallBatch(*conn_, batch));
+    absl::StatusOr<std::vector<Issued>> issued = CallBatch(*conn_, batch);
+    if (!issued.ok()) {
+      keep_minted();
+      return issued.status();
+    }
     // The call's keys, CSRs, messages and parsed certificates are freed by now: the SVIDs kept
     // for good are allocated into the room those left rather than between them, where the
     // heap could not give that room back.
-    std::vector<std::shared_ptr<const CachedSvid>> minted;
-    minted.reserve(issued.size());
-    for (const Issued& r : issued) {
+    for (const Issued& r : *issued) {
       auto svid = std::make_shared<CachedSvid>(r.entry_id, r.ders, r.pkcs8.view());
       svid->not_before = r.not_before;
       svid->not_after = r.not_after;
@@ -126,10 +137,11 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
                                    RandomUnitJitter());
       minted.push_back(std::move(svid));
     }
-    issued.clear();
-    std::vector<std::string> kept = state.AddSvids(std::move(minted));
-    if (!kept.empty()) common::LogInfo(absl::StrCat("minted ", kept.size(), " workload SVID(s)"));
+    if (!issued->empty()) {
+      common::LogInfo(absl::StrCat("minted ", issued->size(), " workload SVID(s)"));
+    }
   }
+  keep_minted();
   return absl::OkStatus();
 }
 

@@ -147,9 +147,9 @@ int Main() {
               marginal_kib <= kPerSvidTargetKiB ? "PASS" : "MISS");
   std::printf("  after fetching all %d SVIDs once        %8.1f MiB\n", kMoreEntries + 1,
               after_fetch / 1024.0);
-  std::printf("  ratio idle agent / client floor: %.2f; %d SVIDs minted in %.1f s, %d more in %.1f s\n",
-              static_cast<double>(idle) / self, kEntries, seconds, kMoreEntries - kEntries,
-              seconds_more);
+  std::printf(
+      "  ratio idle agent / client floor: %.2f; %d SVIDs minted in %.1f s, %d more in %.1f s\n",
+      static_cast<double>(idle) / self, kEntries, seconds, kMoreEntries - kEntries, seconds_more);
   const double uss_ratio =
       self_mem.uss_kib > 0 ? static_cast<double>(idle_mem.uss_kib) / self_mem.uss_kib : 0;
   const double per_svid_private_kib =

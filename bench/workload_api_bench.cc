@@ -222,8 +222,10 @@ workload_api::IdentitySnapshot Snapshot(const common::X509SvidIssuer& issuer,
                                      const workload_api::CachedEntry& entry) {
   auto key = OrDie(common::PrivateKey::Generate(common::KeyType::kEcP256), "SVID key");
   std::string leaf =
-      OrDie(issuer.IssueForPublicKey(key.public_key(), OrDie(common::SpiffeId::Parse(entry.spiffe_id()), "SPIFFE ID"),
-                                    absl::Hours(1)), "SVID");
+      OrDie(issuer.IssueForPublicKey(key.public_key(),
+                                     OrDie(common::SpiffeId::Parse(entry.spiffe_id()), "SPIFFE ID"),
+                                     absl::Hours(1)),
+            "SVID");
   common::SecretBytes pkcs8 = OrDie(key.ToPkcs8Der(), "PKCS#8");
   workload_api::CachedSvid svid(entry.id(), {leaf}, pkcs8.view());
   svid.not_before = absl::Now() - absl::Seconds(10);

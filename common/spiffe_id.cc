@@ -174,6 +174,13 @@ absl::StatusOr<SpiffeId> SpiffeId::FromPath(const TrustDomain& td, std::string_v
   return SpiffeId(td, std::string(path));
 }
 
+bool SpiffeId::IsServerIdText(std::string_view id) {
+  constexpr std::string_view kScheme = "spiffe://";
+  if (id.substr(0, kScheme.size()) != kScheme) return false;
+  size_t path = id.find('/', kScheme.size());
+  return path != std::string_view::npos && id.substr(path) == kServerPath;
+}
+
 SpiffeId ServerId(const TrustDomain& td) { return *SpiffeId::FromPath(td, "/spire/server"); }
 
 absl::StatusOr<SpiffeId> AgentId(const TrustDomain& td, std::string_view attestor,

@@ -42,7 +42,9 @@ class SpiffeId {
   std::string String() const { return trust_domain_.IdString() + path_; }
   bool IsTrustDomainId() const { return path_.empty(); }
   // True for spiffe://<td>/spire/server, the reserved server identity.
-  bool IsServerId() const { return path_ == "/spire/server"; }
+  bool IsServerId() const { return path_ == kServerPath; }
+  // The same test on an ID already validated (a stored entry's), without parsing it.
+  static bool IsServerIdText(std::string_view id);
   // True for IDs under spiffe://<td>/spire/agent/.
   bool IsAgentId() const { return path_.rfind("/spire/agent/", 0) == 0; }
   bool MemberOf(const TrustDomain& td) const { return trust_domain_ == td; }
@@ -50,6 +52,7 @@ class SpiffeId {
   auto operator<=>(const SpiffeId&) const = default;
 
  private:
+  static constexpr std::string_view kServerPath = "/spire/server";
   SpiffeId(TrustDomain td, std::string path) : trust_domain_(std::move(td)), path_(std::move(path)) {}
   TrustDomain trust_domain_;
   std::string path_;

@@ -372,7 +372,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     }
     return false;
   };
-  s.upstream_service = std::make_unique<trellis::upstream::UpstreamService>(upstream_opts, s.ca.get());
+  s.upstream_service =
+      std::make_unique<trellis::upstream::UpstreamService>(upstream_opts, s.ca.get());
   trellis::upstream::UpstreamService* downstreams = s.upstream_service.get();
   // An entry or node change wakes only the agents it concerns; downstream streams re-check
   // that their caller is still registered as a downstream server.

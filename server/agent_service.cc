@@ -460,34 +460,42 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpcStatus(agent.status());
   std::vector<datastore::RegistrationEntry> entries = index_->AuthorizedEntries(*agent);
-  std::sort(entries.begin(), entries.end(),
-            [](const auto& a, const auto& b) { return a.id < b.id; });
   const std::string& after = req->page_after();
   const std::string& until = req->page_until();
   auto in_range = [&](const std::string& id) {
     return id > after && (until.empty() || id <= until);
   };
-  std::set<std::string> ids, federated_needed;
+  // Federated bundles go with the first page only, so only it needs their names.
+  std::set<std::string> federated_needed;
+  if (after.empty()) {
+    for (const auto& e : entries) {
+      federated_needed.insert(e.federates_with.begin(), e.federates_with.end());
+    }
+  }
+  std::erase_if(entries, [&](const auto& e) { return !in_range(e.id); });
+  std::sort(entries.begin(), entries.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
   std::string last_considered;
   for (const auto& e : entries) {
-    for (const auto& td : e.federates_with) federated_needed.insert(td);
-    if (!in_range(e.id) || !resp->truncated_after().empty()) continue;
     auto known = req->known_revisions().find(e.id);
     if (known == req->known_revisions().end() || known->second != e.revision_number) {
       if (req->page_size() > 0 && static_cast<uint32_t>(resp->changed_size()) >= req->page_size()) {
         resp->set_truncated_after(last_considered);  // never empty: page_size >= 1 came first
-        continue;
+        break;
       }
       *resp->add_changed() = EntryToProto(e);
     }
-    ids.insert(e.id);
     last_considered = e.id;
   }
   // Known ids the page covered that are no longer authorised; past a cut, the next page judges.
+  // Every entry in range up to the cut was considered, so "still authorised" is a lookup in
+  // the sorted range.
   for (const auto& [id, rev] : req->known_revisions()) {
     if (!in_range(id)) continue;
     if (!resp->truncated_after().empty() && id > resp->truncated_after()) continue;
-    if (!ids.count(id)) resp->add_removed_ids(id);
+    auto it = std::lower_bound(entries.begin(), entries.end(), id,
+                               [](const auto& e, const std::string& k) { return e.id < k; });
+    if (it == entries.end() || it->id != id) resp->add_removed_ids(id);
   }
   if (!after.empty()) return grpc::Status::OK;  // bundles went with the first page
   // Most syncs hold the current bundle already: compare sequences before building it.

@@ -58,8 +58,7 @@ struct EntryIndex::Data {
     while (!todo.empty()) {
       const datastore::RegistrationEntry& e = *todo.front();
       todo.pop_front();
-      absl::StatusOr<common::SpiffeId> parent = common::SpiffeId::Parse(e.parent_id);
-      if (parent.ok() && parent->IsServerId()) {
+      if (common::SpiffeId::IsServerIdText(e.parent_id)) {
         for (const auto& [node_id, node] : nodes) {
           if (std::includes(node.selectors.begin(), node.selectors.end(), e.selectors.begin(),
                             e.selectors.end())) {

@@ -44,7 +44,8 @@ UpstreamService::UpstreamService(Options options, server::CaManager* ca)
 
 UpstreamService::~UpstreamService() { Shutdown(); }
 
-absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(const grpc::ServerContextBase& ctx) const {
+absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(
+    const grpc::ServerContextBase& ctx) const {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId caller, options_.authenticate(ctx));
   if (!options_.is_downstream(caller)) {
     return absl::PermissionDeniedError(
@@ -92,8 +93,8 @@ grpc::Status UpstreamService::PublishJWTAuthority(grpc::ServerContext* ctx,
     return transport::ToGrpcStatus(
         absl::InvalidArgumentError("JWT authority " + a.key_id() + " has no expiry"));
   }
-  datastore::JwtAuthority authority{a.key_id(), a.public_key(), absl::FromUnixSeconds(a.expires_at()),
-                                    false};
+  datastore::JwtAuthority authority{a.key_id(), a.public_key(),
+                                    absl::FromUnixSeconds(a.expires_at()), false};
   auto stored = ca_->AcceptPublishedJwtAuthority(authority);
   if (!stored.ok()) return transport::ToGrpcStatus(stored.status());
   *resp->mutable_bundle() = server::BundleToProto(*stored);

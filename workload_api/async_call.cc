@@ -13,13 +13,9 @@ void CallQueue::ShutdownAndJoin() {
   cq_->Shutdown();
   for (auto& t : threads_) t.join();
   threads_.clear();
-  // Without threads (never started), the queue still has to be drained before it goes.
-  void* tag;
-  bool ok;
-  while (cq_->Next(&tag, &ok)) {
-    auto* t = static_cast<AsyncCall::Tag*>(tag);
-    t->call->Proceed(t->op, ok);
-  }
+  // Without threads (never started), the queue still has to be drained before it goes;
+  // after them, there is nothing left and this returns at once.
+  Run();
 }
 
 void CallQueue::Run() {

@@ -34,7 +34,8 @@ class CallQueue {
 
   grpc::ServerCompletionQueue* cq() const { return cq_.get(); }
   void Start(int threads);
-  // After the server's Shutdown: drains every remaining tag, then joins.
+  // After the server's Shutdown: shuts the queue down, joins its threads (which run every
+  // tag left) and drains anything still queued if none ever ran.
   void ShutdownAndJoin();
 
  private:

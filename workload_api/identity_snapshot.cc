@@ -7,6 +7,7 @@
 #include <limits>
 #include <utility>
 
+#include "common/der.h"
 #include "openssl/crypto.h"
 
 namespace trellis::workload_api {
@@ -146,21 +147,9 @@ CachedSvid::CachedSvid(std::string_view entry_id, const std::vector<std::string>
 }
 
 std::string_view CachedSvid::leaf() const {
-  std::string_view chain = this->chain();
-  // A DER SEQUENCE: 0x30, then its length, short form or long form in up to four bytes.
-  if (chain.size() < 2 || static_cast<unsigned char>(chain[0]) != 0x30) return chain;
-  size_t header = 2;
-  size_t length = static_cast<unsigned char>(chain[1]);
-  if (length & 0x80) {
-    size_t octets = length & 0x7f;
-    if (octets == 0 || octets > 4 || chain.size() < 2 + octets) return chain;
-    length = 0;
-    for (size_t i = 0; i < octets; ++i) {
-      length = (length << 8) | static_cast<unsigned char>(chain[2 + i]);
-    }
-    header += octets;
-  }
-  return header + length <= chain.size() ? chain.substr(0, header + length) : chain;
+  // Read from the leaf's DER header; anything that is not one DER element is the whole chain.
+  absl::StatusOr<common::der::Element> leaf = common::der::Reader(chain()).ReadAny();
+  return leaf.ok() ? leaf->encoded : chain();
 }
 
 CachedSvid::~CachedSvid() { Wipe(); }
@@ -209,7 +198,7 @@ void CachedSvid::KeyPkcs8Der(std::string* out) const {
   out->append(Bytes(kP256Pkcs8Prefix, sizeof(kP256Pkcs8Prefix)));
   out->append(key);
   out->append(Bytes(kP256Pkcs8Middle, sizeof(kP256Pkcs8Middle)));
-  out->append(leaf().substr(point_offset_, kPointSize));
+  out->append(chain().substr(point_offset_, kPointSize));  // the leaf opens the chain
 }
 
 RenderedBundle::RenderedBundle(std::shared_ptr<const common::Bundle> bundle)
@@ -266,7 +255,7 @@ std::map<std::string, const RenderedBundle*> IdentitySnapshot::BundlesFor(
   if (include_own && bundle) out[bundle->bundle().trust_domain().IdString()] = bundle.get();
   for (const Identity& id : ids) {
     for (std::string_view td : id.entry->federates_with()) {
-      auto it = federated.find(std::string(td));
+      auto it = federated.find(td);
       if (it != federated.end() && it->second) {
         out[it->second->bundle().trust_domain().IdString()] = it->second.get();
       }

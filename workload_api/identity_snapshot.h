@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -203,7 +204,7 @@ struct IdentitySnapshot {
   bool ready = false;
   std::shared_ptr<const RenderedBundle> bundle;
   // Trust domain name -> bundle.
-  std::map<std::string, std::shared_ptr<const RenderedBundle>> federated;
+  std::map<std::string, std::shared_ptr<const RenderedBundle>, std::less<>> federated;
   // Entry id -> entry; entry id -> SVID (entries without an SVID yet are absent there).
   EntryMap entries;
   SvidMap svids;

@@ -1,7 +1,36 @@
-// The registry of open streams that shutdown walks.
+// The checks every Workload API call makes, the digests streams compare, and the registry of
+// open streams that shutdown walks.
 #include "workload_api/identity_stream.h"
 
+#include "common/status.h"
+
 namespace trellis::workload_api {
+
+absl::Status CheckHeader(const grpc::ServerContext& ctx) {
+  auto range = ctx.client_metadata().equal_range("workload.spiffe.io");
+  int count = 0;
+  bool is_true = false;
+  for (auto it = range.first; it != range.second; ++it) {
+    ++count;
+    is_true = std::string_view(it->second.data(), it->second.size()) == "true";
+  }
+  if (count != 1 || !is_true) {
+    return absl::InvalidArgumentError("security header missing from request");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers) {
+  TRELLIS_RETURN_IF_ERROR(CheckHeader(ctx));
+  return peers->Lookup(ctx.peer());
+}
+
+std::string DigestOf(const google::protobuf::MessageLite& msg) {
+  std::string bytes = msg.SerializeAsString();
+  std::string digest = common::Sha256(bytes);
+  WipeString(&bytes);
+  return digest;
+}
 
 void StreamRegistry::Add(const void* key, std::function<void()> closer) {
   absl::MutexLock lock(&mu_);

@@ -50,8 +50,11 @@ struct CallDeps {
   StreamRegistry* registry;
 };
 
-// The caller's record, or INVALID_ARGUMENT without exactly one `workload.spiffe.io: true`
-// header, or UNAVAILABLE for a connection the listener does not know.
+// INVALID_ARGUMENT unless the call carries exactly one `workload.spiffe.io: true` header.
+absl::Status CheckHeader(const grpc::ServerContext& ctx);
+
+// The caller's record, or INVALID_ARGUMENT without that header, or UNAVAILABLE for a
+// connection the listener does not know.
 absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers);
 
 // The SHA-256 of a message's encoding, so repeats are told apart without keeping the last
@@ -63,13 +66,13 @@ class IdentityStream final : public AsyncCall {
  public:
   using Render = absl::StatusOr<Resp> (*)(const IdentitySnapshot&,
                                           const std::vector<std::string>&);
-  using Request = void (*)(SpiffeWorkloadAPI::AsyncService*, grpc::ServerContext*, Req*,
-                           grpc::ServerAsyncWriter<Resp>*, grpc::ServerCompletionQueue*, void*);
+  // The generated Request<Method> member of the service.
+  using Request = void (SpiffeWorkloadAPI::AsyncService::*)(
+      grpc::ServerContext*, Req*, grpc::ServerAsyncWriter<Resp>*, grpc::CompletionQueue*,
+      grpc::ServerCompletionQueue*, void*);
   struct Method {
     Request request;
     Render render;
-    // Refuse (PERMISSION_DENIED) a caller with no identity instead of streaming nothing.
-    bool require_identity;
   };
 
   // Waits for the method's next call; the stream deletes itself when its call is over.
@@ -78,8 +81,9 @@ class IdentityStream final : public AsyncCall {
   }
 
   void Proceed(Op op, bool ok) override {
-    // Past the locked part, only `state` is touched: with several queue threads, another may
-    // end the call and delete the stream as soon as the lock is released.
+    // Past the locked part, only `state` is touched, and the stream itself only to begin a
+    // call (no other thread can end it before `begun_` is set): with several queue threads,
+    // another may end the call and delete the stream as soon as the lock is released.
     const std::shared_ptr<State> state = state_;
     bool begin = false;
     {
@@ -145,7 +149,9 @@ class IdentityStream final : public AsyncCall {
     absl::MutexLock lock(&state_->mu);
     state_->stream = this;
     ctx_.AsyncNotifyWhenDone(&done_tag_);
-    method_.request(deps_.service, &ctx_, &request_, &writer_, deps_.cq, &request_tag_);
+    // New calls arrive on the queue that notifies of them.
+    (deps_.service->*method_.request)(&ctx_, &request_, &writer_, deps_.cq, deps_.cq,
+                                      &request_tag_);
   }
 
   // The call has come: check the caller, attest it, subscribe and send the first message.
@@ -246,7 +252,8 @@ class IdentityStream final : public AsyncCall {
     if (!first && snap.version <= last_version_) return;
     last_version_ = std::max(last_version_, snap.version);
     absl::StatusOr<Resp> resp = method_.render(snap, selectors_);
-    if (resp.ok() && first && method_.require_identity && snap.IdentitiesFor(selectors_).empty()) {
+    // A caller with no identity is refused (PERMISSION_DENIED) rather than streamed nothing.
+    if (resp.ok() && first && snap.IdentitiesFor(selectors_).empty()) {
       WipeSecrets(&*resp);
       resp = absl::PermissionDeniedError("no identity issued");
     }
@@ -254,21 +261,19 @@ class IdentityStream final : public AsyncCall {
       FinishLocked(transport::ToGrpcStatus(resp.status()));
       return;
     }
-    if (sent_any_) {
-      std::string digest = DigestOf(*resp);
+    std::string digest;
+    if (!last_digest_.empty()) {  // something was sent: skip a repeat of it
+      digest = DigestOf(*resp);
       if (digest == last_digest_) {
         WipeSecrets(&*resp);
         return;
       }
-      last_digest_ = std::move(digest);
     }
     write_in_flight_ = true;
     // Write encodes the message before it returns; the copy here is wiped straight after.
     writer_.Write(*resp, &write_tag_);
-    if (!sent_any_) {
-      sent_any_ = true;
-      last_digest_ = DigestOf(*resp);  // after the first write, so it does not wait on this
-    }
+    // The first message's digest after its write, so that write does not wait on it.
+    last_digest_ = digest.empty() ? DigestOf(*resp) : std::move(digest);
     WipeSecrets(&*resp);
   }
 
@@ -306,8 +311,7 @@ class IdentityStream final : public AsyncCall {
   std::vector<std::string> selectors_ ABSL_GUARDED_BY(state_->mu);
   uint64_t listener_id_ ABSL_GUARDED_BY(state_->mu) = 0;
   uint64_t last_version_ ABSL_GUARDED_BY(state_->mu) = 0;
-  bool sent_any_ ABSL_GUARDED_BY(state_->mu) = false;
-  std::string last_digest_ ABSL_GUARDED_BY(state_->mu);
+  std::string last_digest_ ABSL_GUARDED_BY(state_->mu);  // empty until a message is sent
   std::shared_ptr<const IdentitySnapshot> pending_ ABSL_GUARDED_BY(state_->mu);
   bool write_in_flight_ ABSL_GUARDED_BY(state_->mu) = false;
   // The call is over from the client's side (cancelled, or a write failed): nothing more is

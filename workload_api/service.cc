@@ -13,31 +13,16 @@
 namespace trellis::workload_api {
 namespace {
 
-constexpr char kHeader[] = "workload.spiffe.io";
-
-// INVALID_ARGUMENT unless the call carries exactly one workload.spiffe.io: true.
-absl::Status CheckHeader(const grpc::ServerContext& ctx) {
-  auto range = ctx.client_metadata().equal_range(kHeader);
-  int count = 0;
-  bool is_true = false;
-  for (auto it = range.first; it != range.second; ++it) {
-    ++count;
-    is_true = std::string_view(it->second.data(), it->second.size()) == "true";
-  }
-  if (count != 1 || !is_true) {
-    return absl::InvalidArgumentError("security header missing from request");
-  }
-  return absl::OkStatus();
-}
 
 // A unary call: waits for its request, hands it to `handle`, which answers through Reply
 // (from any thread); deletes itself when the answer has gone.
 template <typename Req, typename Resp>
 class UnaryCall final : public AsyncCall {
  public:
-  using Request = void (*)(SpiffeWorkloadAPI::AsyncService*, grpc::ServerContext*, Req*,
-                           grpc::ServerAsyncResponseWriter<Resp>*, grpc::ServerCompletionQueue*,
-                           void*);
+  // The generated Request<Method> member of the service.
+  using Request = void (SpiffeWorkloadAPI::AsyncService::*)(
+      grpc::ServerContext*, Req*, grpc::ServerAsyncResponseWriter<Resp>*, grpc::CompletionQueue*,
+      grpc::ServerCompletionQueue*, void*);
   using Handle = void (*)(WorkloadApiService*, UnaryCall*);
 
   static void Await(WorkloadApiService* service, Request request, Handle handle) {
@@ -75,8 +60,9 @@ class UnaryCall final : public AsyncCall {
  private:
   UnaryCall(WorkloadApiService* service, Request request, Handle handle)
       : service_(service), request_fn_(request), handle_(handle), responder_(&ctx_) {
-    request_fn_(service_->deps().service, &ctx_, &request_, &responder_, service_->deps().cq,
-                &request_tag_);
+    grpc::ServerCompletionQueue* cq = service_->deps().cq;
+    (service_->deps().service->*request_fn_)(&ctx_, &request_, &responder_, cq, cq,
+                                             &request_tag_);
   }
 
   WorkloadApiService* const service_;
@@ -111,9 +97,11 @@ void HandleFetchJwt(WorkloadApiService* service, FetchJwtCall* call) {
   auto peer = service->deps().peers->Lookup(call->context().peer());
   if (!peer.ok()) return call->Reply(peer.status());
   // Minting may wait on the server: never on the queue's threads.
-  service->deps().work->Post([service, call, record = *peer] {
+  bool queued = service->deps().work->Post([service, call, record = *peer] {
     call->Reply(service->FetchJwt(record, call->request(), call->response()));
   });
+  // Answered even while the server stops, or the call would never be deleted.
+  if (!queued) call->Reply(absl::UnavailableError("the Workload API is shutting down"));
 }
 
 void HandleValidate(WorkloadApiService* service, ValidateCall* call) {
@@ -123,17 +111,6 @@ void HandleValidate(WorkloadApiService* service, ValidateCall* call) {
 
 }  // namespace
 
-absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers) {
-  TRELLIS_RETURN_IF_ERROR(CheckHeader(ctx));
-  return peers->Lookup(ctx.peer());
-}
-
-std::string DigestOf(const google::protobuf::MessageLite& msg) {
-  std::string bytes = msg.SerializeAsString();
-  std::string digest = common::Sha256(bytes);
-  WipeString(&bytes);
-  return digest;
-}
 
 WorkloadApiService::WorkloadApiService(CallDeps deps, JwtMinter minter,
                                        const common::Clock& clock)
@@ -143,39 +120,12 @@ void WorkloadApiService::AwaitCalls() {
   using X509Stream = IdentityStream<X509SVIDRequest, X509SVIDResponse>;
   using X509BundleStream = IdentityStream<X509BundlesRequest, X509BundlesResponse>;
   using JwtBundleStream = IdentityStream<JWTBundlesRequest, JWTBundlesResponse>;
-  X509Stream::Await(deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
-                               X509SVIDRequest* req,
-                               grpc::ServerAsyncWriter<X509SVIDResponse>* w,
-                               grpc::ServerCompletionQueue* cq, void* tag) {
-                              s->RequestFetchX509SVID(ctx, req, w, cq, cq, tag);
-                            },
-                            &RenderX509Svids, true});
-  X509BundleStream::Await(
-      deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
-                 X509BundlesRequest* req, grpc::ServerAsyncWriter<X509BundlesResponse>* w,
-                 grpc::ServerCompletionQueue* cq,
-                 void* tag) { s->RequestFetchX509Bundles(ctx, req, w, cq, cq, tag); },
-              &RenderX509Bundles, true});
-  JwtBundleStream::Await(
-      deps_, {[](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
-                 JWTBundlesRequest* req, grpc::ServerAsyncWriter<JWTBundlesResponse>* w,
-                 grpc::ServerCompletionQueue* cq,
-                 void* tag) { s->RequestFetchJWTBundles(ctx, req, w, cq, cq, tag); },
-              &RenderJwtBundles, true});
-  FetchJwtCall::Await(
-      this,
-      [](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx, JWTSVIDRequest* req,
-         grpc::ServerAsyncResponseWriter<JWTSVIDResponse>* w, grpc::ServerCompletionQueue* cq,
-         void* tag) { s->RequestFetchJWTSVID(ctx, req, w, cq, cq, tag); },
-      &HandleFetchJwt);
-  ValidateCall::Await(
-      this,
-      [](SpiffeWorkloadAPI::AsyncService* s, grpc::ServerContext* ctx,
-         ValidateJWTSVIDRequest* req,
-         grpc::ServerAsyncResponseWriter<ValidateJWTSVIDResponse>* w,
-         grpc::ServerCompletionQueue* cq,
-         void* tag) { s->RequestValidateJWTSVID(ctx, req, w, cq, cq, tag); },
-      &HandleValidate);
+  using Service = SpiffeWorkloadAPI::AsyncService;
+  X509Stream::Await(deps_, {&Service::RequestFetchX509SVID, &RenderX509Svids});
+  X509BundleStream::Await(deps_, {&Service::RequestFetchX509Bundles, &RenderX509Bundles});
+  JwtBundleStream::Await(deps_, {&Service::RequestFetchJWTBundles, &RenderJwtBundles});
+  FetchJwtCall::Await(this, &Service::RequestFetchJWTSVID, &HandleFetchJwt);
+  ValidateCall::Await(this, &Service::RequestValidateJWTSVID, &HandleValidate);
 }
 
 absl::Status WorkloadApiService::FetchJwt(const PeerRecord& record, const JWTSVIDRequest& req,
@@ -192,9 +142,9 @@ absl::Status WorkloadApiService::FetchJwt(const PeerRecord& record, const JWTSVI
     auto token = minter_ ? minter_(*entry, audience)
                          : absl::StatusOr<std::string>(absl::UnavailableError("no JWT minter"));
     if (!token.ok()) {
-      return absl::Status(token.status().code(),
-                          absl::StrCat("could not fetch JWT-SVID for ", std::string(entry->spiffe_id()),
-                                       ": ", token.status().message()));
+      return absl::Status(token.status().code(), absl::StrCat("could not fetch JWT-SVID for ",
+                                                              std::string(entry->spiffe_id()), ": ",
+                                                              token.status().message()));
     }
     JWTSVID* svid = resp->add_svids();
     svid->set_spiffe_id(std::string(entry->spiffe_id()));

@@ -9,10 +9,11 @@ WorkQueue::WorkQueue(int threads) {
 
 WorkQueue::~WorkQueue() { Stop(); }
 
-void WorkQueue::Post(std::function<void()> fn) {
+bool WorkQueue::Post(std::function<void()> fn) {
   absl::MutexLock lock(&mu_);
-  if (stopping_) return;
+  if (stopping_) return false;
   queue_.push_back(std::move(fn));
+  return true;
 }
 
 void WorkQueue::Stop() {

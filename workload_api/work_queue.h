@@ -1,5 +1,5 @@
 // A fixed pool of threads for the Workload API's blocking work (attestation, JWT minting),
-// so neither holds up gRPC's callback threads.
+// so neither holds up the completion-queue threads.
 #pragma once
 
 #include <deque>
@@ -17,8 +17,8 @@ class WorkQueue {
   explicit WorkQueue(int threads);
   ~WorkQueue();
 
-  // Queues `fn`; dropped once Stop() began.
-  void Post(std::function<void()> fn);
+  // Queues `fn`; false (and `fn` dropped) once Stop() began.
+  bool Post(std::function<void()> fn);
   // Runs what is queued, then joins.
   void Stop();
 

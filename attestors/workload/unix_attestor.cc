@@ -1,4 +1,5 @@
-// Unix workload attestation from /proc: credentials, group names, executable path and hash.
+// Unix workload attestation: credentials from the socket (or /proc), group and user names,
+// executable path and hash from /proc.
 #include "attestors/workload/unix_attestor.h"
 
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/openssl_util.h"
 
 namespace trellis::attestors {
 namespace {
@@ -110,6 +112,12 @@ struct FdCloser {
 
 }  // namespace
 
+UnixWorkloadAttestor::FileStamp UnixWorkloadAttestor::StampOf(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+          static_cast<int64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
 absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string& exe_link) {
   int fd = open(exe_link.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -118,10 +126,7 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
   FdCloser closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0) return absl::UnavailableError("cannot stat the workload binary");
-  auto key =
-      std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                      static_cast<int64_t>(st.st_size),
-                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+  const FileStamp key = StampOf(st);
   {
     absl::MutexLock lock(&hash_mu_);
     auto it = hash_cache_.find(key);
@@ -144,12 +149,7 @@ absl::StatusOr<std::string> UnixWorkloadAttestor::BinarySha256(const std::string
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned i = 0; i < len; ++i) {
-    hex.push_back(kHex[md[i] >> 4]);
-    hex.push_back(kHex[md[i] & 0xf]);
-  }
+  std::string hex = common::HexEncode(std::string_view(reinterpret_cast<const char*>(md), len));
   absl::MutexLock lock(&hash_mu_);
   if (hash_cache_.size() > 1024) hash_cache_.clear();
   hash_cache_[key] = hex;
@@ -164,12 +164,8 @@ std::optional<std::string> UnixWorkloadAttestor::CachedLookup(
   if (now - cache->stamp_checked_ns >= kStampCheckNs || cache->stamp_checked_ns == 0) {
     FileStamp stamp;
     struct stat st;
-    if (stat(database, &st) == 0) {
-      stamp = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-               static_cast<int64_t>(st.st_size),
-               static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-    }
-    if (!(stamp == cache->stamp)) cache->names.clear();
+    if (stat(database, &st) == 0) stamp = StampOf(st);
+    if (stamp != cache->stamp) cache->names.clear();
     cache->stamp = stamp;
     cache->stamp_checked_ns = now;
   }

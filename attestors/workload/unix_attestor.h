@@ -1,12 +1,14 @@
-// The "unix" workload attestor: uid/gid/user/group/supplementary groups and, optionally, the
-// executable's path and SHA-256, all read from /proc for the kernel-reported pid.
+// The "unix" workload attestor: uid/gid/user/group/supplementary groups from the socket's
+// credentials (from /proc when the kernel gave no groups) and, optionally, the executable's
+// path and SHA-256 from /proc for the kernel-reported pid.
 #pragma once
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
-#include <tuple>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -37,14 +39,15 @@ class UnixWorkloadAttestor final : public WorkloadAttestor {
   }
 
  private:
-  // A name looked up by id, and the state of its database file when it was looked up.
+  // Which file, at which size and modification time: a cached result derived from a file
+  // holds while its stamp is unchanged.
   struct FileStamp {
     uint64_t dev = 0, ino = 0;
     int64_t size = -1, mtime_ns = 0;
-    bool operator==(const FileStamp& o) const {
-      return dev == o.dev && ino == o.ino && size == o.size && mtime_ns == o.mtime_ns;
-    }
+    auto operator<=>(const FileStamp&) const = default;
   };
+  // A name looked up by id.
+  static FileStamp StampOf(const struct stat& st);
   struct CachedName {
     std::optional<std::string> name;
     int64_t looked_up_ns = 0;  // steady clock
@@ -72,11 +75,10 @@ class UnixWorkloadAttestor final : public WorkloadAttestor {
   absl::Mutex names_mu_;
   NameCache users_ ABSL_GUARDED_BY(names_mu_);
   NameCache groups_ ABSL_GUARDED_BY(names_mu_);
-  // (dev, inode, size, mtime ns) -> sha256 hex: hashing a large binary for every stream of
-  // the same workload would dominate attestation.
+  // Binary's stamp -> sha256 hex: hashing a large binary for every stream of the same
+  // workload would dominate attestation.
   absl::Mutex hash_mu_;
-  std::map<std::tuple<uint64_t, uint64_t, int64_t, int64_t>, std::string> hash_cache_
-      ABSL_GUARDED_BY(hash_mu_);
+  std::map<FileStamp, std::string> hash_cache_ ABSL_GUARDED_BY(hash_mu_);
 };
 
 }  // namespace trellis::attestors

@@ -13,12 +13,14 @@ extern "C" __attribute__((visibility("default"))) void trellis_datastore_postgre
   if (args == nullptr || args->abi == nullptr ||
       std::strcmp(args->abi, TRELLIS_DATASTORE_ABI) != 0) {
     *out = absl::FailedPreconditionError(
-        "the PostgreSQL module was built from other sources than this trellis-server");
+        "the PostgreSQL module was built against other datastore headers than this "
+        "trellis-server");
     return;
   }
   trellis::common::SetLogLevel(args->log_level);
   trellis::common::SetLogFormat(args->log_format);
-  auto store = trellis::datastore::PostgresDataStore::Open(*args->connection_string, *args->options);
+  auto store =
+      trellis::datastore::PostgresDataStore::Open(*args->connection_string, *args->options);
   if (!store.ok()) {
     *out = store.status();
     return;

@@ -53,8 +53,8 @@ class AgentCliTest : public ::testing::Test {
         {socket_, 2}, &cache_, {&attestor_},
         [this](const workload_api::CachedEntry& e,
                const std::vector<std::string>& aud) -> absl::StatusOr<std::string> {
-          return common::SignJwtSvid(jwt_key_, "k1", *common::SpiffeId::Parse(e.spiffe_id()), aud, absl::Now(),
-                                     absl::Now() + absl::Minutes(5));
+          return common::SignJwtSvid(jwt_key_, "k1", *common::SpiffeId::Parse(e.spiffe_id()), aud,
+                                     absl::Now(), absl::Now() + absl::Minutes(5));
         },
         common::SystemClock::Get());
     ASSERT_TRUE(server.ok()) << server.status();

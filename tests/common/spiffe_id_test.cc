@@ -96,6 +96,11 @@ TEST(SpiffeId, ReservedServerAndAgentIds) {
   auto td = *TrustDomain::Parse("example.org");
   EXPECT_EQ(ServerId(td).String(), "spiffe://example.org/spire/server");
   EXPECT_TRUE(ServerId(td).IsServerId());
+  EXPECT_TRUE(SpiffeId::IsServerIdText("spiffe://example.org/spire/server"));
+  EXPECT_FALSE(SpiffeId::IsServerIdText("spiffe://example.org/spire/server/x"));
+  EXPECT_FALSE(SpiffeId::IsServerIdText("spiffe://example.org/spire/agent/x"));
+  EXPECT_FALSE(SpiffeId::IsServerIdText("spiffe://example.org"));
+  EXPECT_FALSE(SpiffeId::IsServerIdText("http://example.org/spire/server"));
   auto agent = AgentId(td, "join_token", "abc");
   ASSERT_TRUE(agent.ok());
   EXPECT_EQ(agent->String(), "spiffe://example.org/spire/agent/join_token/abc");
