@@ -7,9 +7,20 @@ void CallQueue::Start(int threads) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
 }
 
+bool CallQueue::Arm(absl::FunctionRef<void(grpc::ServerCompletionQueue*)> request) {
+  absl::ReaderMutexLock lock(&mu_);
+  if (closing_) return false;
+  request(cq_.get());
+  return true;
+}
+
 void CallQueue::ShutdownAndJoin() {
   if (shut_down_) return;
   shut_down_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    closing_ = true;
+  }
   cq_->Shutdown();
   for (auto& t : threads_) t.join();
   threads_.clear();

@@ -6,6 +6,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
+
 #include <memory>
 #include <thread>
 #include <vector>
@@ -32,8 +36,13 @@ class CallQueue {
   explicit CallQueue(std::unique_ptr<grpc::ServerCompletionQueue> cq) : cq_(std::move(cq)) {}
   ~CallQueue() { ShutdownAndJoin(); }
 
-  grpc::ServerCompletionQueue* cq() const { return cq_.get(); }
   void Start(int threads);
+  // Runs `request`, which asks gRPC for a method's next call on this queue, unless the queue
+  // is shutting down; false then, and the caller drops its call object. gRPC aborts the
+  // process on a request against a queue already shut down, and a queue thread may still be
+  // answering the call before (it re-arms after answering) when the server stops.
+  bool Arm(absl::FunctionRef<void(grpc::ServerCompletionQueue*)> request)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // After the server's Shutdown: shuts the queue down, joins its threads (which run every
   // tag left) and drains anything still queued if none ever ran.
   void ShutdownAndJoin();
@@ -42,6 +51,10 @@ class CallQueue {
   void Run();
 
   std::unique_ptr<grpc::ServerCompletionQueue> cq_;
+  // Requests hold it shared; the shutdown takes it exclusively, so none is in progress when
+  // the queue shuts down and none starts after.
+  absl::Mutex mu_;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
   bool shut_down_ = false;
 };

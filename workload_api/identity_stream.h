@@ -42,7 +42,7 @@ class StreamRegistry {
 // What a call uses; all of it outlives every call.
 struct CallDeps {
   SpiffeWorkloadAPI::AsyncService* service;
-  grpc::ServerCompletionQueue* cq;
+  CallQueue* calls;
   PeerListener* peers;
   IdentitySource* source;
   const CallerAttestation* attestation;
@@ -77,7 +77,14 @@ class IdentityStream final : public AsyncCall {
 
   // Waits for the method's next call; the stream deletes itself when its call is over.
   static void Await(const CallDeps& deps, const Method& method) {
-    new IdentityStream(deps, method);
+    auto* stream = new IdentityStream(deps, method);
+    // New calls arrive on the queue that notifies of them.
+    bool armed = deps.calls->Arm([stream](grpc::ServerCompletionQueue* cq) {
+      (stream->deps_.service->*stream->method_.request)(&stream->ctx_, &stream->request_,
+                                                        &stream->writer_, cq, cq,
+                                                        &stream->request_tag_);
+    });
+    if (!armed) delete stream;  // the queue is stopping: no tag of the stream's will come
   }
 
   void Proceed(Op op, bool ok) override {
@@ -149,9 +156,6 @@ class IdentityStream final : public AsyncCall {
     absl::MutexLock lock(&state_->mu);
     state_->stream = this;
     ctx_.AsyncNotifyWhenDone(&done_tag_);
-    // New calls arrive on the queue that notifies of them.
-    (deps_.service->*method_.request)(&ctx_, &request_, &writer_, deps_.cq, deps_.cq,
-                                      &request_tag_);
   }
 
   // The call has come: check the caller, attest it, subscribe and send the first message.

@@ -33,7 +33,7 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   s->server_ = builder.BuildAndStart();
   if (!s->server_) return absl::InternalError("cannot start the Workload API gRPC server");
   s->service_ = std::make_unique<WorkloadApiService>(
-      CallDeps{s->async_service_.get(), s->calls_->cq(), s->listener_.get(), source,
+      CallDeps{s->async_service_.get(), s->calls_.get(), s->listener_.get(), source,
                s->attestation_.get(), s->work_.get(), s->streams_.get()},
       std::move(minter), clock);
   s->service_->AwaitCalls();

@@ -26,7 +26,13 @@ class UnaryCall final : public AsyncCall {
   using Handle = void (*)(WorkloadApiService*, UnaryCall*);
 
   static void Await(WorkloadApiService* service, Request request, Handle handle) {
-    new UnaryCall(service, request, handle);
+    auto* call = new UnaryCall(service, request, handle);
+    bool armed = service->deps().calls->Arm([call](grpc::ServerCompletionQueue* cq) {
+      (call->service_->deps().service->*call->request_fn_)(&call->ctx_, &call->request_,
+                                                           &call->responder_, cq, cq,
+                                                           &call->request_tag_);
+    });
+    if (!armed) delete call;  // the queue is stopping: no tag of the call's will come
   }
 
   void Proceed(Op op, bool ok) override {
@@ -59,11 +65,7 @@ class UnaryCall final : public AsyncCall {
 
  private:
   UnaryCall(WorkloadApiService* service, Request request, Handle handle)
-      : service_(service), request_fn_(request), handle_(handle), responder_(&ctx_) {
-    grpc::ServerCompletionQueue* cq = service_->deps().cq;
-    (service_->deps().service->*request_fn_)(&ctx_, &request_, &responder_, cq, cq,
-                                             &request_tag_);
-  }
+      : service_(service), request_fn_(request), handle_(handle), responder_(&ctx_) {}
 
   WorkloadApiService* const service_;
   const Request request_fn_;

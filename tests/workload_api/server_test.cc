@@ -546,6 +546,34 @@ TEST_F(WorkloadApiTest, StopEndsOpenStreams) {
   EXPECT_EQ(cache_.ListenerCount(), 0u);
 }
 
+// A queue thread re-arms a method after answering its call: the server stopping just after a
+// client has its answer must not find that request racing the queue's shutdown.
+TEST_F(WorkloadApiTest, StoppingRightAfterAnswersIsClean) {
+  cache_.Publish(ReadySnapshot());
+  for (int round = 0; round < 20; ++round) {
+    StartServer([](const CachedEntry&,
+                   const std::vector<std::string>&) -> absl::StatusOr<std::string> { return "t"; });
+    auto stub = Stub();
+    grpc::ClientContext jwt_ctx;
+    Header(&jwt_ctx);
+    JWTSVIDRequest req;
+    req.add_audience("svc");
+    JWTSVIDResponse jwt;
+    ASSERT_TRUE(stub->FetchJWTSVID(&jwt_ctx, req, &jwt).ok()) << "round " << round;
+    grpc::ClientContext x509_ctx;
+    Header(&x509_ctx);
+    auto reader = stub->FetchX509SVID(&x509_ctx, X509SVIDRequest());
+    X509SVIDResponse x509;
+    ASSERT_TRUE(reader->Read(&x509)) << "round " << round;
+    server_->Stop();
+    EXPECT_FALSE(reader->Read(&x509));
+    reader->Finish();
+    stub.reset();
+    channel_.reset();
+    server_.reset();
+  }
+}
+
 TEST_F(WorkloadApiTest, ManyConcurrentStreamsAllReceiveUpdates) {
   cache_.Publish(ReadySnapshot());
   StartServer();
