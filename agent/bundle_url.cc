@@ -26,37 +26,8 @@ std::string OpenSslError() {
 
 }  // namespace
 
-absl::StatusOr<HttpsUrl> ParseHttpsUrl(const std::string& url) {
-  if (!absl::StartsWith(url, "https://")) {
-    return absl::InvalidArgumentError("trust_bundle_url must start with https://: " + url);
-  }
-  std::string rest = url.substr(8);
-  HttpsUrl out;
-  size_t slash = rest.find('/');
-  std::string authority = rest.substr(0, slash);
-  if (slash != std::string::npos) out.path = rest.substr(slash);
-  if (authority.find('@') != std::string::npos) {
-    return absl::InvalidArgumentError("trust_bundle_url must not carry credentials");
-  }
-  size_t colon = authority.rfind(':');
-  if (colon != std::string::npos && authority.find(']') == std::string::npos) {
-    out.port = authority.substr(colon + 1);
-    authority = authority.substr(0, colon);
-    int port = 0;
-    if (!absl::SimpleAtoi(out.port, &port) || port <= 0 || port > 65535) {
-      return absl::InvalidArgumentError("trust_bundle_url has a bad port: " + url);
-    }
-  }
-  if (authority.empty()) return absl::InvalidArgumentError("trust_bundle_url has no host: " + url);
-  out.host = authority;
-  if (out.path.find_first_of(" \r\n") != std::string::npos) {
-    return absl::InvalidArgumentError("trust_bundle_url path holds whitespace");
-  }
-  return out;
-}
-
 absl::StatusOr<std::string> HttpsGet(const std::string& url) {
-  auto parsed = ParseHttpsUrl(url);
+  auto parsed = ParseHttpsUrl(url, "trust_bundle_url");
   if (!parsed.ok()) return parsed.status();
   std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_client_method()),
                                                         SSL_CTX_free);

@@ -4,17 +4,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/https_url.h"
 
 namespace trellis::agent {
 
-struct HttpsUrl {
-  std::string host;
-  std::string port = "443";
-  std::string path = "/";
-};
-
-// Accepts only https://host[:port][/path]. INVALID_ARGUMENT naming the defect otherwise.
-absl::StatusOr<HttpsUrl> ParseHttpsUrl(const std::string& url);
+using common::HttpsUrl;
+using common::ParseHttpsUrl;
 
 // GET over TLS (certificate and host name verified against the default trust store); the
 // body of a 200 answer, at most 1 MiB. UNAVAILABLE when the server cannot be reached or

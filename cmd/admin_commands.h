@@ -10,6 +10,7 @@ SubCommand HealthcheckCommand();         // token_health_commands.cc
 SubCommand TokenCommands();              // token_health_commands.cc
 SubCommand EntryCommands();              // entry_commands.cc
 SubCommand BundleCommands();             // bundle_commands.cc
+SubCommand FederationCommands();         // federation_commands.cc
 SubCommand AttestedAgentCommands();      // attested_agent_commands.cc
 SubCommand LocalAuthorityCommands();     // authority_commands.cc
 SubCommand UpstreamAuthorityCommands();  // authority_commands.cc

@@ -11,6 +11,7 @@ std::vector<SubCommand> ServerCommands() {
           TokenCommands(),
           EntryCommands(),
           BundleCommands(),
+          FederationCommands(),
           AttestedAgentCommands(),
           LocalAuthorityCommands(),
           UpstreamAuthorityCommands()};

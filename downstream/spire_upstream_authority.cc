@@ -98,23 +98,71 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
 
   void WatchBundle(std::function<void(const datastore::Bundle&)> on_bundle) override {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || watch_.joinable()) return;
-    watch_ = std::thread([this, cb = std::move(on_bundle)] { RunWatch(cb); });
+    if (stopping_ || bundle_watch_.thread.joinable()) return;
+    bundle_watch_.thread = std::thread([this, cb = std::move(on_bundle)] {
+      RunStream<v1::Bundle>(
+          "Bundle stream", &bundle_watch_,
+          [](v1::Upstream::Stub* stub, grpc::ClientContext* ctx) {
+            return stub->WatchBundle(ctx, v1::WatchBundleRequest());
+          },
+          [&cb](const v1::Bundle& msg) {
+            auto bundle = server::BundleFromProto(msg);
+            if (!bundle.ok()) {
+              LogWarn("Ignoring an unreadable bundle from the upstream server",
+                      {{"error", std::string(bundle.status().message())}});
+              return;
+            }
+            cb(*bundle);
+          });
+    });
+  }
+
+  void WatchFederatedBundles(
+      std::function<void(const std::vector<datastore::Bundle>&)> on_bundles) override {
+    absl::MutexLock lock(&mu_);
+    if (stopping_ || federated_watch_.thread.joinable()) return;
+    federated_watch_.thread = std::thread([this, cb = std::move(on_bundles)] {
+      RunStream<v1::FederatedBundles>(
+          "Federated bundle stream", &federated_watch_,
+          [](v1::Upstream::Stub* stub, grpc::ClientContext* ctx) {
+            return stub->WatchFederatedBundles(ctx, v1::WatchBundleRequest());
+          },
+          [&cb](const v1::FederatedBundles& msg) {
+            std::vector<datastore::Bundle> bundles;
+            for (const v1::Bundle& b : msg.bundles()) {
+              auto bundle = server::BundleFromProto(b);
+              if (!bundle.ok()) {
+                // All or nothing: a partial set would read as removals.
+                LogWarn("Ignoring unreadable federated bundles from the upstream server",
+                        {{"trust_domain", b.trust_domain()},
+                         {"error", std::string(bundle.status().message())}});
+                return;
+              }
+              bundles.push_back(*std::move(bundle));
+            }
+            cb(bundles);
+          });
+    });
   }
 
   void Stop() override {
     // A second Stop, on another thread, returns only once the first has joined the watch.
     absl::MutexLock stop(&stop_mu_);
     std::thread watch;
+    std::thread federated;
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
-      if (watch_ctx_) watch_ctx_->TryCancel();
-      watch = std::move(watch_);
+      for (Watch* w : {&bundle_watch_, &federated_watch_}) {
+        if (w->ctx) w->ctx->TryCancel();
+      }
+      watch = std::move(bundle_watch_.thread);
+      federated = std::move(federated_watch_.thread);
     }
     // First, so a watch thread still waiting for its first SVID returns at once.
     source_->Stop();
     if (watch.joinable()) watch.join();
+    if (federated.joinable()) federated.join();
   }
 
  private:
@@ -146,7 +194,17 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
     return stub_;
   }
 
-  void RunWatch(const std::function<void(const datastore::Bundle&)>& on_bundle) {
+  // One server stream of the upstream, reopened with backoff until Stop(). A stream the
+  // upstream does not implement (an older version) is given up after one notice.
+  struct Watch {
+    std::thread thread;
+    grpc::ClientContext* ctx = nullptr;
+  };
+  template <typename Msg>
+  void RunStream(const std::string& what, Watch* w,
+                 const std::function<std::unique_ptr<grpc::ClientReader<Msg>>(
+                     v1::Upstream::Stub*, grpc::ClientContext*)>& open,
+                 const std::function<void(const Msg&)>& on_msg) {
     absl::Duration backoff = kWatchBackoffMin;
     bool failing = false;
     while (true) {
@@ -161,33 +219,32 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
         {
           absl::MutexLock lock(&mu_);
           if (stopping_) return;
-          watch_ctx_ = &ctx;
+          w->ctx = &ctx;
         }
-        auto reader = (*stub)->WatchBundle(&ctx, v1::WatchBundleRequest());
-        v1::Bundle msg;
+        auto reader = open(stub->get(), &ctx);
+        Msg msg;
         while (reader->Read(&msg)) {
           if (failing) {
-            LogInfo("Bundle stream from the upstream server restored", {{"upstream", target()}});
+            LogInfo(what + " from the upstream server restored", {{"upstream", target()}});
             failing = false;
           }
           backoff = kWatchBackoffMin;
-          auto bundle = server::BundleFromProto(msg);
-          if (!bundle.ok()) {
-            LogWarn("Ignoring an unreadable bundle from the upstream server",
-                    {{"error", std::string(bundle.status().message())}});
-            continue;
-          }
-          on_bundle(*bundle);
+          on_msg(msg);
         }
-        ended = transport::FromGrpcStatus(reader->Finish());
+        grpc::Status finished = reader->Finish();
         absl::MutexLock lock(&mu_);
-        watch_ctx_ = nullptr;
+        w->ctx = nullptr;
         if (stopping_) return;
+        if (finished.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+          LogInfo(what + " is not offered by the upstream server", {{"upstream", target()}});
+          return;
+        }
+        ended = transport::FromGrpcStatus(finished);
       } else {
         ended = stub.status();
       }
       if (!failing) {
-        LogWarn("Bundle stream from the upstream server ended; retrying",
+        LogWarn(what + " from the upstream server ended; retrying",
                 {{"upstream", target()}, {"error", std::string(ended.message())}});
         failing = true;
       }
@@ -206,8 +263,8 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   std::shared_ptr<v1::Upstream::Stub> stub_ ABSL_GUARDED_BY(mu_);
   std::string stub_leaf_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::ClientContext* watch_ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::thread watch_ ABSL_GUARDED_BY(mu_);
+  Watch bundle_watch_ ABSL_GUARDED_BY(mu_);
+  Watch federated_watch_ ABSL_GUARDED_BY(mu_);
   absl::Mutex stop_mu_;
 };
 

@@ -24,6 +24,9 @@
 #include "common/status.h"
 #include "datastore/datastore.h"
 #include "datastore/factory.h"
+#include "federation/bundle_endpoint.h"
+#include "federation/bundle_refresher.h"
+#include "federation/upstream_bundles.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
 #include "runtime/ca_manager_options.h"
@@ -152,6 +155,47 @@ void AddKeepalive(grpc::ServerBuilder& b) {
 
 }  // namespace
 
+namespace {
+
+// The configuration's federates_with blocks are written to the datastore at start (created,
+// or updated where they differ), so every replica and the admin API see the same set.
+absl::Status ApplyConfiguredRelationships(const config::FederationConfig& fed,
+                                          datastore::DataStore* ds) {
+  for (const config::FederatesWithConfig& fw : fed.federates_with) {
+    datastore::FederationRelationship want;
+    want.trust_domain = fw.trust_domain.name();
+    want.bundle_endpoint_url = fw.bundle_endpoint_url;
+    want.profile = fw.profile == config::BundleEndpointProfile::kHttpsSpiffe
+                       ? datastore::BundleEndpointProfile::kHttpsSpiffe
+                       : datastore::BundleEndpointProfile::kHttpsWeb;
+    want.endpoint_spiffe_id = fw.endpoint_spiffe_id ? fw.endpoint_spiffe_id->String() : "";
+    absl::StatusOr<datastore::FederationRelationship> have =
+        ds->GetFederationRelationship(want.trust_domain);
+    if (have.ok() && have->bundle_endpoint_url == want.bundle_endpoint_url &&
+        have->profile == want.profile && have->endpoint_spiffe_id == want.endpoint_spiffe_id) {
+      continue;
+    }
+    if (have.ok()) {
+      TRELLIS_RETURN_IF_ERROR(ds->UpdateFederationRelationship(want).status());
+    } else if (have.status().code() == absl::StatusCode::kNotFound) {
+      absl::StatusOr<datastore::FederationRelationship> created =
+          ds->CreateFederationRelationship(want);
+      // Another replica may have written it first.
+      if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) {
+        return created.status();
+      }
+    } else {
+      return have.status();
+    }
+    LogInfo("Federation relationship from configuration",
+            {{"trust_domain", want.trust_domain},
+             {"bundle_endpoint_url", want.bundle_endpoint_url}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 struct Server::Impl {
   explicit Impl(const config::ServerConfig& c) : cfg(c) {}
   // The upstream's threads call into the CA manager: stop them before anything is destroyed.
@@ -171,6 +215,10 @@ struct Server::Impl {
   std::unique_ptr<AdminService> admin_service;
   std::unique_ptr<trellis::upstream::UpstreamService> upstream_service;
   std::unique_ptr<HealthListener> health;
+  std::unique_ptr<federation::BundleRefresher> refresher;
+  // Written by the upstream's federated bundle stream until upstream->Stop().
+  std::unique_ptr<federation::UpstreamBundles> upstream_bundles;
+  std::unique_ptr<federation::BundleEndpoint> bundle_endpoint;
   // Created in Start(), destroyed after the gRPC servers it instruments.
   std::unique_ptr<telemetry::Metrics> metrics;
   telemetry::Counter x509_signed;  // no-ops until Start()
@@ -195,6 +243,7 @@ struct Server::Impl {
 
   void Maintain();
   absl::Status StartMetrics();
+  absl::Status StartBundleEndpoint();
   std::map<std::string, AdminService::SubsystemHealth> Health() const;
 };
 
@@ -246,6 +295,7 @@ void Server::Impl::Maintain() {
       if (absl::Status f = agent_service->RefreshFederatedBundles(); !f.ok()) {
         LogWarn("Federated bundle refresh failed", {{"error", std::string(f.message())}});
       }
+      upstream_service->NotifyBundleChanged();
       next_federated = now + kFederatedRefreshPeriod;
     }
     if (now >= next_prune) {
@@ -372,6 +422,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
     }
     return false;
   };
+  AgentService* federated_source = s.agent_service.get();
+  upstream_opts.federated_generation = [federated_source] {
+    return federated_source->FederatedGeneration();
+  };
+  upstream_opts.federated_bundles = [federated_source] {
+    return federated_source->FederatedBundles();
+  };
   s.upstream_service =
       std::make_unique<trellis::upstream::UpstreamService>(upstream_opts, s.ca.get());
   trellis::upstream::UpstreamService* downstreams = s.upstream_service.get();
@@ -399,6 +456,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
       if (absl::Status st = agents->RefreshFederatedBundles(); !st.ok()) {
         LogWarn("Federated bundle refresh failed", {{"error", std::string(st.message())}});
       }
+      downstreams->NotifyBundleChanged();
     }
   });
   s.ca->SetBundleListener([agents, downstreams](std::shared_ptr<const common::Bundle>) {
@@ -417,6 +475,32 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   if (absl::Status f = s.agent_service->RefreshFederatedBundles(); !f.ok()) {
     LogWarn("Federated bundle load failed", {{"error", std::string(f.message())}});
   }
+  TRELLIS_RETURN_IF_ERROR(ApplyConfiguredRelationships(cfg.federation, s.ds.get()));
+  if (s.upstream) {
+    // A nested server trusts the foreign trust domains of the tier above.
+    s.upstream_bundles = std::make_unique<federation::UpstreamBundles>(
+        td, s.ds.get(), [index] {
+          if (absl::Status st = index->Poll(); !st.ok()) {
+            LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
+          }
+        });
+    federation::UpstreamBundles* mirror = s.upstream_bundles.get();
+    s.upstream->WatchFederatedBundles([mirror](const std::vector<datastore::Bundle>& bundles) {
+      if (absl::Status st = mirror->Apply(bundles); !st.ok()) {
+        LogWarn("Storing the upstream's federated bundles failed",
+                {{"error", std::string(st.message())}});
+      }
+    });
+  }
+  federation::BundleRefresher::Options refresher_opts(td);
+  refresher_opts.own_bundle = [ca] { return ca->Bundle(); };
+  refresher_opts.after_write = [index] {
+    if (absl::Status st = index->Poll(); !st.ok()) {
+      LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
+    }
+  };
+  refresher_opts.clock = &s.clock;
+  s.refresher = std::make_unique<federation::BundleRefresher>(refresher_opts, s.ds.get());
 
   AdminService::Options admin_opts{td};
   admin_opts.clock = &s.clock;
@@ -427,8 +511,41 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   };
   admin_opts.health = [raw] { return raw->Health(); };
   admin_opts.ca = s.ca.get();
+  federation::BundleRefresher* refresher = s.refresher.get();
+  admin_opts.refresh_federation = [refresher](const std::string& td) {
+    return refresher->RefreshNow(td);
+  };
+  admin_opts.federation_state =
+      [refresher](const std::string& td) -> std::optional<server::v1::FederationRefreshState> {
+    std::optional<federation::BundleRefresher::State> st = refresher->StateOf(td);
+    if (!st) return std::nullopt;
+    return server::FederationStateToProto(st->last_attempt, st->last_success, st->next_attempt,
+                                          st->last_error, st->last_sequence);
+  };
+  admin_opts.federation_changed = [refresher] { refresher->Wake(); };
   s.admin_service = std::make_unique<AdminService>(s.ds.get(), admin_opts);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+// Serves this trust domain's bundle to the servers that federate with it.
+absl::Status Server::Impl::StartBundleEndpoint() {
+  const config::BundleEndpointConfig& be = *cfg.federation.bundle_endpoint;
+  federation::BundleEndpoint::Options o;
+  o.address = be.address;
+  o.port = be.port;
+  if (be.profile == config::BundleEndpointProfile::kHttpsWeb) {
+    o.identity = std::make_shared<federation::TlsFiles>(be.cert_file_path, be.key_file_path);
+  } else {
+    o.identity = std::make_shared<federation::TlsFiles>(svid->CertChainPath(), svid->KeyPath());
+  }
+  CaManager* authority = ca.get();
+  o.document = [authority]() -> absl::StatusOr<std::string> {
+    std::shared_ptr<const common::Bundle> bundle = authority->Bundle();
+    if (!bundle) return absl::UnavailableError("the trust bundle is not ready");
+    return common::SpiffeBundleToJson(*bundle);
+  };
+  TRELLIS_ASSIGN_OR_RETURN(bundle_endpoint, federation::BundleEndpoint::Start(std::move(o)));
+  return absl::OkStatus();
 }
 
 // Serves /metrics when configured; the server's own metrics are registered here.
@@ -506,6 +623,8 @@ absl::Status Server::Start() {
           return r;
         }));
   }
+  if (s.cfg.federation.bundle_endpoint) TRELLIS_RETURN_IF_ERROR(s.StartBundleEndpoint());
+  s.refresher->Start();
   s.ca->StartRotation();
   s.maintenance = std::thread([&s] { s.Maintain(); });
   // A write through another replica wakes the maintenance loop, whose index poll reads it at
@@ -540,6 +659,8 @@ void Server::Shutdown() {
   if (s.admin_server) s.admin_server->Shutdown(deadline);
   s.changes.reset();
   if (s.maintenance.joinable()) s.maintenance.join();
+  if (s.bundle_endpoint) s.bundle_endpoint->Stop();
+  if (s.refresher) s.refresher->Stop();
   if (s.health) s.health->Stop();
   if (s.agent_server) s.agent_server->Wait();
   if (s.admin_server) {
@@ -559,6 +680,8 @@ void Server::Shutdown() {
     s.ca->SetX509ActivationListener(nullptr);
   }
   s.admin_service.reset();
+  s.bundle_endpoint.reset();
+  s.refresher.reset();
   s.upstream_service.reset();
   s.agent_service.reset();
   s.index.reset();

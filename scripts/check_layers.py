@@ -17,6 +17,7 @@ LAYERS = [
     ["datastore"],
     ["attestors"],
     ["server"],
+    ["federation"],
     ["upstream"],
     ["downstream"],
     ["workload_api"],

@@ -4,11 +4,17 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/spiffe_id.h"
+#include "datastore/types.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
+
 
 namespace trellis::datastore {
 class DataStore;
@@ -17,6 +23,13 @@ class DataStore;
 namespace trellis::server {
 
 class CaManager;
+
+// The refresh state of one federation relationship as the admin API returns it (times in
+// unix seconds, 0 for never).
+v1::FederationRefreshState FederationStateToProto(absl::Time last_attempt, absl::Time last_success,
+                                                  absl::Time next_attempt,
+                                                  const std::string& last_error,
+                                                  std::optional<uint64_t> last_sequence);
 
 class AdminService final : public ::trellis::server::v1::Admin::Service {
  public:
@@ -36,6 +49,13 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
     std::function<std::map<std::string, SubsystemHealth>()> health;
     // Local and upstream authority operations; UNAVAILABLE when null.
     CaManager* ca = nullptr;
+    // The federated bundle refresher: fetch a relationship's bundle now, report its state,
+    // and hear that the relationships changed. RefreshFederationRelationship answers
+    // UNAVAILABLE without `refresh_federation`.
+    std::function<absl::Status(const std::string& trust_domain)> refresh_federation;
+    std::function<std::optional<v1::FederationRefreshState>(const std::string& trust_domain)>
+        federation_state;
+    std::function<void()> federation_changed;
   };
 
   AdminService(datastore::DataStore* ds, Options options);
@@ -68,6 +88,21 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
                                   v1::Bundle*) override;
   grpc::Status DeleteFederatedBundle(ServerContext*, const v1::DeleteFederatedBundleRequest*,
                                      v1::Empty*) override;
+  grpc::Status ListFederationRelationships(ServerContext*,
+                                           const v1::ListFederationRelationshipsRequest*,
+                                           v1::ListFederationRelationshipsResponse*) override;
+  grpc::Status GetFederationRelationship(ServerContext*, const v1::FederationRelationshipRequest*,
+                                         v1::FederationRelationship*) override;
+  grpc::Status CreateFederationRelationship(ServerContext*, const v1::FederationRelationship*,
+                                            v1::FederationRelationship*) override;
+  grpc::Status UpdateFederationRelationship(ServerContext*, const v1::FederationRelationship*,
+                                            v1::FederationRelationship*) override;
+  grpc::Status DeleteFederationRelationship(ServerContext*,
+                                            const v1::FederationRelationshipRequest*,
+                                            v1::Empty*) override;
+  grpc::Status RefreshFederationRelationship(ServerContext*,
+                                             const v1::FederationRelationshipRequest*,
+                                             v1::Empty*) override;
   grpc::Status GetAuthorityState(ServerContext*, const v1::GetAuthorityStateRequest*,
                                  v1::GetAuthorityStateResponse*) override;
   grpc::Status PrepareAuthority(ServerContext*, const v1::AuthorityRequest*,
@@ -85,6 +120,12 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
   grpc::Status Health(ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
 
  private:
+  struct RelationshipWrite {
+    datastore::FederationRelationship relationship;
+    std::optional<datastore::Bundle> bundle;
+  };
+  absl::StatusOr<RelationshipWrite> CheckRelationship(const v1::FederationRelationship& req) const;
+  v1::FederationRelationship RelationshipToProto(const datastore::FederationRelationship& r) const;
   void AfterWrite();
   absl::StatusOr<std::string> AgentIdArg(const std::string& spiffe_id) const;
 

@@ -128,6 +128,19 @@ absl::Status AgentService::RefreshFederatedBundles() {
   return absl::OkStatus();
 }
 
+uint64_t AgentService::FederatedGeneration() const {
+  absl::MutexLock lock(&mu_);
+  return federated_generation_;
+}
+
+std::vector<std::shared_ptr<const v1::Bundle>> AgentService::FederatedBundles() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::shared_ptr<const v1::Bundle>> out;
+  out.reserve(federated_.size());
+  for (const auto& [td, bundle] : federated_) out.push_back(bundle);
+  return out;
+}
+
 absl::Status AgentService::TakeSigning(const grpc::ServerContextBase& ctx, double cost) {
   if (!options_.rate_limits.signing_enabled || !options_.peer_address) return absl::OkStatus();
   return signing_limiter_.Take(options_.peer_address(ctx), cost, "signing");

@@ -89,6 +89,9 @@ class AgentService final
   void NotifyAgents(const std::set<std::string>& agent_ids);
   // Re-reads federated bundles from the datastore; notifies watchers when one changed.
   absl::Status RefreshFederatedBundles();
+  // The federated bundles as last read, and a number that moves whenever they change.
+  uint64_t FederatedGeneration() const;
+  std::vector<std::shared_ptr<const v1::Bundle>> FederatedBundles() const;
   // Ends every WatchChanges stream (OK) and refuses new ones: the server is stopping.
   void Shutdown();
   // WatchChanges streams currently open: roughly the agents connected right now.

@@ -41,6 +41,10 @@ class UpstreamAuthority {
   // Delivers the upstream's bundle now and after every change, from a background thread,
   // until Stop(). Does nothing when the upstream keeps no bundle.
   virtual void WatchBundle(std::function<void(const datastore::Bundle&)> /*on_bundle*/) {}
+  // Delivers every federated bundle the upstream holds, now and after every change, from a
+  // background thread, until Stop(). Does nothing when the upstream keeps no bundles.
+  virtual void WatchFederatedBundles(
+      std::function<void(const std::vector<datastore::Bundle>&)> /*on_bundles*/) {}
   // Ends background work; no callback runs once it returns. Idempotent.
   virtual void Stop() {}
 };

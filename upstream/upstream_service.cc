@@ -40,7 +40,25 @@ UpstreamService::UpstreamService(Options options, server::CaManager* ca)
                   absl::StatusOr<datastore::Bundle> bundle = ca_->StoredBundle();
                   return bundle.ok() ? server::BundleToProto(*bundle) : v1::Bundle();
                 },
-                grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down")}) {}
+                grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down")}),
+      federated_watches_(
+          {[this](const std::string& caller) -> absl::StatusOr<std::optional<uint64_t>> {
+             absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(caller);
+             if (!id.ok()) return id.status();
+             if (!options_.is_downstream(*id)) {
+               return absl::PermissionDeniedError(
+                   "caller " + caller + " is no longer registered as a downstream server");
+             }
+             return options_.federated_generation ? options_.federated_generation() : 0;
+           },
+           [this](const std::string&, const uint64_t&) {
+             v1::FederatedBundles out;
+             if (options_.federated_bundles) {
+               for (const auto& b : options_.federated_bundles()) *out.add_bundles() = *b;
+             }
+             return out;
+           },
+           grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down")}) {}
 
 UpstreamService::~UpstreamService() { Shutdown(); }
 
@@ -110,10 +128,26 @@ grpc::ServerWriteReactor<v1::Bundle>* UpstreamService::WatchBundle(
   return watches_.Open(caller->String());
 }
 
-void UpstreamService::NotifyBundleChanged() { watches_.NotifyAll(); }
+grpc::ServerWriteReactor<v1::FederatedBundles>* UpstreamService::WatchFederatedBundles(
+    grpc::CallbackServerContext* ctx, const v1::WatchBundleRequest*) {
+  absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
+  if (!caller.ok()) return federated_watches_.Refuse(transport::ToGrpcStatus(caller.status()));
+  return federated_watches_.Open(caller->String());
+}
 
-void UpstreamService::NotifyEntriesChanged() { watches_.NotifyAll(); }
+void UpstreamService::NotifyBundleChanged() {
+  watches_.NotifyAll();
+  federated_watches_.NotifyAll();
+}
 
-void UpstreamService::Shutdown() { watches_.Shutdown(); }
+void UpstreamService::NotifyEntriesChanged() {
+  watches_.NotifyAll();
+  federated_watches_.NotifyAll();
+}
+
+void UpstreamService::Shutdown() {
+  watches_.Shutdown();
+  federated_watches_.Shutdown();
+}
 
 }  // namespace trellis::upstream

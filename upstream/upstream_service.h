@@ -4,6 +4,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -20,7 +22,9 @@ namespace trellis::upstream {
 // each call so deleting the entry cuts the downstream off.
 // WatchBundle runs on gRPC's callback API, so an open stream holds no thread.
 class UpstreamService final
-    : public server::v1::Upstream::WithCallbackMethod_WatchBundle<server::v1::Upstream::Service> {
+    : public server::v1::Upstream::WithCallbackMethod_WatchBundle<
+          server::v1::Upstream::WithCallbackMethod_WatchFederatedBundles<
+              server::v1::Upstream::Service>> {
  public:
   struct Options {
     // The caller's verified SPIFFE ID (UNAUTHENTICATED when its chain does not verify).
@@ -28,6 +32,10 @@ class UpstreamService final
         authenticate;
     // Whether a registration entry with this SPIFFE ID has downstream = true.
     std::function<bool(const common::SpiffeId&)> is_downstream;
+    // The federated bundles to hand down, and a number that moves whenever they change;
+    // without them WatchFederatedBundles sends an empty set.
+    std::function<uint64_t()> federated_generation;
+    std::function<std::vector<std::shared_ptr<const server::v1::Bundle>>()> federated_bundles;
   };
   UpstreamService(Options options, server::CaManager* ca);
   ~UpstreamService() override;
@@ -40,7 +48,11 @@ class UpstreamService final
   grpc::ServerWriteReactor<server::v1::Bundle>* WatchBundle(
       grpc::CallbackServerContext* ctx, const server::v1::WatchBundleRequest* req) override;
 
-  // Called after every bundle change: open WatchBundle streams send it at once.
+  grpc::ServerWriteReactor<server::v1::FederatedBundles>* WatchFederatedBundles(
+      grpc::CallbackServerContext* ctx, const server::v1::WatchBundleRequest* req) override;
+
+  // Called after every change to the bundle or a federated bundle: open streams send what
+  // moved at once.
   void NotifyBundleChanged();
   // Called after registration entries changed: each stream re-checks that its caller is
   // still registered as a downstream server, and ends if not.
@@ -57,6 +69,8 @@ class UpstreamService final
   // Open WatchBundle streams by caller SPIFFE ID; the state is the bundle's sequence number.
   // Last member: its notifier reads the members above, so it stops first.
   server::PushStreams<server::v1::Bundle, int64_t> watches_;
+  // Open WatchFederatedBundles streams; the state is the federated generation.
+  server::PushStreams<server::v1::FederatedBundles, uint64_t> federated_watches_;
 };
 
 }  // namespace trellis::upstream

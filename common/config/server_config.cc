@@ -85,6 +85,43 @@ absl::StatusOr<FederatesWithConfig> ReadFederatesWith(const Document& doc,
   return fw;
 }
 
+constexpr char kNoAcme[] =
+    ": ACME is not supported; give the https_web profile a certificate with "
+    "serving_cert_file { cert_file_path, key_file_path }";
+
+// `profile "https_spiffe" {}` or `profile "https_web" { serving_cert_file { } }`.
+absl::Status ReadEndpointProfile(Section& be, BundleEndpointConfig* endpoint) {
+  if (be.Get("acme") != nullptr) return be.ErrorAt(be.PositionOf("acme"), be.KeyPath("acme") + kNoAcme);
+  TRELLIS_ASSIGN_OR_RETURN(std::vector<LabelledBlock> profiles, ReadLabelledBlocks(be, "profile"));
+  if (profiles.empty()) return absl::OkStatus();
+  if (profiles.size() != 1) {
+    return be.ErrorAt(profiles[1].pos, be.KeyPath("profile") + ": only one profile may be given");
+  }
+  const LabelledBlock& profile = profiles[0];
+  TRELLIS_ASSIGN_OR_RETURN(Section ps, Section::Open(be.doc(), *profile.body, profile.path));
+  if (profile.label == "https_spiffe") {
+    endpoint->profile = BundleEndpointProfile::kHttpsSpiffe;
+    return ps.Finish();
+  }
+  if (profile.label != "https_web") {
+    return be.ErrorAt(profile.pos, "unknown bundle endpoint profile " +
+                                       QuoteForError(profile.label) + " in " + be.path() +
+                                       " (use \"https_web\" or \"https_spiffe\")");
+  }
+  endpoint->profile = BundleEndpointProfile::kHttpsWeb;
+  if (ps.Get("acme") != nullptr) return ps.ErrorAt(ps.PositionOf("acme"), ps.KeyPath("acme") + kNoAcme);
+  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> files, ps.Child("serving_cert_file"));
+  if (!files.has_value()) {
+    return ps.ErrorAt(profile.pos, profile.path +
+                                       ": the https_web profile needs serving_cert_file "
+                                       "{ cert_file_path, key_file_path }");
+  }
+  TRELLIS_RETURN_IF_ERROR(files->ReadRequiredString("cert_file_path", &endpoint->cert_file_path));
+  TRELLIS_RETURN_IF_ERROR(files->ReadRequiredString("key_file_path", &endpoint->key_file_path));
+  TRELLIS_RETURN_IF_ERROR(files->Finish());
+  return ps.Finish();
+}
+
 absl::StatusOr<FederationConfig> ReadFederation(Section& s, const TrustDomain& own) {
   FederationConfig fed;
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> be, s.Child("bundle_endpoint"));
@@ -93,6 +130,7 @@ absl::StatusOr<FederationConfig> ReadFederation(Section& s, const TrustDomain& o
     TRELLIS_RETURN_IF_ERROR(be->ReadNonEmptyString("address", &endpoint.address));
     TRELLIS_RETURN_IF_ERROR(be->ReadPort("port", &endpoint.port));
     TRELLIS_RETURN_IF_ERROR(be->ReadDuration("refresh_hint", &endpoint.refresh_hint));
+    TRELLIS_RETURN_IF_ERROR(ReadEndpointProfile(*be, &endpoint));
     TRELLIS_RETURN_IF_ERROR(be->Finish());
     fed.bundle_endpoint = endpoint;
   }

@@ -25,14 +25,19 @@ struct CaSubject {
   std::string common_name;
 };
 
+enum class BundleEndpointProfile { kHttpsWeb, kHttpsSpiffe };
+
 // `federation { bundle_endpoint { } }`: serve this trust domain's bundle to others.
 struct BundleEndpointConfig {
   std::string address = "0.0.0.0";
   uint16_t port = 443;
   absl::Duration refresh_hint = absl::ZeroDuration();  // zero: derived from the CA TTL
+  // `profile "https_spiffe" {}` (the default: TLS with the server's own SVID) or
+  // `profile "https_web" { serving_cert_file { cert_file_path, key_file_path } }`.
+  BundleEndpointProfile profile = BundleEndpointProfile::kHttpsSpiffe;
+  std::string cert_file_path;  // https_web only
+  std::string key_file_path;   // https_web only
 };
-
-enum class BundleEndpointProfile { kHttpsWeb, kHttpsSpiffe };
 
 // `federates_with "td" { }`: where to fetch a foreign trust domain's bundle.
 struct FederatesWithConfig {

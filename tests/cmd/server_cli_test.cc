@@ -22,6 +22,7 @@
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::MatchesRegex;
 using ::testing::StartsWith;
 
@@ -416,6 +417,94 @@ TEST_F(ServerCliTest, BundleSetListDeleteFederated) {
   Result del = Admin({"bundle", "delete", "-id", "spiffe://other.org"});
   EXPECT_EQ(del.out, "bundle deleted.\n");
   EXPECT_EQ(Admin({"bundle", "list"}).out, "");
+}
+
+TEST_F(ServerCliTest, FederationCreateShowUpdateListDelete) {
+  std::string pem = Admin({"bundle", "show"}).out;
+  std::string bundle_path = dir_ + "/partner.pem";
+  std::ofstream(bundle_path) << pem;
+  Result created = Admin({"federation", "create", "-trustDomain", "partner.test",
+                          "-bundleEndpointURL", "https://127.0.0.1:1/partner",
+                          "-bundleEndpointProfile", "https_spiffe", "-endpointSpiffeID",
+                          "spiffe://partner.test/spire/server", "-trustDomainBundlePath",
+                          bundle_path});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_EQ(created.out,
+            "Trust domain              : partner.test\n"
+            "Bundle endpoint URL       : https://127.0.0.1:1/partner\n"
+            "Bundle endpoint profile   : https_spiffe\n"
+            "Endpoint SPIFFE ID        : spiffe://partner.test/spire/server\n\n");
+  // The bootstrap bundle is stored as the trust domain's federated bundle.
+  EXPECT_EQ(Admin({"bundle", "list", "-id", "partner.test"}).out, pem);
+  Result show = Admin({"federation", "show", "-trustDomain", "partner.test", "-output", "json"});
+  ASSERT_EQ(show.code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("\"bundle_endpoint_profile\":\"HTTPS_SPIFFE\""));
+  Result updated = Admin({"federation", "update", "-trustDomain", "partner.test",
+                          "-bundleEndpointURL", "https://127.0.0.1:1/bundles",
+                          "-bundleEndpointProfile", "https_web"});
+  ASSERT_EQ(updated.code, 0) << updated.err;
+  EXPECT_THAT(updated.out, HasSubstr("Bundle endpoint profile   : https_web\n"));
+  EXPECT_THAT(updated.out, Not(HasSubstr("Endpoint SPIFFE ID")));
+  Result list = Admin({"federation", "list"});
+  EXPECT_THAT(list.out, HasSubstr("Found 1 federation relationship\n\n"));
+  EXPECT_THAT(list.out, HasSubstr("https://127.0.0.1:1/bundles"));
+  Result del = Admin({"federation", "delete", "-id", "partner.test"});
+  EXPECT_EQ(del.out, "federation relationship deleted.\n");
+  EXPECT_THAT(Admin({"federation", "list"}).out, HasSubstr("Found 0 federation relationships"));
+  EXPECT_EQ(Admin({"bundle", "delete", "-id", "partner.test"}).code, 0);
+}
+
+TEST_F(ServerCliTest, FederationCreateFromDataCreatesEach) {
+  std::string path = dir_ + "/relationships.json";
+  std::ofstream(path) << R"({"federation_relationships": [
+    {"trust_domain": "one.test", "bundle_endpoint_url": "https://127.0.0.1:1/one", "https_web": {}},
+    {"trust_domain": "two.test", "bundle_endpoint_url": "https://127.0.0.1:1/two",
+     "https_spiffe": {"endpoint_spiffe_id": "spiffe://two.test/spire/server"}}
+  ]})";
+  Result created = Admin({"federation", "create", "-data", path});
+  ASSERT_EQ(created.code, 0) << created.err;
+  EXPECT_THAT(created.out, HasSubstr("Trust domain              : one.test\n"));
+  EXPECT_THAT(created.out, HasSubstr("Trust domain              : two.test\n"));
+  EXPECT_THAT(Admin({"federation", "list"}).out, HasSubstr("Found 2 federation relationships"));
+  EXPECT_EQ(Admin({"federation", "delete", "-id", "one.test"}).code, 0);
+  EXPECT_EQ(Admin({"federation", "delete", "-id", "two.test"}).code, 0);
+}
+
+TEST_F(ServerCliTest, FederationRefusesBadInputWithOneLine) {
+  Result own = Admin({"federation", "create", "-trustDomain", "example.org", "-bundleEndpointURL",
+                      "https://127.0.0.1:1/", "-bundleEndpointProfile", "https_web"});
+  EXPECT_EQ(own.code, 1);
+  EXPECT_THAT(own.err, HasSubstr("cannot federate with its own trust domain"));
+  Result http = Admin({"federation", "create", "-trustDomain", "x.test", "-bundleEndpointURL",
+                       "http://127.0.0.1:1/", "-bundleEndpointProfile", "https_web"});
+  EXPECT_EQ(http.code, 1);
+  EXPECT_THAT(http.err, HasSubstr("must be an https:// URL"));
+  Result no_id = Admin({"federation", "create", "-trustDomain", "x.test", "-bundleEndpointURL",
+                        "https://127.0.0.1:1/"});
+  EXPECT_THAT(no_id.err, HasSubstr("endpoint SPIFFE ID is required if profile is https_spiffe"));
+  std::string path = dir_ + "/bad-relationships.json";
+  std::ofstream(path) << R"({"federation_relationships": [{"trust_domain": "x.test",
+    "bundle_endpoint_url": "https://127.0.0.1:1/", "https_web": {}, "https_spiffe": {}}]})";
+  Result both = Admin({"federation", "create", "-data", path});
+  EXPECT_THAT(both.err, HasSubstr("federation_relationships[0]"));
+  Result missing = Admin({"federation", "refresh", "-id", "nobody.test"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("nobody.test"));
+  EXPECT_THAT(Admin({"federation", "list"}).out, HasSubstr("Found 0 federation relationships"));
+}
+
+TEST_F(ServerCliTest, FederationRefreshOfAnUnreachableEndpointSaysWhy) {
+  ASSERT_EQ(Admin({"federation", "create", "-trustDomain", "gone.test", "-bundleEndpointURL",
+                   "https://127.0.0.1:1/", "-bundleEndpointProfile", "https_web"})
+                .code,
+            0);
+  Result refresh = Admin({"federation", "refresh", "-id", "gone.test"});
+  EXPECT_EQ(refresh.code, 1);
+  EXPECT_THAT(refresh.err, HasSubstr("cannot fetch the bundle of gone.test from "
+                                     "https://127.0.0.1:1/: cannot connect"));
+  Result show = Admin({"federation", "show", "-trustDomain", "gone.test"});
+  EXPECT_THAT(show.out, HasSubstr("Last refresh error        : cannot fetch the bundle"));
+  EXPECT_EQ(Admin({"federation", "delete", "-id", "gone.test"}).code, 0);
 }
 
 TEST_F(ServerCliTest, HealthcheckWithoutServerFails) {

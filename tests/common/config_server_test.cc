@@ -147,6 +147,49 @@ TEST(ServerConfig, ReadsFederation) {
   EXPECT_EQ(cfg.federation.federates_with[1].endpoint_spiffe_id->String(), "spiffe://b.test/be");
 }
 
+TEST(ServerConfig, BundleEndpointDefaultsToTheHttpsSpiffeProfile) {
+  ServerConfig cfg = MustParse(WithServer(R"(
+  federation {
+    bundle_endpoint { port = 8443 }
+  }
+)"));
+  ASSERT_TRUE(cfg.federation.bundle_endpoint.has_value());
+  EXPECT_EQ(cfg.federation.bundle_endpoint->profile, BundleEndpointProfile::kHttpsSpiffe);
+  EXPECT_EQ(cfg.federation.bundle_endpoint->address, "0.0.0.0");
+  EXPECT_TRUE(cfg.federation.bundle_endpoint->cert_file_path.empty());
+}
+
+TEST(ServerConfig, ReadsTheHttpsWebBundleEndpointProfile) {
+  ServerConfig cfg = MustParse(WithServer(R"(
+  federation {
+    bundle_endpoint {
+      port = 8443
+      profile "https_web" {
+        serving_cert_file {
+          cert_file_path = "/etc/trellis/web.pem"
+          key_file_path = "/etc/trellis/web.key"
+        }
+      }
+    }
+  }
+)"));
+  ASSERT_TRUE(cfg.federation.bundle_endpoint.has_value());
+  EXPECT_EQ(cfg.federation.bundle_endpoint->profile, BundleEndpointProfile::kHttpsWeb);
+  EXPECT_EQ(cfg.federation.bundle_endpoint->cert_file_path, "/etc/trellis/web.pem");
+  EXPECT_EQ(cfg.federation.bundle_endpoint->key_file_path, "/etc/trellis/web.key");
+}
+
+TEST(ServerConfig, ReadsAnExplicitHttpsSpiffeBundleEndpointProfile) {
+  ServerConfig cfg = MustParse(WithServer(R"(
+  federation {
+    bundle_endpoint {
+      profile "https_spiffe" {}
+    }
+  }
+)"));
+  EXPECT_EQ(cfg.federation.bundle_endpoint->profile, BundleEndpointProfile::kHttpsSpiffe);
+}
+
 TEST(ServerConfig, ReadsAllPluginKinds) {
   ServerConfig cfg = MustParse(WithPlugins(R"(
   DataStore "sql" {
@@ -340,6 +383,53 @@ TEST(ServerConfigErrors, FederationWithOwnTrustDomain) {
     }
   })"),
               "cannot federate with its own trust domain");
+}
+
+TEST(ServerConfigErrors, BundleEndpointAcmeIsRefusedWithTheAlternative) {
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      acme { domain_name = "example.org", email = "ops@example.org" }
+    }
+  })"),
+              "ACME is not supported; give the https_web profile a certificate with "
+              "serving_cert_file");
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      profile "https_web" { acme { domain_name = "example.org" } }
+    }
+  })"),
+              "ACME is not supported");
+}
+
+TEST(ServerConfigErrors, HttpsWebBundleEndpointNeedsItsCertificateFiles) {
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      profile "https_web" {}
+    }
+  })"),
+              "the https_web profile needs serving_cert_file");
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      profile "https_web" { serving_cert_file { cert_file_path = "/c.pem" } }
+    }
+  })"),
+              "key_file_path is required");
+}
+
+TEST(ServerConfigErrors, BundleEndpointUnknownOrSecondProfile) {
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      profile "mtls" {}
+    }
+  })"),
+              "unknown bundle endpoint profile \"mtls\"");
+  ExpectError(WithServer(R"(  federation {
+    bundle_endpoint {
+      profile "https_spiffe" {}
+      profile "https_web" { serving_cert_file { cert_file_path = "c", key_file_path = "k" } }
+    }
+  })"),
+              "only one profile may be given");
 }
 
 TEST(ServerConfigErrors, FederationUnknownProfile) {

@@ -109,11 +109,13 @@ class CliResult:
 class Process:
     """One long-running trellis process whose output goes to a log file."""
 
-    def __init__(self, name, args, log_path, cwd):
+    def __init__(self, name, args, log_path, cwd, env=None):
         self.name = name
         self.args = list(args)
         self.log_path = log_path
         self.cwd = cwd
+        # Variables added to the test's environment for this process.
+        self.env = dict(os.environ, **env) if env else None
         self.popen = None
 
     def start(self):
@@ -127,7 +129,7 @@ class Process:
             # can signal each child alone.
             self.popen = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, cwd=self.cwd,
-                                          start_new_session=True)
+                                          env=self.env, start_new_session=True)
         finally:
             log.close()
         return self
@@ -188,7 +190,7 @@ class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
                  extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h",
-                 postgres_dsn=None, health_port=None):
+                 postgres_dsn=None, health_port=None, env=None):
         """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
         (e.g. an UpstreamAuthority block for a nested tier). postgres_dsn: keep the datastore
         in that PostgreSQL database instead of SQLite in the data directory."""
@@ -249,7 +251,7 @@ class Server:
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = Process(name, [server_binary(), "run", "-config", self.config_path],
-                               os.path.join(self.dir, "server.log"), self.dir)
+                               os.path.join(self.dir, "server.log"), self.dir, env=env)
 
     def start(self, wait=True, timeout=DEFAULT_TIMEOUT):
         self.process.start()

@@ -556,6 +556,81 @@ TEST_F(AdminBundleTest, ListFederatedBundlesLeavesOutTheOwnBundle) {
   EXPECT_EQ(resp.bundles(0).trust_domain(), "other.org");
 }
 
+class AdminFederationTest : public AdminBundleTest {
+ protected:
+  static v1::FederationRelationship Web(const std::string& td) {
+    v1::FederationRelationship r;
+    r.set_trust_domain(td);
+    r.set_bundle_endpoint_url("https://127.0.0.1:1/" + td);
+    r.set_bundle_endpoint_profile(v1::HTTPS_WEB);
+    return r;
+  }
+  grpc::Status Create(const v1::FederationRelationship& r, v1::FederationRelationship* out) {
+    grpc::ClientContext ctx;
+    return stub_->CreateFederationRelationship(&ctx, r, out);
+  }
+};
+
+TEST_F(AdminFederationTest, CreateWithABundleStoresBoth) {
+  v1::FederationRelationship r = Web("other.org");
+  r.set_bundle_endpoint_profile(v1::HTTPS_SPIFFE);
+  r.set_endpoint_spiffe_id("spiffe://other.org/spire/server");
+  r.mutable_trust_domain_bundle()->set_trust_domain("other.org");
+  r.mutable_trust_domain_bundle()->add_x509_authorities()->set_asn1(MakeCaDer("other.org"));
+  v1::FederationRelationship resp;
+  ASSERT_TRUE(Create(r, &resp).ok());
+  EXPECT_EQ(resp.endpoint_spiffe_id(), "spiffe://other.org/spire/server");
+  EXPECT_FALSE(resp.has_trust_domain_bundle());
+  EXPECT_TRUE(ds_->GetFederationRelationship("other.org").ok());
+  EXPECT_TRUE(ds_->GetBundle("other.org").ok());
+}
+
+TEST_F(AdminFederationTest, ABundleOfAnotherTrustDomainWritesNothing) {
+  v1::FederationRelationship r = Web("other.org");
+  r.mutable_trust_domain_bundle()->set_trust_domain("third.org");
+  r.mutable_trust_domain_bundle()->add_x509_authorities()->set_asn1(MakeCaDer("third.org"));
+  v1::FederationRelationship resp;
+  grpc::Status st = Create(r, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("is the bundle of third.org, not of other.org"));
+  EXPECT_EQ(ds_->GetFederationRelationship("other.org").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(ds_->GetBundle("third.org").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(AdminFederationTest, OwnTrustDomainAndBadIdsAreRefused) {
+  v1::FederationRelationship resp;
+  grpc::Status own = Create(Web("example.org"), &resp);
+  EXPECT_EQ(own.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(own.error_message(), HasSubstr("cannot federate with its own trust domain"));
+  grpc::Status bad_td = Create(Web("Not A Domain"), &resp);
+  EXPECT_EQ(bad_td.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad_td.error_message(), HasSubstr("trust_domain"));
+  v1::FederationRelationship no_id = Web("other.org");
+  no_id.set_bundle_endpoint_profile(v1::HTTPS_SPIFFE);
+  grpc::Status missing = Create(no_id, &resp);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(missing.error_message(), HasSubstr("endpoint SPIFFE ID"));
+}
+
+TEST_F(AdminFederationTest, UpdateOfAnUnknownRelationshipIsNotFound) {
+  v1::FederationRelationship resp;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->UpdateFederationRelationship(&ctx, Web("other.org"), &resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(AdminFederationTest, RefreshWithoutARefresherIsUnavailable) {
+  v1::FederationRelationship resp;
+  ASSERT_TRUE(Create(Web("other.org"), &resp).ok());
+  v1::FederationRelationshipRequest req;
+  req.set_trust_domain("other.org");
+  v1::Empty empty;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->RefreshFederationRelationship(&ctx, req, &empty).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_F(AdminBundleTest, DeleteFederatedBundleRemovesIt) {
   v1::Bundle set;
   ASSERT_TRUE(Set("other.org", MakeCaDer("other.org"), &set).ok());

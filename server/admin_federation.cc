@@ -1,0 +1,190 @@
+// trellis.server.v1.Admin: federation relationships.
+#include "absl/time/time.h"
+#include "common/log.h"
+#include "datastore/datastore.h"
+#include "server/admin_service.h"
+#include "server/api_convert.h"
+#include "transport/grpc_status.h"
+
+namespace trellis::server {
+
+using common::LogInfo;
+using transport::ToGrpcStatus;
+
+namespace {
+
+int64_t UnixOrZero(absl::Time t) { return t == absl::InfinitePast() ? 0 : absl::ToUnixSeconds(t); }
+
+absl::StatusOr<std::string> TrustDomainArg(const std::string& text) {
+  absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(text);
+  if (!td.ok()) {
+    return absl::InvalidArgumentError("trust_domain: " + std::string(td.status().message()));
+  }
+  return td->name();
+}
+
+}  // namespace
+
+v1::FederationRelationship AdminService::RelationshipToProto(
+    const datastore::FederationRelationship& r) const {
+  v1::FederationRelationship out;
+  out.set_trust_domain(r.trust_domain);
+  out.set_bundle_endpoint_url(r.bundle_endpoint_url);
+  out.set_bundle_endpoint_profile(r.profile == datastore::BundleEndpointProfile::kHttpsSpiffe
+                                      ? v1::HTTPS_SPIFFE
+                                      : v1::HTTPS_WEB);
+  out.set_endpoint_spiffe_id(r.endpoint_spiffe_id);
+  if (options_.federation_state) {
+    if (auto state = options_.federation_state(r.trust_domain)) {
+      *out.mutable_refresh_state() = *state;
+    }
+  }
+  return out;
+}
+
+// Checks a relationship (and its optional bundle) as given: nothing is written before all
+// of it is known to be acceptable.
+absl::StatusOr<AdminService::RelationshipWrite> AdminService::CheckRelationship(
+    const v1::FederationRelationship& req) const {
+  RelationshipWrite w;
+  absl::StatusOr<std::string> td = TrustDomainArg(req.trust_domain());
+  if (!td.ok()) return td.status();
+  if (*td == options_.trust_domain.name()) {
+    return absl::InvalidArgumentError(
+        "trust_domain: a server cannot federate with its own trust domain");
+  }
+  w.relationship.trust_domain = *td;
+  w.relationship.bundle_endpoint_url = req.bundle_endpoint_url();
+  switch (req.bundle_endpoint_profile()) {
+    case v1::HTTPS_WEB:
+      w.relationship.profile = datastore::BundleEndpointProfile::kHttpsWeb;
+      break;
+    case v1::HTTPS_SPIFFE:
+      w.relationship.profile = datastore::BundleEndpointProfile::kHttpsSpiffe;
+      break;
+    default:
+      return absl::InvalidArgumentError("bundle_endpoint_profile: unknown profile");
+  }
+  w.relationship.endpoint_spiffe_id = req.endpoint_spiffe_id();
+  if (req.has_trust_domain_bundle()) {
+    absl::StatusOr<datastore::Bundle> bundle = BundleFromProto(req.trust_domain_bundle());
+    if (!bundle.ok()) {
+      return absl::InvalidArgumentError("trust_domain_bundle: " +
+                                        std::string(bundle.status().message()));
+    }
+    if (bundle->trust_domain != *td) {
+      return absl::InvalidArgumentError("trust_domain_bundle: is the bundle of " +
+                                        bundle->trust_domain + ", not of " + *td);
+    }
+    if (bundle->x509_authorities.empty() && bundle->jwt_authorities.empty()) {
+      return absl::InvalidArgumentError("trust_domain_bundle: holds no authorities");
+    }
+    w.bundle = *std::move(bundle);
+  }
+  return w;
+}
+
+grpc::Status AdminService::ListFederationRelationships(
+    ServerContext*, const v1::ListFederationRelationshipsRequest*,
+    v1::ListFederationRelationshipsResponse* resp) {
+  auto list = ds_->ListFederationRelationships();
+  if (!list.ok()) return ToGrpcStatus(list.status());
+  for (const auto& r : *list) *resp->add_relationships() = RelationshipToProto(r);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::GetFederationRelationship(ServerContext*,
+                                                     const v1::FederationRelationshipRequest* req,
+                                                     v1::FederationRelationship* resp) {
+  absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
+  if (!td.ok()) return ToGrpcStatus(td.status());
+  auto r = ds_->GetFederationRelationship(*td);
+  if (!r.ok()) return ToGrpcStatus(r.status());
+  *resp = RelationshipToProto(*r);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CreateFederationRelationship(ServerContext*,
+                                                        const v1::FederationRelationship* req,
+                                                        v1::FederationRelationship* resp) {
+  absl::StatusOr<RelationshipWrite> w = CheckRelationship(*req);
+  if (!w.ok()) return ToGrpcStatus(w.status());
+  auto created = ds_->CreateFederationRelationship(w->relationship);
+  if (!created.ok()) return ToGrpcStatus(created.status());
+  if (w->bundle) {
+    if (auto stored = ds_->SetBundle(*w->bundle); !stored.ok()) {
+      // All or nothing: the relationship goes again.
+      (void)ds_->DeleteFederationRelationship(created->trust_domain);
+      return ToGrpcStatus(stored.status());
+    }
+    AfterWrite();
+  }
+  LogInfo("Federation relationship created",
+          {{"trust_domain", created->trust_domain},
+           {"bundle_endpoint_url", created->bundle_endpoint_url}});
+  if (options_.federation_changed) options_.federation_changed();
+  *resp = RelationshipToProto(*created);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::UpdateFederationRelationship(ServerContext*,
+                                                        const v1::FederationRelationship* req,
+                                                        v1::FederationRelationship* resp) {
+  absl::StatusOr<RelationshipWrite> w = CheckRelationship(*req);
+  if (!w.ok()) return ToGrpcStatus(w.status());
+  auto before = ds_->GetFederationRelationship(w->relationship.trust_domain);
+  if (!before.ok()) return ToGrpcStatus(before.status());
+  auto updated = ds_->UpdateFederationRelationship(w->relationship);
+  if (!updated.ok()) return ToGrpcStatus(updated.status());
+  if (w->bundle) {
+    if (auto stored = ds_->SetBundle(*w->bundle); !stored.ok()) {
+      (void)ds_->UpdateFederationRelationship(*before);
+      return ToGrpcStatus(stored.status());
+    }
+    AfterWrite();
+  }
+  LogInfo("Federation relationship updated",
+          {{"trust_domain", updated->trust_domain},
+           {"bundle_endpoint_url", updated->bundle_endpoint_url}});
+  if (options_.federation_changed) options_.federation_changed();
+  *resp = RelationshipToProto(*updated);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::DeleteFederationRelationship(
+    ServerContext*, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+  absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
+  if (!td.ok()) return ToGrpcStatus(td.status());
+  if (absl::Status st = ds_->DeleteFederationRelationship(*td); !st.ok()) return ToGrpcStatus(st);
+  // The bundle stays: entries may federate with the trust domain, and `bundle delete`
+  // removes it when it should go.
+  LogInfo("Federation relationship deleted", {{"trust_domain", *td}});
+  if (options_.federation_changed) options_.federation_changed();
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::RefreshFederationRelationship(
+    ServerContext*, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+  absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
+  if (!td.ok()) return ToGrpcStatus(td.status());
+  if (!options_.refresh_federation) {
+    return ToGrpcStatus(absl::UnavailableError("this server does not fetch federated bundles"));
+  }
+  return ToGrpcStatus(options_.refresh_federation(*td));
+}
+
+v1::FederationRefreshState FederationStateToProto(absl::Time last_attempt, absl::Time last_success,
+                                                  absl::Time next_attempt,
+                                                  const std::string& last_error,
+                                                  std::optional<uint64_t> last_sequence) {
+  v1::FederationRefreshState out;
+  out.set_last_attempt(UnixOrZero(last_attempt));
+  out.set_last_success(UnixOrZero(last_success));
+  out.set_next_attempt(UnixOrZero(next_attempt));
+  out.set_last_error(last_error);
+  out.set_has_sequence(last_sequence.has_value());
+  out.set_last_sequence(last_sequence.value_or(0));
+  return out;
+}
+
+}  // namespace trellis::server
