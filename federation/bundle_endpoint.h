@@ -6,14 +6,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
-#include "federation/tls_files.h"
-
-namespace httplib {
-class SSLServer;
-}
+#include "web/http_listener.h"
+#include "web/tls_files.h"
 
 namespace trellis::federation {
 
@@ -26,23 +22,19 @@ class BundleEndpoint {
     std::function<absl::StatusOr<std::string>()> document;
     // The certificate chain and key presented in each handshake: the server's own SVID for
     // the https_spiffe profile, a Web PKI certificate for https_web.
-    std::shared_ptr<TlsFiles> identity;
+    std::shared_ptr<web::TlsFiles> identity;
   };
 
-  // Binds and serves on two threads. UNAVAILABLE when the address cannot be bound,
+  // Binds and serves GET / on two threads. UNAVAILABLE when the address cannot be bound,
   // INVALID_ARGUMENT when the identity cannot be read.
   static absl::StatusOr<std::unique_ptr<BundleEndpoint>> Start(Options options);
-  ~BundleEndpoint();
-  void Stop();
-  int port() const { return port_; }
+  void Stop() { listener_->Stop(); }
+  int port() const { return listener_->port(); }
 
  private:
-  explicit BundleEndpoint(Options options);
-
-  Options options_;
-  std::unique_ptr<httplib::SSLServer> server_;
-  std::thread thread_;
-  int port_ = 0;
+  explicit BundleEndpoint(std::unique_ptr<web::HttpListener> listener)
+      : listener_(std::move(listener)) {}
+  std::unique_ptr<web::HttpListener> listener_;
 };
 
 }  // namespace trellis::federation

@@ -27,6 +27,7 @@
 #include "federation/bundle_endpoint.h"
 #include "federation/bundle_refresher.h"
 #include "federation/upstream_bundles.h"
+#include "oidc/discovery.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
 #include "runtime/ca_manager_options.h"
@@ -219,6 +220,7 @@ struct Server::Impl {
   // Written by the upstream's federated bundle stream until upstream->Stop().
   std::unique_ptr<federation::UpstreamBundles> upstream_bundles;
   std::unique_ptr<federation::BundleEndpoint> bundle_endpoint;
+  std::unique_ptr<oidc::DiscoveryServer> oidc_discovery;
   // Created in Start(), destroyed after the gRPC servers it instruments.
   std::unique_ptr<telemetry::Metrics> metrics;
   telemetry::Counter x509_signed;  // no-ops until Start()
@@ -244,6 +246,7 @@ struct Server::Impl {
   void Maintain();
   absl::Status StartMetrics();
   absl::Status StartBundleEndpoint();
+  absl::Status StartOidcDiscovery();
   std::map<std::string, AdminService::SubsystemHealth> Health() const;
 };
 
@@ -534,9 +537,9 @@ absl::Status Server::Impl::StartBundleEndpoint() {
   o.address = be.address;
   o.port = be.port;
   if (be.profile == config::BundleEndpointProfile::kHttpsWeb) {
-    o.identity = std::make_shared<federation::TlsFiles>(be.cert_file_path, be.key_file_path);
+    o.identity = std::make_shared<web::TlsFiles>(be.cert_file_path, be.key_file_path);
   } else {
-    o.identity = std::make_shared<federation::TlsFiles>(svid->CertChainPath(), svid->KeyPath());
+    o.identity = std::make_shared<web::TlsFiles>(svid->CertChainPath(), svid->KeyPath());
   }
   CaManager* authority = ca.get();
   o.document = [authority]() -> absl::StatusOr<std::string> {
@@ -545,6 +548,29 @@ absl::Status Server::Impl::StartBundleEndpoint() {
     return common::SpiffeBundleToJson(*bundle);
   };
   TRELLIS_ASSIGN_OR_RETURN(bundle_endpoint, federation::BundleEndpoint::Start(std::move(o)));
+  return absl::OkStatus();
+}
+
+// Publishes the trust domain's JWT keys for OIDC relying parties.
+absl::Status Server::Impl::StartOidcDiscovery() {
+  const config::OidcDiscoveryConfig& c = *cfg.oidc_discovery;
+  oidc::DiscoveryServer::Options o;
+  o.address = c.address;
+  o.port = c.port;
+  if (!c.cert_file_path.empty()) {
+    o.tls = std::make_shared<web::TlsFiles>(c.cert_file_path, c.key_file_path);
+  }
+  o.issuer = cfg.jwt_issuer;
+  o.jwks_uri = c.jwks_uri;
+  o.domains = c.domains;
+  CaManager* authority = ca.get();
+  o.authorities = [authority]() -> absl::StatusOr<std::vector<datastore::JwtAuthority>> {
+    TRELLIS_ASSIGN_OR_RETURN(datastore::Bundle stored, authority->StoredBundle());
+    return stored.jwt_authorities;
+  };
+  const common::Clock* now_clock = &clock;
+  o.now = [now_clock] { return now_clock->Now(); };
+  TRELLIS_ASSIGN_OR_RETURN(oidc_discovery, oidc::DiscoveryServer::Start(std::move(o)));
   return absl::OkStatus();
 }
 
@@ -624,6 +650,7 @@ absl::Status Server::Start() {
         }));
   }
   if (s.cfg.federation.bundle_endpoint) TRELLIS_RETURN_IF_ERROR(s.StartBundleEndpoint());
+  if (s.cfg.oidc_discovery) TRELLIS_RETURN_IF_ERROR(s.StartOidcDiscovery());
   s.refresher->Start();
   s.ca->StartRotation();
   s.maintenance = std::thread([&s] { s.Maintain(); });
@@ -660,6 +687,7 @@ void Server::Shutdown() {
   s.changes.reset();
   if (s.maintenance.joinable()) s.maintenance.join();
   if (s.bundle_endpoint) s.bundle_endpoint->Stop();
+  if (s.oidc_discovery) s.oidc_discovery->Stop();
   if (s.refresher) s.refresher->Stop();
   if (s.health) s.health->Stop();
   if (s.agent_server) s.agent_server->Wait();
@@ -681,6 +709,7 @@ void Server::Shutdown() {
   }
   s.admin_service.reset();
   s.bundle_endpoint.reset();
+  s.oidc_discovery.reset();
   s.refresher.reset();
   s.upstream_service.reset();
   s.agent_service.reset();

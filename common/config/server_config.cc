@@ -150,6 +150,38 @@ absl::StatusOr<FederationConfig> ReadFederation(Section& s, const TrustDomain& o
   return fed;
 }
 
+absl::StatusOr<OidcDiscoveryConfig> ReadOidcDiscovery(Section& s) {
+  OidcDiscoveryConfig o;
+  TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("address", &o.address));
+  TRELLIS_RETURN_IF_ERROR(s.ReadPort("port", &o.port));
+  TRELLIS_RETURN_IF_ERROR(s.ReadStringList("domains", true, &o.domains));
+  for (const std::string& d : o.domains) {
+    if (d.empty() || d.find_first_of("/ \t") != std::string::npos) {
+      return s.ErrorAt(s.PositionOf("domains"),
+                       s.KeyPath("domains") + ": " + QuoteForError(d) + " is not a host name");
+    }
+  }
+  TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("jwks_uri", &o.jwks_uri));
+  if (!o.jwks_uri.empty() && !absl::StartsWith(o.jwks_uri, "https://") &&
+      !absl::StartsWith(o.jwks_uri, "http://")) {
+    return s.WrongValue("jwks_uri", *s.Get("jwks_uri"), "an http:// or https:// URL");
+  }
+  if (s.Get("acme") != nullptr) {
+    return s.ErrorAt(s.PositionOf("acme"),
+                     s.KeyPath("acme") +
+                         ": ACME is not supported; give serving_cert_file { cert_file_path, "
+                         "key_file_path }");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> files, s.Child("serving_cert_file"));
+  if (files.has_value()) {
+    TRELLIS_RETURN_IF_ERROR(files->ReadRequiredString("cert_file_path", &o.cert_file_path));
+    TRELLIS_RETURN_IF_ERROR(files->ReadRequiredString("key_file_path", &o.key_file_path));
+    TRELLIS_RETURN_IF_ERROR(files->Finish());
+  }
+  TRELLIS_RETURN_IF_ERROR(s.Finish());
+  return o;
+}
+
 absl::Status UnknownPlugin(const Section& plugins, const PluginEntry& e, const char* supported) {
   return plugins.ErrorAt(e.pos, "unknown " + e.type + " plugin " + QuoteForError(e.name) +
                                     " (supported: " + supported + ")");
@@ -263,7 +295,8 @@ std::string KeyTypeName(KeyType type) {
 
 absl::StatusOr<ServerConfig> ServerConfigFromDocument(const Document& doc) {
   TRELLIS_ASSIGN_OR_RETURN(Section top, Section::Open(doc, doc.root, ""));
-  TRELLIS_RETURN_IF_ERROR(top.AllowOnly({"server", "plugins", "health_checks", "telemetry"}));
+  TRELLIS_RETURN_IF_ERROR(
+      top.AllowOnly({"server", "plugins", "oidc_discovery", "health_checks", "telemetry"}));
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> server, top.Child("server"));
   if (!server.has_value()) return top.ErrorAt(doc.root.pos, "the server { } block is required");
 
@@ -332,6 +365,10 @@ absl::StatusOr<ServerConfig> ServerConfigFromDocument(const Document& doc) {
                             "plugins: a KeyManager is required, \"disk\" or \"memory\"");
   }
 
+  TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> oidc, top.Child("oidc_discovery"));
+  if (oidc.has_value()) {
+    TRELLIS_ASSIGN_OR_RETURN(cfg.oidc_discovery, ReadOidcDiscovery(*oidc));
+  }
   TRELLIS_RETURN_IF_ERROR(ReadSharedBlocksAndFinish(top, &cfg.health_checks, &cfg.telemetry));
   return cfg;
 }

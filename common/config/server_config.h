@@ -52,6 +52,19 @@ struct FederationConfig {
   std::vector<FederatesWithConfig> federates_with;
 };
 
+// `oidc_discovery { }`: OpenID Connect discovery of the trust domain's JWT keys.
+struct OidcDiscoveryConfig {
+  std::string address = "0.0.0.0";
+  uint16_t port = 8008;
+  // Host names requests may name; empty: any.
+  std::vector<std::string> domains;
+  // The jwks_uri to advertise; empty: <scheme>://<request Host>/keys.
+  std::string jwks_uri;
+  // HTTPS with this certificate and key (re-read on change); both empty: plain HTTP.
+  std::string cert_file_path;
+  std::string key_file_path;
+};
+
 struct RateLimitConfig {
   bool attestation = true;
   bool signing = true;
@@ -128,6 +141,7 @@ struct ServerConfig {
   std::vector<ServerNodeAttestorConfig> node_attestors;
   std::optional<UpstreamAuthorityConfig> upstream_authority;
 
+  std::optional<OidcDiscoveryConfig> oidc_discovery;
   HealthChecksConfig health_checks;
   TelemetryConfig telemetry;
 

@@ -190,6 +190,32 @@ TEST(ServerConfig, ReadsAnExplicitHttpsSpiffeBundleEndpointProfile) {
   EXPECT_EQ(cfg.federation.bundle_endpoint->profile, BundleEndpointProfile::kHttpsSpiffe);
 }
 
+TEST(ServerConfig, ReadsOidcDiscovery) {
+  ServerConfig cfg = MustParse(WithServer("") + R"(
+oidc_discovery {
+  address = "127.0.0.1"
+  port = 8443
+  domains = ["oidc.example.org", "oidc.internal"]
+  jwks_uri = "https://oidc.example.org/keys"
+  serving_cert_file {
+    cert_file_path = "/etc/trellis/oidc.pem"
+    key_file_path = "/etc/trellis/oidc.key"
+  }
+}
+)");
+  ASSERT_TRUE(cfg.oidc_discovery.has_value());
+  EXPECT_EQ(cfg.oidc_discovery->address, "127.0.0.1");
+  EXPECT_EQ(cfg.oidc_discovery->port, 8443);
+  EXPECT_EQ(cfg.oidc_discovery->domains.size(), 2u);
+  EXPECT_EQ(cfg.oidc_discovery->jwks_uri, "https://oidc.example.org/keys");
+  EXPECT_EQ(cfg.oidc_discovery->cert_file_path, "/etc/trellis/oidc.pem");
+  EXPECT_FALSE(MustParse(WithServer("")).oidc_discovery.has_value());
+  ServerConfig plain = MustParse(WithServer("") + "oidc_discovery {}\n");
+  ASSERT_TRUE(plain.oidc_discovery.has_value());
+  EXPECT_EQ(plain.oidc_discovery->port, 8008);
+  EXPECT_TRUE(plain.oidc_discovery->cert_file_path.empty());
+}
+
 TEST(ServerConfig, ReadsAllPluginKinds) {
   ServerConfig cfg = MustParse(WithPlugins(R"(
   DataStore "sql" {
@@ -430,6 +456,19 @@ TEST(ServerConfigErrors, BundleEndpointUnknownOrSecondProfile) {
     }
   })"),
               "only one profile may be given");
+}
+
+TEST(ServerConfigErrors, OidcDiscoveryBadValuesAreNamed) {
+  ExpectError(WithServer("") + "oidc_discovery { jwks_uri = \"ftp://x/keys\" }\n",
+              "oidc_discovery.jwks_uri");
+  ExpectError(WithServer("") + "oidc_discovery { domains = [\"a/b\"] }\n",
+              "\"a/b\" is not a host name");
+  ExpectError(WithServer("") + "oidc_discovery { acme { domain_name = \"x\" } }\n",
+              "ACME is not supported");
+  ExpectError(WithServer("") +
+                  "oidc_discovery { serving_cert_file { cert_file_path = \"c\" } }\n",
+              "key_file_path is required");
+  ExpectError(WithServer("") + "oidc_discovery { listen = 1 }\n", "listen");
 }
 
 TEST(ServerConfigErrors, FederationUnknownProfile) {

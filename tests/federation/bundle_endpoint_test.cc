@@ -31,7 +31,7 @@ class BundleEndpointTest : public ::testing::Test {
     BundleEndpoint::Options o;
     o.address = "127.0.0.1";
     o.port = 0;
-    o.identity = std::make_shared<TlsFiles>(files.first, files.second);
+    o.identity = std::make_shared<web::TlsFiles>(files.first, files.second);
     o.document = [this]() -> absl::StatusOr<std::string> {
       ++requests_;
       absl::MutexLock lock(&mu_);
@@ -211,13 +211,13 @@ TEST_F(BundleEndpointTest, StartRefusesIdentityFilesThatDoNotMatch) {
   BundleEndpoint::Options o;
   o.address = "127.0.0.1";
   o.port = 0;
-  o.identity = std::make_shared<TlsFiles>(one.first, two.second);
+  o.identity = std::make_shared<web::TlsFiles>(one.first, two.second);
   o.document = [] { return absl::StatusOr<std::string>("{}"); };
   absl::StatusOr<std::unique_ptr<BundleEndpoint>> e = BundleEndpoint::Start(std::move(o));
   EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("does not match the leaf"));
   BundleEndpoint::Options missing;
-  missing.identity = std::make_shared<TlsFiles>(dir_.Sub("missing.pem"), one.second);
+  missing.identity = std::make_shared<web::TlsFiles>(dir_.Sub("missing.pem"), one.second);
   missing.document = [] { return absl::StatusOr<std::string>("{}"); };
   e = BundleEndpoint::Start(std::move(missing));
   EXPECT_THAT(std::string(e.status().message()), HasSubstr("cannot read certificate file"));

@@ -46,8 +46,8 @@ class BundleRefresherTest : public ::testing::Test {
   }
   ~BundleRefresherTest() override { ::unsetenv("SSL_CERT_FILE"); }
 
-  static std::shared_ptr<TlsFiles> MakeIdentity(const std::pair<std::string, std::string>& f) {
-    return std::make_shared<TlsFiles>(f.first, f.second);
+  static std::shared_ptr<web::TlsFiles> MakeIdentity(const std::pair<std::string, std::string>& f) {
+    return std::make_shared<web::TlsFiles>(f.first, f.second);
   }
 
   void Serve(const common::Bundle& bundle) {

@@ -190,7 +190,7 @@ class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
                  extra_plugins="", default_jwt_svid_ttl="5m", ca_ttl="24h",
-                 postgres_dsn=None, health_port=None, env=None):
+                 postgres_dsn=None, health_port=None, env=None, extra_config=""):
         """extra_server_config / extra_plugins: raw HCL appended inside server {} / plugins {}
         (e.g. an UpstreamAuthority block for a nested tier). postgres_dsn: keep the datastore
         in that PostgreSQL database instead of SQLite in the data directory."""
@@ -248,6 +248,8 @@ class Server:
         if health_port:
             config += ("\nhealth_checks {\n  listener_enabled = true\n"
                        "  bind_address = \"127.0.0.1\"\n  bind_port = \"%d\"\n}\n" % health_port)
+        # extra_config: raw top-level HCL appended to the file (e.g. oidc_discovery { }).
+        config += extra_config
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = Process(name, [server_binary(), "run", "-config", self.config_path],

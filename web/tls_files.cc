@@ -1,5 +1,5 @@
 // Certificate and key files, re-read on change.
-#include "federation/tls_files.h"
+#include "web/tls_files.h"
 
 #include <openssl/crypto.h>
 
@@ -9,7 +9,7 @@
 #include "common/file_util.h"
 #include "common/status.h"
 
-namespace trellis::federation {
+namespace trellis::web {
 
 TlsFiles::Stamp TlsFiles::StampOf(const struct stat& st) {
   return {st.st_ino, st.st_size,
@@ -55,4 +55,4 @@ absl::StatusOr<std::shared_ptr<const TlsIdentity>> TlsFiles::Current() {
   return current_;
 }
 
-}  // namespace trellis::federation
+}  // namespace trellis::web

@@ -15,7 +15,7 @@
 #include "common/keys.h"
 #include "common/x509.h"
 
-namespace trellis::federation {
+namespace trellis::web {
 
 struct TlsIdentity {
   std::vector<common::Certificate> chain;  // leaf first
@@ -49,4 +49,4 @@ class TlsFiles {
   std::shared_ptr<const TlsIdentity> current_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace trellis::federation
+}  // namespace trellis::web
