@@ -11,6 +11,7 @@
 #include "workload_api/caller_attestation.h"
 #include "workload_api/identity_stream.h"
 #include "workload_api/peer_listener.h"
+#include "workload_api/sds_service.h"
 #include "workload_api/work_queue.h"
 
 namespace trellis::workload_api {
@@ -26,8 +27,11 @@ absl::StatusOr<std::unique_ptr<WorkloadApiServer>> WorkloadApiServer::Start(
   s->streams_ = std::make_unique<StreamRegistry>();
   s->work_ = std::make_unique<WorkQueue>(std::max(1, options.worker_threads));
   s->async_service_ = std::make_unique<SpiffeWorkloadAPI::AsyncService>();
+  s->sds_ = std::make_unique<SdsService>(SdsService::Deps{
+      s->listener_.get(), source, s->attestation_.get(), s->work_.get(), s->streams_.get()});
   grpc::ServerBuilder builder;
   builder.RegisterService(s->async_service_.get());
+  builder.RegisterService(s->sds_.get());
   if (options.configure_builder) options.configure_builder(builder);
   s->calls_ = std::make_unique<CallQueue>(builder.AddCompletionQueue());
   s->server_ = builder.BuildAndStart();

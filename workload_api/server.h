@@ -24,6 +24,7 @@ namespace trellis::workload_api {
 class CallQueue;
 class CallerAttestation;
 class PeerListener;
+class SdsService;
 class StreamRegistry;
 class WorkQueue;
 
@@ -41,7 +42,7 @@ class WorkloadApiServer {
   };
 
   // Binds the socket (parent directory created 0755, socket 0777; a stale socket file is
-  // replaced), starts the accept loop and the gRPC server. `source` outlives the server.
+  // replaced), starts the accept loop and the gRPC server: the Workload API and Envoy's SDS. `source` outlives the server.
   static absl::StatusOr<std::unique_ptr<WorkloadApiServer>> Start(
       Options options, IdentitySource* source, std::vector<attestors::WorkloadAttestor*> attestors,
       JwtMinter minter, const common::Clock& clock);
@@ -62,6 +63,8 @@ class WorkloadApiServer {
   std::unique_ptr<StreamRegistry> streams_;
   std::unique_ptr<WorkQueue> work_;
   std::unique_ptr<SpiffeWorkloadAPI::AsyncService> async_service_;
+  // Envoy SDS on the same socket.
+  std::unique_ptr<SdsService> sds_;
   // The queue outlives the server (gRPC's order: server shut down, queue drained, server
   // destroyed, then the queue).
   std::unique_ptr<CallQueue> calls_;

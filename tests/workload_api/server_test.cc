@@ -20,8 +20,13 @@
 #include "common/jwt.h"
 #include "common/keys.h"
 #include "common/x509.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
+#include "envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.pb.h"
+#include "envoy/service/secret/v3/sds.grpc.pb.h"
 #include "workload.grpc.pb.h"
+#include "workload_api/sds_service.h"
 
 namespace trellis::workload_api {
 namespace {
@@ -543,6 +548,171 @@ TEST_F(WorkloadApiTest, StopEndsOpenStreams) {
   server_->Stop();
   EXPECT_FALSE(reader->Read(&resp));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(cache_.ListenerCount(), 0u);
+}
+
+// ---- Envoy SDS on the same socket ----
+
+namespace sds = envoy::service::secret::v3;
+namespace discovery = envoy::service::discovery::v3;
+namespace tls = envoy::extensions::transport_sockets::tls::v3;
+
+discovery::DiscoveryRequest SdsRequest(std::vector<std::string> names,
+                                       const discovery::DiscoveryResponse* ack = nullptr) {
+  discovery::DiscoveryRequest req;
+  req.set_type_url(kSecretTypeUrl);
+  for (auto& n : names) req.add_resource_names(std::move(n));
+  if (ack) {
+    req.set_version_info(ack->version_info());
+    req.set_response_nonce(ack->nonce());
+  }
+  return req;
+}
+
+std::map<std::string, tls::Secret> SecretsOf(const discovery::DiscoveryResponse& resp) {
+  std::map<std::string, tls::Secret> out;
+  for (const auto& any : resp.resources()) {
+    tls::Secret s;
+    EXPECT_TRUE(any.UnpackTo(&s));
+    out[s.name()] = s;
+  }
+  return out;
+}
+
+class SdsTest : public WorkloadApiTest {
+ protected:
+  std::unique_ptr<sds::SecretDiscoveryService::Stub> SdsStub() {
+    channel_ = grpc::CreateChannel("unix://" + socket_, grpc::InsecureChannelCredentials());
+    return sds::SecretDiscoveryService::NewStub(channel_);
+  }
+  static void Deadline(grpc::ClientContext* ctx) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  }
+};
+
+TEST_F(SdsTest, StreamServesTheNamedSecretsWithoutTheSecurityHeader) {
+  IdentitySnapshot snap = ReadySnapshot();
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = SdsStub();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub->StreamSecrets(&ctx);
+  ASSERT_TRUE(stream->Write(SdsRequest({"default", "spiffe://example.org/app", "ROOTCA",
+                                        "spiffe://example.org", "ALL", "nothing"})));
+  discovery::DiscoveryResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  EXPECT_EQ(resp.type_url(), kSecretTypeUrl);
+  EXPECT_FALSE(resp.version_info().empty());
+  EXPECT_FALSE(resp.nonce().empty());
+  std::map<std::string, tls::Secret> got = SecretsOf(resp);
+  ASSERT_EQ(got.size(), 5u) << "an unknown name is left out";
+  const tls::TlsCertificate& cert = got["default"].tls_certificate();
+  auto chain = common::Certificate::ChainFromPem(cert.certificate_chain().inline_bytes());
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(chain->front().der(), snap.svids.at("e1")->leaf());
+  auto key = common::PrivateKey::FromPem(cert.private_key().inline_bytes());
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_TRUE(common::CheckKeyMatchesCertificate(*key, chain->front()).ok());
+  EXPECT_EQ(got["spiffe://example.org/app"].tls_certificate().certificate_chain().inline_bytes(),
+            cert.certificate_chain().inline_bytes());
+  auto roots = common::Certificate::ChainFromPem(
+      got["ROOTCA"].validation_context().trusted_ca().inline_bytes());
+  ASSERT_TRUE(roots.ok());
+  EXPECT_EQ(roots->front(), pki_.ca);
+  EXPECT_EQ(got["spiffe://example.org"].validation_context().trusted_ca().inline_bytes(),
+            got["ROOTCA"].validation_context().trusted_ca().inline_bytes());
+  const auto& validator = got["ALL"].validation_context().custom_validator_config();
+  EXPECT_EQ(validator.name(), kSpiffeValidatorName);
+  tls::SPIFFECertValidatorConfig config;
+  ASSERT_TRUE(validator.typed_config().UnpackTo(&config));
+  ASSERT_EQ(config.trust_domains_size(), 1);
+  EXPECT_EQ(config.trust_domains(0).name(), "example.org");
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(SdsTest, OnlyAChangePushesAndAckedStateIsNotResent) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = SdsStub();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub->StreamSecrets(&ctx);
+  ASSERT_TRUE(stream->Write(SdsRequest({"default"})));
+  discovery::DiscoveryResponse first, second;
+  ASSERT_TRUE(stream->Read(&first));
+  ASSERT_TRUE(stream->Write(SdsRequest({"default"}, &first)));  // ACK
+  // The same identities again (a sync that changed nothing here), then a rotation: the next
+  // message must be the rotation.
+  IdentitySnapshot same = ReadySnapshot();
+  same.svids = cache_.Snapshot()->svids;
+  cache_.Publish(same);
+  IdentitySnapshot rotated = ReadySnapshot();
+  cache_.Publish(rotated);
+  ASSERT_TRUE(stream->Read(&second));
+  EXPECT_NE(second.version_info(), first.version_info());
+  EXPECT_NE(second.nonce(), first.nonce());
+  auto chain = common::Certificate::ChainFromPem(
+      SecretsOf(second)["default"].tls_certificate().certificate_chain().inline_bytes());
+  ASSERT_TRUE(chain.ok());
+  EXPECT_EQ(chain->front().der(), rotated.svids.at("e1")->leaf());
+  ctx.TryCancel();
+  stream->Finish();
+}
+
+TEST_F(SdsTest, AnotherResourceTypeIsInvalidArgument) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = SdsStub();
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub->StreamSecrets(&ctx);
+  discovery::DiscoveryRequest req = SdsRequest({"default"});
+  req.set_type_url("type.googleapis.com/envoy.config.cluster.v3.Cluster");
+  ASSERT_TRUE(stream->Write(req));
+  discovery::DiscoveryResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), ::testing::HasSubstr("tls.v3.Secret"));
+}
+
+TEST_F(SdsTest, ACallerWithoutIdentityIsPermissionDenied) {
+  IdentitySnapshot snap = ReadySnapshot();
+  snap.entries = {};
+  snap.entries.Put(std::make_shared<const CachedEntry>(
+      Entry("e1", "spiffe://example.org/app", {"unix:uid:999999"})));
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = SdsStub();
+  discovery::DiscoveryResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  EXPECT_EQ(stub->FetchSecrets(&ctx, SdsRequest({"default"}), &resp).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(SdsTest, FetchSecretsAnswersOnceAndStopEndsStreams) {
+  cache_.Publish(ReadySnapshot());
+  StartServer();
+  auto stub = SdsStub();
+  {
+    discovery::DiscoveryResponse resp;
+    grpc::ClientContext ctx;
+    Deadline(&ctx);
+    ASSERT_TRUE(stub->FetchSecrets(&ctx, SdsRequest({"ROOTCA"}), &resp).ok());
+    EXPECT_EQ(SecretsOf(resp).size(), 1u);
+  }
+  grpc::ClientContext ctx;
+  Deadline(&ctx);
+  auto stream = stub->StreamSecrets(&ctx);
+  ASSERT_TRUE(stream->Write(SdsRequest({"default"})));
+  discovery::DiscoveryResponse resp;
+  ASSERT_TRUE(stream->Read(&resp));
+  server_->Stop();
+  EXPECT_FALSE(stream->Read(&resp));
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(cache_.ListenerCount(), 0u);
 }
 
