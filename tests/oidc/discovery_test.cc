@@ -8,8 +8,10 @@
 #include "absl/synchronization/mutex.h"
 #include "common/jwt.h"
 #include "common/keys.h"
+#include "common/x509.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testutil/temp_dir.h"
 
 namespace trellis::oidc {
 namespace {
@@ -174,6 +176,49 @@ TEST_F(DiscoveryServerTest, AKeySourceFailureIs503AndOtherPathsAre404) {
   EXPECT_EQ(client_->Get("/keys")->status, 503);
   EXPECT_EQ(client_->Get("/")->status, 404);
   EXPECT_EQ(client_->Post("/keys", "", "text/plain")->status, 405);
+}
+
+TEST(DiscoveryServerTls, ServesOverHttpsWithTheConfiguredCertificate) {
+  testutil::TempDir dir("oidc");
+  common::TrustDomain td = *common::TrustDomain::Parse("web-pki.test");
+  common::PrivateKey ca_key = *common::PrivateKey::Generate();
+  common::Certificate ca =
+      *common::CreateRootCa(ca_key, td, absl::Hours(1), common::SystemClock::Get());
+  auto issuer = *common::X509SvidIssuer::Create(ca, ca_key, common::SystemClock::Get());
+  common::PrivateKey key = *common::PrivateKey::Generate();
+  common::Certificate leaf = *common::Certificate::FromDer(*issuer->IssueForPublicKey(
+      key.public_key(), *common::SpiffeId::Parse("spiffe://web-pki.test/oidc"), absl::Hours(1),
+      {"localhost"}));
+  std::string cert_path = dir.Write("oidc.pem", common::Certificate::ChainToPem({leaf}));
+  std::string key_path = dir.Write("oidc.key", std::string(key.ToPem()->view()));
+  std::string ca_path = dir.Write("ca.pem", ca.ToPem());
+
+  DiscoveryServer::Options o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.tls = std::make_shared<web::TlsFiles>(cert_path, key_path);
+  o.issuer = "https://localhost";
+  o.authorities = []() -> absl::StatusOr<std::vector<datastore::JwtAuthority>> {
+    return std::vector<datastore::JwtAuthority>{Authority("kid1", absl::Now() + absl::Hours(1))};
+  };
+  absl::StatusOr<std::unique_ptr<DiscoveryServer>> server = DiscoveryServer::Start(std::move(o));
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::SSLClient client("localhost", (*server)->port());
+  client.set_ca_cert_path(ca_path.c_str());
+  client.enable_server_certificate_verification(true);
+  httplib::Result res = client.Get("/.well-known/openid-configuration");
+  ASSERT_TRUE(res) << httplib::to_string(res.error());
+  EXPECT_EQ(res->status, 200);
+  nlohmann::json doc = nlohmann::json::parse(res->body);
+  EXPECT_EQ(doc["jwks_uri"], "https://localhost:" + std::to_string((*server)->port()) + "/keys");
+  res = client.Get("/keys");
+  ASSERT_TRUE(res);
+  EXPECT_THAT(Kids(res->body), ElementsAre("kid1"));
+  // A client that does not trust the issuing CA is refused the handshake.
+  httplib::SSLClient stranger("localhost", (*server)->port());
+  stranger.enable_server_certificate_verification(true);
+  stranger.set_ca_cert_path(cert_path.c_str());
+  EXPECT_FALSE(stranger.Get("/keys"));
 }
 
 }  // namespace
