@@ -104,51 +104,52 @@ grpc::Status AdminService::GetFederationRelationship(ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CreateFederationRelationship(ServerContext*,
-                                                        const v1::FederationRelationship* req,
-                                                        v1::FederationRelationship* resp) {
-  absl::StatusOr<RelationshipWrite> w = CheckRelationship(*req);
+// Create and update: the relationship, then its bundle if one came with it, undoing the
+// first write when the second fails so the call writes all or nothing.
+grpc::Status AdminService::WriteRelationship(bool create, const v1::FederationRelationship& req,
+                                             v1::FederationRelationship* resp) {
+  absl::StatusOr<RelationshipWrite> w = CheckRelationship(req);
   if (!w.ok()) return ToGrpcStatus(w.status());
-  auto created = ds_->CreateFederationRelationship(w->relationship);
-  if (!created.ok()) return ToGrpcStatus(created.status());
+  absl::StatusOr<datastore::FederationRelationship> before;
+  if (!create) {
+    before = ds_->GetFederationRelationship(w->relationship.trust_domain);
+    if (!before.ok()) return ToGrpcStatus(before.status());
+  }
+  absl::StatusOr<datastore::FederationRelationship> written =
+      create ? ds_->CreateFederationRelationship(w->relationship)
+             : ds_->UpdateFederationRelationship(w->relationship);
+  if (!written.ok()) return ToGrpcStatus(written.status());
   if (w->bundle) {
     if (auto stored = ds_->SetBundle(*w->bundle); !stored.ok()) {
-      // All or nothing: the relationship goes again.
-      (void)ds_->DeleteFederationRelationship(created->trust_domain);
+      absl::Status undone = create ? ds_->DeleteFederationRelationship(written->trust_domain)
+                                   : ds_->UpdateFederationRelationship(*before).status();
+      if (!undone.ok()) {
+        common::LogWarn(
+            "Could not undo a federation relationship write",
+            {{"trust_domain", written->trust_domain}, {"error", std::string(undone.message())}});
+      }
       return ToGrpcStatus(stored.status());
     }
     AfterWrite();
   }
-  LogInfo("Federation relationship created",
-          {{"trust_domain", created->trust_domain},
-           {"bundle_endpoint_url", created->bundle_endpoint_url}});
+  LogInfo(create ? "Federation relationship created" : "Federation relationship updated",
+          {{"trust_domain", written->trust_domain},
+           {"bundle_endpoint_url", written->bundle_endpoint_url}});
   if (options_.federation_changed) options_.federation_changed();
-  *resp = RelationshipToProto(*created);
+  *resp = RelationshipToProto(*written);
   return grpc::Status::OK;
+}
+
+grpc::Status AdminService::CreateFederationRelationship(ServerContext*,
+                                                        const v1::FederationRelationship* req,
+                                                        v1::FederationRelationship* resp) {
+  return WriteRelationship(/*create=*/true, *req, resp);
 }
 
 grpc::Status AdminService::UpdateFederationRelationship(ServerContext*,
                                                         const v1::FederationRelationship* req,
                                                         v1::FederationRelationship* resp) {
-  absl::StatusOr<RelationshipWrite> w = CheckRelationship(*req);
-  if (!w.ok()) return ToGrpcStatus(w.status());
-  auto before = ds_->GetFederationRelationship(w->relationship.trust_domain);
-  if (!before.ok()) return ToGrpcStatus(before.status());
-  auto updated = ds_->UpdateFederationRelationship(w->relationship);
-  if (!updated.ok()) return ToGrpcStatus(updated.status());
-  if (w->bundle) {
-    if (auto stored = ds_->SetBundle(*w->bundle); !stored.ok()) {
-      (void)ds_->UpdateFederationRelationship(*before);
-      return ToGrpcStatus(stored.status());
-    }
-    AfterWrite();
-  }
-  LogInfo("Federation relationship updated",
-          {{"trust_domain", updated->trust_domain},
-           {"bundle_endpoint_url", updated->bundle_endpoint_url}});
-  if (options_.federation_changed) options_.federation_changed();
-  *resp = RelationshipToProto(*updated);
-  return grpc::Status::OK;
+  return WriteRelationship(/*create=*/false, *req, resp);
 }
 
 grpc::Status AdminService::DeleteFederationRelationship(

@@ -126,6 +126,8 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
   };
   absl::StatusOr<RelationshipWrite> CheckRelationship(const v1::FederationRelationship& req) const;
   v1::FederationRelationship RelationshipToProto(const datastore::FederationRelationship& r) const;
+  grpc::Status WriteRelationship(bool create, const v1::FederationRelationship& req,
+                                 v1::FederationRelationship* resp);
   void AfterWrite();
   absl::StatusOr<std::string> AgentIdArg(const std::string& spiffe_id) const;
 
