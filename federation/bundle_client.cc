@@ -3,10 +3,16 @@
 // domain's authorities, not Web PKI roots, and its name is a SPIFFE ID, not a host.
 #include "federation/bundle_client.h"
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
 #include "common/https_url.h"
 #include "common/status.h"
 
@@ -139,6 +145,27 @@ absl::StatusOr<common::Bundle> FetchBundle(const common::TrustDomain& trust_doma
   }
   std::string body;
   bool too_large = false;
+  // httplib's timeouts bound each connect and read; this bounds the whole fetch, so an
+  // endpoint trickling bytes cannot hold the refresher (or a server's shutdown) for longer.
+  // httplib's own stop() waits for the request it should interrupt, so the watchdog shuts
+  // the socket down itself, through a duplicate descriptor: the socket cannot be closed and
+  // its number reused under the watchdog while the duplicate is open.
+  absl::Mutex watch_mu;
+  bool fetched = false;
+  bool timed_out = false;
+  int watched_fd = -1;
+  client.set_socket_options([&](int sock) {
+    absl::MutexLock lock(&watch_mu);
+    if (watched_fd >= 0) ::close(watched_fd);
+    watched_fd = ::fcntl(sock, F_DUPFD_CLOEXEC, 0);
+  });
+  std::thread watchdog([&] {
+    absl::MutexLock lock(&watch_mu);
+    if (!watch_mu.AwaitWithTimeout(absl::Condition(&fetched), timeout)) {
+      timed_out = true;
+      if (watched_fd >= 0) ::shutdown(watched_fd, SHUT_RDWR);
+    }
+  });
   httplib::Result res = client.Get(url.path, [&](const char* data, size_t len) {
     if (body.size() + len > kMaxDocument) {
       too_large = true;
@@ -147,8 +174,19 @@ absl::StatusOr<common::Bundle> FetchBundle(const common::TrustDomain& trust_doma
     body.append(data, len);
     return true;
   });
+  {
+    absl::MutexLock lock(&watch_mu);
+    fetched = true;
+  }
+  watchdog.join();
+  if (watched_fd >= 0) ::close(watched_fd);
   if (too_large) {
     return absl::UnavailableError(spec.url + " answered more than 1 MiB");
+  }
+  if (timed_out && !res) {
+    return absl::UnavailableError("cannot fetch the bundle of " + trust_domain.name() + " from " +
+                                  spec.url + ": no complete answer within " +
+                                  absl::FormatDuration(timeout));
   }
   if (!res) {
     std::string why = Describe(res.error());

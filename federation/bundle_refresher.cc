@@ -85,16 +85,31 @@ void BundleRefresher::RunDue() {
       it = kept ? std::next(it) : states_.erase(it);
     }
     for (const auto& r : *list) {
-      State& st = states_[r.trust_domain];
-      if (st.next_attempt <= now) due.push_back(r);
+      if (StateFor(r).next_attempt <= now) due.push_back(r);
     }
   }
   for (const auto& r : due) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
     if (absl::Status st = Refresh(r); !st.ok()) {
       LogWarn("Federated bundle refresh failed; the last good bundle stays in use",
               {{"trust_domain", r.trust_domain}, {"error", std::string(st.message())}});
     }
   }
+}
+
+BundleRefresher::State& BundleRefresher::StateFor(const datastore::FederationRelationship& r) {
+  std::string endpoint = r.bundle_endpoint_url + "\n" +
+                         std::string(datastore::BundleEndpointProfileName(r.profile)) + "\n" +
+                         r.endpoint_spiffe_id;
+  State& st = states_[r.trust_domain];
+  if (st.endpoint != endpoint) {
+    st = State();
+    st.endpoint = std::move(endpoint);
+  }
+  return st;
 }
 
 absl::Status BundleRefresher::RefreshNow(const std::string& trust_domain) {
@@ -148,13 +163,13 @@ absl::Status BundleRefresher::Refresh(const datastore::FederationRelationship& r
   absl::Duration interval = options_.default_refresh;
   {
     absl::MutexLock lock(&mu_);
-    State& st = states_[r.trust_domain];
+    State& st = StateFor(r);
     st.last_attempt = start;
     last_sequence = st.last_sequence;
   }
   auto fail = [&](absl::Status why) {
     absl::MutexLock lock(&mu_);
-    State& st = states_[r.trust_domain];
+    State& st = StateFor(r);
     ++st.failures;
     absl::Duration backoff = options_.first_retry;
     for (int i = 1; i < st.failures && backoff < interval; ++i) backoff *= 2;
@@ -194,7 +209,7 @@ absl::Status BundleRefresher::Refresh(const datastore::FederationRelationship& r
     if (options_.after_write) options_.after_write();
   }
   absl::MutexLock lock(&mu_);
-  State& st = states_[r.trust_domain];
+  State& st = StateFor(r);
   st.failures = 0;
   st.last_error.clear();
   st.last_success = start;

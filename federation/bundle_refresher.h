@@ -50,6 +50,9 @@ class BundleRefresher {
     std::string last_error;                 // empty after a success
     std::optional<uint64_t> last_sequence;  // the endpoint's, as last accepted
     int failures = 0;
+    // The endpoint this state is about (URL, profile, endpoint ID): a relationship pointed
+    // elsewhere starts afresh, sequence included.
+    std::string endpoint;
   };
 
   BundleRefresher(Options options, datastore::DataStore* ds);
@@ -74,6 +77,8 @@ class BundleRefresher {
   absl::Status Refresh(const datastore::FederationRelationship& r) ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<BundleEndpointSpec> SpecOf(const datastore::FederationRelationship& r);
   absl::Duration Interval(const common::Bundle& fetched) const;
+  // The relationship's state, reset when its endpoint changed.
+  State& StateFor(const datastore::FederationRelationship& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Loop() ABSL_LOCKS_EXCLUDED(mu_);
 
   const Options options_;

@@ -35,15 +35,24 @@ absl::Status UpstreamBundles::Apply(const std::vector<datastore::Bundle>& bundle
   for (const auto& r : local) own_relationships.insert(r.trust_domain);
   bool wrote = false;
   std::set<std::string> now;
+  absl::Status first_error;
+  // Each bundle on its own: one the datastore refuses does not hold back the others, nor the
+  // removals below.
   for (const datastore::Bundle& b : bundles) {
     if (b.trust_domain == own_.name() || own_relationships.count(b.trust_domain)) continue;
     now.insert(b.trust_domain);
     absl::StatusOr<datastore::Bundle> stored = ds_->GetBundle(b.trust_domain);
     if (stored.ok() && SameAuthorities(*stored, b)) continue;
-    if (!stored.ok() && stored.status().code() != absl::StatusCode::kNotFound) {
-      return stored.status();
+    absl::Status st = stored.ok() || stored.status().code() == absl::StatusCode::kNotFound
+                          ? ds_->SetBundle(b).status()
+                          : stored.status();
+    if (!st.ok()) {
+      if (first_error.ok()) {
+        first_error = absl::Status(
+            st.code(), "federated bundle of " + b.trust_domain + ": " + std::string(st.message()));
+      }
+      continue;
     }
-    TRELLIS_RETURN_IF_ERROR(ds_->SetBundle(b).status());
     LogInfo("Federated bundle from the upstream server stored", {{"trust_domain", b.trust_domain}});
     wrote = true;
   }
@@ -65,7 +74,7 @@ absl::Status UpstreamBundles::Apply(const std::vector<datastore::Bundle>& bundle
   }
   received_.insert(now.begin(), now.end());
   if (wrote && after_write_) after_write_();
-  return absl::OkStatus();
+  return first_error;
 }
 
 }  // namespace trellis::federation

@@ -46,7 +46,7 @@ std::string DiscoveryDocument(const std::string& issuer, const std::string& jwks
       {"authorization_endpoint", ""},
       {"response_types_supported", {"id_token"}},
       {"subject_types_supported", {"public"}},
-      {"id_token_signing_alg_values_supported", {"RS256", "ES256", "ES384"}},
+      {"id_token_signing_alg_values_supported", {"RS256", "ES256", "ES384", "ES512"}},
   };
   return doc.dump(2);
 }

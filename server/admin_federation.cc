@@ -171,7 +171,13 @@ grpc::Status AdminService::RefreshFederationRelationship(
   if (!options_.refresh_federation) {
     return ToGrpcStatus(absl::UnavailableError("this server does not fetch federated bundles"));
   }
-  return ToGrpcStatus(options_.refresh_federation(*td));
+  absl::Status fetched = options_.refresh_federation(*td);
+  // An endpoint that cannot be reached is this call's failed precondition; UNAVAILABLE would
+  // read as this server being unreachable.
+  if (fetched.code() == absl::StatusCode::kUnavailable) {
+    fetched = absl::FailedPreconditionError(std::string(fetched.message()));
+  }
+  return ToGrpcStatus(fetched);
 }
 
 v1::FederationRefreshState FederationStateToProto(absl::Time last_attempt, absl::Time last_success,

@@ -17,6 +17,15 @@ TlsFiles::Stamp TlsFiles::StampOf(const struct stat& st) {
 }
 
 absl::StatusOr<std::shared_ptr<const TlsIdentity>> TlsFiles::Current() {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::shared_ptr<const TlsIdentity>> fresh = ReadLocked();
+  // Mid-rotation the two files may briefly disagree (the key renamed, the chain not yet):
+  // the last good pair is served meanwhile and the files are read again next time.
+  if (!fresh.ok() && current_) return current_;
+  return fresh;
+}
+
+absl::StatusOr<std::shared_ptr<const TlsIdentity>> TlsFiles::ReadLocked() {
   struct stat cert_st {};
   struct stat key_st {};
   if (::stat(cert_path_.c_str(), &cert_st) != 0) {
@@ -27,7 +36,6 @@ absl::StatusOr<std::shared_ptr<const TlsIdentity>> TlsFiles::Current() {
     return absl::InvalidArgumentError("cannot read key file " + key_path_ + ": " +
                                       std::strerror(errno));
   }
-  absl::MutexLock lock(&mu_);
   if (current_ && StampOf(cert_st) == cert_stamp_ && StampOf(key_st) == key_stamp_) {
     return current_;
   }

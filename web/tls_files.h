@@ -27,9 +27,9 @@ class TlsFiles {
   TlsFiles(std::string cert_path, std::string key_path)
       : cert_path_(std::move(cert_path)), key_path_(std::move(key_path)) {}
 
-  // The files' current contents. INVALID_ARGUMENT naming the file when one cannot be read,
-  // holds no certificate, or the key does not match the leaf; the last good pair is then
-  // kept for the next call only if the files have not changed since.
+  // The files' current contents, re-read when either file changed. When they cannot be read,
+  // hold no certificate, or the key does not match the leaf: the last good pair if there is
+  // one (the files are tried again on the next call), else INVALID_ARGUMENT naming the file.
   absl::StatusOr<std::shared_ptr<const TlsIdentity>> Current() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
@@ -40,6 +40,9 @@ class TlsFiles {
     bool operator==(const Stamp&) const = default;
   };
   static Stamp StampOf(const struct stat& st);
+  // The pair as the files hold it now (current_ when neither file changed).
+  absl::StatusOr<std::shared_ptr<const TlsIdentity>> ReadLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string cert_path_;
   const std::string key_path_;

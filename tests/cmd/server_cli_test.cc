@@ -502,6 +502,8 @@ TEST_F(ServerCliTest, FederationRefreshOfAnUnreachableEndpointSaysWhy) {
   EXPECT_EQ(refresh.code, 1);
   EXPECT_THAT(refresh.err, HasSubstr("cannot fetch the bundle of gone.test from "
                                      "https://127.0.0.1:1/: cannot connect"));
+  EXPECT_THAT(refresh.err, Not(HasSubstr("cannot reach the server")))
+      << "the endpoint is unreachable, not this server";
   Result show = Admin({"federation", "show", "-trustDomain", "gone.test"});
   EXPECT_THAT(show.out, HasSubstr("Last refresh error        : cannot fetch the bundle"));
   EXPECT_EQ(Admin({"federation", "delete", "-id", "gone.test"}).code, 0);

@@ -2,10 +2,16 @@
 // profiles, with certificates made in the test.
 #include "federation/bundle_endpoint.h"
 
+#include <arpa/inet.h>
+#include <signal.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "federation/bundle_client.h"
@@ -22,7 +28,11 @@ using testing::TestDomain;
 
 class BundleEndpointTest : public ::testing::Test {
  protected:
-  BundleEndpointTest() : a_("a.test"), web_("web-pki.test"), dir_("fed") {}
+  // The server ignores SIGPIPE (a peer gone mid-write must not kill it); so do these tests,
+  // whose endpoints and clients write to sockets the other side may have shut.
+  BundleEndpointTest() : a_("a.test"), web_("web-pki.test"), dir_("fed") {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
 
   void TearDown() override { ::unsetenv("SSL_CERT_FILE"); }
 
@@ -151,6 +161,57 @@ TEST_F(BundleEndpointTest, ARotatedCertificateIsServedWithoutRestart) {
   EXPECT_TRUE(
       FetchBundle(a_.td, Spiffe("spiffe://a.test/spire/server-next", a_), absl::Now()).ok());
   EXPECT_FALSE(FetchBundle(a_.td, Spiffe("spiffe://a.test/spire/server", a_), absl::Now()).ok());
+}
+
+TEST_F(BundleEndpointTest, FilesCaughtMidRotationKeepTheLastGoodPairServed) {
+  auto files = a_.WriteSvid(dir_, "server", "/spire/server");
+  Serve(files);
+  ASSERT_TRUE(FetchBundle(a_.td, Spiffe("spiffe://a.test/spire/server", a_), absl::Now()).ok());
+  // The key renamed into place, the chain not yet: the pair does not match for a moment.
+  auto next = a_.WriteSvid(dir_, "next", "/spire/server-next");
+  std::filesystem::rename(next.second, files.second);
+  EXPECT_TRUE(FetchBundle(a_.td, Spiffe("spiffe://a.test/spire/server", a_), absl::Now()).ok());
+  std::filesystem::rename(next.first, files.first);
+  EXPECT_TRUE(
+      FetchBundle(a_.td, Spiffe("spiffe://a.test/spire/server-next", a_), absl::Now()).ok());
+}
+
+TEST_F(BundleEndpointTest, AnEndpointTricklingItsAnswerIsAbandonedAtTheDeadline) {
+  // A TLS record header announcing 16 KiB, then one byte every 100 ms: every read succeeds
+  // well within the per-read timeout, so only the whole-fetch deadline ends it.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<bool> stop{false};
+  std::thread trickler([&] {
+    int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    const unsigned char header[] = {0x16, 0x03, 0x03, 0x40, 0x00};
+    (void)!::send(fd, header, sizeof header, MSG_NOSIGNAL);
+    while (!stop) {
+      char zero = 0;
+      if (::send(fd, &zero, 1, MSG_NOSIGNAL) != 1) break;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ::close(fd);
+  });
+  BundleEndpointSpec spec;
+  spec.url = "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/";
+  absl::Time start = absl::Now();
+  absl::StatusOr<common::Bundle> got = FetchBundle(a_.td, spec, absl::Now(), absl::Seconds(1));
+  absl::Duration took = absl::Now() - start;
+  stop = true;
+  trickler.join();
+  ::close(listener);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(got.status().message()), HasSubstr("no complete answer within 1s"));
+  EXPECT_LT(took, absl::Seconds(30));
 }
 
 TEST_F(BundleEndpointTest, OnlyTheRootPathIsServed) {

@@ -167,6 +167,26 @@ TEST_F(BundleRefresherTest, AnOlderSequenceIsRefused) {
   EXPECT_TRUE(Stored().SameAuthorities(newer));
 }
 
+TEST_F(BundleRefresherTest, ARelationshipPointedElsewhereForgetsTheOldSequence) {
+  RelateWeb();
+  Serve(b_.Bundle(9));
+  ASSERT_TRUE(refresher_->RefreshNow("b.test").ok());
+  // The trust domain moved its endpoint; the new one counts from 4.
+  common::Bundle moved = Rotated(4);
+  BundleEndpoint::Options o;
+  o.address = "127.0.0.1";
+  o.port = 0;
+  o.identity = MakeIdentity(web_.WriteSvid(dir_, "web2", "/endpoint", {"localhost"}));
+  o.document = [&moved] { return Must(common::SpiffeBundleToJson(moved)); };
+  std::unique_ptr<BundleEndpoint> second = Must(BundleEndpoint::Start(std::move(o)));
+  datastore::FederationRelationship r = Must(ds_->GetFederationRelationship("b.test"));
+  r.bundle_endpoint_url = "https://localhost:" + std::to_string(second->port());
+  ASSERT_TRUE(ds_->UpdateFederationRelationship(r).ok());
+  EXPECT_TRUE(refresher_->RefreshNow("b.test").ok());
+  EXPECT_TRUE(Stored().SameAuthorities(moved));
+  EXPECT_EQ(refresher_->StateOf("b.test")->last_sequence, 4u);
+}
+
 TEST_F(BundleRefresherTest, AnotherTrustDomainsBundleIsRefused) {
   RelateWeb();
   Serve(b_.Bundle());

@@ -43,7 +43,7 @@ TEST(DiscoveryDocument, NamesTheIssuerKeysAndWhatIsSupported) {
   EXPECT_EQ(doc["subject_types_supported"], nlohmann::json({"public"}));
   EXPECT_EQ(doc["response_types_supported"], nlohmann::json({"id_token"}));
   EXPECT_EQ(doc["id_token_signing_alg_values_supported"],
-            nlohmann::json({"RS256", "ES256", "ES384"}));
+            nlohmann::json({"RS256", "ES256", "ES384", "ES512"}));
 }
 
 TEST(KeysDocument, LeavesOutTaintedAndExpiredKeys) {
