@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "common/https_url.h"
 #include "common/status.h"
 
@@ -118,6 +119,7 @@ absl::StatusOr<common::Bundle> FetchBundle(const common::TrustDomain& trust_doma
                                            absl::Duration timeout) {
   TRELLIS_ASSIGN_OR_RETURN(common::HttpsUrl url,
                            common::ParseHttpsUrl(spec.url, "bundle endpoint URL"));
+  const absl::Time start = absl::Now();
   httplib::SSLClient client(url.host, url.PortNumber());
   if (!client.is_valid()) return absl::InternalError("cannot create a TLS client");
   auto seconds = static_cast<time_t>(absl::ToInt64Seconds(timeout));
@@ -183,7 +185,9 @@ absl::StatusOr<common::Bundle> FetchBundle(const common::TrustDomain& trust_doma
   if (too_large) {
     return absl::UnavailableError(spec.url + " answered more than 1 MiB");
   }
-  if (timed_out && !res) {
+  // httplib's own per-read timeout may end a trickling fetch just before the watchdog: past
+  // the deadline, either way the answer did not come in time.
+  if (!res && (timed_out || absl::Now() - start >= timeout)) {
     return absl::UnavailableError("cannot fetch the bundle of " + trust_domain.name() + " from " +
                                   spec.url + ": no complete answer within " +
                                   absl::FormatDuration(timeout));
