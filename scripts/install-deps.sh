@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git clang lld llvm libclang-rt-14-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libssl-dev openssl libpqxx-dev libpq-dev libsqlite3-dev sqlite3
-  prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev
+  prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libyaml-cpp-dev libtinyxml2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
   python3 python3-grpcio python3-grpc-tools python3-cryptography python3-jwt

@@ -11,22 +11,22 @@
 #include "common/bundle.h"
 #include "common/csr.h"
 #include "common/jwt.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "common/x509.h"
 #include "datastore/datastore.h"
 #include "server/api_convert.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
-#include "common/log.h"
 #include "transport/grpc_status.h"
 #include "transport/wire_convert.h"
 
 namespace trellis::server {
 
-using transport::ToGrpcStatus;
 using common::LogDebug;
 using common::LogInfo;
 using common::LogWarn;
+using transport::ToGrpcStatus;
 namespace {
 
 constexpr int kMaxBatch = 10000;
@@ -77,8 +77,7 @@ AgentService::AgentService(Options options, datastore::DataStore* ds, CaManager*
       clock_(options_.clock ? *options_.clock : common::SystemClock::Get()),
       attestation_limiter_(options_.rate_limits.attestation, clock_),
       signing_limiter_(options_.rate_limits.signing, clock_),
-      watches_({[this](const std::string& agent)
-                    -> absl::StatusOr<std::optional<AgentWatchState>> {
+      watches_({[this](const std::string& agent) -> absl::StatusOr<std::optional<AgentWatchState>> {
                   TRELLIS_ASSIGN_OR_RETURN(AgentWatchState state, WatchState(agent));
                   return state;
                 },
@@ -291,9 +290,19 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
   absl::StatusOr<datastore::AttestedNode> existing = ds_->GetNode(id, /*fetch_selectors=*/false);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
   if (existing.ok()) {
-    if (existing->banned) return absl::PermissionDeniedError("agent is banned");
-    if (!attested->reattestable) {
-      return absl::PermissionDeniedError("agent " + id + " is already attested");
+    // Logged like an attestor's refusal: a second machine presenting the same instance proof
+    // is what trust on first use exists to catch.
+    absl::Status refusal;
+    if (existing->banned) {
+      refusal = absl::PermissionDeniedError("agent is banned");
+    } else if (!attested->reattestable) {
+      refusal = absl::PermissionDeniedError("agent " + id + " is already attested");
+    }
+    if (!refusal.ok()) {
+      LogWarn("Node attestation refused", {{"type", params.data().type()},
+                                           {"peer", peer},
+                                           {"error", std::string(refusal.message())}});
+      return refusal;
     }
   }
 
@@ -448,7 +457,7 @@ grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRe
   std::optional<datastore::RegistrationEntry> e = index_->AuthorizedEntry(*agent, req->entry_id());
   if (!e) {
     return ToGrpcStatus(absl::PermissionDeniedError("entry \"" + req->entry_id() +
-                                              "\" is not authorized for this agent"));
+                                                    "\" is not authorized for this agent"));
   }
   absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(e->spiffe_id);
   if (!id.ok()) return ToGrpcStatus(absl::InternalError(std::string(id.status().message())));

@@ -10,13 +10,14 @@
 
 namespace trellis::attestors {
 
-// The "unix" attestor with its plugin_data.
+// One attestor ("unix", "k8s", "docker" or "systemd") with its plugin_data. INVALID_ARGUMENT
+// when the configuration cannot work (see each attestor's Create).
 absl::StatusOr<std::unique_ptr<WorkloadAttestor>> CreateWorkloadAttestor(
-    const common::config::UnixWorkloadAttestorConfig& config);
+    const common::config::WorkloadAttestorConfig& config);
 
 // One attestor per configured WorkloadAttestor, in order; a plain "unix" attestor when none
 // is configured, so a workload always gets its uid/gid selectors.
 absl::StatusOr<std::vector<std::unique_ptr<WorkloadAttestor>>> CreateWorkloadAttestors(
-    const std::vector<common::config::UnixWorkloadAttestorConfig>& configs);
+    const std::vector<common::config::WorkloadAttestorConfig>& configs);
 
 }  // namespace trellis::attestors

@@ -1,15 +1,16 @@
 // Loads and validates trellis-agent configuration from the generic tree.
 #include "common/config/agent_config.h"
 
-#include "absl/strings/str_join.h"
-
 #include <map>
 #include <string>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 
 namespace trellis::common::config {
 namespace {
+
+constexpr char kNodeAttestorNames[] = "join_token, x509pop, k8s_psat, aws_iid, gcp_iit, azure_msi";
 
 absl::Status UnknownPlugin(const Section& plugins, const PluginEntry& e, const char* supported) {
   return plugins.ErrorAt(e.pos, "unknown " + e.type + " plugin " + QuoteForError(e.name) +
@@ -34,8 +35,24 @@ absl::Status ReadAgentPlugin(const Document& doc, const Section& plugins, const 
       TRELLIS_RETURN_IF_ERROR(data.ReadRequiredString("certificate_path", &x.certificate_path));
       TRELLIS_RETURN_IF_ERROR(data.ReadNonEmptyString("intermediates_path", &x.intermediates_path));
       cfg->node_attestor.emplace<X509PopAgentAttestorConfig>(std::move(x));
+    } else if (e.name == "k8s_psat") {
+      K8sPsatAgentAttestorConfig k;
+      TRELLIS_RETURN_IF_ERROR(ReadK8sPsatAgentConfig(data, &k));
+      cfg->node_attestor = std::move(k);
+    } else if (e.name == "aws_iid") {
+      AwsIidAgentAttestorConfig a;
+      TRELLIS_RETURN_IF_ERROR(ReadAwsIidAgentConfig(data, &a));
+      cfg->node_attestor = std::move(a);
+    } else if (e.name == "gcp_iit") {
+      GcpIitAgentAttestorConfig g;
+      TRELLIS_RETURN_IF_ERROR(ReadGcpIitAgentConfig(data, &g));
+      cfg->node_attestor = std::move(g);
+    } else if (e.name == "azure_msi") {
+      AzureMsiAgentAttestorConfig a;
+      TRELLIS_RETURN_IF_ERROR(ReadAzureMsiAgentConfig(data, &a));
+      cfg->node_attestor = std::move(a);
     } else {
-      return UnknownPlugin(plugins, e, "join_token, x509pop");
+      return UnknownPlugin(plugins, e, kNodeAttestorNames);
     }
     TRELLIS_RETURN_IF_ERROR(OnlyOne(plugins, e, ++*node_attestors));
   } else if (e.type == "KeyManager") {
@@ -50,11 +67,24 @@ absl::Status ReadAgentPlugin(const Document& doc, const Section& plugins, const 
     }
     TRELLIS_RETURN_IF_ERROR(OnlyOne(plugins, e, ++*key_managers));
   } else if (e.type == "WorkloadAttestor") {
-    if (e.name != "unix") return UnknownPlugin(plugins, e, "unix");
-    UnixWorkloadAttestorConfig unix_config;
-    TRELLIS_RETURN_IF_ERROR(
-        data.ReadBool("discover_workload_path", &unix_config.discover_workload_path));
-    cfg->workload_attestors.push_back(unix_config);
+    if (e.name == "unix") {
+      UnixWorkloadAttestorConfig unix_config;
+      TRELLIS_RETURN_IF_ERROR(
+          data.ReadBool("discover_workload_path", &unix_config.discover_workload_path));
+      cfg->workload_attestors.push_back(unix_config);
+    } else if (e.name == "k8s") {
+      K8sWorkloadAttestorConfig k;
+      TRELLIS_RETURN_IF_ERROR(ReadK8sWorkloadConfig(data, &k));
+      cfg->workload_attestors.push_back(std::move(k));
+    } else if (e.name == "docker") {
+      DockerWorkloadAttestorConfig d;
+      TRELLIS_RETURN_IF_ERROR(ReadDockerWorkloadConfig(data, &d));
+      cfg->workload_attestors.push_back(std::move(d));
+    } else if (e.name == "systemd") {
+      cfg->workload_attestors.push_back(SystemdWorkloadAttestorConfig{});
+    } else {
+      return UnknownPlugin(plugins, e, "unix, k8s, docker, systemd");
+    }
   } else {
     return plugins.ErrorAt(e.pos, "unknown plugin type " + QuoteForError(e.type) +
                                       " in plugins (supported: NodeAttestor, KeyManager, "
@@ -71,11 +101,10 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> agent, top.Child("agent"));
   if (!agent.has_value()) return top.ErrorAt(doc.root.pos, "the agent { } block is required");
   Section& s = *agent;
-  TRELLIS_RETURN_IF_ERROR(
-      s.AllowOnly({"trust_domain", "server_address", "server_port", "data_dir", "socket_path",
-                   "trust_bundle_path", "trust_bundle_url", "insecure_bootstrap",
-                   "trust_bundle_format", "join_token", "log_level", "log_format",
-                   "server_connection_max_age"}));
+  TRELLIS_RETURN_IF_ERROR(s.AllowOnly({"trust_domain", "server_address", "server_port", "data_dir",
+                                       "socket_path", "trust_bundle_path", "trust_bundle_url",
+                                       "insecure_bootstrap", "trust_bundle_format", "join_token",
+                                       "log_level", "log_format", "server_connection_max_age"}));
 
   std::string td_text;
   TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("trust_domain", &td_text));
@@ -144,8 +173,9 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
         ReadAgentPlugin(doc, *plugins, e, &cfg, &node_attestors, &key_managers));
   }
   if (node_attestors == 0) {
-    return plugins->ErrorAt(plugins->value().pos,
-                            "plugins: a NodeAttestor is required, \"join_token\" or \"x509pop\"");
+    return plugins->ErrorAt(
+        plugins->value().pos,
+        std::string("plugins: a NodeAttestor is required (") + kNodeAttestorNames + ")");
   }
   if (key_managers == 0) {
     return plugins->ErrorAt(plugins->value().pos,

@@ -1,8 +1,6 @@
 // The typed, validated trellis-agent configuration (SPIRE agent key names and defaults).
 #pragma once
 
-#include "absl/time/time.h"
-
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,6 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/config/attestor_config.h"
 #include "common/config/parser.h"
 #include "common/config/shared_config.h"
 #include "common/spiffe_id.h"
@@ -18,8 +18,9 @@ namespace trellis::common::config {
 
 enum class TrustBundleFormat { kPem, kSpiffe };
 
-// NodeAttestor "join_token" (the token comes from agent.join_token or -joinToken) or
-// "x509pop" (proof of possession of a certificate's key).
+// NodeAttestor "join_token" (the token comes from agent.join_token or -joinToken),
+// "x509pop" (proof of possession of a certificate's key), or a platform's own proof:
+// "k8s_psat", "aws_iid", "gcp_iit", "azure_msi" (attestor_config.h).
 struct JoinTokenAgentAttestorConfig {};
 struct X509PopAgentAttestorConfig {
   std::string private_key_path;
@@ -27,7 +28,9 @@ struct X509PopAgentAttestorConfig {
   std::string intermediates_path;  // optional
 };
 using AgentNodeAttestorConfig =
-    std::variant<JoinTokenAgentAttestorConfig, X509PopAgentAttestorConfig>;
+    std::variant<JoinTokenAgentAttestorConfig, X509PopAgentAttestorConfig,
+                 K8sPsatAgentAttestorConfig, AwsIidAgentAttestorConfig, GcpIitAgentAttestorConfig,
+                 AzureMsiAgentAttestorConfig>;
 
 // KeyManager "disk" (directory) or "memory".
 struct DiskAgentKeyManagerConfig {
@@ -36,10 +39,13 @@ struct DiskAgentKeyManagerConfig {
 struct MemoryAgentKeyManagerConfig {};
 using AgentKeyManagerConfig = std::variant<DiskAgentKeyManagerConfig, MemoryAgentKeyManagerConfig>;
 
-// WorkloadAttestor "unix".
+// WorkloadAttestor "unix"; "k8s", "docker" and "systemd" are in attestor_config.h.
 struct UnixWorkloadAttestorConfig {
   bool discover_workload_path = false;
 };
+using WorkloadAttestorConfig =
+    std::variant<UnixWorkloadAttestorConfig, K8sWorkloadAttestorConfig,
+                 DockerWorkloadAttestorConfig, SystemdWorkloadAttestorConfig>;
 
 struct AgentConfig {
   explicit AgentConfig(TrustDomain td) : trust_domain(std::move(td)) {}
@@ -67,7 +73,7 @@ struct AgentConfig {
   // plugins { }
   AgentNodeAttestorConfig node_attestor;
   AgentKeyManagerConfig key_manager = MemoryAgentKeyManagerConfig{};
-  std::vector<UnixWorkloadAttestorConfig> workload_attestors;
+  std::vector<WorkloadAttestorConfig> workload_attestors;
 
   HealthChecksConfig health_checks;
   TelemetryConfig telemetry;

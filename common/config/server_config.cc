@@ -91,7 +91,8 @@ constexpr char kNoAcme[] =
 
 // `profile "https_spiffe" {}` or `profile "https_web" { serving_cert_file { } }`.
 absl::Status ReadEndpointProfile(Section& be, BundleEndpointConfig* endpoint) {
-  if (be.Get("acme") != nullptr) return be.ErrorAt(be.PositionOf("acme"), be.KeyPath("acme") + kNoAcme);
+  if (be.Get("acme") != nullptr)
+    return be.ErrorAt(be.PositionOf("acme"), be.KeyPath("acme") + kNoAcme);
   TRELLIS_ASSIGN_OR_RETURN(std::vector<LabelledBlock> profiles, ReadLabelledBlocks(be, "profile"));
   if (profiles.empty()) return absl::OkStatus();
   if (profiles.size() != 1) {
@@ -109,7 +110,8 @@ absl::Status ReadEndpointProfile(Section& be, BundleEndpointConfig* endpoint) {
                                        " (use \"https_web\" or \"https_spiffe\")");
   }
   endpoint->profile = BundleEndpointProfile::kHttpsWeb;
-  if (ps.Get("acme") != nullptr) return ps.ErrorAt(ps.PositionOf("acme"), ps.KeyPath("acme") + kNoAcme);
+  if (ps.Get("acme") != nullptr)
+    return ps.ErrorAt(ps.PositionOf("acme"), ps.KeyPath("acme") + kNoAcme);
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> files, ps.Child("serving_cert_file"));
   if (!files.has_value()) {
     return ps.ErrorAt(profile.pos, profile.path +
@@ -182,6 +184,8 @@ absl::StatusOr<OidcDiscoveryConfig> ReadOidcDiscovery(Section& s) {
   return o;
 }
 
+constexpr char kNodeAttestorNames[] = "join_token, x509pop, k8s_psat, aws_iid, gcp_iit, azure_msi";
+
 absl::Status UnknownPlugin(const Section& plugins, const PluginEntry& e, const char* supported) {
   return plugins.ErrorAt(e.pos, "unknown " + e.type + " plugin " + QuoteForError(e.name) +
                                     " (supported: " + supported + ")");
@@ -250,8 +254,24 @@ absl::Status ReadServerPlugin(const Document& doc, const Section& plugins, const
           data.ReadNonEmptyString("agent_path_template", &x.agent_path_template));
       cfg->node_attestors.emplace_back(std::in_place_type<X509PopServerAttestorConfig>,
                                        std::move(x));
+    } else if (e.name == "k8s_psat") {
+      K8sPsatServerAttestorConfig k;
+      TRELLIS_RETURN_IF_ERROR(ReadK8sPsatServerConfig(data, &k));
+      cfg->node_attestors.emplace_back(std::move(k));
+    } else if (e.name == "aws_iid") {
+      AwsIidServerAttestorConfig a;
+      TRELLIS_RETURN_IF_ERROR(ReadAwsIidServerConfig(data, &a));
+      cfg->node_attestors.emplace_back(std::move(a));
+    } else if (e.name == "gcp_iit") {
+      GcpIitServerAttestorConfig g;
+      TRELLIS_RETURN_IF_ERROR(ReadGcpIitServerConfig(data, &g));
+      cfg->node_attestors.emplace_back(std::move(g));
+    } else if (e.name == "azure_msi") {
+      AzureMsiServerAttestorConfig a;
+      TRELLIS_RETURN_IF_ERROR(ReadAzureMsiServerConfig(data, &a));
+      cfg->node_attestors.emplace_back(std::move(a));
     } else {
-      return UnknownPlugin(plugins, e, "join_token, x509pop");
+      return UnknownPlugin(plugins, e, kNodeAttestorNames);
     }
   } else if (e.type == "UpstreamAuthority") {
     if (e.name == "disk") {

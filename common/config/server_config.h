@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/config/attestor_config.h"
 #include "common/config/parser.h"
 #include "common/config/shared_config.h"
 #include "common/spiffe_id.h"
@@ -89,14 +90,17 @@ struct DiskKeyManagerConfig {
 struct MemoryKeyManagerConfig {};
 using ServerKeyManagerConfig = std::variant<DiskKeyManagerConfig, MemoryKeyManagerConfig>;
 
-// NodeAttestor "join_token" or "x509pop".
+// NodeAttestor "join_token" or "x509pop", or a platform's: "k8s_psat", "aws_iid", "gcp_iit",
+// "azure_msi" (attestor_config.h).
 struct JoinTokenServerAttestorConfig {};
 struct X509PopServerAttestorConfig {
   std::vector<std::string> ca_bundle_paths;  // from ca_bundle_path or ca_bundle_paths
   std::string agent_path_template;           // empty: the attestor's default
 };
 using ServerNodeAttestorConfig =
-    std::variant<JoinTokenServerAttestorConfig, X509PopServerAttestorConfig>;
+    std::variant<JoinTokenServerAttestorConfig, X509PopServerAttestorConfig,
+                 K8sPsatServerAttestorConfig, AwsIidServerAttestorConfig,
+                 GcpIitServerAttestorConfig, AzureMsiServerAttestorConfig>;
 
 // UpstreamAuthority "disk" (a CA on disk) or "spire" (the tier above, for nesting).
 struct DiskUpstreamAuthorityConfig {

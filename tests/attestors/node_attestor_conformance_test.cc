@@ -1,10 +1,15 @@
 // The node attestor contract, run against every mechanism's server and agent sides together.
 #include <stdlib.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
 
+#include "attestors/cloud/aws_iid.h"
+#include "attestors/cloud/azure_msi.h"
+#include "attestors/cloud/gcp_iit.h"
+#include "attestors/k8s/k8s_psat.h"
 #include "attestors/node/join_token.h"
 #include "attestors/node/node_attestor_factory.h"
 #include "attestors/node/x509pop.h"
@@ -12,6 +17,9 @@
 #include "common/file_util.h"
 #include "datastore/factory.h"
 #include "gtest/gtest.h"
+#include "tests/attestors/cloud/fake_aws.h"
+#include "tests/attestors/cloud/fake_cloud_identity.h"
+#include "tests/attestors/k8s/fake_kube_api.h"
 #include "tests/attestors/x509_test_certs.h"
 
 namespace trellis::attestors {
@@ -31,6 +39,12 @@ class Mechanism {
   // Whether the server challenges the agent, and whether the same agent may attest again.
   virtual bool UsesChallenge() const = 0;
   virtual bool Reattestable() const = 0;
+  // Whether attesting uses the proof up (a join token), so the attestor itself refuses it a
+  // second time. Otherwise a non-reattestable agent is stopped by the server, which finds the
+  // agent ID already attested (trust on first use).
+  virtual bool ProofIsSpent() const { return false; }
+  // Path segments after "/spire/agent/<plugin>/" in the agent ID.
+  virtual int AgentIdSegments() const { return 1; }
   // Text every refusal from this mechanism names.
   virtual std::string ErrorSubject() const = 0;
 
@@ -71,13 +85,14 @@ class JoinTokenMechanism final : public Mechanism {
                                            ds_.get(), clock_);
     EXPECT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
-    auto agent =
-        CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{}, "conformance-token");
+    auto agent = CreateAgentNodeAttestor(common::config::JoinTokenAgentAttestorConfig{},
+                                         "conformance-token");
     EXPECT_TRUE(agent.ok()) << agent.status();
     agent_ = std::move(*agent);
   }
   bool UsesChallenge() const override { return false; }
   bool Reattestable() const override { return false; }
+  bool ProofIsSpent() const override { return true; }
   std::string ErrorSubject() const override { return "join token"; }
 
  private:
@@ -120,9 +135,168 @@ class X509PopMechanism final : public Mechanism {
   testcerts::Issued ca_, leaf_;
 };
 
+// The agent's pod and node in a fake cluster; the server reviews the token there.
+class K8sPsatMechanism final : public Mechanism {
+ public:
+  K8sPsatMechanism() {
+    EXPECT_TRUE(api_.Start().ok());
+    api_.AddNode({"node-c", "6b1f0c7e-5d1a-4a57-9a44-2f5e5b0c1d01", {}});
+    api_.AddPod(
+        {"trellis", "agent-c", "0d3c9f4e-7a51-4b6e-8e0a-91c2d7a4b602", "node-c", "10.0.0.7", {}});
+    k8s::testing::FakeToken token;
+    token.namespace_name = "trellis";
+    token.service_account = "trellis-agent";
+    token.pod_name = "agent-c";
+    token.pod_uid = "0d3c9f4e-7a51-4b6e-8e0a-91c2d7a4b602";
+    api_.AcceptToken("conformance-psat", token);
+    common::config::K8sPsatServerAttestorConfig server_config;
+    common::config::K8sPsatClusterConfig cluster;
+    cluster.service_account_allow_list = {"trellis:trellis-agent"};
+    cluster.kube_config_file = api_.KubeconfigPath(dir_.path());
+    server_config.clusters["conformance"] = cluster;
+    auto server = CreateServerNodeAttestor(server_config, Td(), nullptr, clock_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    common::config::K8sPsatAgentAttestorConfig agent_config;
+    agent_config.cluster = "conformance";
+    agent_config.token_path = dir_.path() + "/token";
+    EXPECT_TRUE(common::WritePrivateFile(agent_config.token_path, "conformance-psat\n").ok());
+    auto agent = CreateAgentNodeAttestor(agent_config, "");
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(*agent);
+  }
+  bool UsesChallenge() const override { return false; }
+  bool Reattestable() const override { return true; }
+  int AgentIdSegments() const override { return 2; }  // <cluster>/<node uid>
+  std::string ErrorSubject() const override { return "k8s_psat"; }
+
+ private:
+  TempDir dir_;
+  k8s::testing::FakeKubeApi api_;
+};
+
+// A signed identity token from a fake metadata service; the server reads the issuer's keys
+// from a file.
+class GcpIitMechanism final : public Mechanism {
+ public:
+  GcpIitMechanism() {
+    clock_.Set(absl::Now());
+    const absl::Time now = clock_.Now();
+    metadata_.SetToken(google_.Sign(
+        {{"iss", "https://accounts.google.com"},
+         {"aud", kGcpIitAudience},
+         {"sub", "1234"},
+         {"iat", absl::ToUnixSeconds(now)},
+         {"exp", absl::ToUnixSeconds(now + absl::Hours(1))},
+         {"google",
+          {{"compute_engine",
+            {{"project_id", "conformance-project"},
+             {"project_number", 42},
+             {"zone", "europe-west1-b"},
+             {"instance_id", "4242"},
+             {"instance_name", "node-c"},
+             {"instance_creation_timestamp", absl::ToUnixSeconds(now - absl::Hours(1))}}}}}}));
+    common::config::GcpIitServerAttestorConfig server_config;
+    server_config.projectid_allow_list = {"conformance-project"};
+    server_config.google_certs_url = dir_.path() + "/google-certs.json";
+    EXPECT_TRUE(
+        common::WritePrivateFile(server_config.google_certs_url, cloudtest::Jwks({&google_})).ok());
+    auto server = CreateServerNodeAttestor(server_config, Td(), nullptr, clock_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    common::config::GcpIitAgentAttestorConfig agent_config;
+    agent_config.identity_token_host = metadata_.host();
+    auto agent = CreateAgentNodeAttestor(agent_config, "");
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(*agent);
+  }
+  bool UsesChallenge() const override { return false; }
+  bool Reattestable() const override { return false; }
+  int AgentIdSegments() const override { return 2; }  // <project>/<instance id>
+  std::string ErrorSubject() const override { return "gcp_iit"; }
+
+ private:
+  TempDir dir_;
+  cloudtest::SigningKey google_{"conformance-google", cloudtest::RsaKey(1)};
+  cloudtest::FakeGcpMetadataServer metadata_;
+};
+
+class AzureMsiMechanism final : public Mechanism {
+ public:
+  static constexpr char kTenant[] = "5f1c2d3e-0000-4000-8000-00000000c0fe";
+  AzureMsiMechanism() {
+    clock_.Set(absl::Now());
+    const absl::Time now = clock_.Now();
+    imds_.SetToken(
+        tenant_key_.Sign({{"iss", std::string("https://sts.windows.net/") + kTenant + "/"},
+                          {"aud", "https://management.azure.com/"},
+                          {"tid", kTenant},
+                          {"sub", "7d6b5a4c-0000-4000-8000-0000000000aa"},
+                          {"iat", absl::ToUnixSeconds(now)},
+                          {"nbf", absl::ToUnixSeconds(now)},
+                          {"exp", absl::ToUnixSeconds(now + absl::Hours(1))}}));
+    common::config::AzureMsiServerAttestorConfig server_config;
+    server_config.tenants[kTenant] = {};
+    server_config.jwks_url = dir_.path() + "/{tenant}.json";
+    EXPECT_TRUE(common::WritePrivateFile(dir_.path() + "/" + kTenant + ".json",
+                                         cloudtest::Jwks({&tenant_key_}))
+                    .ok());
+    auto server = CreateServerNodeAttestor(server_config, Td(), nullptr, clock_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    common::config::AzureMsiAgentAttestorConfig agent_config;
+    agent_config.metadata_endpoint = imds_.base_url();
+    auto agent = CreateAgentNodeAttestor(agent_config, "");
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(*agent);
+  }
+  bool UsesChallenge() const override { return false; }
+  bool Reattestable() const override { return false; }
+  int AgentIdSegments() const override { return 2; }  // <tenant>/<principal>
+  std::string ErrorSubject() const override { return "azure_msi"; }
+
+ private:
+  TempDir dir_;
+  cloudtest::SigningKey tenant_key_{"conformance-tenant", cloudtest::RsaKey(2)};
+  cloudtest::FakeAzureImds imds_;
+};
+
+// An instance identity document signed by a certificate standing in for AWS's, served by a
+// fake IMDSv2.
+class AwsIidMechanism final : public Mechanism {
+ public:
+  AwsIidMechanism() {
+    imds_.ServeSigned(fakeaws::Document{}.ToJson(), signer_);
+    common::config::AwsIidServerAttestorConfig server_config;
+    server_config.aws_ca_cert_paths = {"us-east-1=" + dir_.path() + "/aws.pem"};
+    EXPECT_TRUE(common::WritePrivateFile(dir_.path() + "/aws.pem", signer_.CertPem()).ok());
+    auto server = CreateServerNodeAttestor(server_config, Td(), nullptr, clock_);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    common::config::AwsIidAgentAttestorConfig agent_config;
+    agent_config.ec2_metadata_endpoint = imds_.endpoint();
+    auto agent = CreateAgentNodeAttestor(agent_config, "");
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    agent_ = std::move(*agent);
+  }
+  bool UsesChallenge() const override { return false; }
+  bool Reattestable() const override { return false; }
+  int AgentIdSegments() const override { return 3; }  // <account>/<region>/<instance>
+  std::string ErrorSubject() const override { return "aws_iid"; }
+
+ private:
+  TempDir dir_;
+  fakeaws::Signer signer_;
+  fakeaws::FakeImds imds_;
+};
+
 std::unique_ptr<Mechanism> MakeMechanism(const std::string& name) {
+  if (name == kAwsIidName) return std::make_unique<AwsIidMechanism>();
   if (name == kJoinTokenName) return std::make_unique<JoinTokenMechanism>();
   if (name == kX509PopName) return std::make_unique<X509PopMechanism>();
+  if (name == kK8sPsatName) return std::make_unique<K8sPsatMechanism>();
+  if (name == kGcpIitName) return std::make_unique<GcpIitMechanism>();
+  if (name == kAzureMsiName) return std::make_unique<AzureMsiMechanism>();
   ADD_FAILURE() << "no conformance setup for node attestor " << name;
   return nullptr;
 }
@@ -157,7 +331,10 @@ TEST_P(NodeAttestorConformanceTest, AgentPayloadIsAcceptedWithDocumentedAgentIdA
   const std::string id = result->agent_id.String();
   ASSERT_EQ(id.rfind(prefix, 0), 0u) << id;
   EXPECT_GT(id.size(), prefix.size()) << id;
-  EXPECT_EQ(id.find('/', prefix.size()), std::string::npos) << id;
+  const std::string rest = id.substr(prefix.size());
+  EXPECT_EQ(static_cast<int>(std::count(rest.begin(), rest.end(), '/')) + 1, m_->AgentIdSegments())
+      << id;
+  EXPECT_EQ(rest.find("//"), std::string::npos) << id;
   for (const auto& s : result->selectors) {
     EXPECT_EQ(s.type, GetParam());
     EXPECT_FALSE(s.value.empty());
@@ -207,9 +384,8 @@ TEST_P(NodeAttestorConformanceTest, EmptyPayloadIsInvalidArgument) {
 }
 
 TEST_P(NodeAttestorConformanceTest, GarbagePayloadIsRefusedNamingTheMechanism) {
-  for (const std::string& garbage :
-       {std::string("\x30\x82\xff\xff garbage", 13), std::string(5000, '\x01'),
-        std::string("../../etc/passwd")}) {
+  for (const std::string& garbage : {std::string("\x30\x82\xff\xff garbage", 13),
+                                     std::string(5000, '\x01'), std::string("../../etc/passwd")}) {
     auto result = m_->server().Attest(garbage, HonestAgent());
     ASSERT_FALSE(result.ok());
     ExpectRefusal(result.status());
@@ -217,7 +393,8 @@ TEST_P(NodeAttestorConformanceTest, GarbagePayloadIsRefusedNamingTheMechanism) {
 }
 
 TEST_P(NodeAttestorConformanceTest, AgentRefusesMalformedChallenge) {
-  for (const std::string& challenge : {std::string(), std::string(3, 'c'), std::string(4096, 'c')}) {
+  for (const std::string& challenge :
+       {std::string(), std::string(3, 'c'), std::string(4096, 'c')}) {
     auto answer = m_->agent().Answer(challenge);
     ASSERT_FALSE(answer.ok());
     EXPECT_TRUE(absl::IsInvalidArgument(answer.status())) << answer.status();
@@ -230,17 +407,21 @@ TEST_P(NodeAttestorConformanceTest, RepeatAttestationFollowsReattestability) {
   auto first = m_->server().Attest(*payload, HonestAgent());
   ASSERT_TRUE(first.ok()) << first.status();
   auto second = m_->server().Attest(*payload, HonestAgent());
-  if (m_->Reattestable()) {
-    ASSERT_TRUE(second.ok()) << second.status();
-    EXPECT_EQ(second->agent_id, first->agent_id);
-  } else {
+  if (m_->ProofIsSpent()) {
     ASSERT_FALSE(second.ok());
     EXPECT_TRUE(absl::IsPermissionDenied(second.status())) << second.status();
+  } else {
+    // The same proof names the same agent; the server decides from reattestable.
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->agent_id, first->agent_id);
+    EXPECT_EQ(second->reattestable, m_->Reattestable());
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllMechanisms, NodeAttestorConformanceTest,
-                         ::testing::Values(std::string(kJoinTokenName), std::string(kX509PopName)),
+                         ::testing::Values(std::string(kJoinTokenName), std::string(kX509PopName),
+                                           std::string(kK8sPsatName), std::string(kAwsIidName),
+                                           std::string(kGcpIitName), std::string(kAzureMsiName)),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -137,7 +137,8 @@ TEST(AgentConfig, ReadsAllPluginKinds) {
   EXPECT_EQ(x.intermediates_path, "inter.pem");
   EXPECT_EQ(std::get<DiskAgentKeyManagerConfig>(cfg.key_manager).directory, "./data/agent");
   ASSERT_EQ(cfg.workload_attestors.size(), 1u);
-  EXPECT_TRUE(cfg.workload_attestors[0].discover_workload_path);
+  EXPECT_TRUE(
+      std::get<UnixWorkloadAttestorConfig>(cfg.workload_attestors[0]).discover_workload_path);
 }
 
 TEST(AgentConfig, JsonShapeMatchesHcl) {
@@ -151,7 +152,8 @@ TEST(AgentConfig, JsonShapeMatchesHcl) {
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->server_port, 8082);
   EXPECT_EQ(cfg->workload_attestors.size(), 1u);
-  EXPECT_FALSE(cfg->workload_attestors[0].discover_workload_path);
+  EXPECT_FALSE(
+      std::get<UnixWorkloadAttestorConfig>(cfg->workload_attestors[0]).discover_workload_path);
 }
 
 TEST(AgentConfigErrors, NoBootstrapSource) {
@@ -237,8 +239,9 @@ TEST(AgentConfigErrors, DiskKeyManagerNeedsDirectory) {
 
 TEST(AgentConfigErrors, UnknownWorkloadAttestor) {
   ExpectError(WithPlugins("  NodeAttestor \"join_token\" {}\n  KeyManager \"memory\" {}\n"
-                          "  WorkloadAttestor \"k8s\" {}\n"),
-              "unknown WorkloadAttestor plugin \"k8s\" (supported: unix)");
+                          "  WorkloadAttestor \"sigstore\" {}\n"),
+              "unknown WorkloadAttestor plugin \"sigstore\" (supported: unix, k8s, docker, "
+              "systemd)");
 }
 
 TEST(AgentConfigErrors, DiscoverWorkloadPathMustBeBool) {

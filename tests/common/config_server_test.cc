@@ -465,8 +465,7 @@ TEST(ServerConfigErrors, OidcDiscoveryBadValuesAreNamed) {
               "\"a/b\" is not a host name");
   ExpectError(WithServer("") + "oidc_discovery { acme { domain_name = \"x\" } }\n",
               "ACME is not supported");
-  ExpectError(WithServer("") +
-                  "oidc_discovery { serving_cert_file { cert_file_path = \"c\" } }\n",
+  ExpectError(WithServer("") + "oidc_discovery { serving_cert_file { cert_file_path = \"c\" } }\n",
               "key_file_path is required");
   ExpectError(WithServer("") + "oidc_discovery { listen = 1 }\n", "listen");
 }
@@ -560,8 +559,9 @@ TEST(ServerConfigErrors, UnknownPluginName) {
 }
 
 TEST(ServerConfigErrors, UnknownNodeAttestorName) {
-  ExpectError(WithPlugins("  NodeAttestor \"k8s_psat\" {}\n"),
-              "unknown NodeAttestor plugin \"k8s_psat\" (supported: join_token, x509pop)");
+  ExpectError(WithPlugins("  NodeAttestor \"tpm_devid\" {}\n"),
+              "unknown NodeAttestor plugin \"tpm_devid\" (supported: join_token, x509pop, "
+              "k8s_psat, aws_iid, gcp_iit, azure_msi)");
 }
 
 TEST(ServerConfigErrors, UnknownKeyInPluginBody) {

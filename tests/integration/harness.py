@@ -393,7 +393,10 @@ def _camel(name):
 class Agent:
     def __init__(self, deployment, name, server, node_attestor="join_token",
                  attestor_data=None, bundle_path=None, discover_workload_path=False,
-                 also_servers=(), connection_max_age=None):
+                 also_servers=(), connection_max_age=None, extra_plugins="",
+                 attestor_block=None):
+        """extra_plugins: raw HCL appended inside plugins {} (e.g. more WorkloadAttestors).
+        attestor_block: raw HCL for the NodeAttestor's plugin_data body, for nested values."""
         self.deployment = deployment
         self.name = name
         self.server = server
@@ -411,7 +414,7 @@ class Agent:
                 f.write(server.bundle_pem())
         self.bundle_path = bundle_path
         body = "".join("      %s = %s\n" % (k, hcl_string(v))
-                       for k, v in (attestor_data or {}).items())
+                       for k, v in (attestor_data or {}).items()) + (attestor_block or "")
         # Replicas of the same tier the agent may also use, each "127.0.0.1:<port>".
         addresses = ",".join(["127.0.0.1"] + ["127.0.0.1:%d" % o.port for o in also_servers])
         extra = ("  server_connection_max_age = \"%s\"\n" % connection_max_age
@@ -431,9 +434,11 @@ class Agent:
             "  KeyManager \"disk\" {\n    plugin_data {\n      directory = %s\n    }\n  }\n"
             "  WorkloadAttestor \"unix\" {\n    plugin_data {\n"
             "      discover_workload_path = %s\n    }\n  }\n"
+            "%s"
             "}\n") % (server.trust_domain, server.port, hcl_string(self.data_dir),
                       hcl_string(self.socket_path), hcl_string(bundle_path), node_attestor, body,
-                      hcl_string(self.data_dir), "true" if discover_workload_path else "false")
+                      hcl_string(self.data_dir), "true" if discover_workload_path else "false",
+                      extra_plugins)
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = None

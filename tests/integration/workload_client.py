@@ -264,13 +264,21 @@ def _main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--socket", required=True)
     parser.add_argument("--proto-out", required=True)
-    parser.add_argument("command", choices=["fetch-x509"])
+    parser.add_argument("--enter-cgroup", action="append", default=[],
+                        help="a cgroup.procs file this process moves itself into first")
+    parser.add_argument("command", choices=["fetch-x509", "fetch-x509-id"])
     args = parser.parse_args()
+    for procs in args.enter_cgroup:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
     compile_proto(args.proto_out)
     client = WorkloadClient(args.socket)
     try:
-        client.fetch_x509(timeout=30)
-        print("OK")
+        resp = client.fetch_x509(timeout=30)
+        if args.command == "fetch-x509-id":
+            print("OK " + " ".join(s.spiffe_id for s in resp.svids))
+        else:
+            print("OK")
     except grpc.RpcError as e:
         print(e.code().name)
         print(e.details(), file=sys.stderr)

@@ -22,11 +22,11 @@
 #include "datastore/factory.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testutil/temp_dir.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
 #include "server/memory_key_manager.h"
 #include "server/server_svid.h"
+#include "tests/testutil/temp_dir.h"
 #include "transport/spiffe_tls.h"
 
 namespace trellis::server {
@@ -47,6 +47,22 @@ T Must(absl::StatusOr<T> v) {
 struct AgentCreds {
   common::PrivateKey key;
   v1::X509SVID svid;
+};
+
+// A mechanism like the cloud instance documents: the same proof attests the same agent ID
+// every time, and the server alone stops a second attestation (trust on first use).
+class FirstUseAttestor final : public attestors::ServerNodeAttestor {
+ public:
+  std::string Name() const override { return "first_use_test"; }
+  absl::StatusOr<Result> Attest(
+      std::string_view payload,
+      const std::function<absl::StatusOr<std::string>(std::string)>&) override {
+    Result r{Must(common::SpiffeId::Parse("spiffe://example.org/spire/agent/first_use_test/" +
+                                          std::string(payload))),
+             {{"first_use_test", "instance:" + std::string(payload)}},
+             /*reattestable=*/false};
+    return r;
+  }
 };
 
 class AgentServiceTest : public ::testing::Test {
@@ -75,20 +91,23 @@ class AgentServiceTest : public ::testing::Test {
                                         absl::Hours(24), clock_));
     attestors.push_back(
         Must(attestors::X509PopServerAttestor::CreateFromCerts(kTd, {*pop_ca_}, clock_)));
+    attestors.push_back(std::make_shared<FirstUseAttestor>());
 
     AgentService::Options opts{kTd};
     opts.rate_limits = limits;
     opts.clock = &clock_;
     CaManager* ca = ca_.get();
     const common::Clock* clock = &clock_;
-    opts.authenticate = [ca,
-                         clock](const grpc::ServerContextBase& ctx) -> absl::StatusOr<CallerIdentity> {
+    opts.authenticate =
+        [ca, clock](const grpc::ServerContextBase& ctx) -> absl::StatusOr<CallerIdentity> {
       absl::StatusOr<transport::PeerIdentity> p =
           transport::AuthenticatePeer(ctx, *ca->Bundle(), clock->Now());
       if (!p.ok()) return p.status();
       return CallerIdentity{p->id, p->serial_hex, p->not_after};
     };
-    opts.peer_address = [](const grpc::ServerContextBase& ctx) { return transport::PeerAddress(ctx); };
+    opts.peer_address = [](const grpc::ServerContextBase& ctx) {
+      return transport::PeerAddress(ctx);
+    };
     opts.x509_svid_signed = [this] { ++x509_signed_; };
     opts.jwt_svid_signed = [this] { ++jwt_signed_; };
     service_ = std::make_unique<AgentService>(opts, ds_.get(), ca_.get(), index_.get(),
@@ -322,6 +341,21 @@ TEST_F(AgentServiceTest, ReusedJoinTokenIsRefused) {
   v1::AttestAgentResponse resp;
   grpc::Status st = Attest("join_token", token, Must(common::BuildCsr(key)), &resp);
   EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+}
+
+TEST_F(AgentServiceTest, NonReattestableAgentIsAdmittedOnlyOnce) {
+  common::PrivateKey key = Must(common::PrivateKey::Generate());
+  v1::AttestAgentResponse first, second;
+  ASSERT_TRUE(Attest("first_use_test", "i-0abc", Must(common::BuildCsr(key)), &first).ok());
+  const std::string id = "spiffe://example.org/spire/agent/first_use_test/i-0abc";
+  EXPECT_EQ(first.result().svid().spiffe_id(), id);
+  const std::string serial = Must(ds_->GetNode(id, false)).cert_serial_number;
+  grpc::Status st = Attest("first_use_test", "i-0abc", Must(common::BuildCsr(key)), &second);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+  EXPECT_NE(st.error_message().find("already attested"), std::string::npos) << st.error_message();
+  EXPECT_EQ(Must(ds_->GetNode(id, false)).cert_serial_number, serial);
+  // Another instance is a new agent.
+  ASSERT_TRUE(Attest("first_use_test", "i-0def", Must(common::BuildCsr(key)), &second).ok());
 }
 
 TEST_F(AgentServiceTest, ConcurrentAttestationsWithOneTokenAdmitExactlyOne) {
