@@ -154,6 +154,13 @@ class PlatformAttestationTest(DeploymentTest):
                                                "k8s:container-name:web"])
         other_id = spiffe_id("ns/prod/sa/db")
         server.create_entry(agent_id, other_id, ["k8s:ns:prod", "k8s:sa:db"])
+        # A node alias for every agent of the cluster, and an entry under it.
+        alias_id = spiffe_id("k8s/it-cluster")
+        server.cli("entry", "create", "-node", "-spiffeID", alias_id, "-selector",
+                   "k8s_psat:cluster:it-cluster", check=True)
+        labelled_id = spiffe_id("apps/web")
+        server.create_entry(alias_id, labelled_id, ["k8s:pod-label:app:web",
+                                                    "k8s:pod-image-count:1"])
 
         agent = self.d.agent(
             server, node_attestor="k8s_psat",
@@ -174,8 +181,11 @@ class PlatformAttestationTest(DeploymentTest):
         self.assertEqual(agent_field(server.agent(agent_id), "attestation_type"), "k8s_psat")
 
         pod_cg = self.cgroup("kubepods/besteffort/pod%s/%s" % (pod_uid, cid))
-        got = self.wait_svid(agent, pod_cg, web_id)
-        self.assertEqual(got, [web_id])  # the db entry's selectors do not match
+        wait_for(lambda: set(self.fetch_in_cgroup(agent, pod_cg)[1]) == {web_id, labelled_id},
+                 timeout=120, interval=0.5, what="SVIDs for " + web_id + " and " + labelled_id)
+        # The db entry's selectors do not match this pod.
+        self.assertEqual(sorted(self.fetch_in_cgroup(agent, pod_cg)[1]),
+                         sorted([web_id, labelled_id]))
 
         # A process in no pod gets nothing from the k8s attestor: no entry matches it.
         outside = self.cgroup("trellis-it-outside-%d" % os.getpid())
