@@ -9,10 +9,10 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/csr.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "downstream/workload_x509_source.h"
 #include "server/api_convert.h"
-#include "common/log.h"
 #include "transport/grpc_status.h"
 #include "transport/spiffe_tls.h"
 #include "transport/wire_convert.h"
@@ -44,7 +44,9 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
  public:
   SpireUpstreamAuthority(SpireUpstreamOptions options, std::unique_ptr<WorkloadX509Source> source,
                          common::SpiffeId server_id)
-      : options_(std::move(options)), source_(std::move(source)), server_id_(std::move(server_id)) {}
+      : options_(std::move(options)),
+        source_(std::move(source)),
+        server_id_(std::move(server_id)) {}
   ~SpireUpstreamAuthority() override { Stop(); }
 
   absl::StatusOr<MintResult> MintX509Ca(const common::PrivateKey& ca_key,
@@ -145,6 +147,18 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
     });
   }
 
+  // The bundle stream is the link: open while the upstream pushes, closed (with the reason)
+  // while it is being retried.
+  std::optional<LinkState> Link() const override {
+    absl::MutexLock lock(&mu_);
+    LinkState state;
+    state.connected = link_connected_;
+    state.last_bundle_update = last_bundle_update_;
+    state.detail = link_connected_ ? "bundle stream open to " + target()
+                                   : "no bundle stream to " + target() + ": " + link_error_;
+    return state;
+  }
+
   void Stop() override {
     // A second Stop, on another thread, returns only once the first has joined the watch.
     absl::MutexLock stop(&stop_mu_);
@@ -230,6 +244,11 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
           }
           backoff = kWatchBackoffMin;
           on_msg(msg);
+          if (w == &bundle_watch_) {
+            absl::MutexLock lock(&mu_);
+            link_connected_ = true;
+            last_bundle_update_ = absl::Now();
+          }
         }
         grpc::Status finished = reader->Finish();
         absl::MutexLock lock(&mu_);
@@ -249,6 +268,10 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
         failing = true;
       }
       absl::MutexLock lock(&mu_);
+      if (w == &bundle_watch_) {
+        link_connected_ = false;
+        link_error_ = std::string(ended.message());
+      }
       // Stop() setting stopping_ ends the wait early; whole milliseconds, as always.
       mu_.AwaitWithTimeout(absl::Condition(&stopping_),
                            absl::Trunc(backoff, absl::Milliseconds(1)));
@@ -259,8 +282,11 @@ class SpireUpstreamAuthority final : public server::UpstreamAuthority {
   SpireUpstreamOptions options_;
   std::unique_ptr<WorkloadX509Source> source_;
   common::SpiffeId server_id_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::shared_ptr<v1::Upstream::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  bool link_connected_ ABSL_GUARDED_BY(mu_) = false;
+  std::string link_error_ ABSL_GUARDED_BY(mu_) = "not connected yet";
+  absl::Time last_bundle_update_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::string stub_leaf_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   Watch bundle_watch_ ABSL_GUARDED_BY(mu_);

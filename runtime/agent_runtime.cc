@@ -15,6 +15,7 @@
 #include "common/health.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "runtime/agent_health.h"
 #include "runtime/stop_signals.h"
 #include "transport/grpc_log.h"
 #include "workload_api/server.h"
@@ -73,14 +74,13 @@ absl::Status Agent::StartWorkloadApi() {
   telemetry::Metrics* metrics = metrics_.get();
   wopts.configure_builder = [metrics](grpc::ServerBuilder& b) { metrics->Instrument(b); };
   agent::Agent* pipeline = pipeline_.get();
-  TRELLIS_ASSIGN_OR_RETURN(workload_api_,
-                           workload_api::WorkloadApiServer::Start(
-                               wopts, pipeline->cache(), attestors,
-                               [pipeline](const workload_api::CachedEntry& entry,
-                                          const std::vector<std::string>& aud) {
-                                 return pipeline->FetchJwtSvid(entry, aud);
-                               },
-                               clock_));
+  TRELLIS_ASSIGN_OR_RETURN(workload_api_, workload_api::WorkloadApiServer::Start(
+                                              wopts, pipeline->cache(), attestors,
+                                              [pipeline](const workload_api::CachedEntry& entry,
+                                                         const std::vector<std::string>& aud) {
+                                                return pipeline->FetchJwtSvid(entry, aud);
+                                              },
+                                              clock_));
   common::LogInfo("Workload API listening on " + socket_path());
   return absl::OkStatus();
 }
@@ -89,18 +89,23 @@ absl::Status Agent::StartHealth() {
   const common::config::AgentConfig& config = pipeline_->config();
   if (!config.health_checks.listener_enabled) return absl::OkStatus();
   agent::Agent* pipeline = pipeline_.get();
-  TRELLIS_ASSIGN_OR_RETURN(
-      health_, common::HealthListener::Start(config.health_checks, [pipeline] {
-        common::HealthReport report;
-        auto snap = pipeline->cache()->Snapshot();
-        report.subsystems["workload_api"] = {snap->ready,
-                                             snap->ready ? "" : "not synced with a server yet"};
-        bool valid = pipeline->AgentSvidValid();
-        report.subsystems["agent_svid"] = {valid, valid ? "" : "agent SVID expired"};
-        // Not ready while unsynced, but a restart would not help.
-        report.live_excludes.insert("workload_api");
-        return report;
-      }));
+  TRELLIS_ASSIGN_OR_RETURN(health_,
+                           common::HealthListener::Start(config.health_checks, [this, pipeline] {
+                             auto at = [](const std::atomic<int64_t>& ns) {
+                               int64_t v = ns.load();
+                               return v == 0 ? absl::InfinitePast() : absl::FromUnixNanos(v);
+                             };
+                             auto snap = pipeline->cache()->Snapshot();
+                             AgentHealthInputs in;
+                             in.now = clock_.Now();
+                             in.sync_interval = options_.pipeline.sync_interval;
+                             in.sync_started = at(sync_started_ns_);
+                             in.last_attempt = at(last_sync_attempt_ns_);
+                             in.last_success = at(last_sync_ok_ns_);
+                             in.agent_svid_valid = pipeline->AgentSvidValid();
+                             in.snapshot = snap.get();
+                             return AgentHealthReport(in);
+                           }));
   return absl::OkStatus();
 }
 
@@ -110,8 +115,12 @@ absl::Status Agent::Start() {
   TRELLIS_RETURN_IF_ERROR(StartWorkloadApi());
   TRELLIS_RETURN_IF_ERROR(StartHealth());
   telemetry::Counter ok = sync_ok_, error = sync_error_;
-  pipeline_->StartSyncing([ok, error](bool synced) mutable {
+  sync_started_ns_ = absl::ToUnixNanos(clock_.Now());
+  pipeline_->StartSyncing([this, ok, error](bool synced) mutable {
     (synced ? ok : error).Increment();
+    const int64_t now = absl::ToUnixNanos(clock_.Now());
+    last_sync_attempt_ns_ = now;
+    if (synced) last_sync_ok_ns_ = now;
   });
   return absl::OkStatus();
 }
@@ -140,9 +149,9 @@ absl::Status RunAgentUntilSignal(common::config::AgentConfig config, Agent::Opti
   // Signals are taken synchronously by one thread, so every other thread runs unaffected.
   sigset_t set = StopSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<Agent> agent,
-                           Agent::Create(std::move(config), std::move(options),
-                                         common::SystemClock::Get()));
+  TRELLIS_ASSIGN_OR_RETURN(
+      std::unique_ptr<Agent> agent,
+      Agent::Create(std::move(config), std::move(options), common::SystemClock::Get()));
   Agent* raw = agent.get();
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {

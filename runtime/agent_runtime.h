@@ -2,6 +2,7 @@
 // the /metrics endpoint and the health listener from an AgentConfig, and stops them in order.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -76,6 +77,11 @@ class Agent {
   std::unique_ptr<telemetry::Metrics> metrics_;
   telemetry::Counter sync_ok_;
   telemetry::Counter sync_error_;
+  // Unix nanoseconds of the sync loop's start, its last attempt and its last success (0:
+  // none), written by the sync thread, read by health probes.
+  std::atomic<int64_t> sync_started_ns_{0};
+  std::atomic<int64_t> last_sync_attempt_ns_{0};
+  std::atomic<int64_t> last_sync_ok_ns_{0};
   std::unique_ptr<workload_api::WorkloadApiServer> workload_api_;
   std::unique_ptr<common::HealthListener> health_;
 };

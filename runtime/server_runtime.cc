@@ -21,6 +21,8 @@
 #include "absl/time/clock.h"
 #include "attestors/node/node_attestor_factory.h"
 #include "common/file_util.h"
+#include "common/health.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "datastore/datastore.h"
 #include "datastore/factory.h"
@@ -28,15 +30,13 @@
 #include "federation/bundle_refresher.h"
 #include "federation/upstream_bundles.h"
 #include "oidc/discovery.h"
-#include "server/admin_service.h"
-#include "server/agent_service.h"
 #include "runtime/ca_manager_options.h"
 #include "runtime/stop_signals.h"
+#include "server/admin_service.h"
+#include "server/agent_service.h"
 #include "server/ca_manager.h"
 #include "server/entry_index.h"
-#include "common/health.h"
 #include "server/key_manager_factory.h"
-#include "common/log.h"
 #include "server/server_svid.h"
 #include "telemetry/metrics.h"
 #include "transport/grpc_log.h"
@@ -45,21 +45,21 @@
 
 namespace trellis::runtime {
 
+using common::LogDebug;
+using common::LogInfo;
+using common::LogWarn;
+using common::SetLogFormat;
+using common::SetLogLevel;
 using server::AdminService;
 using server::AgentService;
-using server::CaManager;
 using server::CallerIdentity;
+using server::CaManager;
 using server::CreateKeyManager;
 using server::EntryIndex;
 using server::GenerateJoinToken;
 using server::KeyManager;
 using server::ServerSvidRotator;
 using server::UpstreamAuthority;
-using common::LogDebug;
-using common::LogInfo;
-using common::LogWarn;
-using common::SetLogFormat;
-using common::SetLogLevel;
 namespace {
 
 namespace config = common::config;
@@ -67,6 +67,7 @@ using common::HealthListener;
 using common::HealthReport;
 
 constexpr absl::Duration kMaintenancePeriod = absl::Seconds(1);
+constexpr absl::Duration kMaintenanceStalledAfter = absl::Minutes(10);
 // The server SVID is checked as often as the CA rotates (CaRotator::kCheckPeriod).
 constexpr absl::Duration kSvidTickPeriod = absl::Seconds(1);
 constexpr absl::Duration kPrunePeriod = absl::Minutes(1);
@@ -188,9 +189,9 @@ absl::Status ApplyConfiguredRelationships(const config::FederationConfig& fed,
     } else {
       return have.status();
     }
-    LogInfo("Federation relationship from configuration",
-            {{"trust_domain", want.trust_domain},
-             {"bundle_endpoint_url", want.bundle_endpoint_url}});
+    LogInfo(
+        "Federation relationship from configuration",
+        {{"trust_domain", want.trust_domain}, {"bundle_endpoint_url", want.bundle_endpoint_url}});
   }
   return absl::OkStatus();
 }
@@ -242,6 +243,8 @@ struct Server::Impl {
   bool stopped ABSL_GUARDED_BY(mu) = false;
   std::thread maintenance;
   std::atomic<bool> index_healthy{true};
+  // Unix nanoseconds of the maintenance loop's last turn (0: not started), for liveness.
+  std::atomic<int64_t> maintained_ns{0};
 
   void Maintain();
   absl::Status StartMetrics();
@@ -261,10 +264,25 @@ std::map<std::string, AdminService::SubsystemHealth> Server::Impl::Health() cons
     out["ca"] = {true, "ok"};
   }
   out["entry_index"] = {index_healthy.load(), index_healthy.load() ? "ok" : "poll failing"};
+  // The maintenance loop rotates the CA's SVID, prunes, refreshes and polls: a loop that has
+  // not turned for minutes is stuck, and only a restart helps. Its turns are a second apart;
+  // the margin covers a datastore call waiting out its timeouts, which is an outage, not a
+  // stuck process.
+  if (const int64_t last = maintained_ns.load(); last == 0) {
+    out["maintenance"] = {true, "not started"};
+  } else {
+    const absl::Duration since = absl::Now() - absl::FromUnixNanos(last);
+    const bool turning = since < kMaintenanceStalledAfter;
+    out["maintenance"] = {turning,
+                          turning ? "ok"
+                                  : "loop has not turned for " +
+                                        absl::FormatDuration(absl::Trunc(since, absl::Seconds(1)))};
+  }
   return out;
 }
 
 void Server::Impl::Maintain() {
+  maintained_ns = absl::ToUnixNanos(absl::Now());
   absl::Time now = clock.Now();
   absl::Time next_svid = now + kSvidTickPeriod;
   absl::Time next_prune = now + kPrunePeriod;
@@ -277,6 +295,7 @@ void Server::Impl::Maintain() {
       if (stopping) return;
       wake_requested = false;
     }
+    maintained_ns = absl::ToUnixNanos(absl::Now());
     now = clock.Now();
     // Catches writes by other servers sharing the datastore.
     absl::Status st = index->Poll();
@@ -439,29 +458,29 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   // that their caller is still registered as a downstream server.
   CaManager* ca_for_bundles = s.ca.get();
   const std::string own_td = td.name();
-  s.index->SetChangeListener([agents, downstreams, ca_for_bundles, own_td](
-                                 uint64_t, const EntryIndex::Change& change) {
-    if (!change.agents.empty()) {
-      agents->NotifyAgents(change.agents);
-      downstreams->NotifyEntriesChanged();
-    }
-    // A bundle row written through any replica: ours is re-read (its listener then wakes the
-    // agents and downstream servers), federated ones are refreshed.
-    bool federated = false;
-    for (const auto& bundle_td : change.bundles) {
-      if (bundle_td != own_td) {
-        federated = true;
-      } else if (absl::Status st = ca_for_bundles->ReloadBundle(); !st.ok()) {
-        LogWarn("Re-reading the trust bundle failed", {{"error", std::string(st.message())}});
-      }
-    }
-    if (federated) {
-      if (absl::Status st = agents->RefreshFederatedBundles(); !st.ok()) {
-        LogWarn("Federated bundle refresh failed", {{"error", std::string(st.message())}});
-      }
-      downstreams->NotifyBundleChanged();
-    }
-  });
+  s.index->SetChangeListener(
+      [agents, downstreams, ca_for_bundles, own_td](uint64_t, const EntryIndex::Change& change) {
+        if (!change.agents.empty()) {
+          agents->NotifyAgents(change.agents);
+          downstreams->NotifyEntriesChanged();
+        }
+        // A bundle row written through any replica: ours is re-read (its listener then wakes the
+        // agents and downstream servers), federated ones are refreshed.
+        bool federated = false;
+        for (const auto& bundle_td : change.bundles) {
+          if (bundle_td != own_td) {
+            federated = true;
+          } else if (absl::Status st = ca_for_bundles->ReloadBundle(); !st.ok()) {
+            LogWarn("Re-reading the trust bundle failed", {{"error", std::string(st.message())}});
+          }
+        }
+        if (federated) {
+          if (absl::Status st = agents->RefreshFederatedBundles(); !st.ok()) {
+            LogWarn("Federated bundle refresh failed", {{"error", std::string(st.message())}});
+          }
+          downstreams->NotifyBundleChanged();
+        }
+      });
   s.ca->SetBundleListener([agents, downstreams](std::shared_ptr<const common::Bundle>) {
     agents->NotifyChange();
     downstreams->NotifyBundleChanged();
@@ -481,12 +500,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   TRELLIS_RETURN_IF_ERROR(ApplyConfiguredRelationships(cfg.federation, s.ds.get()));
   if (s.upstream) {
     // A nested server trusts the foreign trust domains of the tier above.
-    s.upstream_bundles = std::make_unique<federation::UpstreamBundles>(
-        td, s.ds.get(), [index] {
-          if (absl::Status st = index->Poll(); !st.ok()) {
-            LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
-          }
-        });
+    s.upstream_bundles = std::make_unique<federation::UpstreamBundles>(td, s.ds.get(), [index] {
+      if (absl::Status st = index->Poll(); !st.ok()) {
+        LogWarn("Entry index poll failed", {{"error", std::string(st.message())}});
+      }
+    });
     federation::UpstreamBundles* mirror = s.upstream_bundles.get();
     s.upstream->WatchFederatedBundles([mirror](const std::vector<datastore::Bundle>& bundles) {
       if (absl::Status st = mirror->Apply(bundles); !st.ok()) {
@@ -586,13 +604,13 @@ absl::Status Server::Impl::StartMetrics() {
   s.metrics->AddGaugeCallback("trellis_server_entries", "Registration entries in the index",
                               [index] { return static_cast<double>(index->EntryCount()); });
   datastore::DataStore* ds = s.ds.get();
-  s.metrics->AddGaugeCallback(
-      "trellis_server_datastore_transactions", "Datastore transactions since start",
-      [ds] { return static_cast<double>(ds->Transactions()); });
+  s.metrics->AddGaugeCallback("trellis_server_datastore_transactions",
+                              "Datastore transactions since start",
+                              [ds] { return static_cast<double>(ds->Transactions()); });
   AgentService* agents = s.agent_service.get();
-  s.metrics->AddGaugeCallback(
-      "trellis_server_agents_connected", "Open WatchChanges streams (agents connected)",
-      [agents] { return static_cast<double>(agents->OpenWatches()); });
+  s.metrics->AddGaugeCallback("trellis_server_agents_connected",
+                              "Open WatchChanges streams (agents connected)",
+                              [agents] { return static_cast<double>(agents->OpenWatches()); });
   if (s.metrics->port() != 0) {
     LogInfo("Serving Prometheus metrics",
             {{"address", HostPort(s.cfg.telemetry.prometheus->host, s.metrics->port())}});
@@ -645,7 +663,21 @@ absl::Status Server::Start() {
           // A datastore outage makes the server not ready, but it stays live: restarting it
           // would not bring the database back.
           r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
-          r.live_excludes = {"datastore", "entry_index"};
+          r.live_excludes = {"datastore", "entry_index", "upstream"};
+          if (raw->upstream) {
+            // A nested server whose tier above is unreachable keeps issuing from its current
+            // CA, but cannot rotate it or publish keys: not ready, still live.
+            if (auto link = raw->upstream->Link()) {
+              std::string detail = link->detail;
+              if (link->last_bundle_update != absl::InfinitePast()) {
+                detail += "; last bundle update " +
+                          absl::FormatDuration(absl::Trunc(absl::Now() - link->last_bundle_update,
+                                                           absl::Seconds(1))) +
+                          " ago";
+              }
+              r.subsystems["upstream"] = {link->connected, detail};
+            }
+          }
           return r;
         }));
   }

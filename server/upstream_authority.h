@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,14 @@ class UpstreamAuthority {
   // background thread, until Stop(). Does nothing when the upstream keeps no bundles.
   virtual void WatchFederatedBundles(
       std::function<void(const std::vector<datastore::Bundle>&)> /*on_bundles*/) {}
+  // The state of the link to the upstream, for health and metrics; nullopt when the upstream
+  // is not a remote server (nothing can be down).
+  struct LinkState {
+    bool connected = false;
+    std::string detail;  // the upstream's address, and the last error while disconnected
+    absl::Time last_bundle_update = absl::InfinitePast();
+  };
+  virtual std::optional<LinkState> Link() const { return std::nullopt; }
   // Ends background work; no callback runs once it returns. Idempotent.
   virtual void Stop() {}
 };

@@ -186,6 +186,22 @@ class Process:
         return self.popen.poll() if self.popen else None
 
 
+def health_status(port, path):
+    """(HTTP status, parsed JSON body or None) of GET <path> on 127.0.0.1:<port>; (None, None)
+    when nothing answers."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        try:
+            return e.code, json.loads(body) if body else None
+        except ValueError:
+            return e.code, None
+    except (urllib.error.URLError, OSError):
+        return None, None
+
+
 class Server:
     def __init__(self, deployment, name, extra_attestors=None, default_x509_svid_ttl="1h",
                  ratelimit_attestation=False, trust_domain=TRUST_DOMAIN, extra_server_config="",
@@ -271,14 +287,11 @@ class Server:
 
     def health(self, path):
         """HTTP status of GET <path> on the health listener (None when it does not answer)."""
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.health_port, path),
-                                        timeout=5) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except (urllib.error.URLError, OSError):
-            return None
+        return health_status(self.health_port, path)[0]
+
+    def health_report(self, path):
+        """(HTTP status, JSON body) of GET <path> on the health listener."""
+        return health_status(self.health_port, path)
 
     def stop(self):
         return self.process.stop()
@@ -394,7 +407,7 @@ class Agent:
     def __init__(self, deployment, name, server, node_attestor="join_token",
                  attestor_data=None, bundle_path=None, discover_workload_path=False,
                  also_servers=(), connection_max_age=None, extra_plugins="",
-                 attestor_block=None):
+                 attestor_block=None, health_port=None):
         """extra_plugins: raw HCL appended inside plugins {} (e.g. more WorkloadAttestors).
         attestor_block: raw HCL for the NodeAttestor's plugin_data body, for nested values."""
         self.deployment = deployment
@@ -439,6 +452,11 @@ class Agent:
                       hcl_string(self.socket_path), hcl_string(bundle_path), node_attestor, body,
                       hcl_string(self.data_dir), "true" if discover_workload_path else "false",
                       extra_plugins)
+        # health_port: serve /live and /ready on 127.0.0.1:<health_port>.
+        self.health_port = health_port
+        if health_port:
+            config += ("\nhealth_checks {\n  listener_enabled = true\n"
+                       "  bind_address = \"127.0.0.1\"\n  bind_port = \"%d\"\n}\n" % health_port)
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = None
@@ -486,6 +504,10 @@ class Agent:
     @property
     def endpoint(self):
         return "unix:" + self.socket_path
+
+    def health_report(self, path):
+        """(HTTP status, JSON body) of GET <path> on the agent's health listener."""
+        return health_status(self.health_port, path)
 
     def register_workload(self, path, *extra, selectors=None):
         """An entry for this test process under this agent, on the agent's own server."""
