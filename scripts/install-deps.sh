@@ -10,7 +10,7 @@ packages=(
   prometheus-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libyaml-cpp-dev libtinyxml2-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql postgresql-client
-  python3 python3-grpcio python3-grpc-tools python3-cryptography python3-jwt
+  python3 python3-grpcio python3-grpc-tools python3-cryptography python3-jwt python3-yaml systemd
   procps util-linux
 )
 
