@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <string_view>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "common/https_url.h"
 #include "common/status.h"
 
@@ -33,6 +36,53 @@ bool SafeTenant(const std::string& s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_';
   });
+}
+
+// A resource group or resource name from xms_mirid: nothing that could change the meaning of
+// a selector ("vm-name:<rg>:<name>") or a path. Azure allows Unicode letters in resource
+// group names, so bytes above 0x7f pass.
+bool SafeResourceName(std::string_view s) {
+  return !s.empty() && s.size() <= 256 && std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u != 0x7f && c != '/' && c != ':' && c != '?' && c != '#' && c != '%' &&
+           c != '\\';
+  });
+}
+
+// The parts of a managed identity's Azure resource ID ("xms_mirid").
+struct ManagedIdentityId {
+  std::string subscription;
+  std::string resource_group;
+  std::string provider_namespace;
+  std::string type;
+  std::string name;
+};
+
+// /subscriptions/<sub>/resourcegroups/<rg>/providers/<namespace>/<type>/<name>, the fixed
+// words in any case (IMDS writes "resourcegroups", Resource Manager "resourceGroups").
+absl::StatusOr<ManagedIdentityId> ParseManagedIdentityId(const std::string& mirid) {
+  auto bad = [&](const std::string& why) {
+    return Denied("token's xms_mirid \"" + mirid.substr(0, 200) +
+                  "\" is not a managed identity resource ID: " + why);
+  };
+  if (mirid.size() > 1024) return bad("too long");
+  if (!absl::StartsWithIgnoreCase(mirid, "/subscriptions/")) {
+    return bad("does not start with /subscriptions/");
+  }
+  std::vector<std::string> parts = absl::StrSplit(mirid.substr(1), '/');
+  if (parts.size() != 8 || !absl::EqualsIgnoreCase(parts[2], "resourcegroups") ||
+      !absl::EqualsIgnoreCase(parts[4], "providers")) {
+    return bad(
+        "expected /subscriptions/<subscription>/resourcegroups/<group>/providers/<namespace>/"
+        "<type>/<name>");
+  }
+  ManagedIdentityId out{parts[1], parts[3], parts[5], parts[6], parts[7]};
+  if (!SafeTenant(out.subscription)) return bad("the subscription ID is not a GUID");
+  for (const std::string* part :
+       {&out.resource_group, &out.provider_namespace, &out.type, &out.name}) {
+    if (!SafeResourceName(*part)) return bad("it holds an empty or invalid name");
+  }
+  return out;
 }
 
 std::map<std::string, std::string> TemplateFields(const std::string& tenant,
@@ -117,6 +167,14 @@ absl::StatusOr<ServerNodeAttestor::Result> AzureMsiServerAttestor::Attest(
   if (!SafeTenant(principal)) {
     return Denied("token principal \"" + principal.substr(0, 64) + "\" is not an object ID");
   }
+  // Only managed identity tokens carry the identity's resource ID; any other principal of
+  // the tenant (a user, an application's service principal) can get a token for the resource.
+  auto mirid_it = claims.find("xms_mirid");
+  if (mirid_it == claims.end() || !mirid_it->is_string()) {
+    return Denied("token is not a managed identity token (no xms_mirid claim)");
+  }
+  TRELLIS_ASSIGN_OR_RETURN(ManagedIdentityId mi,
+                           ParseManagedIdentityId(mirid_it->get<std::string>()));
   TRELLIS_ASSIGN_OR_RETURN(
       std::string path, cloud_jwt::ExpandAgentPathTemplate(
                             agent_path_template_, TemplateFields(tid, principal), kAzureMsiName));
@@ -125,6 +183,12 @@ absl::StatusOr<ServerNodeAttestor::Result> AzureMsiServerAttestor::Attest(
   Result result{*std::move(agent_id), {}, allow_reattestation_};
   result.selectors.push_back({kAzureMsiName, "tenant-id:" + tid});
   result.selectors.push_back({kAzureMsiName, "principal-id:" + principal});
+  result.selectors.push_back({kAzureMsiName, "subscription-id:" + mi.subscription});
+  if (absl::EqualsIgnoreCase(mi.provider_namespace, "Microsoft.Compute") &&
+      absl::EqualsIgnoreCase(mi.type, "virtualMachines")) {
+    // A VM's system-assigned identity: the resource is the VM itself.
+    result.selectors.push_back({kAzureMsiName, "vm-name:" + mi.resource_group + ":" + mi.name});
+  }
   return result;
 }
 
@@ -149,7 +213,8 @@ absl::StatusOr<std::string> AzureMsiAgentAttestor::Payload() {
                            cloud_jwt::HttpRequest("GET", url_, {{"Metadata", "true"}}, http_));
   if (res.status != 200) {
     return absl::UnavailableError("azure_msi: instance metadata service answered HTTP " +
-                                  std::to_string(res.status) + ": " + cloud_jwt::BodySnippet(res.body));
+                                  std::to_string(res.status) + ": " +
+                                  cloud_jwt::BodySnippet(res.body));
   }
   json doc = json::parse(res.body, nullptr, /*allow_exceptions=*/false);
   auto token = doc.is_object() ? doc.find("access_token") : doc.end();

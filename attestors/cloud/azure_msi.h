@@ -3,11 +3,18 @@
 //
 // Server side: the token's tenant ("tid") must be configured; the token is verified against
 // that tenant's signing keys (RS256), issuer https://sts.windows.net/<tid>/, audience the
-// tenant's resource_id, exp/nbf/iat. The managed identity's principal is the "sub" claim.
+// tenant's resource_id, exp/nbf/iat. Any user or service principal of a tenant can get a token
+// for a resource, so the token must also be a managed identity's: it must carry "xms_mirid",
+// the Azure resource ID of the identity (/subscriptions/<sub>/resourcegroups/<rg>/providers/
+// <namespace>/<type>/<name>), which Entra ID puts only in managed identity tokens. The
+// identity's principal is the "sub" claim.
 // Agent ID spiffe://<td>/spire/agent/azure_msi/<tenant>/<principal> (or agent_path_template).
-// Selectors, type "azure_msi": tenant-id:<tid> and principal-id:<sub>. SPIRE's further
-// selectors (VM name, resource group, subscription, network security groups, subnets) need
-// the Azure Resource Manager API and are not produced here.
+// Selectors, type "azure_msi": subscription-id:<sub> (SPIRE's name) and, when the identity is
+// a VM's system-assigned one (Microsoft.Compute/virtualMachines), vm-name:<rg>:<vm name>
+// (SPIRE's name). tenant-id:<tid> and principal-id:<sub> are Trellis's own selectors; since
+// every managed identity of a tenant shares its tenant-id, entries should not be written against
+// tenant-id alone. SPIRE's further selectors (network security groups, subnets, virtual
+// networks) need the Azure Resource Manager API and are not produced here.
 #pragma once
 
 #include <map>

@@ -19,6 +19,8 @@ using json = nlohmann::json;
 constexpr char kDefaultComputeEndpoint[] = "https://compute.googleapis.com";
 constexpr char kDefaultTokenUri[] = "https://oauth2.googleapis.com/token";
 constexpr char kJwtBearerGrant[] = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+// The longest access token lifetime believed, in seconds; Google's are an hour.
+constexpr int64_t kMaxTokenLifetime = 86400;
 // An identity token of format=full is about 1 KiB.
 constexpr size_t kMaxPayloadBytes = 16 * 1024;
 
@@ -173,9 +175,14 @@ absl::StatusOr<std::unique_ptr<GcpIitServerAttestor>> GcpIitServerAttestor::Crea
 }
 
 absl::StatusOr<std::string> GcpIitServerAttestor::AccessToken() {
-  absl::MutexLock lock(&token_mu_);
   const absl::Time now = clock_.Now();
-  if (!access_token_.empty() && now < access_token_expiry_) return access_token_;
+  {
+    absl::MutexLock lock(&token_mu_);
+    if (!access_token_.empty() && now < access_token_expiry_) return access_token_;
+  }
+  // No lock is held while asking: concurrent attestations each ask (the endpoint issues as
+  // many tokens as asked for), so a stuck endpoint holds each for its own request deadline
+  // only.
   const ServiceAccount& sa = *account_;
   json claims = {{"iss", sa.email},
                  {"scope", kGcpComputeReadonlyScope},
@@ -203,17 +210,25 @@ absl::StatusOr<std::string> GcpIitServerAttestor::AccessToken() {
                                   " answered no access_token");
   }
   int64_t lifetime = 3600;
-  if (auto exp = doc.find("expires_in"); exp != doc.end() && exp->is_number_integer()) {
-    lifetime = exp->get<int64_t>();
+  if (auto exp = doc.find("expires_in"); exp != doc.end()) {
+    // Clamped before any arithmetic: a hostile or broken endpoint cannot make it overflow.
+    if (exp->is_number_unsigned()) {
+      lifetime = static_cast<int64_t>(std::min<uint64_t>(exp->get<uint64_t>(), kMaxTokenLifetime));
+    } else if (exp->is_number_integer()) {
+      lifetime = std::clamp<int64_t>(exp->get<int64_t>(), 0, kMaxTokenLifetime);
+    }
   }
-  access_token_ = token->get<std::string>();
+  std::string issued = token->get<std::string>();
+  absl::MutexLock lock(&token_mu_);
+  access_token_ = issued;
   // Renew a minute early so a token never expires between here and the Compute call.
   access_token_expiry_ = now + absl::Seconds(std::max<int64_t>(0, lifetime - 60));
-  return access_token_;
+  return issued;
 }
 
 absl::StatusOr<std::vector<datastore::Selector>> GcpIitServerAttestor::InstanceSelectors(
-    const std::string& project, const std::string& zone, const std::string& name) {
+    const std::string& project, const std::string& zone, const std::string& name,
+    const std::string& instance_id) {
   TRELLIS_ASSIGN_OR_RETURN(std::string token, AccessToken());
   std::string endpoint =
       config_.compute_endpoint.empty() ? kDefaultComputeEndpoint : config_.compute_endpoint;
@@ -247,6 +262,22 @@ absl::StatusOr<std::vector<datastore::Selector>> GcpIitServerAttestor::InstanceS
   auto malformed = [&](const std::string& what) {
     return absl::UnavailableError("gcp_iit: Compute API answer for instance " + name + ": " + what);
   };
+  // The instance is looked up by name; a name can be reused by a later instance, which must
+  // not lend its details to the token of an earlier one.
+  auto id = doc.find("id");
+  std::string answered_id;
+  if (id != doc.end() && id->is_string()) {
+    answered_id = id->get<std::string>();
+  } else if (id != doc.end() && id->is_number_unsigned()) {
+    answered_id = std::to_string(id->get<uint64_t>());
+  } else {
+    return malformed("id is missing or not a string");
+  }
+  if (answered_id != instance_id) {
+    return Denied("instance " + name + " of project " + project + " in zone " + zone +
+                  " now has ID " + answered_id.substr(0, 64) + ", not the token's " + instance_id +
+                  " (the instance was recreated)");
+  }
   std::vector<datastore::Selector> out;
   auto add = [&](std::string value) { out.push_back({kGcpIitName, std::move(value)}); };
   if (auto tags = doc.find("tags"); tags != doc.end()) {
@@ -337,8 +368,9 @@ absl::StatusOr<ServerNodeAttestor::Result> GcpIitServerAttestor::Attest(
   result.selectors.push_back({kGcpIitName, "zone:" + ce.zone});
   result.selectors.push_back({kGcpIitName, "instance-name:" + ce.instance_name});
   if (config_.use_instance_metadata) {
-    TRELLIS_ASSIGN_OR_RETURN(std::vector<datastore::Selector> more,
-                             InstanceSelectors(ce.project_id, ce.zone, ce.instance_name));
+    TRELLIS_ASSIGN_OR_RETURN(
+        std::vector<datastore::Selector> more,
+        InstanceSelectors(ce.project_id, ce.zone, ce.instance_name, ce.instance_id));
     for (auto& s : more) result.selectors.push_back(std::move(s));
   }
   return result;
@@ -368,7 +400,8 @@ absl::StatusOr<std::string> GcpIitAgentAttestor::Payload() {
       cloud_jwt::HttpRequest("GET", url_, {{"Metadata-Flavor", "Google"}}, http_));
   if (res.status != 200) {
     return absl::UnavailableError("gcp_iit: metadata server answered HTTP " +
-                                  std::to_string(res.status) + ": " + cloud_jwt::BodySnippet(res.body));
+                                  std::to_string(res.status) + ": " +
+                                  cloud_jwt::BodySnippet(res.body));
   }
   std::string token = res.body;
   while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) {

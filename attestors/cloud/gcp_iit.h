@@ -7,7 +7,8 @@
 // id>/<instance id> (or agent_path_template). Selectors, type "gcp_iit", with SPIRE's names:
 // project-id:, zone:, instance-name:, and with use_instance_metadata the instance's
 // tag:, sa:, label:<k>:<v> and metadata:<k>:<v> read from the Compute Engine API with a
-// service account key (OAuth 2.0 JWT bearer grant).
+// service account key (OAuth 2.0 JWT bearer grant); the instance found by name must carry
+// the token's instance ID.
 #pragma once
 
 #include <map>
@@ -69,12 +70,14 @@ class GcpIitServerAttestor final : public ServerNodeAttestor {
         keys_(std::move(keys)),
         account_(std::move(account)) {}
 
-  // An OAuth access token for the Compute API, cached until shortly before it expires.
+  // An OAuth access token for the Compute API, cached until shortly before it expires. No lock
+  // is held while one is fetched.
   absl::StatusOr<std::string> AccessToken();
-  // tag:, sa:, label: and metadata: selectors of one instance.
-  absl::StatusOr<std::vector<datastore::Selector>> InstanceSelectors(const std::string& project,
-                                                                     const std::string& zone,
-                                                                     const std::string& name);
+  // tag:, sa:, label: and metadata: selectors of one instance, looked up by name.
+  // PERMISSION_DENIED when the instance of that name is not `instance_id`.
+  absl::StatusOr<std::vector<datastore::Selector>> InstanceSelectors(
+      const std::string& project, const std::string& zone, const std::string& name,
+      const std::string& instance_id);
 
   const common::TrustDomain td_;
   const common::config::GcpIitServerAttestorConfig config_;

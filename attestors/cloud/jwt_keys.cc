@@ -6,12 +6,17 @@
 #include <openssl/ecdsa.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/jwt.h"
 #include "common/openssl_util.h"
@@ -47,6 +52,38 @@ std::string DescribeError(httplib::Error e) {
       return httplib::to_string(e);
   }
 }
+
+// Once `deadline` passes, calls `stop` (which shuts the request's socket down) until Finish(),
+// so a peer that sends its answer a byte at a time, headers included, cannot hold the request
+// past the deadline. The socket may not exist yet when the deadline passes (the connection or
+// the handshake is still under way), hence the repeated calls.
+class Watchdog {
+ public:
+  Watchdog(absl::Time deadline, std::function<void()> stop)
+      : thread_([this, deadline, stop = std::move(stop)] {
+          if (done_.WaitForNotificationWithDeadline(deadline)) return;
+          fired_.store(true);
+          do {
+            stop();
+          } while (!done_.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+        }) {}
+  ~Watchdog() { Finish(); }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Ends the watch; `stop` is not called after this returns.
+  void Finish() {
+    if (!thread_.joinable()) return;
+    done_.Notify();
+    thread_.join();
+  }
+  bool fired() const { return fired_.load(); }
+
+ private:
+  absl::Notification done_;
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
 
 // An ES256 signature in JWS form (r || s, 32 bytes each) as the DER OpenSSL verifies.
 absl::StatusOr<std::string> RawP256SignatureToDer(std::string_view raw) {
@@ -180,7 +217,13 @@ absl::StatusOr<HttpResponse> HttpRequest(
   }
   std::string received;
   bool too_large = false;
+  bool late = false;
+  const absl::Time deadline = absl::Now() + options.deadline;
   req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    if (absl::Now() >= deadline) {
+      late = true;
+      return false;
+    }
     if (received.size() + len > options.max_body_bytes) {
       too_large = true;
       return false;
@@ -188,7 +231,19 @@ absl::StatusOr<HttpResponse> HttpRequest(
     received.append(data, len);
     return true;
   };
+  req.progress = [&](uint64_t, uint64_t) {
+    if (absl::Now() < deadline) return true;
+    late = true;
+    return false;
+  };
+  Watchdog watchdog(deadline, [&client] { client.stop(); });
   httplib::Result res = client.send(req);
+  watchdog.Finish();
+  if (late || (!res && (watchdog.fired() || absl::Now() >= deadline))) {
+    return absl::UnavailableError(Shorten(url, 200) +
+                                  " did not answer within the request deadline of " +
+                                  absl::FormatDuration(options.deadline));
+  }
   if (too_large) {
     return absl::UnavailableError(Shorten(url, 200) + " answered more than " +
                                   std::to_string(options.max_body_bytes) + " bytes");
@@ -309,49 +364,61 @@ absl::StatusOr<common::PublicKey> JwtKeyCache::KeyFor(const std::string& kid) {
     if (it == keys_.end()) return std::nullopt;
     return it->second;
   };
+  auto unknown = [&] {
+    return absl::PermissionDeniedError(options_.plugin + ": token signed with unknown key ID \"" +
+                                       Shorten(kid) + "\"");
+  };
   {
-    absl::MutexLock lock(&mu_);
-    if (have_keys_ && clock_.Now() - fetched_at_ < options_.max_age) {
-      if (auto key = lookup()) return *std::move(key);
-      if (clock_.Now() - attempted_at_ < options_.min_refresh_interval) {
-        return absl::PermissionDeniedError(
-            options_.plugin + ": token signed with unknown key ID \"" + Shorten(kid) + "\"");
-      }
-    }
-  }
-  absl::MutexLock fetch_lock(&fetch_mu_);
-  {
-    // Another attestation may have fetched while this one waited.
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_.Now();
-    if (have_keys_ && now - attempted_at_ < options_.min_refresh_interval) {
+    if (have_keys_ && now - fetched_at_ < options_.max_age) {
       if (auto key = lookup()) return *std::move(key);
-      return absl::PermissionDeniedError(options_.plugin + ": token signed with unknown key ID \"" +
-                                         Shorten(kid) + "\"");
+      if (now - attempted_at_ < options_.min_refresh_interval) return unknown();
+    }
+    if (fetching_) {
+      // Another attestation is fetching. The keys we have serve meanwhile, as they would if
+      // that fetch failed; otherwise wait for it, no longer than its request may take.
+      if (auto key = lookup()) return *std::move(key);
+      const absl::Duration bound = options_.http.deadline + absl::Seconds(1);
+      if (!mu_.AwaitWithTimeout(absl::Condition(this, &JwtKeyCache::NotFetching), bound)) {
+        return absl::UnavailableError(options_.plugin + ": " + options_.what +
+                                      " are still being fetched after " +
+                                      absl::FormatDuration(bound));
+      }
+      if (auto key = lookup()) return *std::move(key);
+      if (have_keys_) return unknown();
+      return absl::UnavailableError(options_.plugin + ": cannot get " + options_.what + ": " +
+                                    last_error_);
+    }
+    if (have_keys_ && now - attempted_at_ < options_.min_refresh_interval) {
+      // The set is stale but the last refresh failed moments ago: keep what we have.
+      if (auto key = lookup()) return *std::move(key);
+      return unknown();
     }
     if (!have_keys_ && now - attempted_at_ < options_.min_refresh_interval && fetches_ > 0) {
       return absl::UnavailableError(options_.plugin + ": " + options_.what +
                                     " are unavailable; the last fetch failed less than " +
                                     absl::FormatDuration(options_.min_refresh_interval) + " ago");
     }
+    fetching_ = true;
     attempted_at_ = now;
     ++fetches_;
   }
+  // No lock is held here: other attestations go on with the keys we have.
   absl::StatusOr<std::map<std::string, common::PublicKey>> fetched = Fetch();
   absl::MutexLock lock(&mu_);
+  fetching_ = false;
   if (!fetched.ok()) {
-    if (have_keys_) {
-      if (auto key = lookup()) return *std::move(key);
-    }
+    last_error_ = std::string(fetched.status().message());
+    if (auto key = lookup()) return *std::move(key);
     return absl::UnavailableError(options_.plugin + ": cannot get " + options_.what + ": " +
-                                  std::string(fetched.status().message()));
+                                  last_error_);
   }
   keys_ = *std::move(fetched);
   have_keys_ = true;
   fetched_at_ = clock_.Now();
   if (auto key = lookup()) return *std::move(key);
-  return absl::PermissionDeniedError(options_.plugin + ": token signed with unknown key ID \"" +
-                                     Shorten(kid) + "\"");
+  return unknown();
 }
 
 int JwtKeyCache::fetches() const {
@@ -501,7 +568,16 @@ absl::StatusOr<std::string> ExpandAgentPathTemplate(
         absl::StrAppend(&known, known.empty() ? "" : ", ", name);
       return bad("unknown field \"" + Shorten(action.substr(1), 32) + "\" (known: " + known + ")");
     }
-    out.append(it->second);
+    const std::string& value = it->second;
+    if (value.empty() || value == "." || value == ".." || value.find('/') != std::string::npos) {
+      // A value must stay inside its path segment: a '/' would add segments, "." and ".."
+      // would name others.
+      return absl::PermissionDeniedError(
+          plugin + ": agent_path_template field \"" + Shorten(action.substr(1), 32) + "\" has " +
+          (value.empty() ? std::string("an empty value")
+                         : "the value \"" + Shorten(value) + "\", which is not a path segment"));
+    }
+    out.append(value);
     pos = close + 2;
   }
   size_t start = out.find_first_not_of('/');

@@ -31,6 +31,8 @@ struct HttpOptions {
   std::string ca_file;
   // Bounds connecting and each read or write.
   absl::Duration timeout = absl::Seconds(10);
+  // Bounds the whole request, however slowly the peer sends its answer (headers included).
+  absl::Duration deadline = absl::Seconds(30);
   // Answers larger than this are refused.
   size_t max_body_bytes = 1 << 20;
 };
@@ -50,11 +52,12 @@ struct HttpUrl {
 };
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url, std::string_view what);
 
-// One request. UNAVAILABLE (naming the URL) when the service cannot be reached or the answer
-// is too large; any HTTP status is returned to the caller. `content_type` is sent with a body.
 // The first 200 bytes of an error answer's body, control characters blanked, for messages.
 std::string BodySnippet(std::string_view body);
 
+// One request. UNAVAILABLE (naming the URL) when the service cannot be reached, the answer is
+// too large or is not complete within `options.deadline`; any HTTP status is returned to the
+// caller. `content_type` is sent with a body.
 absl::StatusOr<HttpResponse> HttpRequest(
     const std::string& method, const std::string& url,
     const std::vector<std::pair<std::string, std::string>>& headers, const HttpOptions& options,
@@ -71,6 +74,10 @@ absl::StatusOr<HttpResponse> HttpRequest(
 // most once per `min_refresh_interval`, so random kids cannot make us hammer the provider),
 // and when the set is older than `max_age` (so withdrawn keys go away). A failed refresh
 // keeps the keys we had.
+//
+// No lock is held while fetching. Concurrent callers share one fetch: while it is in flight,
+// a kid the cached keys know is answered at once, and other callers wait for it no longer
+// than its request deadline.
 class JwtKeyCache {
  public:
   struct Options {
@@ -100,14 +107,18 @@ class JwtKeyCache {
 
   const Options options_;
   const common::Clock& clock_;
-  // Serialises fetches so concurrent attestations with a new kid cause one request.
-  absl::Mutex fetch_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  bool NotFetching() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !fetching_; }
+
   mutable absl::Mutex mu_;
   std::map<std::string, common::PublicKey> keys_ ABSL_GUARDED_BY(mu_);
   bool have_keys_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time fetched_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time attempted_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   int fetches_ ABSL_GUARDED_BY(mu_) = 0;
+  // A fetch is in flight (its caller holds no lock); others wait for it to end.
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  // Why the last fetch failed, for callers that waited for it.
+  std::string last_error_ ABSL_GUARDED_BY(mu_);
 };
 
 // Parses a key document as described above. INVALID_ARGUMENT naming the defect; a document
@@ -141,7 +152,8 @@ absl::StatusOr<nlohmann::json> PeekClaims(std::string_view token, const std::str
 // Expands SPIRE-style agent path templates: "{{ .Field }}" (spaces optional) replaced by
 // `fields[Field]`; any other action is refused. The result, without leading slashes, is the
 // part of the agent ID after "/spire/agent/". INVALID_ARGUMENT naming the plugin and the
-// template for an unknown field or unbalanced braces.
+// template for an unknown field or unbalanced braces; PERMISSION_DENIED naming the field when
+// a value put in is empty, ".", ".." or holds a '/' (it would add or remove path segments).
 absl::StatusOr<std::string> ExpandAgentPathTemplate(
     std::string_view tmpl, const std::map<std::string, std::string>& fields,
     const std::string& plugin);

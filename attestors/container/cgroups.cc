@@ -2,6 +2,7 @@
 #include "attestors/container/cgroups.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/types/span.h"
 #include "attestors/workload/workload_attestor.h"
 
 namespace trellis::attestors::cgroups {
@@ -30,31 +32,26 @@ bool IsLowerHex(absl::string_view s) {
 
 bool IsContainerId(absl::string_view s) { return s.size() == kContainerIdLength && IsLowerHex(s); }
 
-// The pod UID in a pod's cgroup element: "pod<uid>" (cgroupfs driver) or
-// "kubepods[-<qos>]-pod<uid>.slice" (systemd driver, '-' in the UID written as '_'). Pod UIDs
-// are UUIDs, or 32 hex digits for static pods.
-std::optional<std::string> PodUidOf(absl::string_view element) {
-  absl::string_view uid;
-  if (absl::ConsumeSuffix(&element, ".slice")) {
-    if (!absl::StrContains(element, "kubepods")) return std::nullopt;
-    size_t at = element.rfind("-pod");
-    if (at == absl::string_view::npos) return std::nullopt;
-    uid = element.substr(at + 4);
-  } else if (absl::ConsumePrefix(&element, "pod")) {
-    uid = element;
-  } else {
-    return std::nullopt;
-  }
-  std::string out(uid);
-  std::replace(out.begin(), out.end(), '_', '-');
+// The pod UID as the kubelet writes it into a cgroup name: a UUID, with '_' for '-' in
+// systemd unit names, or 32 hex digits for static pods. Returned with dashes, as the API
+// spells it.
+std::optional<std::string> PodUid(absl::string_view raw, char dash) {
+  std::string out(raw);
   size_t hex = 0;
-  for (char c : out) {
-    if (c == '-') continue;
+  for (char& c : out) {
+    if (c == dash) {
+      c = '-';
+      continue;
+    }
     if (!IsLowerHex(absl::string_view(&c, 1))) return std::nullopt;
     ++hex;
   }
   if (hex != 32) return std::nullopt;
   return out;
+}
+
+bool IsRuntime(absl::string_view name) {
+  return name == "cri-containerd" || name == "crio" || name == "docker";
 }
 
 // The container ID in a container's cgroup element: "<id>" (cgroupfs driver) or
@@ -74,34 +71,161 @@ std::optional<std::string> ContainerIdOf(absl::string_view element) {
   return std::string(element);
 }
 
-std::optional<PodContainer> PodContainerOfPath(absl::string_view path) {
-  std::vector<absl::string_view> elements = Elements(path);
-  for (size_t i = 0; i < elements.size(); ++i) {
-    if (!absl::StrContains(elements[i], "kubepods")) continue;
-    // kubepods, then at most one QoS level, then the pod.
-    for (size_t j = i; j < elements.size() && j <= i + 2; ++j) {
-      std::optional<std::string> uid = PodUidOf(elements[j]);
-      if (!uid) continue;
-      if (j + 1 >= elements.size()) return std::nullopt;  // the pod's own cgroup
-      std::optional<std::string> id = ContainerIdOf(elements[j + 1]);
-      if (!id) return std::nullopt;  // e.g. CRI-O's conmon beside the containers
+constexpr absl::string_view kQosClasses[] = {"besteffort", "burstable"};
+// The slice names of the kubelet's systemd layout start with these: "kubepods", or
+// "kubelet-kubepods" below the "kubelet.slice" cgroup root of nested nodes.
+constexpr absl::string_view kSliceStems[] = {"kubepods", "kubelet-kubepods"};
+// Runtime services below which containerd, given a systemd-style cgroup name while driving
+// cgroupfs, creates the name literally (k3s and others).
+constexpr absl::string_view kRuntimeServices[] = {"containerd.service", "k3s.service",
+                                                  "k3s-agent.service"};
+
+using Elems = std::vector<absl::string_view>;
+
+// cgroupfs driver: "pod<uid>" at e[i], the container below it.
+std::optional<PodContainer> CgroupfsPodAt(const Elems& e, size_t i) {
+  if (i + 1 >= e.size()) return std::nullopt;  // no element, or the pod's own cgroup
+  absl::string_view pod = e[i];
+  if (!absl::ConsumePrefix(&pod, "pod")) return std::nullopt;
+  std::optional<std::string> uid = PodUid(pod, '-');
+  std::optional<std::string> id = ContainerIdOf(e[i + 1]);
+  if (!uid || !id) return std::nullopt;  // e.g. CRI-O's conmon beside the containers
+  return PodContainer{*std::move(uid), *std::move(id)};
+}
+
+// systemd driver: the pod slice "<one of pod_prefixes><uid>.slice" at e[i] with the
+// container below it, or, when `colon_form`, the single element
+// "<one of pod_prefixes><uid>.slice:<runtime>:<id>".
+std::optional<PodContainer> SystemdPodAt(const Elems& e, size_t i,
+                                         const std::vector<std::string>& pod_prefixes,
+                                         bool slice_form, bool colon_form) {
+  if (i >= e.size()) return std::nullopt;
+  for (const std::string& prefix : pod_prefixes) {
+    absl::string_view rest = e[i];
+    if (!absl::ConsumePrefix(&rest, prefix)) continue;
+    size_t colon = rest.find(':');
+    if (colon == absl::string_view::npos) {
+      if (!slice_form || !absl::ConsumeSuffix(&rest, ".slice")) return std::nullopt;
+      if (i + 1 >= e.size()) return std::nullopt;  // the pod's own cgroup
+      std::optional<std::string> uid = PodUid(rest, '_');
+      std::optional<std::string> id = ContainerIdOf(e[i + 1]);
+      if (!uid || !id) return std::nullopt;
       return PodContainer{*std::move(uid), *std::move(id)};
     }
+    if (!colon_form) return std::nullopt;
+    absl::string_view slice = rest.substr(0, colon);
+    std::vector<absl::string_view> parts = absl::StrSplit(rest.substr(colon + 1), ':');
+    if (!absl::ConsumeSuffix(&slice, ".slice") || parts.size() != 2 || !IsRuntime(parts[0]) ||
+        !IsContainerId(parts[1])) {
+      return std::nullopt;
+    }
+    std::optional<std::string> uid = PodUid(slice, '_');
+    if (!uid) return std::nullopt;
+    return PodContainer{*std::move(uid), std::string(parts[1])};
   }
   return std::nullopt;
 }
 
+// "<stem>-pod", "<stem>-besteffort-pod", "<stem>-burstable-pod" for every stem.
+std::vector<std::string> AnyPodPrefix(absl::Span<const absl::string_view> stems) {
+  std::vector<std::string> out;
+  for (absl::string_view stem : stems) {
+    out.push_back(absl::StrCat(stem, "-pod"));
+    for (absl::string_view qos : kQosClasses) out.push_back(absl::StrCat(stem, "-", qos, "-pod"));
+  }
+  return out;
+}
+
+// Number of leading ".." elements: the kernel shows a cgroup outside the reader's cgroup
+// namespace relative to the namespace's root.
+size_t Parents(const Elems& e) {
+  size_t i = 0;
+  while (i < e.size() && e[i] == "..") ++i;
+  return i;
+}
+
+std::optional<PodContainer> CgroupfsLayout(const Elems& e, size_t i, bool relative) {
+  if (i < e.size() && e[i] == "kubelet") ++i;  // the cgroup root of nested kubelets
+  if (i < e.size() && e[i] == "kubepods") {
+    ++i;
+  } else if (!relative || i > Parents(e)) {
+    return std::nullopt;
+  }
+  if (i < e.size() &&
+      std::find(std::begin(kQosClasses), std::end(kQosClasses), e[i]) != std::end(kQosClasses)) {
+    ++i;
+  }
+  return CgroupfsPodAt(e, i);
+}
+
+std::optional<PodContainer> SystemdLayout(const Elems& e, size_t i, bool relative) {
+  std::vector<absl::string_view> stems;
+  bool rooted = true;
+  if (i + 1 < e.size() && e[i] == "kubelet.slice" && e[i + 1] == "kubelet-kubepods.slice") {
+    stems = {"kubelet-kubepods"};
+    i += 2;
+  } else if (i < e.size() && e[i] == "kubepods.slice") {
+    stems = {"kubepods"};
+    i += 1;
+  } else {
+    // The colon form at the top, or directly below a runtime's service.
+    size_t j = i;
+    if (j + 1 < e.size() && e[j] == "system.slice" &&
+        std::find(std::begin(kRuntimeServices), std::end(kRuntimeServices), e[j + 1]) !=
+            std::end(kRuntimeServices)) {
+      j += 2;
+    }
+    if (std::optional<PodContainer> pc = SystemdPodAt(e, j, AnyPodPrefix(kSliceStems),
+                                                      /*slice_form=*/false, /*colon_form=*/true)) {
+      return pc;
+    }
+    if (!relative) return std::nullopt;
+    stems.assign(std::begin(kSliceStems), std::end(kSliceStems));
+    rooted = false;
+  }
+  // A QoS slice, then a pod slice of the same class.
+  for (absl::string_view stem : stems) {
+    for (absl::string_view qos : kQosClasses) {
+      if (i < e.size() && e[i] == absl::StrCat(stem, "-", qos, ".slice")) {
+        return SystemdPodAt(e, i + 1, {absl::StrCat(stem, "-", qos, "-pod")},
+                            /*slice_form=*/true, /*colon_form=*/true);
+      }
+    }
+  }
+  // No QoS slice: a Guaranteed pod directly below the root; seen from a pod's cgroup
+  // namespace, a pod of any class below the QoS slice the ".." passed over.
+  std::vector<std::string> prefixes;
+  if (rooted) {
+    for (absl::string_view stem : stems) prefixes.push_back(absl::StrCat(stem, "-pod"));
+  } else {
+    prefixes = AnyPodPrefix(stems);
+  }
+  return SystemdPodAt(e, i, prefixes, /*slice_form=*/true, /*colon_form=*/true);
+}
+
+// The kubelet's layouts, anchored at the root of the hierarchy or right after the ".." that
+// lead out of the reader's cgroup namespace; a layout further down is in a subtree someone
+// else may own (a user's delegated systemd subtree) and proves nothing.
+std::optional<PodContainer> PodContainerOfPath(absl::string_view path) {
+  Elems e = Elements(path);
+  const size_t start = Parents(e);
+  const bool relative = start > 0;
+  if (std::optional<PodContainer> pc = CgroupfsLayout(e, start, relative)) return pc;
+  if (std::optional<PodContainer> pc = SystemdLayout(e, start, relative)) return pc;
+  return std::nullopt;
+}
+
+// Docker's layouts, anchored the same way: "/docker/<id>" (cgroupfs driver) and
+// "/system.slice/docker-<id>.scope" (systemd driver).
 std::optional<std::string> DockerIdOfPath(absl::string_view path) {
-  std::vector<absl::string_view> elements = Elements(path);
-  for (size_t i = 0; i < elements.size(); ++i) {
-    absl::string_view e = elements[i];
-    if (e == "docker" && i + 1 < elements.size() && IsContainerId(elements[i + 1])) {
-      return std::string(elements[i + 1]);
-    }
-    if (absl::ConsumePrefix(&e, "docker-") && absl::ConsumeSuffix(&e, ".scope") &&
-        IsContainerId(e)) {
-      return std::string(e);
-    }
+  Elems e = Elements(path);
+  const size_t i = Parents(e);
+  if (i + 1 >= e.size()) return std::nullopt;
+  if (e[i] == "docker" && IsContainerId(e[i + 1])) return std::string(e[i + 1]);
+  absl::string_view scope = e[i + 1];
+  if (e[i] == "system.slice" && absl::ConsumePrefix(&scope, "docker-") &&
+      absl::ConsumeSuffix(&scope, ".scope") && IsContainerId(scope)) {
+    return std::string(scope);
   }
   return std::nullopt;
 }

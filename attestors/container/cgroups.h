@@ -37,12 +37,24 @@ struct PodContainer {
   bool operator==(const PodContainer&) const = default;
 };
 
-// Finds the pod and container from the kubelet's cgroup layouts, cgroupfs driver
-// (".../kubepods[/<qos>]/pod<uid>/<id>") and systemd driver (".../kubepods[-<qos>].slice/
-// kubepods[-<qos>]-pod<uid_with_underscores>.slice/<runtime>-<id>.scope", runtime one of
-// "cri-containerd", "crio", "docker"); the layouts may sit below a prefix and their slices
-// carry one too when the kubelet runs with a cgroup root (nested nodes such as kind's
-// "kubelet-kubepods-...").
+// Finds the pod and container from the kubelet's cgroup layouts. Every layout is anchored
+// at the root of the hierarchy: after any leading ".." elements (the reader's own cgroup
+// namespace) the path must start with the layout's root, so that a kubepods tree built in a
+// subtree someone else owns (a user's delegated "user@<uid>.service", a CI job's cgroup) is
+// no container. The layouts, <qos> being "besteffort" or "burstable":
+//   cgroupfs driver:  [/kubelet]/kubepods[/<qos>]/pod<uid>/<container>
+//   systemd driver:   /kubepods.slice[/kubepods-<qos>.slice]/kubepods[-<qos>]-pod<uid_>.slice/
+//                     <container>, or the same below "/kubelet.slice/kubelet-kubepods.slice"
+//                     with every slice named "kubelet-kubepods..." (nested nodes such as kind)
+//   relative (the agent in a pod's cgroup namespace): /../..[/<qos> or /<stem>-<qos>.slice]/
+//                     pod<uid>/<container> or /<stem>[-<qos>]-pod<uid_>.slice/<container>
+//   colon form (containerd given a systemd cgroup name while driving cgroupfs, e.g. k3s):
+//                     <stem>[-<qos>]-pod<uid_>.slice:<runtime>:<id>, at the top, in place of
+//                     the pod slice, or directly below /system.slice/containerd.service,
+//                     k3s.service or k3s-agent.service
+// where <container> is "<id>", "<runtime>-<id>" or "<runtime>-<id>.scope", <runtime> one of
+// "cri-containerd", "crio", "docker", <uid_> the UID with '_' for '-', <stem> "kubepods" or
+// "kubelet-kubepods". Cgroups below the container's belong to it.
 // nullopt when the process is in no pod's container (a pod-level cgroup such as CRI-O's
 // "crio-conmon-<id>.scope" included). INVALID_ARGUMENT when the lines name two containers.
 absl::StatusOr<std::optional<PodContainer>> FindPodContainer(
@@ -51,7 +63,9 @@ absl::StatusOr<std::optional<PodContainer>> FindPodContainer(
 // Patterns that say where a container ID sits in a cgroup path, in the form of SPIRE's
 // container_id_cgroup_matchers: slash-separated elements, "<id>" (exactly once) marks the
 // element that is the ID and "*" matches any one element; every other element matches itself.
-// A pattern matches a path with the same number of elements.
+// A pattern matches a whole path with the same number of elements, wherever in the hierarchy
+// it sits: this is how layouts other than the built-in, root-anchored ones are supported, and
+// its author vouches that nobody but the runtime can create cgroups of that shape.
 class ContainerIdMatcher {
  public:
   // INVALID_ARGUMENT for a pattern that is not absolute, has an empty element, has no or two
@@ -68,8 +82,11 @@ class ContainerIdMatcher {
 };
 
 // The Docker container a process runs in. With a non-empty `matcher` only its patterns are
-// used; otherwise Docker's layouts: "/docker/<id>" (cgroupfs driver, possibly below a
-// prefix) and ".../docker-<id>.scope" (systemd driver), <id> being 64 hex digits. nullopt
+// used; otherwise Docker's layouts, anchored at the root of the hierarchy like the pod
+// layouts above (leading ".." allowed): "/docker/<id>" (cgroupfs driver) and
+// "/system.slice/docker-<id>.scope" (systemd driver), <id> being 64 hex digits, cgroups below
+// them included. A layout below a prefix ("/actions_job/docker/<id>", a user's delegated
+// subtree) is no container; a custom matcher is the way to accept such a layout. nullopt
 // when in no container; INVALID_ARGUMENT when the lines name two containers.
 absl::StatusOr<std::optional<std::string>> FindDockerContainerId(
     const std::vector<CgroupEntry>& entries, const ContainerIdMatcher* matcher);

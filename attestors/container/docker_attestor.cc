@@ -9,6 +9,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
@@ -22,6 +23,9 @@ constexpr char kUnixScheme[] = "unix://";
 constexpr time_t kConnectTimeoutSeconds = 5;
 constexpr time_t kReadTimeoutSeconds = 10;
 constexpr size_t kMaxQuoted = 200;
+// An inspect document is a few KiB; labels and environment make it larger, not megabytes.
+constexpr size_t kMaxInspectBytes = size_t{4} << 20;
+constexpr char kMaxInspectText[] = "4 MiB";
 
 absl::Status Unavailable(const std::string& message) {
   return absl::UnavailableError(kPrefix + message);
@@ -85,6 +89,9 @@ absl::StatusOr<std::unique_ptr<DockerWorkloadAttestor>> DockerWorkloadAttestor::
   auto matcher = cgroups::ContainerIdMatcher::Create(config.container_id_cgroup_matchers);
   if (!matcher.ok()) return bad(std::string(matcher.status().message()));
   if (options.proc_root.empty()) return bad("the proc root is empty");
+  if (options.query_deadline <= absl::ZeroDuration()) {
+    return bad("the query deadline must be positive");
+  }
   return std::unique_ptr<DockerWorkloadAttestor>(new DockerWorkloadAttestor(
       std::move(socket), std::move(api_prefix), *std::move(matcher), std::move(options)));
 }
@@ -134,8 +141,43 @@ absl::StatusOr<std::vector<SelectorString>> DockerWorkloadAttestor::InspectConta
   client.set_read_timeout(kReadTimeoutSeconds);
   client.set_keep_alive(false);
   const std::string path = absl::StrCat(api_prefix_, "/containers/", id, "/json");
+  // The body is taken through callbacks that stop the transfer past the size limit or the
+  // query's deadline: httplib itself would read any amount for any time, a byte per read
+  // timeout keeping it going.
+  const common::Clock& now =
+      options_.clock != nullptr ? *options_.clock : common::SystemClock::Get();
+  const absl::Time deadline = now.Now() + options_.query_deadline;
+  std::string body;
+  std::string cut_off;  // why a callback stopped the transfer
+  auto too_large = [&] {
+    cut_off = absl::StrCat("the answer is larger than the ", kMaxInspectText, " limit");
+    return false;
+  };
+  auto in_time = [&] {
+    if (now.Now() < deadline) return true;
+    cut_off = absl::StrCat("no complete answer within the query deadline of ",
+                           absl::FormatDuration(options_.query_deadline));
+    return false;
+  };
   // The default Host header would be the socket's path, which is no host name.
-  httplib::Result res = client.Get(path, {{"Host", "docker"}});
+  httplib::Result res = client.Get(
+      path, {{"Host", "docker"}},
+      [&](const httplib::Response& response) {
+        uint64_t length = 0;
+        if (absl::SimpleAtoi(response.get_header_value("Content-Length"), &length) &&
+            length > kMaxInspectBytes) {
+          return too_large();
+        }
+        return in_time();
+      },
+      [&](const char* data, size_t size) {
+        if (size > kMaxInspectBytes - body.size()) return too_large();
+        if (!in_time()) return false;
+        body.append(data, size);
+        return true;
+      },
+      [&](uint64_t /*current*/, uint64_t /*total*/) { return in_time(); });
+  if (!res && !cut_off.empty()) return Unavailable(absl::StrCat("GET ", path, ": ", cut_off));
   if (!res) {
     return Unavailable(absl::StrCat("cannot reach the Docker daemon at unix://", socket_path_, ": ",
                                     httplib::to_string(res.error())));
@@ -143,16 +185,16 @@ absl::StatusOr<std::vector<SelectorString>> DockerWorkloadAttestor::InspectConta
   if (res->status == 404) {
     return absl::NotFoundError(
         absl::StrCat(kPrefix, "container ", id,
-                     " is not known to the Docker daemon (it exited?): ", ErrorMessage(res->body)));
+                     " is not known to the Docker daemon (it exited?): ", ErrorMessage(body)));
   }
   if (res->status != 200) {
     return Unavailable(
-        absl::StrCat("GET ", path, " answered HTTP ", res->status, ": ", ErrorMessage(res->body)));
+        absl::StrCat("GET ", path, " answered HTTP ", res->status, ": ", ErrorMessage(body)));
   }
   auto malformed = [&](const std::string& what) {
     return Unavailable(absl::StrCat("malformed answer to GET ", path, ": ", what));
   };
-  json doc = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return malformed("not valid JSON");
   if (!doc.is_object()) return malformed("not an object");
   auto config_it = doc.find("Config");

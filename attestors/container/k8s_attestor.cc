@@ -11,6 +11,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "attestors/container/cgroups.h"
@@ -26,6 +27,9 @@ constexpr char kPrefix[] = "k8s: ";
 constexpr time_t kConnectTimeoutSeconds = 5;
 constexpr time_t kReadTimeoutSeconds = 10;
 constexpr size_t kMaxQuotedBody = 200;
+// A node runs at most a few hundred pods; their list is a few MiB at most.
+constexpr size_t kMaxPodListBytes = size_t{64} << 20;
+constexpr char kMaxPodListText[] = "64 MiB";
 
 absl::Status Unavailable(const std::string& message) {
   return absl::UnavailableError(kPrefix + message);
@@ -155,7 +159,9 @@ absl::StatusOr<Lookup> FindInPodList(const std::string& body, const cgroups::Pod
         if (cs.container_id == want.container_id) mine = &cs;
       }
     }
-    if (mine == nullptr) {
+    // The cgroup already places the caller in this pod: without container selectors the pod
+    // alone is the answer, even while its status does not list the container yet.
+    if (mine == nullptr && container_selectors) {
       out.found = Found::kNoContainer;
       return out;
     }
@@ -214,7 +220,7 @@ absl::StatusOr<Lookup> FindInPodList(const std::string& body, const cgroups::Pod
       add("pod-init-image", cs.image_id);
     }
     add("pod-init-image-count", absl::StrCat(inits->size()));
-    if (container_selectors) {
+    if (container_selectors && mine != nullptr) {
       add("container-image", mine->image);
       add("container-image", mine->image_id);
       add("container-name", mine->name);
@@ -277,6 +283,9 @@ absl::StatusOr<std::unique_ptr<K8sWorkloadAttestor>> K8sWorkloadAttestor::Create
     }
   }
   if (options.proc_root.empty()) return bad("the proc root is empty");
+  if (options.query_deadline <= absl::ZeroDuration()) {
+    return bad("the query deadline must be positive");
+  }
   if (!options.sleep) options.sleep = [](absl::Duration d) { absl::SleepFor(d); };
   std::string server_name = config.node_name;
   if (server_name.empty() && !config.node_name_env.empty()) {
@@ -318,9 +327,23 @@ absl::StatusOr<std::vector<SelectorString>> K8sWorkloadAttestor::AttestCgroups(
   if (!where->has_value()) return std::vector<SelectorString>{};  // not in a pod
 
   const cgroups::PodContainer& want = **where;
+  // Polling ends after max_poll_attempts queries, or earlier once the time they may take at
+  // most has passed: a wait per attempt plus a query deadline per attempt.
+  const absl::Duration limit =
+      config_.max_poll_attempts * (config_.poll_retry_interval + options_.query_deadline);
+  const absl::Time give_up = clock().Now() + limit;
   Found last = Found::kNoPod;
-  for (int64_t attempt = 1; attempt <= config_.max_poll_attempts; ++attempt) {
-    if (attempt > 1) options_.sleep(config_.poll_retry_interval);
+  int64_t attempts = 0;
+  bool out_of_time = false;
+  while (attempts < config_.max_poll_attempts) {
+    if (attempts > 0) {
+      options_.sleep(config_.poll_retry_interval);
+      if (clock().Now() >= give_up) {
+        out_of_time = true;
+        break;
+      }
+    }
+    ++attempts;
     auto body = FetchPods();
     if (!body.ok()) return body.status();
     auto lookup = FindInPodList(*body, want, !config_.disable_container_selectors);
@@ -328,13 +351,17 @@ absl::StatusOr<std::vector<SelectorString>> K8sWorkloadAttestor::AttestCgroups(
     if (lookup->found == Found::kYes) return std::move(lookup->selectors);
     last = lookup->found;
   }
+  std::string tried = absl::StrCat(attempts, " attempts");
+  if (out_of_time) {
+    absl::StrAppend(&tried, " (polling stops after ", absl::FormatDuration(limit),
+                    ", max_poll_attempts x (poll_retry_interval + query deadline))");
+  }
   if (last == Found::kNoPod) {
-    return Unavailable(absl::StrCat("the kubelet does not list pod ", want.pod_uid, " after ",
-                                    config_.max_poll_attempts, " attempts"));
+    return Unavailable(
+        absl::StrCat("the kubelet does not list pod ", want.pod_uid, " after ", tried));
   }
   return Unavailable(absl::StrCat("pod ", want.pod_uid, " has no status for container ",
-                                  want.container_id, " after ", config_.max_poll_attempts,
-                                  " attempts (is it still starting?)"));
+                                  want.container_id, " after ", tried, " (is it still starting?)"));
 }
 
 absl::StatusOr<std::string> K8sWorkloadAttestor::FetchPods() const {
@@ -414,7 +441,41 @@ absl::StatusOr<std::string> K8sWorkloadAttestor::FetchPods() const {
   client->set_read_timeout(kReadTimeoutSeconds);
   client->set_keep_alive(false);
   headers.emplace("Accept", "application/json");
-  httplib::Result res = client->Get("/pods", headers);
+  // The body is taken through callbacks that stop the transfer past the size limit or the
+  // query's deadline: httplib itself would read any amount for any time, a byte per read
+  // timeout keeping it going.
+  const common::Clock& now = clock();
+  const absl::Time deadline = now.Now() + options_.query_deadline;
+  std::string body;
+  std::string cut_off;  // why a callback stopped the transfer
+  auto too_large = [&] {
+    cut_off = absl::StrCat("the answer is larger than the ", kMaxPodListText, " limit");
+    return false;
+  };
+  auto in_time = [&] {
+    if (now.Now() < deadline) return true;
+    cut_off = absl::StrCat("no complete answer within the query deadline of ",
+                           absl::FormatDuration(options_.query_deadline));
+    return false;
+  };
+  httplib::Result res = client->Get(
+      "/pods", headers,
+      [&](const httplib::Response& response) {
+        uint64_t length = 0;
+        if (absl::SimpleAtoi(response.get_header_value("Content-Length"), &length) &&
+            length > kMaxPodListBytes) {
+          return too_large();
+        }
+        return in_time();
+      },
+      [&](const char* data, size_t size) {
+        if (size > kMaxPodListBytes - body.size()) return too_large();
+        if (!in_time()) return false;
+        body.append(data, size);
+        return true;
+      },
+      [&](uint64_t /*current*/, uint64_t /*total*/) { return in_time(); });
+  if (!res && !cut_off.empty()) return Unavailable(absl::StrCat("GET ", url, ": ", cut_off));
   if (!res) {
     std::string detail = httplib::to_string(res.error());
     if (res.error() == httplib::Error::SSLConnection) {
@@ -427,13 +488,13 @@ absl::StatusOr<std::string> K8sWorkloadAttestor::FetchPods() const {
   }
   if (res->status == 401 || res->status == 403) {
     return Unavailable(absl::StrCat("the kubelet refused our credentials for GET ", url, " (HTTP ",
-                                    res->status, "): ", Quote(res->body)));
+                                    res->status, "): ", Quote(body)));
   }
   if (res->status != 200) {
     return Unavailable(absl::StrCat("the kubelet answered GET ", url, " with HTTP ", res->status,
-                                    ": ", Quote(res->body)));
+                                    ": ", Quote(body)));
   }
-  return std::move(res->body);
+  return body;
 }
 
 }  // namespace trellis::attestors

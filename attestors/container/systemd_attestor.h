@@ -19,10 +19,17 @@ class SystemdWorkloadAttestor final : public WorkloadAttestor {
   struct Options {
     // Where /<pid>/cgroup is read. The pin (ProcessPin) always reads the real /proc.
     std::string proc_root = "/proc";
-    // The system manager's unit search path, highest precedence first.
-    std::vector<std::string> unit_search_path = {"/etc/systemd/system", "/run/systemd/system",
-                                                 "/usr/local/lib/systemd/system",
-                                                 "/usr/lib/systemd/system", "/lib/systemd/system"};
+    // The system manager's unit search path, highest precedence first, as systemd 252 on
+    // Debian 12 builds it (`systemd-analyze unit-paths`), so that a unit's fragment_path is
+    // the FragmentPath systemd reports for it.
+    std::vector<std::string> unit_search_path = {
+        "/etc/systemd/system.control", "/run/systemd/system.control",
+        "/run/systemd/transient",      "/run/systemd/generator.early",
+        "/etc/systemd/system",         "/etc/systemd/system.attached",
+        "/run/systemd/system",         "/run/systemd/system.attached",
+        "/run/systemd/generator",      "/usr/local/lib/systemd/system",
+        "/lib/systemd/system",         "/usr/lib/systemd/system",
+        "/run/systemd/generator.late"};
   };
 
   // INVALID_ARGUMENT for an empty proc root or a relative search path directory.
@@ -42,8 +49,9 @@ class SystemdWorkloadAttestor final : public WorkloadAttestor {
 
   // The file `unit` is loaded from: the first directory of the search path holding it as a
   // regular file (a unit masked by a link to /dev/null has none), then, for an instance
-  // "name@instance.type", its template "name@.type" the same way. nullopt for units without
-  // a file (transient scopes).
+  // "name@instance.type", its template "name@.type" the same way. Transient units (scopes,
+  // systemd-run services) have theirs in /run/systemd/transient while they exist. nullopt
+  // when no directory holds the unit.
   std::optional<std::string> FragmentPath(const std::string& unit) const;
 
  private:

@@ -9,14 +9,19 @@
 #include <openssl/x509_vfy.h>
 #include <yaml-cpp/yaml.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/file_util.h"
 #include "common/https_url.h"
 #include "common/status.h"
@@ -369,6 +374,38 @@ class Reader {
   std::string what_;
 };
 
+// Once `deadline` passes, calls `stop` (which shuts the request's socket down) until Finish(),
+// so a server that sends its answer a byte at a time, headers included, cannot hold a call
+// past the deadline. The socket may not exist yet when the deadline passes (the connection
+// or the handshake is still under way), hence the repeated calls.
+class Watchdog {
+ public:
+  Watchdog(absl::Time deadline, std::function<void()> stop)
+      : thread_([this, deadline, stop = std::move(stop)] {
+          if (done_.WaitForNotificationWithDeadline(deadline)) return;
+          fired_.store(true);
+          do {
+            stop();
+          } while (!done_.WaitForNotificationWithTimeout(absl::Milliseconds(50)));
+        }) {}
+  ~Watchdog() { Finish(); }
+  Watchdog(const Watchdog&) = delete;
+  Watchdog& operator=(const Watchdog&) = delete;
+
+  // Ends the watch; `stop` is not called after this returns.
+  void Finish() {
+    if (!thread_.joinable()) return;
+    done_.Notify();
+    thread_.join();
+  }
+  bool fired() const { return fired_.load(); }
+
+ private:
+  absl::Notification done_;
+  std::atomic<bool> fired_{false};
+  std::thread thread_;
+};
+
 int VerifyServerCertificate(X509_STORE_CTX* store, void* arg) {
   const int ok = X509_verify_cert(store);
   if (ok != 1) {
@@ -549,12 +586,29 @@ absl::StatusOr<KubeClient::Response> KubeClient::Send(const std::string& method,
     req.headers.emplace("Content-Type", "application/json");
   }
   Response out;
-  req.content_receiver = [&out](const char* data, size_t len, uint64_t, uint64_t) {
+  bool late = false;
+  const absl::Time deadline = absl::Now() + options_.deadline;
+  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    if (absl::Now() >= deadline) {
+      late = true;
+      return false;
+    }
     if (out.body.size() + len > kMaxResponseBytes) return false;
     out.body.append(data, len);
     return true;
   };
+  req.progress = [&](uint64_t, uint64_t) {
+    if (absl::Now() < deadline) return true;
+    late = true;
+    return false;
+  };
+  Watchdog watchdog(deadline, [&client] { client->stop(); });
   httplib::Result res = client->send(req);
+  watchdog.Finish();
+  if (late || (!res && (watchdog.fired() || absl::Now() >= deadline))) {
+    return absl::UnavailableError(what + ": no complete answer within the call deadline of " +
+                                  absl::FormatDuration(options_.deadline));
+  }
   if (!res) {
     std::string why = DescribeTransport(res.error());
     if (!verify_error.empty()) why += ": server certificate does not verify: " + verify_error;

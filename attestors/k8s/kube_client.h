@@ -26,6 +26,9 @@ struct InClusterOptions {
 struct KubeClientOptions {
   // Bounds the connect, each read and each write of every call.
   absl::Duration timeout = absl::Seconds(10);
+  // Bounds each call as a whole, however slowly the server sends its answer (headers
+  // included): past it the call is UNAVAILABLE.
+  absl::Duration deadline = absl::Seconds(30);
 };
 
 // status of an authentication.k8s.io/v1 TokenReview.

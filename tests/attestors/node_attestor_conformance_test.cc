@@ -227,14 +227,16 @@ class AzureMsiMechanism final : public Mechanism {
   AzureMsiMechanism() {
     clock_.Set(absl::Now());
     const absl::Time now = clock_.Now();
-    imds_.SetToken(
-        tenant_key_.Sign({{"iss", std::string("https://sts.windows.net/") + kTenant + "/"},
-                          {"aud", "https://management.azure.com/"},
-                          {"tid", kTenant},
-                          {"sub", "7d6b5a4c-0000-4000-8000-0000000000aa"},
-                          {"iat", absl::ToUnixSeconds(now)},
-                          {"nbf", absl::ToUnixSeconds(now)},
-                          {"exp", absl::ToUnixSeconds(now + absl::Hours(1))}}));
+    imds_.SetToken(tenant_key_.Sign(
+        {{"iss", std::string("https://sts.windows.net/") + kTenant + "/"},
+         {"aud", "https://management.azure.com/"},
+         {"tid", kTenant},
+         {"sub", "7d6b5a4c-0000-4000-8000-0000000000aa"},
+         {"iat", absl::ToUnixSeconds(now)},
+         {"nbf", absl::ToUnixSeconds(now)},
+         {"exp", absl::ToUnixSeconds(now + absl::Hours(1))},
+         {"xms_mirid", cloudtest::SystemAssignedMirid("0c0ffee0-0000-4000-8000-000000000001",
+                                                      "conformance", "node-c")}}));
     common::config::AzureMsiServerAttestorConfig server_config;
     server_config.tenants[kTenant] = {};
     server_config.jwks_url = dir_.path() + "/{tenant}.json";

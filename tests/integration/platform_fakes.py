@@ -361,10 +361,18 @@ class FakeGcpMetadata(_Fake, _JwtIssuer):
 class FakeAzureImds(_Fake, _JwtIssuer):
     """Azure IMDS's managed identity token endpoint."""
 
-    def __init__(self, tenant, principal):
+    def __init__(self, tenant, principal, subscription="5e6f7a8b-0000-4000-8000-0000000000c1",
+                 resource_group="trellis-it", vm_name="node-1"):
         _JwtIssuer.__init__(self, "azure-it-key")
         self.tenant = tenant
         self.principal = principal
+        self.subscription = subscription
+        self.resource_group = resource_group
+        self.vm_name = vm_name
+        # The VM's system-assigned identity: its resource ID is the VM's (IMDS writes
+        # "resourcegroups" in lowercase).
+        self.mirid = ("/subscriptions/%s/resourcegroups/%s/providers/Microsoft.Compute/"
+                      "virtualMachines/%s" % (subscription, resource_group, vm_name))
         _Fake.__init__(self)
 
     def handle(self, h, method):
@@ -379,6 +387,7 @@ class FakeAzureImds(_Fake, _JwtIssuer):
         now = int(time.time())
         token = self.sign({"aud": resource, "iss": "https://sts.windows.net/%s/" % self.tenant,
                            "iat": now, "nbf": now, "exp": now + 3600, "tid": self.tenant,
-                           "oid": self.principal, "sub": self.principal})
+                           "oid": self.principal, "sub": self.principal,
+                           "xms_mirid": self.mirid})
         return h._send(200, {"access_token": token, "expires_on": str(now + 3600),
                              "resource": resource, "token_type": "Bearer"})

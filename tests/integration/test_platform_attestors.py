@@ -312,6 +312,8 @@ class PlatformAttestationTest(DeploymentTest):
         selectors = self.selectors_of(server, agent_id)
         self.assertIn("azure_msi:tenant-id:" + tenant, selectors)
         self.assertIn("azure_msi:principal-id:" + principal, selectors)
+        self.assertIn("azure_msi:subscription-id:" + imds.subscription, selectors)
+        self.assertIn("azure_msi:vm-name:%s:%s" % (imds.resource_group, imds.vm_name), selectors)
 
 
 if __name__ == "__main__":

@@ -223,6 +223,21 @@ TEST_F(AwsIidTest, AgentPathTemplateRefusesMissingTag) {
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("Tags.Name")));
 }
 
+TEST_F(AwsIidTest, AgentPathTemplateRefusesATagValueThatIsNotOnePathSegment) {
+  auto config = ApiConfig();
+  config.agent_path_template = "/{{ .PluginName }}/{{ .Tags.Name }}/{{ .InstanceID }}";
+  // Tag values may hold any character; these would add or name other path segments.
+  for (const char* bad : {"web/1", "../../spire/server", "..", ".", ""}) {
+    fakeaws::FakeAwsApi::Instance instance;
+    instance.tags = {{"Name", bad}};
+    api_.AddInstance(instance);
+    EXPECT_THAT(Attest(config, AgentPayload(doc_.ToJson())),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         HasSubstr("agent_path_template field \"Tags.Name\"")))
+        << bad;
+  }
+}
+
 // ---- Refusals: signatures ----
 
 TEST_F(AwsIidTest, RefusesDocumentAlteredAfterSigning) {

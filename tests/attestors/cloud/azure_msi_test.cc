@@ -25,12 +25,22 @@ using json = nlohmann::json;
 constexpr char kTenant[] = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 constexpr char kOtherTenant[] = "00000000-1111-2222-3333-444444444444";
 constexpr char kPrincipal[] = "9a2a8fa8-1f3c-4a41-b2a5-6f8c0f0f1c2d";
+constexpr char kSubscription[] = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
 
 const auto kNoChallenge = [](std::string) -> absl::StatusOr<std::string> {
   return absl::InternalError("no challenge expected");
 };
 
 std::string Payload(const std::string& token) { return json{{"token", token}}.dump(); }
+
+std::vector<std::string> SelectorValues(const ServerNodeAttestor::Result& r) {
+  std::vector<std::string> out;
+  for (const auto& s : r.selectors) {
+    EXPECT_EQ(s.type, "azure_msi");
+    out.push_back(s.value);
+  }
+  return out;
+}
 
 struct AzureFixture {
   AzureFixture() : clock(absl::Now()), keys(tls), entra{"entra-kid-1", cloudtest::RsaKey(1)} {
@@ -50,22 +60,20 @@ struct AzureFixture {
   }
   json Claims(const std::string& tenant = kTenant) const {
     const int64_t now = absl::ToUnixSeconds(clock.Now());
-    return {
-        {"aud", "https://management.azure.com/"},
-        {"iss", "https://sts.windows.net/" + tenant + "/"},
-        {"iat", now - 5},
-        {"nbf", now - 5},
-        {"exp", now + 86400},
-        {"aio", "E2ZgYJg"},
-        {"appid", "11111111-2222-3333-4444-555555555555"},
-        {"appidacr", "2"},
-        {"idp", "https://sts.windows.net/" + tenant + "/"},
-        {"oid", kPrincipal},
-        {"sub", kPrincipal},
-        {"tid", tenant},
-        {"ver", "1.0"},
-        {"xms_mirid",
-         "/subscriptions/sub/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"}};
+    return {{"aud", "https://management.azure.com/"},
+            {"iss", "https://sts.windows.net/" + tenant + "/"},
+            {"iat", now - 5},
+            {"nbf", now - 5},
+            {"exp", now + 86400},
+            {"aio", "E2ZgYJg"},
+            {"appid", "11111111-2222-3333-4444-555555555555"},
+            {"appidacr", "2"},
+            {"idp", "https://sts.windows.net/" + tenant + "/"},
+            {"oid", kPrincipal},
+            {"sub", kPrincipal},
+            {"tid", tenant},
+            {"ver", "1.0"},
+            {"xms_mirid", cloudtest::SystemAssignedMirid(kSubscription, "rg-web", "vm1")}};
   }
   std::string Token() const { return entra.Sign(Claims()); }
 
@@ -82,13 +90,89 @@ TEST(AzureMsiServerAttestor, AttestsAValidToken) {
   auto result = Must(f.Server()->Attest(Payload(f.Token()), kNoChallenge));
   EXPECT_EQ(result.agent_id.String(), std::string("spiffe://example.org/spire/agent/azure_msi/") +
                                           kTenant + "/" + kPrincipal);
-  ASSERT_EQ(result.selectors.size(), 2u);
-  EXPECT_EQ(result.selectors[0].type, "azure_msi");
-  EXPECT_EQ(result.selectors[0].value, std::string("tenant-id:") + kTenant);
-  EXPECT_EQ(result.selectors[1].type, "azure_msi");
-  EXPECT_EQ(result.selectors[1].value, std::string("principal-id:") + kPrincipal);
+  EXPECT_THAT(
+      SelectorValues(result),
+      ElementsAre(std::string("tenant-id:") + kTenant, std::string("principal-id:") + kPrincipal,
+                  std::string("subscription-id:") + kSubscription, "vm-name:rg-web:vm1"));
   EXPECT_FALSE(result.reattestable);
   EXPECT_THAT(f.keys.paths(), ElementsAre(std::string("/") + kTenant + "/discovery/v2.0/keys"));
+}
+
+TEST(AzureMsiServerAttestor, AttestsAUserAssignedIdentityWithoutVmName) {
+  AzureFixture f;
+  json c = f.Claims();
+  c["xms_mirid"] = cloudtest::UserAssignedMirid(kSubscription, "rg-identities", "web-identity");
+  auto result = Must(f.Server()->Attest(Payload(f.entra.Sign(c)), kNoChallenge));
+  EXPECT_EQ(result.agent_id.String(), std::string("spiffe://example.org/spire/agent/azure_msi/") +
+                                          kTenant + "/" + kPrincipal);
+  EXPECT_THAT(SelectorValues(result), ElementsAre(std::string("tenant-id:") + kTenant,
+                                                  std::string("principal-id:") + kPrincipal,
+                                                  std::string("subscription-id:") + kSubscription));
+}
+
+TEST(AzureMsiServerAttestor, ReadsTheResourceIdInAnyCaseOfItsFixedWords) {
+  AzureFixture f;
+  json c = f.Claims();
+  c["xms_mirid"] = std::string("/SUBSCRIPTIONS/") + kSubscription +
+                   "/resourceGroups/RG-Web/Providers/microsoft.compute/VirtualMachines/VM-1";
+  auto result = Must(f.Server()->Attest(Payload(f.entra.Sign(c)), kNoChallenge));
+  EXPECT_THAT(SelectorValues(result),
+              ::testing::Contains(std::string("subscription-id:") + kSubscription));
+  EXPECT_THAT(SelectorValues(result), ::testing::Contains("vm-name:RG-Web:VM-1"));
+}
+
+TEST(AzureMsiServerAttestor, RefusesATokenThatIsNotAManagedIdentitys) {
+  AzureFixture f;
+  auto server = f.Server();
+  // What any user or application of the tenant gets for the resource: no xms_mirid.
+  json c = f.Claims();
+  c.erase("xms_mirid");
+  EXPECT_THAT(server->Attest(Payload(f.entra.Sign(c)), kNoChallenge),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       "azure_msi: token is not a managed identity token (no xms_mirid claim)"));
+  c["xms_mirid"] = 42;
+  EXPECT_THAT(server->Attest(Payload(f.entra.Sign(c)), kNoChallenge),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       "azure_msi: token is not a managed identity token (no xms_mirid claim)"));
+}
+
+TEST(AzureMsiServerAttestor, RefusesAMalformedXmsMirid) {
+  AzureFixture f;
+  auto server = f.Server();
+  const std::string sub = kSubscription;
+  for (const std::string& bad : std::vector<std::string>{
+           "",
+           "subscriptions/" + sub +
+               "/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/",
+           "/subscriptions/" + sub,
+           "/subscriptions/" + sub + "/resourcegroups/rg",
+           "/subscriptions/" + sub +
+               "/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines",
+           "/subscriptions/" + sub +
+               "/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/",
+           "/subscriptions/" + sub +
+               "/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/vm/x",
+           "/subscriptions/" + sub + "/groups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/" + sub +
+               "/resourcegroups/rg/provider/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/" + sub +
+               "/resourcegroups//providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/" + sub +
+               "/resourcegroups/r:g/providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/" + sub +
+               "/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/v m",
+           "/subscriptions/a b/resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions//resourcegroups/rg/providers/Microsoft.Compute/virtualMachines/vm",
+           "/subscriptions/" + std::string(2000, 'a'),
+       }) {
+    json c = f.Claims();
+    c["xms_mirid"] = bad;
+    EXPECT_THAT(
+        server->Attest(Payload(f.entra.Sign(c)), kNoChallenge),
+        StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("azure_msi: token's xms_mirid")))
+        << bad.substr(0, 100);
+  }
 }
 
 TEST(AzureMsiServerAttestor, ReattestableFollowsAllowReattestation) {
@@ -314,13 +398,18 @@ TEST(AzureMsiAgentAttestor, RefusesBadEndpoints) {
 TEST(AzureMsi, AgentPayloadAttestsOnTheServer) {
   AzureFixture f;
   FakeAzureImds imds;
-  imds.SetToken(f.Token());
+  imds.MintTokens(&f.entra, kTenant, kPrincipal,
+                  cloudtest::SystemAssignedMirid(kSubscription, "rg-web", "node-7"));
   common::config::AzureMsiAgentAttestorConfig config;
   config.metadata_endpoint = imds.base_url();
   std::string payload = Must(Must(AzureMsiAgentAttestor::Create(config))->Payload());
-  EXPECT_EQ(
-      Must(f.Server()->Attest(payload, kNoChallenge)).agent_id.String(),
-      std::string("spiffe://example.org/spire/agent/azure_msi/") + kTenant + "/" + kPrincipal);
+  auto result = Must(f.Server()->Attest(payload, kNoChallenge));
+  EXPECT_EQ(result.agent_id.String(), std::string("spiffe://example.org/spire/agent/azure_msi/") +
+                                          kTenant + "/" + kPrincipal);
+  EXPECT_THAT(
+      SelectorValues(result),
+      ElementsAre(std::string("tenant-id:") + kTenant, std::string("principal-id:") + kPrincipal,
+                  std::string("subscription-id:") + kSubscription, "vm-name:rg-web:node-7"));
 }
 
 }  // namespace

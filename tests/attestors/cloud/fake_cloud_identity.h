@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/jwt.h"
 #include "common/keys.h"
 #include "common/x509.h"
@@ -172,6 +173,9 @@ class FakeServer {
   bool https_ = false;
 };
 
+// How long a held request waits for Release() at most, so a test that forgets cannot hang.
+inline constexpr absl::Duration kMaxHold = absl::Seconds(60);
+
 // Serves a key document (JWKS or PEM map) at every path over HTTPS.
 class FakeKeyServer {
  public:
@@ -180,10 +184,34 @@ class FakeKeyServer {
           s.Get(R"(/.*)", [this](const httplib::Request& req, httplib::Response& res) {
             absl::MutexLock lock(&mu_);
             paths_.push_back(req.path);
+            if (hold_ > 0) {
+              // A stuck endpoint: no byte of an answer until released.
+              --hold_;
+              mu_.AwaitWithTimeout(absl::Condition(&released_), kMaxHold);
+            }
             res.status = status_;
             res.set_content(body_, "application/json");
           });
         }) {}
+  ~FakeKeyServer() { Release(); }
+  // The next `n` requests get no answer until Release().
+  void HoldNext(int n) {
+    absl::MutexLock lock(&mu_);
+    hold_ = n;
+    released_ = false;
+  }
+  void Release() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // Waits (at most 30 s) until `n` requests have arrived; false if they did not.
+  bool AwaitRequests(int n) const {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return static_cast<int>(paths_.size()) >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(30));
+  }
   void SetKeys(const std::vector<const SigningKey*>& keys) { SetBody(Jwks(keys)); }
   void SetBody(std::string body, int status = 200) {
     absl::MutexLock lock(&mu_);
@@ -206,6 +234,8 @@ class FakeKeyServer {
   std::string body_ ABSL_GUARDED_BY(mu_) = R"({"keys":[]})";
   int status_ ABSL_GUARDED_BY(mu_) = 200;
   std::vector<std::string> paths_ ABSL_GUARDED_BY(mu_);
+  int hold_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
   FakeServer server_;
 };
 
@@ -268,8 +298,47 @@ class FakeGcpMetadataServer {
   FakeServer server_;
 };
 
+// xms_mirid of a VM's system-assigned managed identity (the VM's own resource ID) and of a
+// user-assigned one, as IMDS tokens carry them (IMDS writes "resourcegroups" in lowercase).
+inline std::string SystemAssignedMirid(const std::string& subscription, const std::string& group,
+                                       const std::string& vm) {
+  return "/subscriptions/" + subscription + "/resourcegroups/" + group +
+         "/providers/Microsoft.Compute/virtualMachines/" + vm;
+}
+inline std::string UserAssignedMirid(const std::string& subscription, const std::string& group,
+                                     const std::string& identity) {
+  return "/subscriptions/" + subscription + "/resourcegroups/" + group +
+         "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/" + identity;
+}
+
+// The claims of a managed identity access token (v1.0) as Entra ID issues it through IMDS.
+inline json ManagedIdentityClaims(const std::string& tenant, const std::string& principal,
+                                  const std::string& mirid, const std::string& resource,
+                                  absl::Time now) {
+  const int64_t t = absl::ToUnixSeconds(now);
+  return {{"aud", resource},
+          {"iss", "https://sts.windows.net/" + tenant + "/"},
+          {"iat", t - 5},
+          {"nbf", t - 5},
+          {"exp", t + 86400},
+          {"aio", "E2ZgYJg"},
+          {"appid", "11111111-2222-3333-4444-555555555555"},
+          {"appidacr", "2"},
+          {"idp", "https://sts.windows.net/" + tenant + "/"},
+          {"idtyp", "app"},
+          {"oid", principal},
+          {"rh", "0.AAAA"},
+          {"sub", principal},
+          {"tid", tenant},
+          {"uti", "AbCdEf"},
+          {"ver", "1.0"},
+          {"xms_mirid", mirid}};
+}
+
 // Azure IMDS's managed identity token endpoint. Answers 400 without "Metadata: true", an
-// api-version or a resource, as the real service does.
+// api-version or a resource, as the real service does. Serves the token set with SetToken,
+// or, after MintTokens, a token signed for each request with the requested resource as its
+// audience and the managed identity's claims (xms_mirid among them).
 class FakeAzureImds {
  public:
   FakeAzureImds()
@@ -299,7 +368,12 @@ class FakeAzureImds {
               return;
             }
             const int64_t now = absl::ToUnixSeconds(absl::Now());
-            res.set_content(json{{"access_token", token_},
+            std::string token = token_;
+            if (minter_ != nullptr) {
+              token = minter_->Sign(
+                  ManagedIdentityClaims(tenant_, principal_, mirid_, resource_, absl::Now()));
+            }
+            res.set_content(json{{"access_token", token},
                                  {"client_id", "11111111-2222-3333-4444-555555555555"},
                                  {"expires_in", "86399"},
                                  {"expires_on", std::to_string(now + 86399)},
@@ -315,6 +389,16 @@ class FakeAzureImds {
     absl::MutexLock lock(&mu_);
     token_ = std::move(token);
     status_ = status;
+  }
+  // Signs a token with `key` (kept by the caller) for each request, for the managed identity
+  // `principal` of `tenant` whose resource ID is `mirid`.
+  void MintTokens(const SigningKey* key, std::string tenant, std::string principal,
+                  std::string mirid) {
+    absl::MutexLock lock(&mu_);
+    minter_ = key;
+    tenant_ = std::move(tenant);
+    principal_ = std::move(principal);
+    mirid_ = std::move(mirid);
   }
   // Answers `body` verbatim instead of the token document.
   void SetRawBody(std::string body) {
@@ -336,6 +420,10 @@ class FakeAzureImds {
   mutable absl::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
   std::string raw_body_ ABSL_GUARDED_BY(mu_);
+  const SigningKey* minter_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string tenant_ ABSL_GUARDED_BY(mu_);
+  std::string principal_ ABSL_GUARDED_BY(mu_);
+  std::string mirid_ ABSL_GUARDED_BY(mu_);
   int status_ ABSL_GUARDED_BY(mu_) = 200;
   std::string resource_ ABSL_GUARDED_BY(mu_);
   std::string api_version_ ABSL_GUARDED_BY(mu_);
@@ -380,10 +468,33 @@ class FakeGoogleApis {
     absl::MutexLock lock(&mu_);
     instances_[project + "/" + zone + "/" + name] = std::move(instance);
   }
+  ~FakeGoogleApis() { ReleaseTokenRequests(); }
   // The expires_in of the access tokens issued from now on.
   void set_token_lifetime(absl::Duration d) {
     absl::MutexLock lock(&mu_);
     token_lifetime_ = d;
+  }
+  // Checks the times of OAuth assertions against `clock` (kept by the caller) instead of the
+  // real time, for tests that move a fake clock far.
+  void set_clock(const common::Clock* clock) {
+    absl::MutexLock lock(&mu_);
+    clock_ = clock;
+  }
+  // The next `n` token requests get no answer until ReleaseTokenRequests().
+  void HoldTokenRequests(int n) {
+    absl::MutexLock lock(&mu_);
+    hold_tokens_ = n;
+    released_ = false;
+  }
+  void ReleaseTokenRequests() {
+    absl::MutexLock lock(&mu_);
+    released_ = true;
+  }
+  // Waits (at most 30 s) until `n` token requests have arrived; false if they did not.
+  bool AwaitTokenRequests(int n) const {
+    absl::MutexLock lock(&mu_);
+    auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return token_requests_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(30));
   }
   int token_requests() const {
     absl::MutexLock lock(&mu_);
@@ -414,6 +525,11 @@ class FakeGoogleApis {
   void HandleToken(const httplib::Request& req, httplib::Response& res) {
     absl::MutexLock lock(&mu_);
     ++token_requests_;
+    if (hold_tokens_ > 0) {
+      // A stuck endpoint: no byte of an answer until released.
+      --hold_tokens_;
+      mu_.AwaitWithTimeout(absl::Condition(&released_), kMaxHold);
+    }
     auto fail = [&](const std::string& error, const std::string& description) {
       res.status = 400;
       res.set_content(json{{"error", error}, {"error_description", description}}.dump(),
@@ -439,7 +555,7 @@ class FakeGoogleApis {
       return fail("invalid_grant", "Invalid JWT Signature.");
     }
     const json& c = peeked->claims;
-    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    const int64_t now = absl::ToUnixSeconds(clock_ != nullptr ? clock_->Now() : absl::Now());
     if (c.value("iss", "") != account_email_ || c.value("aud", "") != token_uri() ||
         c.value("scope", "").empty() || c.value("exp", int64_t{0}) < now ||
         c.value("iat", int64_t{0}) > now + 60) {
@@ -484,6 +600,9 @@ class FakeGoogleApis {
   absl::Duration token_lifetime_ ABSL_GUARDED_BY(mu_) = absl::Seconds(3599);
   int token_requests_ ABSL_GUARDED_BY(mu_) = 0;
   int instance_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  const common::Clock* clock_ ABSL_GUARDED_BY(mu_) = nullptr;
+  int hold_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
   FakeServer server_;
 };
 

@@ -2,7 +2,9 @@
 #include "attestors/cloud/gcp_iit.h"
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/attestors/cloud/fake_cloud_identity.h"
@@ -318,6 +320,79 @@ TEST(GcpIitServerAttestor, ReusesTheAccessTokenUntilItExpires) {
   f.clock.Advance(absl::Seconds(3));
   ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
   EXPECT_EQ(f.apis.token_requests(), 3);
+}
+
+TEST(GcpIitServerAttestor, ClampsTheAccessTokenLifetime) {
+  MetadataFixture f;
+  f.apis.set_clock(&f.clock);
+  // A lifetime below zero (here the most negative expires_in) means "expired": the next
+  // attestation asks again.
+  f.apis.set_token_lifetime(-absl::InfiniteDuration());
+  auto server = f.Server();
+  ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
+  ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
+  EXPECT_EQ(f.apis.token_requests(), 2);
+  // A lifetime of years is believed for a day at most.
+  f.apis.set_token_lifetime(absl::Hours(24 * 365 * 1000));
+  server = f.Server();
+  ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
+  f.clock.Advance(absl::Hours(23));
+  ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
+  EXPECT_EQ(f.apis.token_requests(), 3);
+  f.clock.Advance(absl::Hours(1));
+  ASSERT_THAT(server->Attest(f.Token(), kNoChallenge), IsOk());
+  EXPECT_EQ(f.apis.token_requests(), 4);
+}
+
+TEST(GcpIitServerAttestor, RefusesAnInstanceRecreatedUnderTheSameName) {
+  MetadataFixture f;
+  json instance = {{"kind", "compute#instance"},
+                   {"id", "9999999999999999999"},
+                   {"name", "web-1"},
+                   {"tags", {{"items", {"admin"}}}}};
+  f.apis.SetInstance("my-project", "us-west1-b", "web-1", instance);
+  EXPECT_THAT(f.Server()->Attest(f.Token(), kNoChallenge),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("now has ID 9999999999999999999, not the token's "
+                                 "4567890123456789012")));
+  instance.erase("id");
+  f.apis.SetInstance("my-project", "us-west1-b", "web-1", instance);
+  EXPECT_THAT(f.Server()->Attest(f.Token(), kNoChallenge),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("id is missing")));
+  // The API writes the ID as a decimal string; a number is read the same.
+  instance["id"] = uint64_t{4567890123456789012u};
+  f.apis.SetInstance("my-project", "us-west1-b", "web-1", instance);
+  EXPECT_THAT(SelectorValues(Must(f.Server()->Attest(f.Token(), kNoChallenge))),
+              ::testing::Contains("tag:admin"));
+}
+
+TEST(GcpIitServerAttestor, AStuckTokenRequestDoesNotHoldOtherAttestations) {
+  MetadataFixture f;
+  cloud_jwt::HttpOptions http = f.Http();
+  http.timeout = absl::Seconds(60);  // the stuck request would outlast the test
+  auto server = Must(GcpIitServerAttestor::Create(f.td, f.config, f.clock, http));
+  const std::string token = f.Token();
+  f.apis.HoldTokenRequests(1);
+  absl::Notification first_done;
+  std::thread first([&] {
+    server->Attest(token, kNoChallenge).IgnoreError();
+    first_done.Notify();
+  });
+  ASSERT_TRUE(f.apis.AwaitTokenRequests(1));
+  // The first attestation waits on the token endpoint; the second gets its own token.
+  absl::StatusOr<ServerNodeAttestor::Result> second = absl::UnknownError("not run");
+  absl::Notification second_done;
+  std::thread other([&] {
+    second = server->Attest(token, kNoChallenge);
+    second_done.Notify();
+  });
+  EXPECT_TRUE(second_done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_FALSE(first_done.HasBeenNotified());
+  f.apis.ReleaseTokenRequests();
+  other.join();
+  first.join();
+  EXPECT_THAT(second, IsOk());
+  EXPECT_EQ(f.apis.token_requests(), 2);
 }
 
 TEST(GcpIitServerAttestor, RefusesOversizedMetadataValues) {

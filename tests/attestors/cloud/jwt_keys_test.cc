@@ -2,9 +2,12 @@
 #include "attestors/cloud/jwt_keys.h"
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/attestors/cloud/drip_server.h"
 #include "tests/attestors/cloud/fake_cloud_identity.h"
 #include "tests/testutil/status_matchers.h"
 
@@ -124,6 +127,41 @@ TEST(ParseKeyDocument, RefusesMalformedDocuments) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("repeats kid")));
 }
 
+// ---- Request deadline ----
+
+HttpOptions ShortDeadline() {
+  HttpOptions o;
+  o.timeout = absl::Seconds(10);  // each read arrives long before this
+  o.deadline = absl::Milliseconds(300);
+  return o;
+}
+
+TEST(HttpRequest, ADrippedBodyStopsAtTheDeadline) {
+  // 200 bytes at one per 50 ms: ten seconds in all, had the client waited.
+  testdrip::DripServer server(testdrip::OkHead(200), std::string(200, ' '), absl::Milliseconds(50));
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(HttpRequest("GET", server.url("/keys"), {}, ShortDeadline()),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("did not answer within the request deadline of 300ms")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+}
+
+TEST(HttpRequest, DrippedHeadersStopAtTheDeadline) {
+  testdrip::DripServer server("", testdrip::OkHead(2) + "{}", absl::Milliseconds(50));
+  EXPECT_THAT(HttpRequest("GET", server.url("/keys"), {}, ShortDeadline()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("request deadline")));
+}
+
+TEST(HttpRequest, ASlowButTimelyAnswerIsRead) {
+  testdrip::DripServer server(testdrip::OkHead(4), "{\"a\"", absl::Milliseconds(1));
+  HttpOptions o;
+  o.deadline = absl::Seconds(20);
+  auto res = HttpRequest("GET", server.url("/keys"), {}, o);
+  ASSERT_THAT(res, IsOk());
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->body, "{\"a\"");
+}
+
 TEST(JwtKeyCache, RefusesPlainHttpAndOtherSchemes) {
   common::FakeClock clock(kNow);
   JwtKeyCache::Options o;
@@ -209,6 +247,65 @@ TEST(JwtKeyCache, KeepsKnownKeysWhenRefreshFails) {
   f.clock.Advance(absl::Hours(2));
   EXPECT_THAT(f.cache->KeyFor("k1"), IsOk());
   EXPECT_EQ(f.server.requests(), 2);
+}
+
+TEST(JwtKeyCache, AStuckFetchHoldsOtherCallersNoLongerThanItsDeadline) {
+  Fixture f;
+  JwtKeyCache::Options o = f.Options(f.server.Url("/keys"));
+  o.http.timeout = absl::Seconds(60);  // only the deadline can end the stuck request
+  o.http.deadline = absl::Milliseconds(500);
+  auto cache = Must(JwtKeyCache::Create(o, f.clock));
+  f.server.HoldNext(1);
+  absl::StatusOr<common::PublicKey> first = absl::UnknownError("not run");
+  absl::StatusOr<common::PublicKey> second = absl::UnknownError("not run");
+  absl::Notification first_done, second_done;
+  std::thread a([&] {
+    first = cache->KeyFor("k1");
+    first_done.Notify();
+  });
+  ASSERT_TRUE(f.server.AwaitRequests(1));
+  std::thread b([&] {
+    second = cache->KeyFor("k1");
+    second_done.Notify();
+  });
+  // Both come back while the endpoint is still stuck.
+  EXPECT_TRUE(second_done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_TRUE(first_done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  f.server.Release();
+  a.join();
+  b.join();
+  EXPECT_THAT(first, StatusIs(absl::StatusCode::kUnavailable, HasSubstr("deadline")));
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kUnavailable));
+  EXPECT_EQ(cache->fetches(), 1);
+}
+
+TEST(JwtKeyCache, KnownKeysServeWhileARefreshIsStuck) {
+  Fixture f;
+  JwtKeyCache::Options o = f.Options(f.server.Url("/keys"));
+  o.http.timeout = absl::Seconds(60);
+  auto cache = Must(JwtKeyCache::Create(o, f.clock));
+  ASSERT_THAT(cache->KeyFor("k1"), IsOk());
+  f.clock.Advance(absl::Hours(2));  // the set is stale: the next call refreshes it
+  f.server.HoldNext(1);
+  absl::Notification refreshed;
+  std::thread refresher([&] {
+    EXPECT_THAT(cache->KeyFor("k1"), IsOk());
+    refreshed.Notify();
+  });
+  ASSERT_TRUE(f.server.AwaitRequests(2));
+  absl::StatusOr<common::PublicKey> meanwhile = absl::UnknownError("not run");
+  absl::Notification answered;
+  std::thread other([&] {
+    meanwhile = cache->KeyFor("k1");
+    answered.Notify();
+  });
+  EXPECT_TRUE(answered.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_FALSE(refreshed.HasBeenNotified());
+  f.server.Release();
+  other.join();
+  refresher.join();
+  EXPECT_THAT(meanwhile, IsOk());
+  EXPECT_EQ(cache->fetches(), 2);
 }
 
 TEST(JwtKeyCache, ServerCertificateMustBeTrusted) {
@@ -380,6 +477,21 @@ TEST(ExpandAgentPathTemplate, RefusesUnknownFieldsAndActions) {
                 StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("agent_path_template")))
         << bad;
   }
+}
+
+TEST(ExpandAgentPathTemplate, RefusesValuesThatAreNotOnePathSegment) {
+  for (const char* bad : {"", ".", "..", "a/b", "/", "../x"}) {
+    std::map<std::string, std::string> fields = {{"PluginName", "p"}, {"ID", bad}};
+    EXPECT_THAT(ExpandAgentPathTemplate("{{ .PluginName }}/{{ .ID }}", fields, "p"),
+                StatusIs(absl::StatusCode::kPermissionDenied,
+                         HasSubstr("p: agent_path_template field \"ID\"")))
+        << bad;
+  }
+  // A value the template does not use is not looked at.
+  std::map<std::string, std::string> fields = {{"PluginName", "p"}, {"ID", "a/b"}};
+  EXPECT_EQ(Must(ExpandAgentPathTemplate("{{ .PluginName }}/x", fields, "p")), "p/x");
+  fields["ID"] = "a.b..c";
+  EXPECT_EQ(Must(ExpandAgentPathTemplate("{{ .PluginName }}/{{ .ID }}", fields, "p")), "p/a.b..c");
 }
 
 }  // namespace

@@ -106,18 +106,43 @@ TEST(FindPodContainer, FindsPodAndContainerInEveryLayout) {
        found},
       {"v2 cgroupfs containerd prefix",
        V2("/kubepods/besteffort/pod" + uid + "/cri-containerd-" + id), found},
-      {"nested node with a cgroup root",
-       V2("/system.slice/docker-" + std::string(kOtherId) +
-          ".scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+      {"nested node with the kubelet.slice cgroup root",
+       V2("/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
           "kubelet-kubepods-besteffort-pod" +
           us + ".slice/cri-containerd-" + id + ".scope"),
        found},
-      {"nested cgroupfs below a prefix", V1("/kubelet/kubepods/besteffort/pod" + uid + "/" + id),
-       found},
+      {"nested cgroupfs with the kubelet cgroup root",
+       V1("/kubelet/kubepods/besteffort/pod" + uid + "/" + id), found},
       {"sub-cgroup inside the container",
        V2("/kubepods/besteffort/pod" + uid + "/" + id + "/init.scope"), found},
       {"static pod uid", V1("/kubepods/burstable/pod" + static_uid + "/" + id),
        PodContainer{static_uid, id}},
+      // Seen by an agent in a pod's own cgroup namespace.
+      {"relative cgroupfs, same QoS class", V2("/../../pod" + uid + "/" + id), found},
+      {"relative cgroupfs, other QoS class", V2("/../../../burstable/pod" + uid + "/" + id), found},
+      {"relative systemd, same QoS class",
+       V2("/../../kubepods-besteffort-pod" + us + ".slice/cri-containerd-" + id + ".scope"), found},
+      {"relative systemd, other QoS class",
+       V2("/../../../kubepods-burstable.slice/kubepods-burstable-pod" + us + ".slice/crio-" + id +
+          ".scope"),
+       found},
+      {"relative from another pod's tree", V2("/../../../../kubepods/pod" + uid + "/" + id), found},
+      // containerd's systemd-driver name taken literally as a cgroup (k3s and others).
+      {"colon form below containerd.service",
+       V2("/system.slice/containerd.service/kubepods-besteffort-pod" + us +
+          ".slice:cri-containerd:" + id),
+       found},
+      {"colon form below k3s-agent.service",
+       V1("/system.slice/k3s-agent.service/kubepods-burstable-pod" + us +
+          ".slice:cri-containerd:" + id),
+       found},
+      {"colon form at the root", V2("/kubepods-pod" + us + ".slice:cri-containerd:" + id), found},
+      {"colon form, relative", V2("/../../kubepods-besteffort-pod" + us + ".slice:crio:" + id),
+       found},
+      {"colon form below the kubepods slices",
+       V2("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + us +
+          ".slice:cri-containerd:" + id),
+       found},
       {"pod-level cgroup", V1("/kubepods/besteffort/pod" + uid), std::nullopt},
       {"cri-o conmon",
        V2("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" + us +
@@ -131,6 +156,16 @@ TEST(FindPodContainer, FindsPodAndContainerInEveryLayout) {
       {"unprefixed scope", V2("/kubepods.slice/kubepods-pod" + us + ".slice/" + id + ".scope"),
        std::nullopt},
       {"pod uid not hex", V1("/kubepods/besteffort/podxyz/" + id), std::nullopt},
+      {"unknown QoS class", V1("/kubepods/premium/pod" + uid + "/" + id), std::nullopt},
+      {"pod slice of another QoS class",
+       V2("/kubepods.slice/kubepods-besteffort.slice/kubepods-burstable-pod" + us +
+          ".slice/cri-containerd-" + id + ".scope"),
+       std::nullopt},
+      {"colon form with an unknown runtime", V2("/kubepods-pod" + us + ".slice:runc:" + id),
+       std::nullopt},
+      {"colon form below another service",
+       V2("/system.slice/foo.service/kubepods-pod" + us + ".slice:cri-containerd:" + id),
+       std::nullopt},
       {"docker outside kubernetes", V1("/docker/" + id), std::nullopt},
       {"user session", V2("/user.slice/user-1000.slice/session-2.scope"), std::nullopt},
       {"root", V2("/"), std::nullopt},
@@ -140,6 +175,67 @@ TEST(FindPodContainer, FindsPodAndContainerInEveryLayout) {
     ASSERT_THAT(got, IsOk()) << c.name;
     EXPECT_EQ(*got, c.want) << c.name;
   }
+}
+
+// The built-in layouts start at the root of the hierarchy (or right after the ".." of the
+// agent's cgroup namespace): a kubepods tree further down may be anybody's.
+TEST(FindPodContainer, RefusesKubepodsLayoutsBelowAPrefix) {
+  const std::string uid = kUid, us = kUidUnderscores, id = kId;
+  const PodCase cases[] = {
+      {"cgroupfs below a prefix", V2("/actions_job/kubepods/besteffort/pod" + uid + "/" + id),
+       std::nullopt},
+      {"nested cgroupfs below a prefix",
+       V1("/docker/" + std::string(kOtherId) + "/kubepods/besteffort/pod" + uid + "/" + id),
+       std::nullopt},
+      {"nested node seen from the host",
+       V2("/system.slice/docker-" + std::string(kOtherId) +
+          ".scope/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/"
+          "kubelet-kubepods-besteffort-pod" +
+          us + ".slice/cri-containerd-" + id + ".scope"),
+       std::nullopt},
+      {"two kubelet roots", V1("/kubelet/kubelet/kubepods/pod" + uid + "/" + id), std::nullopt},
+      {"pod without kubepods at the root", V2("/pod" + uid + "/" + id), std::nullopt},
+      {"systemd pod slice at the root",
+       V2("/kubepods-besteffort-pod" + us + ".slice/cri-containerd-" + id + ".scope"),
+       std::nullopt},
+      {"relative path into a user's tree",
+       V2("/../../../../user.slice/user-1000.slice/user@1000.service/kubepods/pod" + uid + "/" +
+          id),
+       std::nullopt},
+  };
+  for (const PodCase& c : cases) {
+    auto got = FindPodContainer(Parse(c.text));
+    ASSERT_THAT(got, IsOk()) << c.name;
+    EXPECT_EQ(*got, c.want) << c.name;
+  }
+}
+
+// A user owns the cgroup subtree its systemd user manager was delegated and can build a
+// victim's pod layout in it; that must not pass for the victim's container.
+TEST(FindPodContainer, RefusesAPodLayoutBuiltInAUsersDelegatedSubtree) {
+  const std::string uid = kUid, us = kUidUnderscores, id = kId;
+  const std::string user = "/user.slice/user-1000.slice/user@1000.service";
+  for (const std::string& text : {
+           V2(user + "/kubepods/pod" + uid + "/" + id),
+           V2(user + "/kubepods/besteffort/pod" + uid + "/" + id),
+           V2(user + "/app.slice/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" +
+              us + ".slice/cri-containerd-" + id + ".scope"),
+           V2(user + "/kubepods.slice/kubepods-pod" + us + ".slice/cri-containerd-" + id +
+              ".scope"),
+           V2(user + "/kubelet/kubepods/pod" + uid + "/" + id),
+           V2(user + "/kubepods-pod" + us + ".slice:cri-containerd:" + id),
+       }) {
+    auto got = FindPodContainer(Parse(text));
+    ASSERT_THAT(got, IsOk()) << text;
+    EXPECT_EQ(*got, std::nullopt) << text;
+  }
+  // cgroup v1: only systemd's named hierarchy is delegated, so only its line names the pod.
+  const std::string v1 =
+      absl::StrCat("12:memory:", user, "\n4:pids:", user, "\n1:name=systemd:", user,
+                   "/kubepods/besteffort/pod", uid, "/", id, "\n0::", user, "\n");
+  auto got = FindPodContainer(Parse(v1));
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(*got, std::nullopt);
 }
 
 TEST(FindPodContainer, RejectsLinesNamingTwoContainers) {
@@ -161,17 +257,38 @@ TEST(FindDockerContainerId, FindsDockerLayouts) {
       {"v1 cgroupfs", V1("/docker/" + id), id},
       {"v2 systemd", V2("/system.slice/docker-" + id + ".scope"), id},
       {"v1 systemd", V1("/system.slice/docker-" + id + ".scope"), id},
-      {"below a prefix", V2("/actions_job/docker/" + id), id},
       {"sub-cgroup of the container", V2("/system.slice/docker-" + id + ".scope/init.scope"), id},
-      {"kubernetes on docker",
-       V2("/kubepods.slice/kubepods-pod" + std::string(kUidUnderscores) + ".slice/docker-" + id +
-          ".scope"),
-       id},
+      {"relative cgroupfs", V2("/../docker/" + id), id},
+      {"relative systemd", V2("/../../system.slice/docker-" + id + ".scope"), id},
       {"short id", V1("/docker/bc1eb339399e"), std::nullopt},
       {"docker's own service", V2("/system.slice/docker.service"), std::nullopt},
       {"containerd in kubernetes", V1("/kubepods/besteffort/pod" + std::string(kUid) + "/" + id),
        std::nullopt},
       {"not in a container", V2("/user.slice/user-1000.slice/session-2.scope"), std::nullopt},
+  };
+  for (const DockerCase& c : cases) {
+    auto got = FindDockerContainerId(Parse(c.text), nullptr);
+    ASSERT_THAT(got, IsOk()) << c.name;
+    EXPECT_EQ(*got, c.want) << c.name;
+  }
+}
+
+TEST(FindDockerContainerId, RefusesDockerLayoutsBelowAPrefix) {
+  const std::string id = kId;
+  const std::string user = "/user.slice/user-1000.slice/user@1000.service";
+  const DockerCase cases[] = {
+      {"below a prefix", V2("/actions_job/docker/" + id), std::nullopt},
+      {"kubernetes on docker",
+       V2("/kubepods.slice/kubepods-pod" + std::string(kUidUnderscores) + ".slice/docker-" + id +
+          ".scope"),
+       std::nullopt},
+      {"scope outside system.slice", V2("/docker-" + id + ".scope"), std::nullopt},
+      {"user's delegated subtree, cgroupfs", V2(user + "/docker/" + id), std::nullopt},
+      {"user's delegated subtree, systemd", V2(user + "/system.slice/docker-" + id + ".scope"),
+       std::nullopt},
+      {"user's delegated subtree, v1",
+       absl::StrCat("4:pids:", user, "\n1:name=systemd:", user, "/docker/", id, "\n"),
+       std::nullopt},
   };
   for (const DockerCase& c : cases) {
     auto got = FindDockerContainerId(Parse(c.text), nullptr);

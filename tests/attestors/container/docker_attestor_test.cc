@@ -7,9 +7,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/attestors/container/fake_docker.h"
+#include "tests/attestors/container/streamed_bodies.h"
 #include "tests/attestors/container/synthetic_proc.h"
 #include "tests/testutil/status_matchers.h"
 #include "tests/testutil/temp_dir.h"
@@ -41,8 +43,8 @@ FakeDockerContainer Web() {
 class DockerAttestorTest : public ::testing::Test {
  protected:
   std::unique_ptr<DockerWorkloadAttestor> Make(common::config::DockerWorkloadAttestorConfig c,
-                                               const std::string& cgroup) {
-    DockerWorkloadAttestor::Options options;
+                                               const std::string& cgroup,
+                                               DockerWorkloadAttestor::Options options = {}) {
     options.proc_root = testing::WriteProcCgroup(dir_, getpid(), cgroup);
     auto attestor = DockerWorkloadAttestor::Create(c, std::move(options));
     EXPECT_THAT(attestor, IsOk());
@@ -177,6 +179,62 @@ TEST_F(DockerAttestorTest, MalformedInspectDocumentsAreReported) {
   EXPECT_THAT(*got, IsEmpty());
 }
 
+TEST_F(DockerAttestorTest, ContainerLayoutInAUsersDelegatedCgroupGetsNoSelectors) {
+  auto docker = FakeDocker::Start(dir_.Sub("d.sock"));
+  docker->AddContainer(Web());
+  const std::string user = "/user.slice/user-1000.slice/user@1000.service";
+  for (const std::string& cgroup :
+       {absl::StrCat("0::", user, "/docker/", kId, "\n"),
+        absl::StrCat("0::", user, "/app.slice/docker-", kId, ".scope\n"),
+        absl::StrCat("4:pids:", user, "\n1:name=systemd:", user, "/docker/", kId, "\n")}) {
+    auto attestor = Make(ConfigFor(*docker), cgroup);
+    ASSERT_NE(attestor, nullptr);
+    auto got = attestor->Attest(testing::SelfCaller());
+    ASSERT_THAT(got, IsOk()) << cgroup;
+    EXPECT_THAT(*got, IsEmpty()) << cgroup;
+  }
+  EXPECT_THAT(docker->paths(), IsEmpty());
+}
+
+TEST_F(DockerAttestorTest, OversizedInspectDocumentIsRefused) {
+  constexpr size_t kLimit = 4u << 20;
+  auto docker = FakeDocker::Start(dir_.Sub("d.sock"));
+  auto attestor = Make(ConfigFor(*docker), absl::StrCat("0::/docker/", kId, "\n"));
+  ASSERT_NE(attestor, nullptr);
+  for (bool declared : {true, false}) {
+    docker->SetStreamer(kId, [declared](httplib::Response& res) {
+      testing::StreamFiller(res, kLimit + 1, declared);
+    });
+    EXPECT_THAT(
+        attestor->Attest(testing::SelfCaller()),
+        StatusIs(absl::StatusCode::kUnavailable, AllOf(HasSubstr("docker: "), HasSubstr("4 MiB"))))
+        << (declared ? "with Content-Length" : "chunked");
+  }
+  docker->SetStreamer(kId,
+                      [](httplib::Response& res) { testing::StreamFiller(res, kLimit, true); });
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("not valid JSON")));
+}
+
+TEST_F(DockerAttestorTest, DaemonDrippingItsAnswerIsCutOffAtTheQueryDeadline) {
+  auto docker = FakeDocker::Start(dir_.Sub("d.sock"));
+  // About 1 KB at 10 ms a byte: 10 s for the whole document.
+  const std::string body = testing::InspectJson(Web()).dump();
+  docker->SetStreamer(kId, [body](httplib::Response& res) {
+    testing::StreamDrip(res, body, absl::Milliseconds(10));
+  });
+  DockerWorkloadAttestor::Options options;
+  options.query_deadline = absl::Milliseconds(300);
+  auto attestor =
+      Make(ConfigFor(*docker), absl::StrCat("0::/docker/", kId, "\n"), std::move(options));
+  ASSERT_NE(attestor, nullptr);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("docker: "), HasSubstr("deadline"), HasSubstr("300ms"))));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(10) * static_cast<double>(body.size()) / 2);
+}
+
 TEST_F(DockerAttestorTest, CapturedIdWithPathCharactersIsRefused) {
   auto docker = FakeDocker::Start(dir_.Sub("d.sock"));
   auto config = ConfigFor(*docker);
@@ -207,6 +265,10 @@ TEST(DockerAttestorCreate, RejectsBadConfiguration) {
                 c.container_id_cgroup_matchers = {"/a/b/<id>", "/*/b/<id>"};
               }),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("same cgroup")));
+  DockerWorkloadAttestor::Options no_deadline;
+  no_deadline.query_deadline = absl::ZeroDuration();
+  EXPECT_THAT(DockerWorkloadAttestor::Create(Config{}, std::move(no_deadline)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("query deadline")));
   auto plain = with([](Config& c) { c.docker_socket_path = "/var/run/docker.sock"; });
   ASSERT_THAT(plain, IsOk());
   EXPECT_EQ((*plain)->Name(), "docker");

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -101,6 +102,13 @@ class FakeDocker {
     absl::MutexLock lock(&mu_);
     containers_[id] = std::move(body);
   }
+  // The inspect request for `id` is answered by `streamer`, which fills in the response
+  // itself (status, headers, a content provider that sends the body piecemeal).
+  using Streamer = std::function<void(httplib::Response&)>;
+  void SetStreamer(const std::string& id, Streamer streamer) {
+    absl::MutexLock lock(&mu_);
+    streamers_[id] = std::move(streamer);
+  }
   void RemoveContainer(const std::string& id) {
     absl::MutexLock lock(&mu_);
     containers_.erase(id);
@@ -122,6 +130,7 @@ class FakeDocker {
       const std::string id = req.matches[versioned ? 2 : 1];
       std::string body;
       bool found = false;
+      Streamer streamer;
       {
         absl::MutexLock lock(&mu_);
         paths_.push_back(req.path);
@@ -130,8 +139,11 @@ class FakeDocker {
           found = true;
           body = it->second;
         }
+        if (auto s = streamers_.find(id); s != streamers_.end()) streamer = s->second;
       }
-      if (version != api_version_) {
+      if (streamer && version == api_version_) {
+        streamer(res);
+      } else if (version != api_version_) {
         res.status = 400;
         res.set_content(nlohmann::json({{"message", "client version " + version +
                                                         " is not supported; this server speaks " +
@@ -165,6 +177,7 @@ class FakeDocker {
   std::thread thread_;
   mutable absl::Mutex mu_;
   std::map<std::string, std::string> containers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Streamer> streamers_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> paths_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -285,6 +285,13 @@ class FakeKubelet {
     absl::MutexLock lock(&mu_);
     responder_ = std::move(responder);
   }
+  // Every request is answered by `streamer`, which fills in the response itself (status,
+  // headers, a content provider that sends the body piecemeal); replaces the responder.
+  using Streamer = std::function<void(httplib::Response&)>;
+  void SetStreamer(Streamer streamer) {
+    absl::MutexLock lock(&mu_);
+    streamer_ = std::move(streamer);
+  }
   // Requests to /pods answered so far (including refused ones).
   int requests() const {
     absl::MutexLock lock(&mu_);
@@ -297,15 +304,21 @@ class FakeKubelet {
   void Run() {
     server_->Get("/pods", [this](const httplib::Request& req, httplib::Response& res) {
       Responder responder;
+      Streamer streamer;
       int n = 0;
       {
         absl::MutexLock lock(&mu_);
         n = ++requests_;
         responder = responder_;
+        streamer = streamer_;
       }
       if (!token_.empty() && req.get_header_value("Authorization") != "Bearer " + token_) {
         res.status = 401;
         res.set_content("Unauthorized", "text/plain");
+        return;
+      }
+      if (streamer) {
+        streamer(res);
         return;
       }
       auto [status, body] = responder ? responder(n) : std::make_pair(200, PodListJson({}));
@@ -329,6 +342,7 @@ class FakeKubelet {
   std::string token_;
   mutable absl::Mutex mu_;
   Responder responder_ ABSL_GUARDED_BY(mu_);
+  Streamer streamer_ ABSL_GUARDED_BY(mu_);
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -8,9 +8,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/attestors/container/fake_kubelet.h"
+#include "tests/attestors/container/streamed_bodies.h"
 #include "tests/attestors/container/synthetic_proc.h"
 #include "tests/testutil/status_matchers.h"
 #include "tests/testutil/temp_dir.h"
@@ -156,8 +159,13 @@ class K8sAttestorTest : public ::testing::Test {
   std::unique_ptr<K8sWorkloadAttestor> Make(const common::config::K8sWorkloadAttestorConfig& c,
                                             const std::string& cgroup) {
     K8sWorkloadAttestor::Options options;
-    options.proc_root = testing::WriteProcCgroup(dir_, getpid(), cgroup);
     options.sleep = sleeper_.Fn();
+    return Make(c, cgroup, std::move(options));
+  }
+  std::unique_ptr<K8sWorkloadAttestor> Make(const common::config::K8sWorkloadAttestorConfig& c,
+                                            const std::string& cgroup,
+                                            K8sWorkloadAttestor::Options options) {
+    options.proc_root = testing::WriteProcCgroup(dir_, getpid(), cgroup);
     auto attestor = K8sWorkloadAttestor::Create(c, std::move(options));
     EXPECT_THAT(attestor, IsOk());
     return attestor.ok() ? *std::move(attestor) : nullptr;
@@ -449,6 +457,119 @@ TEST_F(K8sAttestorTest, DisableContainerSelectorsDropsTheContainerOnes) {
   EXPECT_THAT(*got, UnorderedElementsAreArray(want));
 }
 
+TEST_F(K8sAttestorTest, DisableContainerSelectorsAttestsThePodBeforeItsContainerIsListed) {
+  auto kubelet = FakeKubelet::StartHttp();
+  FakePod creating = WebPod();
+  creating.containers[0].container_id.clear();  // not created yet
+  kubelet->SetPods({creating});
+  auto config = ReadOnlyConfig(*kubelet);
+  config.disable_container_selectors = true;
+  auto attestor = Make(config, CgroupfsV1(kWebId));
+  ASSERT_NE(attestor, nullptr);
+  auto got = attestor->Attest(testing::SelfCaller());
+  ASSERT_THAT(got, IsOk());
+  EXPECT_THAT(*got, ::testing::IsSupersetOf(std::vector<std::string>{
+                        "k8s:ns:shop", "k8s:sa:web", absl::StrCat("k8s:pod-uid:", kUid)}));
+  EXPECT_THAT(*got, Not(::testing::Contains(HasSubstr("k8s:container-"))));
+  EXPECT_EQ(kubelet->requests(), 1);
+  EXPECT_THAT(sleeper_.Waits(), IsEmpty());
+
+  // A pod the kubelet does not list yet is still waited for.
+  kubelet->SetPods({OtherPod()});
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("does not list pod")));
+  EXPECT_EQ(kubelet->requests(), 4);
+}
+
+TEST_F(K8sAttestorTest, PodLayoutInAUsersDelegatedCgroupGetsNoSelectors) {
+  auto kubelet = FakeKubelet::StartHttp();
+  kubelet->SetPods({WebPod()});
+  const std::string user = "/user.slice/user-1000.slice/user@1000.service";
+  const std::string v2 =
+      absl::StrCat("0::", user, "/kubepods/besteffort/pod", kUid, "/", kWebId, "\n");
+  const std::string v1 =
+      absl::StrCat("11:memory:", user, "\n4:pids:", user, "\n1:name=systemd:", user,
+                   "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod",
+                   kUidUnderscores, ".slice/cri-containerd-", kWebId, ".scope\n");
+  for (const std::string& cgroup : {v2, v1}) {
+    auto attestor = Make(ReadOnlyConfig(*kubelet), cgroup);
+    ASSERT_NE(attestor, nullptr);
+    auto got = attestor->Attest(testing::SelfCaller());
+    ASSERT_THAT(got, IsOk()) << cgroup;
+    EXPECT_THAT(*got, IsEmpty()) << cgroup;
+  }
+  EXPECT_EQ(kubelet->requests(), 0);
+}
+
+TEST_F(K8sAttestorTest, OversizedPodListIsRefused) {
+  constexpr size_t kLimit = 64u << 20;
+  for (bool declared : {true, false}) {
+    auto kubelet = FakeKubelet::StartHttp();
+    kubelet->SetStreamer(
+        [declared](httplib::Response& res) { testing::StreamFiller(res, kLimit + 1, declared); });
+    auto config = ReadOnlyConfig(*kubelet);
+    config.max_poll_attempts = 1;
+    auto attestor = Make(config, CgroupfsV1(kWebId));
+    ASSERT_NE(attestor, nullptr);
+    EXPECT_THAT(
+        attestor->Attest(testing::SelfCaller()),
+        StatusIs(absl::StatusCode::kUnavailable, AllOf(HasSubstr("k8s: "), HasSubstr("64 MiB"))))
+        << (declared ? "with Content-Length" : "chunked");
+  }
+  // Just below the limit is read (and here not JSON).
+  auto kubelet = FakeKubelet::StartHttp();
+  kubelet->SetStreamer([](httplib::Response& res) { testing::StreamFiller(res, kLimit, false); });
+  auto config = ReadOnlyConfig(*kubelet);
+  config.max_poll_attempts = 1;
+  auto attestor = Make(config, CgroupfsV1(kWebId));
+  ASSERT_NE(attestor, nullptr);
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("not valid JSON")));
+}
+
+TEST_F(K8sAttestorTest, KubeletDrippingItsAnswerIsCutOffAtTheQueryDeadline) {
+  auto kubelet = FakeKubelet::StartHttp();
+  // About 1.5 KB at 10 ms a byte: 15 s for the whole list.
+  const std::string body = testing::PodListJson({WebPod()});
+  kubelet->SetStreamer(
+      [body](httplib::Response& res) { testing::StreamDrip(res, body, absl::Milliseconds(10)); });
+  auto config = ReadOnlyConfig(*kubelet);
+  config.max_poll_attempts = 1;
+  K8sWorkloadAttestor::Options options;
+  options.sleep = sleeper_.Fn();
+  options.query_deadline = absl::Milliseconds(300);
+  auto attestor = Make(config, CgroupfsV1(kWebId), std::move(options));
+  ASSERT_NE(attestor, nullptr);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("k8s: "), HasSubstr("deadline"), HasSubstr("300ms"))));
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(10) * static_cast<double>(body.size()) / 2);
+  EXPECT_EQ(kubelet->requests(), 1);
+}
+
+TEST_F(K8sAttestorTest, PollingStopsOnceItsTotalTimeIsSpent) {
+  auto kubelet = FakeKubelet::StartHttp();
+  FakePod creating = WebPod();
+  creating.containers[0].container_id.clear();
+  kubelet->SetPods({creating});
+  auto config = ReadOnlyConfig(*kubelet);
+  config.max_poll_attempts = 10;
+  config.poll_retry_interval = absl::Seconds(1);
+  // Limit: 10 x (1 s + 1 s) = 20 s. Every wait between polls takes 10 s (a loaded machine).
+  common::FakeClock clock(absl::FromUnixSeconds(1700000000));
+  K8sWorkloadAttestor::Options options;
+  options.clock = &clock;
+  options.query_deadline = absl::Seconds(1);
+  options.sleep = [&clock](absl::Duration) { clock.Advance(absl::Seconds(10)); };
+  auto attestor = Make(config, CgroupfsV1(kWebId), std::move(options));
+  ASSERT_NE(attestor, nullptr);
+  EXPECT_THAT(attestor->Attest(testing::SelfCaller()),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       AllOf(HasSubstr("k8s: "), HasSubstr("2 attempts"), HasSubstr("20s"))));
+  EXPECT_EQ(kubelet->requests(), 2);
+}
+
 TEST_F(K8sAttestorTest, InitAndEphemeralContainersAreFound) {
   auto kubelet = FakeKubelet::StartHttp();
   FakePod pod = WebPod();
@@ -534,6 +655,10 @@ TEST(K8sAttestorCreate, RejectsConfigurationsThatCannotWork) {
   EXPECT_THAT(with([](Config& c) { c.kubelet_host.clear(); }),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("kubelet_host")));
   EXPECT_THAT(with([](Config&) {}), IsOk());
+  K8sWorkloadAttestor::Options no_deadline;
+  no_deadline.query_deadline = absl::ZeroDuration();
+  EXPECT_THAT(K8sWorkloadAttestor::Create(Config{}, std::move(no_deadline)),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("query deadline")));
   auto attestor = with([](Config&) {});
   ASSERT_THAT(attestor, IsOk());
   EXPECT_EQ((*attestor)->Name(), "k8s");

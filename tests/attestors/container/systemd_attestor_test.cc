@@ -125,6 +125,17 @@ TEST_F(SystemdAttestorTest, VanishedCallerIsUnauthenticated) {
   EXPECT_THAT(attestor->Attest(gone), StatusIs(absl::StatusCode::kUnauthenticated));
 }
 
+TEST(SystemdAttestorOptions, DefaultSearchPathIsSystemdsOnDebian12) {
+  EXPECT_THAT(
+      SystemdWorkloadAttestor::Options{}.unit_search_path,
+      ElementsAre("/etc/systemd/system.control", "/run/systemd/system.control",
+                  "/run/systemd/transient", "/run/systemd/generator.early", "/etc/systemd/system",
+                  "/etc/systemd/system.attached", "/run/systemd/system",
+                  "/run/systemd/system.attached", "/run/systemd/generator",
+                  "/usr/local/lib/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system",
+                  "/run/systemd/generator.late"));
+}
+
 TEST(SystemdAttestorCreate, RejectsRelativeSearchPath) {
   SystemdWorkloadAttestor::Options options;
   options.unit_search_path = {"etc/systemd/system"};

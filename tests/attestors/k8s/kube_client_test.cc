@@ -13,6 +13,7 @@
 #include "absl/strings/str_replace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/attestors/cloud/drip_server.h"
 #include "tests/attestors/k8s/fake_kube_api.h"
 #include "tests/testutil/status_matchers.h"
 #include "tests/testutil/temp_dir.h"
@@ -366,6 +367,53 @@ TEST(KubeClientTimeoutTest, SilentServerTimesOut) {
               StatusIs(absl::StatusCode::kUnavailable, HasSubstr("timed out")));
   EXPECT_LT(absl::Now() - start, absl::Seconds(30));
   close(fd);
+}
+
+// A client of a plain HTTP server on 127.0.0.1:`port` whose calls may last `deadline`; each
+// read could wait ten seconds.
+std::unique_ptr<KubeClient> DeadlineClient(int port, absl::Duration deadline) {
+  KubeClient::Endpoint endpoint;
+  endpoint.tls = false;
+  endpoint.host = "127.0.0.1";
+  endpoint.port = port;
+  KubeClient::Credentials creds;
+  creds.token = "t";
+  KubeClientOptions options;
+  options.timeout = absl::Seconds(10);
+  options.deadline = deadline;
+  return KubeClient::FromParts(endpoint, std::move(creds), options);
+}
+
+TEST(KubeClientDeadlineTest, ADrippedBodyStopsAtTheDeadline) {
+  // 200 bytes at one per 50 ms: ten seconds in all, had the client waited.
+  testdrip::DripServer server(testdrip::OkHead(200), std::string(200, ' '), absl::Milliseconds(50));
+  auto client = DeadlineClient(server.port(), absl::Milliseconds(300));
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(client->GetNode("node-a"),
+              StatusIs(absl::StatusCode::kUnavailable,
+                       HasSubstr("/api/v1/nodes/node-a: no complete answer within the call "
+                                 "deadline of 300ms")));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(8));
+  EXPECT_THAT(client->CreateTokenReview("token", {"spire-server"}),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("deadline")));
+}
+
+TEST(KubeClientDeadlineTest, DrippedHeadersStopAtTheDeadline) {
+  testdrip::DripServer server(
+      "", testdrip::OkHead(54) + R"({"kind":"Node","metadata":{"name":"node-a","uid":"u"}})",
+      absl::Milliseconds(50));
+  auto client = DeadlineClient(server.port(), absl::Milliseconds(300));
+  EXPECT_THAT(client->GetNode("node-a"),
+              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("call deadline")));
+}
+
+TEST(KubeClientDeadlineTest, ASlowButTimelyAnswerIsRead) {
+  const std::string node = R"({"kind":"Node","metadata":{"name":"node-a","uid":"u"}})";
+  testdrip::DripServer server(testdrip::OkHead(node.size()), node, absl::Milliseconds(1));
+  auto client = DeadlineClient(server.port(), absl::Seconds(20));
+  auto got = client->GetNode("node-a");
+  ASSERT_THAT(got, IsOk());
+  EXPECT_EQ(got->uid, "u");
 }
 
 TEST_F(KubeClientTest, NamesAreEscapedInThePath) {
