@@ -8,6 +8,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "agent/attestation_call.h"
 #include "agent/bootstrap.h"
 #include "agent/entry_sync.h"
@@ -251,8 +252,9 @@ void Agent::SyncLoop() {
       if (stop_) return;
       sync_requested_ = false;
     }
+    const absl::Time started = absl::Now();
     absl::Status s = Sync();
-    if (sync_observer_) sync_observer_(s.ok());
+    if (sync_observer_) sync_observer_(s.ok(), absl::Now() - started);
     if (s.ok()) common::LogDebug("synced with " + conn_.CurrentTarget());
     absl::Duration wait = options_.sync_interval;
     if (!s.ok()) {

@@ -38,8 +38,8 @@ class Agent {
     std::string join_token;  // overrides agent.join_token when non-empty
     absl::Duration sync_interval = absl::Seconds(5);
   };
-  // Told the result of every sync, from the sync thread.
-  using SyncObserver = std::function<void(bool synced)>;
+  // Told the result of every sync and how long it took, from the sync thread.
+  using SyncObserver = std::function<void(bool synced, absl::Duration took)>;
 
   // Checks the server address and the bootstrap choice; nothing is contacted yet.
   static absl::StatusOr<std::unique_ptr<Agent>> Create(common::config::AgentConfig config,
@@ -62,6 +62,15 @@ class Agent {
   std::optional<common::SpiffeId> agent_id() const { return agent_svid_.id(); }
   // True while the agent's own SVID is present and unexpired.
   bool AgentSvidValid() const { return agent_svid_.ValidAt(clock_.Now()); }
+  // The agent SVID's NotAfter; nullopt without one.
+  std::optional<absl::Time> AgentSvidExpiry() const {
+    absl::StatusOr<std::pair<absl::Time, absl::Time>> times = agent_svid_.RenewAtAndExpiry();
+    if (!times.ok()) return std::nullopt;
+    return times->second;
+  }
+  // JWT-SVIDs cached for workloads, and workload X509-SVIDs minted since start (metrics).
+  size_t CachedJwtSvids() const { return jwt_svids_.Size(); }
+  uint64_t SvidsMinted() const { return minter_.MintedTotal(); }
   // A JWT-SVID for `entry` (cached or new from the server), for the Workload API.
   absl::StatusOr<std::string> FetchJwtSvid(const workload_api::CachedEntry& entry,
                                            const std::vector<std::string>& audience) {

@@ -94,4 +94,9 @@ void JwtSvidCache::DropEntries(const std::vector<std::string>& entry_ids) {
   }
 }
 
+size_t JwtSvidCache::Size() const {
+  absl::MutexLock lock(&mu_);
+  return items_.size();
+}
+
 }  // namespace trellis::agent

@@ -29,6 +29,8 @@ class JwtSvidCache {
   void DropSignedBy(const std::set<std::string>& kids);
   // Drops tokens of the given entries.
   void DropEntries(const std::vector<std::string>& entry_ids);
+  // Tokens held right now (metrics).
+  size_t Size() const;
 
  private:
   struct Item {
@@ -40,7 +42,7 @@ class JwtSvidCache {
 
   ServerConnection* const conn_;
   const common::Clock& clock_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   // "<entry id>\n<sorted audience joined by \n>" -> token.
   std::map<std::string, Item> items_ ABSL_GUARDED_BY(mu_);
 };

@@ -137,6 +137,7 @@ absl::Status SvidMinter::MintDue(IdentityState& state) {
                                    RandomUnitJitter());
       minted.push_back(std::move(svid));
     }
+    minted_total_.fetch_add(issued->size(), std::memory_order_relaxed);
     if (!issued->empty()) {
       common::LogInfo(absl::StrCat("minted ", issued->size(), " workload SVID(s)"));
     }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ class SvidMinter {
   absl::Status MintDue(IdentityState& state);
   // How many were left due by the last MintDue (the agent runs another round soon).
   size_t LeftDue() const { return left_due_; }
+  // SVIDs minted since this minter was created (metrics).
+  uint64_t MintedTotal() const { return minted_total_.load(std::memory_order_relaxed); }
   // The time until the earliest renewal in `snap`, at least `floor`, at most `cap`.
   absl::Duration UntilNextRenewal(const workload_api::IdentitySnapshot& snap,
                                   absl::Duration floor, absl::Duration cap) const;
@@ -35,6 +38,7 @@ class SvidMinter {
   const common::Clock& clock_;
   const size_t max_per_round_;
   std::atomic<size_t> left_due_{0};
+  std::atomic<uint64_t> minted_total_{0};
 };
 
 }  // namespace trellis::agent

@@ -14,5 +14,6 @@ SubCommand FederationCommands();         // federation_commands.cc
 SubCommand AttestedAgentCommands();      // attested_agent_commands.cc
 SubCommand LocalAuthorityCommands();     // authority_commands.cc
 SubCommand UpstreamAuthorityCommands();  // authority_commands.cc
+SubCommand LoggerCommands();             // logger_commands.cc
 
 }  // namespace trellis::cmd

@@ -14,7 +14,8 @@ std::vector<SubCommand> ServerCommands() {
           FederationCommands(),
           AttestedAgentCommands(),
           LocalAuthorityCommands(),
-          UpstreamAuthorityCommands()};
+          UpstreamAuthorityCommands(),
+          LoggerCommands()};
 }
 
 }  // namespace trellis::cmd

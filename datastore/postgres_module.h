@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/config/shared_config.h"
+#include "common/log.h"
 #include "datastore/datastore.h"
 #include "datastore/options.h"
 
@@ -23,9 +24,11 @@ struct PostgresModuleArgs {
   const char* abi;
   const std::string* connection_string;
   const DataStoreOptions* options;
-  // The module keeps its own copy of the log settings; the process's are handed over.
+  // The module keeps its own copy of the log library: the process's format is handed over,
+  // and its lines go through the process's level and output (log_file, reopened on SIGHUP).
   common::config::LogLevel log_level;
   common::config::LogFormat log_format;
+  common::LogHooks log_hooks;
 };
 
 using PostgresModuleOpen = void (*)(const PostgresModuleArgs* args,

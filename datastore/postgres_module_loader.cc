@@ -68,8 +68,9 @@ absl::StatusOr<std::unique_ptr<DataStore>> OpenPostgresThroughModule(
     if (!loaded.ok()) return loaded.status();
     open = *loaded;
   }
-  PostgresModuleArgs args{TRELLIS_DATASTORE_ABI, &connection_string, &options,
-                          common::CurrentLogLevel(), common::CurrentLogFormat()};
+  PostgresModuleArgs args{
+      TRELLIS_DATASTORE_ABI,     &connection_string,         &options,
+      common::CurrentLogLevel(), common::CurrentLogFormat(), common::ProcessLogHooks()};
   absl::StatusOr<std::unique_ptr<DataStore>> out =
       absl::InternalError("the PostgreSQL module returned nothing");
   open(&args, &out);

@@ -35,6 +35,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(common::config::AgentConfig
                            agent::Agent::Create(std::move(config), options.pipeline, clock));
   common::SetLogLevel(pipeline->config().log_level);
   common::SetLogFormat(pipeline->config().log_format);
+  if (!pipeline->config().log_file.empty()) {
+    TRELLIS_RETURN_IF_ERROR(common::SetLogFile(pipeline->config().log_file));
+  }
   transport::RouteGrpcLogs();
   TRELLIS_ASSIGN_OR_RETURN(
       std::vector<std::unique_ptr<attestors::WorkloadAttestor>> workload_attestors,
@@ -52,14 +55,50 @@ int Agent::health_port() const { return health_ ? health_->port() : 0; }
 absl::Status Agent::StartMetrics() {
   if (metrics_) return absl::OkStatus();  // a repeated Start() keeps them
   const common::config::AgentConfig& config = pipeline_->config();
-  TRELLIS_ASSIGN_OR_RETURN(metrics_, telemetry::Metrics::Create(config.telemetry));
+  TRELLIS_ASSIGN_OR_RETURN(metrics_, telemetry::Metrics::Create(config.telemetry, "trellis_agent"));
   const std::string sync_help = "Syncs with the server, by result";
   sync_ok_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "ok"}});
   sync_error_ = metrics_->AddCounter("trellis_agent_sync_total", sync_help, {{"result", "error"}});
+  sync_duration_ = metrics_->AddHistogram(
+      "trellis_agent_sync_duration_seconds",
+      "Sync latency in seconds: agent SVID renewal, entry sync and SVID minting");
+  // The gauges read the pipeline and this object; Stop() destroys them before either goes.
   agent::SvidCache* cache = pipeline_->cache();
   metrics_->AddGaugeCallback(
       "trellis_agent_cached_svids", "X.509-SVIDs cached for workloads",
       [cache] { return static_cast<double>(cache->Snapshot()->svids.size()); });
+  metrics_->AddGaugeCallback(
+      "trellis_agent_cached_entries", "Registration entries synced for this agent's workloads",
+      [cache] { return static_cast<double>(cache->Snapshot()->entries.size()); });
+  const agent::Agent* pipeline = pipeline_.get();
+  metrics_->AddGaugeCallback(
+      "trellis_agent_cached_jwt_svids", "JWT-SVIDs cached for workloads",
+      [pipeline] { return static_cast<double>(pipeline->CachedJwtSvids()); });
+  metrics_->AddCounterCallback("trellis_agent_svids_minted_total",
+                               "Workload X509-SVIDs minted since start", {},
+                               [pipeline] { return static_cast<double>(pipeline->SvidsMinted()); });
+  const common::Clock* clock = &clock_;
+  metrics_->AddGaugeCallback("trellis_agent_svid_remaining_lifetime_seconds",
+                             "Seconds until the agent's own SVID expires", {},
+                             [pipeline, clock]() -> std::optional<double> {
+                               std::optional<absl::Time> expiry = pipeline->AgentSvidExpiry();
+                               if (!expiry) return std::nullopt;
+                               return absl::ToDoubleSeconds(*expiry - clock->Now());
+                             });
+  metrics_->AddGaugeCallback("trellis_agent_last_sync_age_seconds",
+                             "Seconds since the last successful sync", {},
+                             [this, clock]() -> std::optional<double> {
+                               const int64_t ns = last_sync_ok_ns_.load();
+                               if (ns == 0) return std::nullopt;
+                               return absl::ToDoubleSeconds(clock->Now() - absl::FromUnixNanos(ns));
+                             });
+  metrics_->AddGaugeCallback("trellis_agent_ready", "1 when /ready would answer 200, else 0",
+                             [this] {
+                               for (const auto& [name, sub] : Health().subsystems) {
+                                 if (!sub.healthy) return 0.0;
+                               }
+                               return 1.0;
+                             });
   if (metrics_->port() != 0) {
     common::LogInfo("Serving Prometheus metrics on " + config.telemetry.prometheus->host + ":" +
                     std::to_string(metrics_->port()));
@@ -88,25 +127,26 @@ absl::Status Agent::StartWorkloadApi() {
 absl::Status Agent::StartHealth() {
   const common::config::AgentConfig& config = pipeline_->config();
   if (!config.health_checks.listener_enabled) return absl::OkStatus();
-  agent::Agent* pipeline = pipeline_.get();
-  TRELLIS_ASSIGN_OR_RETURN(health_,
-                           common::HealthListener::Start(config.health_checks, [this, pipeline] {
-                             auto at = [](const std::atomic<int64_t>& ns) {
-                               int64_t v = ns.load();
-                               return v == 0 ? absl::InfinitePast() : absl::FromUnixNanos(v);
-                             };
-                             auto snap = pipeline->cache()->Snapshot();
-                             AgentHealthInputs in;
-                             in.now = clock_.Now();
-                             in.sync_interval = options_.pipeline.sync_interval;
-                             in.sync_started = at(sync_started_ns_);
-                             in.last_attempt = at(last_sync_attempt_ns_);
-                             in.last_success = at(last_sync_ok_ns_);
-                             in.agent_svid_valid = pipeline->AgentSvidValid();
-                             in.snapshot = snap.get();
-                             return AgentHealthReport(in);
-                           }));
+  TRELLIS_ASSIGN_OR_RETURN(
+      health_, common::HealthListener::Start(config.health_checks, [this] { return Health(); }));
   return absl::OkStatus();
+}
+
+common::HealthReport Agent::Health() const {
+  auto at = [](const std::atomic<int64_t>& ns) {
+    int64_t v = ns.load();
+    return v == 0 ? absl::InfinitePast() : absl::FromUnixNanos(v);
+  };
+  auto snap = pipeline_->cache()->Snapshot();
+  AgentHealthInputs in;
+  in.now = clock_.Now();
+  in.sync_interval = options_.pipeline.sync_interval;
+  in.sync_started = at(sync_started_ns_);
+  in.last_attempt = at(last_sync_attempt_ns_);
+  in.last_success = at(last_sync_ok_ns_);
+  in.agent_svid_valid = pipeline_->AgentSvidValid();
+  in.snapshot = snap.get();
+  return AgentHealthReport(in);
 }
 
 absl::Status Agent::Start() {
@@ -115,9 +155,11 @@ absl::Status Agent::Start() {
   TRELLIS_RETURN_IF_ERROR(StartWorkloadApi());
   TRELLIS_RETURN_IF_ERROR(StartHealth());
   telemetry::Counter ok = sync_ok_, error = sync_error_;
+  telemetry::Histogram duration = sync_duration_;
   sync_started_ns_ = absl::ToUnixNanos(clock_.Now());
-  pipeline_->StartSyncing([this, ok, error](bool synced) mutable {
+  pipeline_->StartSyncing([this, ok, error, duration](bool synced, absl::Duration took) mutable {
     (synced ? ok : error).Increment();
+    duration.Observe(absl::ToDoubleSeconds(took));
     const int64_t now = absl::ToUnixNanos(clock_.Now());
     last_sync_attempt_ns_ = now;
     if (synced) last_sync_ok_ns_ = now;
@@ -141,13 +183,14 @@ void Agent::Stop() {
   }
   // After the Workload API and the sync loop: both record into these metrics.
   sync_ok_ = sync_error_ = telemetry::Counter();
+  sync_duration_ = telemetry::Histogram();
   metrics_.reset();
 }
 
 absl::Status RunAgentUntilSignal(common::config::AgentConfig config, Agent::Options options,
                                  const std::function<void(const Agent&)>& on_started) {
   // Signals are taken synchronously by one thread, so every other thread runs unaffected.
-  sigset_t set = StopSignals();
+  sigset_t set = ProcessSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   TRELLIS_ASSIGN_OR_RETURN(
       std::unique_ptr<Agent> agent,
@@ -155,8 +198,7 @@ absl::Status RunAgentUntilSignal(common::config::AgentConfig config, Agent::Opti
   Agent* raw = agent.get();
   std::atomic<bool> signalled{false};
   std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&set, &sig);
+    WaitForStopSignal();
     signalled = true;
     raw->Interrupt();
   });

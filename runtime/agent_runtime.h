@@ -21,6 +21,7 @@ class WorkloadAttestor;
 
 namespace trellis::common {
 class HealthListener;
+struct HealthReport;
 }
 
 namespace trellis::workload_api {
@@ -68,6 +69,8 @@ class Agent {
   absl::Status StartMetrics();
   absl::Status StartWorkloadApi();
   absl::Status StartHealth();
+  // What the health listener's /ready and /live report; also the `ready` gauge.
+  common::HealthReport Health() const;
 
   const Options options_;
   const common::Clock& clock_;
@@ -77,6 +80,7 @@ class Agent {
   std::unique_ptr<telemetry::Metrics> metrics_;
   telemetry::Counter sync_ok_;
   telemetry::Counter sync_error_;
+  telemetry::Histogram sync_duration_;
   // Unix nanoseconds of the sync loop's start, its last attempt and its last success (0:
   // none), written by the sync thread, read by health probes.
   std::atomic<int64_t> sync_started_ns_{0};

@@ -31,6 +31,7 @@
 #include "federation/upstream_bundles.h"
 #include "oidc/discovery.h"
 #include "runtime/ca_manager_options.h"
+#include "runtime/metered_datastore.h"
 #include "runtime/stop_signals.h"
 #include "server/admin_service.h"
 #include "server/agent_service.h"
@@ -41,6 +42,7 @@
 #include "telemetry/metrics.h"
 #include "transport/grpc_log.h"
 #include "transport/spiffe_tls.h"
+#include "transport/unix_peer_listener.h"
 #include "upstream/upstream_service.h"
 
 namespace trellis::runtime {
@@ -208,6 +210,15 @@ struct Server::Impl {
   // UpstreamAuthority (disk or spire), shared with the CaManager; null for a self-signed root.
   std::shared_ptr<UpstreamAuthority> upstream;
   const common::Clock& clock = common::SystemClock::Get();
+  // Created first and destroyed last: the datastore, the CA and the services record into it
+  // until they are gone, and the gRPC servers it instruments go before it.
+  std::unique_ptr<telemetry::Metrics> metrics;
+  telemetry::Counter x509_signed;
+  telemetry::Counter jwt_signed;
+  telemetry::Counter x509_rotations;
+  telemetry::Counter jwt_rotations;
+  telemetry::Counter attestation_refused;
+  telemetry::Counter signing_refused;
   std::unique_ptr<datastore::DataStore> ds;
   std::unique_ptr<KeyManager> km;
   std::unique_ptr<CaManager> ca;
@@ -222,12 +233,10 @@ struct Server::Impl {
   std::unique_ptr<federation::UpstreamBundles> upstream_bundles;
   std::unique_ptr<federation::BundleEndpoint> bundle_endpoint;
   std::unique_ptr<oidc::DiscoveryServer> oidc_discovery;
-  // Created in Start(), destroyed after the gRPC servers it instruments.
-  std::unique_ptr<telemetry::Metrics> metrics;
-  telemetry::Counter x509_signed;  // no-ops until Start()
-  telemetry::Counter jwt_signed;
   std::unique_ptr<grpc::Server> agent_server;
   std::unique_ptr<grpc::Server> admin_server;
+  // Accepts the admin socket's connections so the admin API knows each caller's uid.
+  std::unique_ptr<transport::UnixPeerListener> admin_listener;
   int agent_port = 0;
 
   std::atomic<bool> ca_activated{false};
@@ -247,7 +256,10 @@ struct Server::Impl {
   std::atomic<int64_t> maintained_ns{0};
 
   void Maintain();
+  absl::Status CreateMetrics();
   absl::Status StartMetrics();
+  // What the health listener's /ready reports; also the `ready` gauge.
+  HealthReport Readiness() const;
   absl::Status StartBundleEndpoint();
   absl::Status StartOidcDiscovery();
   std::map<std::string, AdminService::SubsystemHealth> Health() const;
@@ -279,6 +291,31 @@ std::map<std::string, AdminService::SubsystemHealth> Server::Impl::Health() cons
                                         absl::FormatDuration(absl::Trunc(since, absl::Seconds(1)))};
   }
   return out;
+}
+
+HealthReport Server::Impl::Readiness() const {
+  HealthReport r;
+  for (const auto& [name, h] : Health()) r.subsystems[name] = {h.healthy, h.detail};
+  absl::StatusOr<int> v = ds->SchemaVersion();
+  // A datastore outage makes the server not ready, but it stays live: restarting it would not
+  // bring the database back.
+  r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
+  r.live_excludes = {"datastore", "entry_index", "upstream"};
+  if (upstream) {
+    // A nested server whose tier above is unreachable keeps issuing from its current CA, but
+    // cannot rotate it or publish keys: not ready, still live.
+    if (auto link = upstream->Link()) {
+      std::string detail = link->detail;
+      if (link->last_bundle_update != absl::InfinitePast()) {
+        detail += "; last bundle update " +
+                  absl::FormatDuration(
+                      absl::Trunc(absl::Now() - link->last_bundle_update, absl::Seconds(1))) +
+                  " ago";
+      }
+      r.subsystems["upstream"] = {link->connected, detail};
+    }
+  }
+  return r;
 }
 
 void Server::Impl::Maintain() {
@@ -345,21 +382,31 @@ int Server::metrics_port() const { return impl_->metrics ? impl_->metrics->port(
 absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfig& cfg) {
   SetLogLevel(cfg.log_level);
   SetLogFormat(cfg.log_format);
+  if (!cfg.log_file.empty()) TRELLIS_RETURN_IF_ERROR(common::SetLogFile(cfg.log_file));
   transport::RouteGrpcLogs();
   auto impl = std::make_unique<Impl>(cfg);
   Impl& s = *impl;
   const common::TrustDomain& td = cfg.trust_domain;
 
   TRELLIS_RETURN_IF_ERROR(common::EnsurePrivateDir(cfg.data_dir));
-  TRELLIS_ASSIGN_OR_RETURN(
-      s.ds, datastore::CreateDataStore(DatabaseTypeName(cfg.data_store.database_type),
-                                       cfg.data_store.connection_string));
+  TRELLIS_RETURN_IF_ERROR(s.CreateMetrics());
+  {
+    TRELLIS_ASSIGN_OR_RETURN(
+        std::unique_ptr<datastore::DataStore> store,
+        datastore::CreateDataStore(DatabaseTypeName(cfg.data_store.database_type),
+                                   cfg.data_store.connection_string));
+    s.ds = std::make_unique<MeteredDataStore>(std::move(store), *s.metrics);
+  }
   TRELLIS_ASSIGN_OR_RETURN(std::string instance_id, LoadOrCreateInstanceId(cfg.data_dir));
   TRELLIS_ASSIGN_OR_RETURN(s.km, CreateKeyManager(cfg.key_manager, cfg.data_dir));
 
   TRELLIS_ASSIGN_OR_RETURN(CaManager::Options ca_opts, CaManagerOptionsFromConfig(cfg, s.clock));
   ca_opts.server_instance_id = instance_id;
   ca_opts.agent_svid_ttl = cfg.EffectiveAgentTtl();
+  ca_opts.authority_activated = [x509 = s.x509_rotations,
+                                 jwt = s.jwt_rotations](datastore::AuthorityKind kind) mutable {
+    (kind == datastore::AuthorityKind::kX509 ? x509 : jwt).Increment();
+  };
   if (cfg.upstream_authority) {
     if (const auto* spire =
             std::get_if<config::SpireUpstreamAuthorityConfig>(&*cfg.upstream_authority)) {
@@ -408,6 +455,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
   agent_opts.default_jwt_svid_ttl = cfg.default_jwt_svid_ttl;
   agent_opts.rate_limits.attestation_enabled = cfg.ratelimit.attestation;
   agent_opts.rate_limits.signing_enabled = cfg.ratelimit.signing;
+  agent_opts.rate_limits.attestation.refused = [c = s.attestation_refused]() mutable {
+    c.Increment();
+  };
+  agent_opts.rate_limits.signing.refused = [c = s.signing_refused]() mutable { c.Increment(); };
   agent_opts.clock = &s.clock;
   CaManager* ca = s.ca.get();
   const common::Clock* clock = &s.clock;
@@ -544,6 +595,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::ServerConfi
                                           st->last_error, st->last_sequence);
   };
   admin_opts.federation_changed = [refresher] { refresher->Wake(); };
+  // Calls come only after Start() set the listener up.
+  admin_opts.caller_uid = [raw](const grpc::ServerContext& ctx) -> std::optional<uint32_t> {
+    if (!raw->admin_listener) return std::nullopt;
+    std::optional<transport::PeerCredentials> creds = raw->admin_listener->Lookup(ctx.peer());
+    if (!creds) return std::nullopt;
+    return static_cast<uint32_t>(creds->uid);
+  };
+  admin_opts.launch_log_level = cfg.log_level;
   s.admin_service = std::make_unique<AdminService>(s.ds.get(), admin_opts);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
@@ -592,25 +651,88 @@ absl::Status Server::Impl::StartOidcDiscovery() {
   return absl::OkStatus();
 }
 
-// Serves /metrics when configured; the server's own metrics are registered here.
-absl::Status Server::Impl::StartMetrics() {
+// Serves /metrics when configured (docs/metrics.md lists what). The counters exist from here
+// on, before anything they count can happen; the gauges read parts created later.
+absl::Status Server::Impl::CreateMetrics() {
   Impl& s = *this;
-  TRELLIS_ASSIGN_OR_RETURN(s.metrics, telemetry::Metrics::Create(s.cfg.telemetry));
+  TRELLIS_ASSIGN_OR_RETURN(s.metrics,
+                           telemetry::Metrics::Create(s.cfg.telemetry, "trellis_server"));
   s.x509_signed = s.metrics->AddCounter("trellis_server_x509_svids_signed_total",
                                         "X.509-SVIDs signed for agents and workloads");
   s.jwt_signed = s.metrics->AddCounter("trellis_server_jwt_svids_signed_total",
                                        "JWT-SVIDs signed for workloads");
+  const std::string rotations_help = "New signing authorities activated, by kind";
+  s.x509_rotations = s.metrics->AddCounter("trellis_server_authority_rotations_total",
+                                           rotations_help, {{"kind", "x509"}});
+  s.jwt_rotations = s.metrics->AddCounter("trellis_server_authority_rotations_total",
+                                          rotations_help, {{"kind", "jwt"}});
+  const std::string refused_help = "Agent API calls refused by a per-IP rate limit, by limiter";
+  s.attestation_refused = s.metrics->AddCounter("trellis_server_rate_limited_total", refused_help,
+                                                {{"limiter", "attestation"}});
+  s.signing_refused = s.metrics->AddCounter("trellis_server_rate_limited_total", refused_help,
+                                            {{"limiter", "signing"}});
+  return absl::OkStatus();
+}
+
+// The gauges, read at scrape time from their owners; Shutdown() drops them first.
+absl::Status Server::Impl::StartMetrics() {
+  Impl& s = *this;
   EntryIndex* index = s.index.get();
   s.metrics->AddGaugeCallback("trellis_server_entries", "Registration entries in the index",
                               [index] { return static_cast<double>(index->EntryCount()); });
   datastore::DataStore* ds = s.ds.get();
-  s.metrics->AddGaugeCallback("trellis_server_datastore_transactions",
-                              "Datastore transactions since start",
-                              [ds] { return static_cast<double>(ds->Transactions()); });
+  s.metrics->AddCounterCallback("trellis_server_datastore_transactions_total",
+                                "Datastore transactions since start", {},
+                                [ds] { return static_cast<double>(ds->Transactions()); });
   AgentService* agents = s.agent_service.get();
   s.metrics->AddGaugeCallback("trellis_server_agents_connected",
                               "Open WatchChanges streams (agents connected)",
                               [agents] { return static_cast<double>(agents->OpenWatches()); });
+  const Impl* self = this;
+  s.metrics->AddGaugeCallback("trellis_server_ready", "1 when /ready would answer 200, else 0",
+                              [self] {
+                                for (const auto& [name, sub] : self->Readiness().subsystems) {
+                                  if (!sub.healthy) return 0.0;
+                                }
+                                return 1.0;
+                              });
+  CaManager* ca = s.ca.get();
+  const common::Clock* clock = &s.clock;
+  using States = CaManager::AuthorityStates;
+  using Slot = std::optional<CaManager::AuthorityInfo> States::*;
+  const std::pair<const char*, Slot> slots[] = {
+      {"active", &States::active}, {"prepared", &States::prepared}, {"old", &States::old}};
+  for (const bool x509 : {true, false}) {
+    for (const auto& [state, slot] : slots) {
+      s.metrics->AddGaugeCallback(
+          "trellis_server_authority_remaining_lifetime_seconds",
+          "Seconds until each signing authority expires, by kind and rotation state",
+          {{"kind", x509 ? "x509" : "jwt"}, {"state", state}},
+          [ca, clock, x509, slot = slot]() -> std::optional<double> {
+            const States states = x509 ? ca->X509Authorities() : ca->JwtAuthorities();
+            const std::optional<CaManager::AuthorityInfo>& info = states.*slot;
+            if (!info) return std::nullopt;
+            return absl::ToDoubleSeconds(info->expires_at - clock->Now());
+          });
+    }
+  }
+  // A nested server: the link to the tier above.
+  if (s.upstream && s.upstream->Link()) {
+    const UpstreamAuthority* up = s.upstream.get();
+    s.metrics->AddGaugeCallback("trellis_server_upstream_connected",
+                                "1 while the bundle stream to the upstream server is open", [up] {
+                                  std::optional<UpstreamAuthority::LinkState> link = up->Link();
+                                  return link && link->connected ? 1.0 : 0.0;
+                                });
+    s.metrics->AddGaugeCallback(
+        "trellis_server_upstream_bundle_age_seconds",
+        "Seconds since the upstream server last delivered the bundle", {},
+        [up]() -> std::optional<double> {
+          std::optional<UpstreamAuthority::LinkState> link = up->Link();
+          if (!link || link->last_bundle_update == absl::InfinitePast()) return std::nullopt;
+          return absl::ToDoubleSeconds(absl::Now() - link->last_bundle_update);
+        });
+  }
   if (s.metrics->port() != 0) {
     LogInfo("Serving Prometheus metrics",
             {{"address", HostPort(s.cfg.telemetry.prometheus->host, s.metrics->port())}});
@@ -640,46 +762,21 @@ absl::Status Server::Start() {
   }
   TRELLIS_RETURN_IF_ERROR(PrepareSocketPath(s.cfg.socket_path));
   {
+    TRELLIS_ASSIGN_OR_RETURN(s.admin_listener,
+                             transport::UnixPeerListener::Bind(s.cfg.socket_path, 0770));
     grpc::ServerBuilder b;
-    b.AddListeningPort("unix:" + s.cfg.socket_path, grpc::InsecureServerCredentials());
     s.metrics->Instrument(b);
     b.RegisterService(s.admin_service.get());
     s.admin_server = b.BuildAndStart();
     if (!s.admin_server) {
-      return absl::UnavailableError("cannot listen on admin socket " + s.cfg.socket_path);
+      return absl::UnavailableError("cannot serve the admin API on " + s.cfg.socket_path);
     }
-    if (::chmod(s.cfg.socket_path.c_str(), 0770) != 0) {
-      return absl::FailedPreconditionError("cannot chmod " + s.cfg.socket_path + ": " +
-                                           std::strerror(errno));
-    }
+    s.admin_listener->Start(s.admin_server.get());
   }
   if (s.cfg.health_checks.listener_enabled) {
     Impl* raw = impl_.get();
     TRELLIS_ASSIGN_OR_RETURN(
-        s.health, HealthListener::Start(s.cfg.health_checks, [raw] {
-          HealthReport r;
-          for (const auto& [name, h] : raw->Health()) r.subsystems[name] = {h.healthy, h.detail};
-          absl::StatusOr<int> v = raw->ds->SchemaVersion();
-          // A datastore outage makes the server not ready, but it stays live: restarting it
-          // would not bring the database back.
-          r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
-          r.live_excludes = {"datastore", "entry_index", "upstream"};
-          if (raw->upstream) {
-            // A nested server whose tier above is unreachable keeps issuing from its current
-            // CA, but cannot rotate it or publish keys: not ready, still live.
-            if (auto link = raw->upstream->Link()) {
-              std::string detail = link->detail;
-              if (link->last_bundle_update != absl::InfinitePast()) {
-                detail += "; last bundle update " +
-                          absl::FormatDuration(absl::Trunc(absl::Now() - link->last_bundle_update,
-                                                           absl::Seconds(1))) +
-                          " ago";
-              }
-              r.subsystems["upstream"] = {link->connected, detail};
-            }
-          }
-          return r;
-        }));
+        s.health, HealthListener::Start(s.cfg.health_checks, [raw] { return raw->Readiness(); }));
   }
   if (s.cfg.federation.bundle_endpoint) TRELLIS_RETURN_IF_ERROR(s.StartBundleEndpoint());
   if (s.cfg.oidc_discovery) TRELLIS_RETURN_IF_ERROR(s.StartOidcDiscovery());
@@ -715,6 +812,7 @@ void Server::Shutdown() {
   if (s.ca) s.ca->StopRotation();
   auto deadline = std::chrono::system_clock::now() + absl::ToChronoMilliseconds(kShutdownGrace);
   if (s.agent_server) s.agent_server->Shutdown(deadline);
+  if (s.admin_listener) s.admin_listener->StopAccepting();
   if (s.admin_server) s.admin_server->Shutdown(deadline);
   s.changes.reset();
   if (s.maintenance.joinable()) s.maintenance.join();
@@ -729,10 +827,10 @@ void Server::Shutdown() {
   }
   s.agent_server.reset();
   s.admin_server.reset();
+  s.admin_listener.reset();
   s.health.reset();
-  // Scrapes read the index and the agent service: stop serving before they go.
-  s.x509_signed = s.jwt_signed = telemetry::Counter();
-  s.metrics.reset();
+  // Scrapes read the index, the CA and the agent service: drop those gauges before they go.
+  if (s.metrics) s.metrics->ClearCallbacks();
   // Nothing may call into the services once they are gone.
   if (s.index) s.index->SetChangeListener(nullptr);
   if (s.ca) {
@@ -750,20 +848,20 @@ void Server::Shutdown() {
   s.ca.reset();
   s.km.reset();
   s.ds.reset();
+  s.metrics.reset();
   if (s.agent_port != 0) LogInfo("Server stopped");
 }
 
 absl::Status RunServerUntilSignal(const config::ServerConfig& config) {
-  // Block the stop signals before any thread starts so every thread inherits the mask and
-  // only sigwait below receives them.
-  sigset_t stop = StopSignals();
-  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  // Block the signals before any thread starts so every thread inherits the mask and only
+  // the wait below receives them.
+  sigset_t signals = ProcessSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // A client vanishing mid-write must not kill the process.
   signal(SIGPIPE, SIG_IGN);
   TRELLIS_ASSIGN_OR_RETURN(std::unique_ptr<Server> server, Server::Create(config));
   TRELLIS_RETURN_IF_ERROR(server->Start());
-  int sig = 0;
-  sigwait(&stop, &sig);
+  int sig = WaitForStopSignal();
   LogInfo("Stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
   server->Shutdown();
   return absl::OkStatus();

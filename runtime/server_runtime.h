@@ -14,7 +14,8 @@ namespace trellis::runtime {
 class Server {
  public:
   // Opens the datastore (migrating it), loads or creates the CA and keys, issues the server
-  // SVID and loads the entry index. Nothing listens yet.
+  // SVID and loads the entry index. Only /metrics (when configured) listens yet, so start-up
+  // is metered from the datastore's first call.
   static absl::StatusOr<std::unique_ptr<Server>> Create(const common::config::ServerConfig& config);
   ~Server();
 
@@ -28,7 +29,7 @@ class Server {
   // The agent API port actually bound (useful with bind_port 0).
   int agent_port() const;
   const std::string& socket_path() const;
-  // The port /metrics is served on after Start(); 0 without `telemetry { Prometheus {} }`.
+  // The port /metrics is served on after Create(); 0 without `telemetry { Prometheus {} }`.
   int metrics_port() const;
 
  private:

@@ -85,17 +85,19 @@ absl::StatusOr<AdminService::RelationshipWrite> AdminService::CheckRelationship(
 }
 
 grpc::Status AdminService::ListFederationRelationships(
-    ServerContext*, const v1::ListFederationRelationshipsRequest*,
+    ServerContext* ctx, const v1::ListFederationRelationshipsRequest*,
     v1::ListFederationRelationshipsResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ListFederationRelationships");
   auto list = ds_->ListFederationRelationships();
   if (!list.ok()) return ToGrpcStatus(list.status());
   for (const auto& r : *list) *resp->add_relationships() = RelationshipToProto(r);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::GetFederationRelationship(ServerContext*,
+grpc::Status AdminService::GetFederationRelationship(ServerContext* ctx,
                                                      const v1::FederationRelationshipRequest* req,
                                                      v1::FederationRelationship* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetFederationRelationship");
   absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
   if (!td.ok()) return ToGrpcStatus(td.status());
   auto r = ds_->GetFederationRelationship(*td);
@@ -140,20 +142,23 @@ grpc::Status AdminService::WriteRelationship(bool create, const v1::FederationRe
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CreateFederationRelationship(ServerContext*,
+grpc::Status AdminService::CreateFederationRelationship(ServerContext* ctx,
                                                         const v1::FederationRelationship* req,
                                                         v1::FederationRelationship* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "CreateFederationRelationship");
   return WriteRelationship(/*create=*/true, *req, resp);
 }
 
-grpc::Status AdminService::UpdateFederationRelationship(ServerContext*,
+grpc::Status AdminService::UpdateFederationRelationship(ServerContext* ctx,
                                                         const v1::FederationRelationship* req,
                                                         v1::FederationRelationship* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "UpdateFederationRelationship");
   return WriteRelationship(/*create=*/false, *req, resp);
 }
 
 grpc::Status AdminService::DeleteFederationRelationship(
-    ServerContext*, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+    ServerContext* ctx, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+  common::RpcLogScope rpc = Rpc(*ctx, "DeleteFederationRelationship");
   absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
   if (!td.ok()) return ToGrpcStatus(td.status());
   if (absl::Status st = ds_->DeleteFederationRelationship(*td); !st.ok()) return ToGrpcStatus(st);
@@ -165,7 +170,8 @@ grpc::Status AdminService::DeleteFederationRelationship(
 }
 
 grpc::Status AdminService::RefreshFederationRelationship(
-    ServerContext*, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+    ServerContext* ctx, const v1::FederationRelationshipRequest* req, v1::Empty*) {
+  common::RpcLogScope rpc = Rpc(*ctx, "RefreshFederationRelationship");
   absl::StatusOr<std::string> td = TrustDomainArg(req->trust_domain());
   if (!td.ok()) return ToGrpcStatus(td.status());
   if (!options_.refresh_federation) {

@@ -73,6 +73,17 @@ AdminService::AdminService(datastore::DataStore* ds, Options options)
       options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : common::SystemClock::Get()) {}
 
+common::RpcLogScope AdminService::Rpc(const ServerContext& ctx, std::string_view method) const {
+  std::vector<common::LogField> caller;
+  if (options_.caller_uid) {
+    if (std::optional<uint32_t> uid = options_.caller_uid(ctx)) {
+      caller.emplace_back("caller_uid", std::to_string(*uid));
+    }
+  }
+  return common::RpcLogScope(common::GrpcMethodName(v1::Admin::service_full_name(), method),
+                             std::move(caller));
+}
+
 void AdminService::AfterWrite() {
   if (options_.after_write) options_.after_write();
 }
@@ -92,8 +103,10 @@ absl::StatusOr<std::string> AdminService::AgentIdArg(const std::string& spiffe_i
   return id->String();
 }
 
-grpc::Status AdminService::BatchCreateEntry(ServerContext*, const v1::BatchCreateEntryRequest* req,
+grpc::Status AdminService::BatchCreateEntry(ServerContext* ctx,
+                                            const v1::BatchCreateEntryRequest* req,
                                             v1::BatchCreateEntryResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "BatchCreateEntry");
   bool wrote = false;
   std::vector<absl::StatusOr<datastore::RegistrationEntry>> parsed;
   std::vector<datastore::RegistrationEntry> valid;
@@ -143,8 +156,10 @@ grpc::Status AdminService::BatchCreateEntry(ServerContext*, const v1::BatchCreat
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::BatchUpdateEntry(ServerContext*, const v1::BatchUpdateEntryRequest* req,
+grpc::Status AdminService::BatchUpdateEntry(ServerContext* ctx,
+                                            const v1::BatchUpdateEntryRequest* req,
                                             v1::BatchUpdateEntryResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "BatchUpdateEntry");
   bool wrote = false;
   for (const v1::Entry& in : req->entries()) {
     v1::BatchUpdateEntryResponse::Result* result = resp->add_results();
@@ -171,8 +186,10 @@ grpc::Status AdminService::BatchUpdateEntry(ServerContext*, const v1::BatchUpdat
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::BatchDeleteEntry(ServerContext*, const v1::BatchDeleteEntryRequest* req,
+grpc::Status AdminService::BatchDeleteEntry(ServerContext* ctx,
+                                            const v1::BatchDeleteEntryRequest* req,
                                             v1::BatchDeleteEntryResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "BatchDeleteEntry");
   bool wrote = false;
   for (const std::string& id : req->ids()) {
     v1::BatchDeleteEntryResponse::Result* result = resp->add_results();
@@ -192,8 +209,9 @@ grpc::Status AdminService::BatchDeleteEntry(ServerContext*, const v1::BatchDelet
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::GetEntry(ServerContext*, const v1::GetEntryRequest* req,
+grpc::Status AdminService::GetEntry(ServerContext* ctx, const v1::GetEntryRequest* req,
                                     v1::Entry* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetEntry");
   if (req->id().empty()) return ToGrpcStatus(absl::InvalidArgumentError("id: is required"));
   absl::StatusOr<datastore::RegistrationEntry> entry = ds_->GetEntry(req->id());
   if (!entry.ok()) return ToGrpcStatus(entry.status());
@@ -201,8 +219,9 @@ grpc::Status AdminService::GetEntry(ServerContext*, const v1::GetEntryRequest* r
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequest* req,
+grpc::Status AdminService::ListEntries(ServerContext* ctx, const v1::ListEntriesRequest* req,
                                        v1::ListEntriesResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ListEntries");
   datastore::ListEntriesRequest q;
   if (!req->by_spiffe_id().empty()) {
     absl::StatusOr<common::SpiffeId> id = common::SpiffeId::Parse(req->by_spiffe_id());
@@ -268,19 +287,23 @@ grpc::Status AdminService::ListEntries(ServerContext*, const v1::ListEntriesRequ
   if (!found.ok()) return ToGrpcStatus(found.status());
   for (const auto& e : found->entries) *resp->add_entries() = EntryToProto(e);
   resp->set_next_page_token(found->next_page_token);
+  common::LogDebug("Entries listed", {{"count", std::to_string(found->entries.size())}});
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CountEntries(ServerContext*, const v1::CountEntriesRequest*,
+grpc::Status AdminService::CountEntries(ServerContext* ctx, const v1::CountEntriesRequest*,
                                         v1::CountEntriesResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "CountEntries");
   absl::StatusOr<int64_t> n = ds_->CountEntries();
   if (!n.ok()) return ToGrpcStatus(n.status());
   resp->set_count(*n);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinTokenRequest* req,
+grpc::Status AdminService::CreateJoinToken(ServerContext* ctx,
+                                           const v1::CreateJoinTokenRequest* req,
                                            v1::CreateJoinTokenResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "CreateJoinToken");
   if (req->ttl() < 0) return ToGrpcStatus(absl::InvalidArgumentError("ttl: must not be negative"));
   int ttl = req->ttl() == 0 ? kDefaultJoinTokenTtlSeconds : req->ttl();
   std::string token = GenerateJoinToken();
@@ -323,8 +346,9 @@ grpc::Status AdminService::CreateJoinToken(ServerContext*, const v1::CreateJoinT
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsRequest* req,
+grpc::Status AdminService::ListAgents(ServerContext* ctx, const v1::ListAgentsRequest* req,
                                       v1::ListAgentsResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ListAgents");
   datastore::ListNodesRequest q;
   q.fetch_selectors = true;
   switch (req->by_banned()) {
@@ -361,8 +385,9 @@ grpc::Status AdminService::ListAgents(ServerContext*, const v1::ListAgentsReques
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::GetAgent(ServerContext*, const v1::AgentIdRequest* req,
+grpc::Status AdminService::GetAgent(ServerContext* ctx, const v1::AgentIdRequest* req,
                                     v1::AttestedNode* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetAgent");
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<datastore::AttestedNode> node = ds_->GetNode(*id, /*fetch_selectors=*/true);
@@ -371,15 +396,17 @@ grpc::Status AdminService::GetAgent(ServerContext*, const v1::AgentIdRequest* re
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::CountAgents(ServerContext*, const v1::CountAgentsRequest*,
+grpc::Status AdminService::CountAgents(ServerContext* ctx, const v1::CountAgentsRequest*,
                                        v1::CountAgentsResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "CountAgents");
   absl::StatusOr<int64_t> n = ds_->CountNodes();
   if (!n.ok()) return ToGrpcStatus(n.status());
   resp->set_count(*n);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::BanAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
+grpc::Status AdminService::BanAgent(ServerContext* ctx, const v1::AgentIdRequest* req, v1::Empty*) {
+  common::RpcLogScope rpc = Rpc(*ctx, "BanAgent");
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   datastore::AttestedNode node;
@@ -394,7 +421,9 @@ grpc::Status AdminService::BanAgent(ServerContext*, const v1::AgentIdRequest* re
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::EvictAgent(ServerContext*, const v1::AgentIdRequest* req, v1::Empty*) {
+grpc::Status AdminService::EvictAgent(ServerContext* ctx, const v1::AgentIdRequest* req,
+                                      v1::Empty*) {
+  common::RpcLogScope rpc = Rpc(*ctx, "EvictAgent");
   absl::StatusOr<std::string> id = AgentIdArg(req->spiffe_id());
   if (!id.ok()) return ToGrpcStatus(id.status());
   absl::StatusOr<datastore::AttestedNode> deleted = ds_->DeleteNode(*id);
@@ -404,17 +433,19 @@ grpc::Status AdminService::EvictAgent(ServerContext*, const v1::AgentIdRequest* 
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::GetBundle(ServerContext*, const v1::GetBundleRequestAdmin*,
+grpc::Status AdminService::GetBundle(ServerContext* ctx, const v1::GetBundleRequestAdmin*,
                                      v1::Bundle* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetBundle");
   absl::StatusOr<datastore::Bundle> bundle = ds_->GetBundle(options_.trust_domain.name());
   if (!bundle.ok()) return ToGrpcStatus(bundle.status());
   *resp = BundleToProto(*bundle);
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ListFederatedBundles(ServerContext*,
+grpc::Status AdminService::ListFederatedBundles(ServerContext* ctx,
                                                 const v1::ListFederatedBundlesRequest*,
                                                 v1::ListFederatedBundlesResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ListFederatedBundles");
   absl::StatusOr<std::vector<datastore::Bundle>> bundles = ds_->ListBundles();
   if (!bundles.ok()) return ToGrpcStatus(bundles.status());
   for (const auto& b : *bundles) {
@@ -424,9 +455,10 @@ grpc::Status AdminService::ListFederatedBundles(ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::SetFederatedBundle(ServerContext*,
+grpc::Status AdminService::SetFederatedBundle(ServerContext* ctx,
                                               const v1::SetFederatedBundleRequest* req,
                                               v1::Bundle* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "SetFederatedBundle");
   if (!req->has_bundle()) return ToGrpcStatus(absl::InvalidArgumentError("bundle: is required"));
   absl::StatusOr<datastore::Bundle> bundle = BundleFromProto(req->bundle());
   if (!bundle.ok()) return ToGrpcStatus(bundle.status());
@@ -445,9 +477,10 @@ grpc::Status AdminService::SetFederatedBundle(ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::DeleteFederatedBundle(ServerContext*,
+grpc::Status AdminService::DeleteFederatedBundle(ServerContext* ctx,
                                                  const v1::DeleteFederatedBundleRequest* req,
                                                  v1::Empty*) {
+  common::RpcLogScope rpc = Rpc(*ctx, "DeleteFederatedBundle");
   absl::StatusOr<common::TrustDomain> td = common::TrustDomain::Parse(req->trust_domain());
   if (!td.ok()) {
     return ToGrpcStatus(
@@ -481,9 +514,10 @@ absl::Status NeedId(const std::string& id, const char* what) {
 
 }  // namespace
 
-grpc::Status AdminService::GetAuthorityState(ServerContext*,
+grpc::Status AdminService::GetAuthorityState(ServerContext* ctx,
                                              const v1::GetAuthorityStateRequest* req,
                                              v1::GetAuthorityStateResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetAuthorityState");
   if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   CaManager::AuthorityStates states = req->kind() == v1::AUTHORITY_JWT
                                           ? options_.ca->JwtAuthorities()
@@ -515,8 +549,9 @@ grpc::Status RunAuthorityStep(CaManager* ca, const v1::AuthorityRequest& req,
 
 }  // namespace
 
-grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityRequest* req,
+grpc::Status AdminService::PrepareAuthority(ServerContext* ctx, const v1::AuthorityRequest* req,
                                             v1::AuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "PrepareAuthority");
   if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   const bool jwt = req->kind() == v1::AUTHORITY_JWT;
   auto info = jwt ? options_.ca->PrepareJwt() : options_.ca->PrepareX509();
@@ -527,27 +562,31 @@ grpc::Status AdminService::PrepareAuthority(ServerContext*, const v1::AuthorityR
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::ActivateAuthority(ServerContext*, const v1::AuthorityRequest* req,
+grpc::Status AdminService::ActivateAuthority(ServerContext* ctx, const v1::AuthorityRequest* req,
                                              v1::AuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ActivateAuthority");
   return RunAuthorityStep(options_.ca, *req, resp, &CaManager::ActivateX509,
                           &CaManager::ActivateJwt, "activated");
 }
 
-grpc::Status AdminService::TaintAuthority(ServerContext*, const v1::AuthorityRequest* req,
+grpc::Status AdminService::TaintAuthority(ServerContext* ctx, const v1::AuthorityRequest* req,
                                           v1::AuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "TaintAuthority");
   return RunAuthorityStep(options_.ca, *req, resp, &CaManager::TaintX509, &CaManager::TaintJwt,
                           "tainted");
 }
 
-grpc::Status AdminService::RevokeAuthority(ServerContext*, const v1::AuthorityRequest* req,
+grpc::Status AdminService::RevokeAuthority(ServerContext* ctx, const v1::AuthorityRequest* req,
                                            v1::AuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "RevokeAuthority");
   return RunAuthorityStep(options_.ca, *req, resp, &CaManager::RevokeX509, &CaManager::RevokeJwt,
                           "revoked");
 }
 
-grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,
+grpc::Status AdminService::TaintUpstreamAuthority(ServerContext* ctx,
                                                   const v1::UpstreamAuthorityRequest* req,
                                                   v1::UpstreamAuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "TaintUpstreamAuthority");
   if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok())
     return ToGrpcStatus(s);
@@ -559,9 +598,10 @@ grpc::Status AdminService::TaintUpstreamAuthority(ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::RevokeUpstreamAuthority(ServerContext*,
+grpc::Status AdminService::RevokeUpstreamAuthority(ServerContext* ctx,
                                                    const v1::UpstreamAuthorityRequest* req,
                                                    v1::UpstreamAuthorityResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "RevokeUpstreamAuthority");
   if (options_.ca == nullptr) return ToGrpcStatus(absl::UnavailableError("no CA manager"));
   if (absl::Status s = NeedId(req->subject_key_id(), "subject_key_id"); !s.ok())
     return ToGrpcStatus(s);
@@ -573,8 +613,9 @@ grpc::Status AdminService::RevokeUpstreamAuthority(ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AdminService::Health(ServerContext*, const v1::HealthRequest*,
+grpc::Status AdminService::Health(ServerContext* ctx, const v1::HealthRequest*,
                                   v1::HealthResponse* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "Health");
   bool healthy = true;
   absl::StatusOr<int> version = ds_->SchemaVersion();
   if (version.ok()) {
@@ -591,6 +632,92 @@ grpc::Status AdminService::Health(ServerContext*, const v1::HealthRequest*,
     }
   }
   resp->set_healthy(healthy);
+  return grpc::Status::OK;
+}
+
+// ---- Logger --------------------------------------------------------------------------------
+
+namespace {
+
+using common::config::LogLevel;
+
+v1::LogLevel LevelToProto(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return v1::LOG_LEVEL_DEBUG;
+    case LogLevel::kInfo:
+      return v1::LOG_LEVEL_INFO;
+    case LogLevel::kWarn:
+      return v1::LOG_LEVEL_WARN;
+    case LogLevel::kError:
+      return v1::LOG_LEVEL_ERROR;
+  }
+  return v1::LOG_LEVEL_UNSPECIFIED;
+}
+
+absl::StatusOr<LogLevel> LevelFromProto(int level) {
+  switch (level) {
+    case v1::LOG_LEVEL_DEBUG:
+      return LogLevel::kDebug;
+    case v1::LOG_LEVEL_INFO:
+      return LogLevel::kInfo;
+    case v1::LOG_LEVEL_WARN:
+      return LogLevel::kWarn;
+    case v1::LOG_LEVEL_ERROR:
+      return LogLevel::kError;
+    case v1::LOG_LEVEL_UNSPECIFIED:
+      return absl::InvalidArgumentError("new_level: is required");
+    default:
+      return absl::InvalidArgumentError("new_level: unknown log level " + std::to_string(level));
+  }
+}
+
+// Changes the process's level. The line recording it is written while the more verbose of
+// the two levels is in force, so lowering the level does not hide it.
+void ChangeLogLevel(LogLevel to, const char* why) {
+  const LogLevel from = common::CurrentLogLevel();
+  auto record = [&] {
+    LogInfo(why, {{"previous_level", common::config::LogLevelName(from)},
+                  {"new_level", common::config::LogLevelName(to)}});
+  };
+  if (static_cast<int>(to) < static_cast<int>(from)) {
+    common::SetLogLevel(to);
+    record();
+  } else {
+    record();
+    common::SetLogLevel(to);
+  }
+}
+
+}  // namespace
+
+void AdminService::FillLogger(v1::Logger* out) const {
+  out->set_current_level(LevelToProto(common::CurrentLogLevel()));
+  out->set_launch_level(LevelToProto(options_.launch_log_level));
+}
+
+grpc::Status AdminService::GetLogger(ServerContext* ctx, const v1::GetLoggerRequest*,
+                                     v1::Logger* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "GetLogger");
+  FillLogger(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::SetLogLevel(ServerContext* ctx, const v1::SetLogLevelRequest* req,
+                                       v1::Logger* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "SetLogLevel");
+  absl::StatusOr<LogLevel> level = LevelFromProto(req->new_level());
+  if (!level.ok()) return ToGrpcStatus(level.status());
+  ChangeLogLevel(*level, "Log level set");
+  FillLogger(resp);
+  return grpc::Status::OK;
+}
+
+grpc::Status AdminService::ResetLogLevel(ServerContext* ctx, const v1::ResetLogLevelRequest*,
+                                         v1::Logger* resp) {
+  common::RpcLogScope rpc = Rpc(*ctx, "ResetLogLevel");
+  ChangeLogLevel(options_.launch_log_level, "Log level reset to the launch level");
+  FillLogger(resp);
   return grpc::Status::OK;
 }
 

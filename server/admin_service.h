@@ -11,6 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/config/shared_config.h"
+#include "common/log.h"
 #include "common/spiffe_id.h"
 #include "datastore/types.h"
 #include "trellis/server/v1/admin.grpc.pb.h"
@@ -56,6 +58,11 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
     std::function<std::optional<v1::FederationRefreshState>(const std::string& trust_domain)>
         federation_state;
     std::function<void()> federation_changed;
+    // The uid of the local process a call came from, named on the call's log lines; nullopt
+    // when unknown.
+    std::function<std::optional<uint32_t>(const grpc::ServerContext&)> caller_uid;
+    // The level log_level set at launch: GetLogger reports it, ResetLogLevel returns to it.
+    common::config::LogLevel launch_log_level = common::config::LogLevel::kInfo;
   };
 
   AdminService(datastore::DataStore* ds, Options options);
@@ -118,6 +125,9 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
   grpc::Status RevokeUpstreamAuthority(ServerContext*, const v1::UpstreamAuthorityRequest*,
                                        v1::UpstreamAuthorityResponse*) override;
   grpc::Status Health(ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
+  grpc::Status GetLogger(ServerContext*, const v1::GetLoggerRequest*, v1::Logger*) override;
+  grpc::Status SetLogLevel(ServerContext*, const v1::SetLogLevelRequest*, v1::Logger*) override;
+  grpc::Status ResetLogLevel(ServerContext*, const v1::ResetLogLevelRequest*, v1::Logger*) override;
 
  private:
   struct RelationshipWrite {
@@ -129,6 +139,9 @@ class AdminService final : public ::trellis::server::v1::Admin::Service {
   grpc::Status WriteRelationship(bool create, const v1::FederationRelationship& req,
                                  v1::FederationRelationship* resp);
   void AfterWrite();
+  // Names the call and its caller on every line logged while serving it.
+  common::RpcLogScope Rpc(const ServerContext& ctx, std::string_view method) const;
+  void FillLogger(v1::Logger* out) const;
   absl::StatusOr<std::string> AgentIdArg(const std::string& spiffe_id) const;
 
   datastore::DataStore* ds_;

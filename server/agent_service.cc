@@ -26,8 +26,14 @@ namespace trellis::server {
 using common::LogDebug;
 using common::LogInfo;
 using common::LogWarn;
+using common::RpcLogScope;
 using transport::ToGrpcStatus;
 namespace {
+
+// Names the call on every line logged while serving it; AuthorizeAgent adds the caller.
+RpcLogScope Rpc(std::string_view method) {
+  return RpcLogScope(common::GrpcMethodName(v1::Agent::service_full_name(), method));
+}
 
 constexpr int kMaxBatch = 10000;
 
@@ -215,6 +221,7 @@ absl::StatusOr<common::SpiffeId> AgentService::AuthorizeAgent(const grpc::Server
     if (absl::IsUnauthenticated(caller.status())) return caller.status();
     return absl::UnauthenticatedError(std::string(caller.status().message()));
   }
+  common::SetRpcLogCaller({{"caller_id", caller->id.String()}});
   if (!caller->id.MemberOf(options_.trust_domain) || !caller->id.IsAgentId()) {
     return absl::PermissionDeniedError("caller " + caller->id.String() + " is not an agent");
   }
@@ -237,6 +244,8 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
     const ServerContext& ctx,
     grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) {
   const std::string peer = options_.peer_address ? options_.peer_address(ctx) : "";
+  // Until attested, the caller is known only by its address.
+  if (!peer.empty()) common::SetRpcLogCaller({{"caller_address", peer}});
   if (options_.rate_limits.attestation_enabled) {
     TRELLIS_RETURN_IF_ERROR(attestation_limiter_.Take(peer, 1, "attestation"));
   }
@@ -286,6 +295,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
     return absl::InternalError("attestor produced a non-agent ID " + agent_id.String());
   }
   const std::string id = agent_id.String();
+  common::SetRpcLogCaller({{"caller_id", id}, {"caller_address", peer}});
 
   absl::StatusOr<datastore::AttestedNode> existing = ds_->GetNode(id, /*fetch_selectors=*/false);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
@@ -353,6 +363,7 @@ absl::StatusOr<v1::AttestAgentResponse::Result> AgentService::Attest(
 grpc::Status AgentService::AttestAgent(
     ServerContext* ctx,
     grpc::ServerReaderWriter<v1::AttestAgentResponse, v1::AttestAgentRequest>* stream) {
+  RpcLogScope rpc = Rpc("AttestAgent");
   absl::StatusOr<v1::AttestAgentResponse::Result> result = Attest(*ctx, stream);
   if (!result.ok()) return ToGrpcStatus(result.status());
   v1::AttestAgentResponse resp;
@@ -365,6 +376,7 @@ grpc::Status AgentService::AttestAgent(
 
 grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRequest* req,
                                       v1::RenewAgentResponse* resp) {
+  RpcLogScope rpc = Rpc("RenewAgent");
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpcStatus(agent.status());
   if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpcStatus(st);
@@ -396,6 +408,7 @@ grpc::Status AgentService::RenewAgent(ServerContext* ctx, const v1::RenewAgentRe
 grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
                                             const v1::BatchNewX509SVIDRequest* req,
                                             v1::BatchNewX509SVIDResponse* resp) {
+  RpcLogScope rpc = Rpc("BatchNewX509SVID");
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpcStatus(agent.status());
   if (req->params_size() > kMaxBatch) {
@@ -443,6 +456,7 @@ grpc::Status AgentService::BatchNewX509SVID(ServerContext* ctx,
 
 grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRequest* req,
                                       v1::NewJWTSVIDResponse* resp) {
+  RpcLogScope rpc = Rpc("NewJWTSVID");
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpcStatus(agent.status());
   if (absl::Status st = TakeSigning(*ctx, 1); !st.ok()) return ToGrpcStatus(st);
@@ -479,6 +493,7 @@ grpc::Status AgentService::NewJWTSVID(ServerContext* ctx, const v1::NewJWTSVIDRe
 grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
                                                  const v1::SyncAuthorizedEntriesRequest* req,
                                                  v1::SyncAuthorizedEntriesResponse* resp) {
+  RpcLogScope rpc = Rpc("SyncAuthorizedEntries");
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return ToGrpcStatus(agent.status());
   std::vector<datastore::RegistrationEntry> entries = index_->AuthorizedEntries(*agent);
@@ -543,6 +558,8 @@ grpc::Status AgentService::SyncAuthorizedEntries(ServerContext* ctx,
   for (const auto& [td, seq] : req->federated_bundle_sequences()) {
     if (!federated_needed.count(td)) resp->add_removed_federated_bundles(td);
   }
+  LogDebug("Entries synced", {{"changed", std::to_string(resp->changed_size())},
+                              {"removed", std::to_string(resp->removed_ids_size())}});
   return grpc::Status::OK;
 }
 
@@ -588,6 +605,7 @@ absl::StatusOr<AgentWatchState> AgentService::WatchState(const std::string& agen
 
 grpc::ServerWriteReactor<v1::ChangeNotice>* AgentService::WatchChanges(
     grpc::CallbackServerContext* ctx, const v1::WatchChangesRequest*) {
+  RpcLogScope rpc = Rpc("WatchChanges");
   absl::StatusOr<common::SpiffeId> agent = AuthorizeAgent(*ctx);
   if (!agent.ok()) return watches_.Refuse(ToGrpcStatus(agent.status()));
   // A notice goes out only when what this agent syncs moved, so a change to another agent's

@@ -2,6 +2,7 @@
 // the view operators get of each authority.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,9 @@ struct CaOptions {
   // Lifetime of agent SVIDs, to tell which attested agents still hold one signed before an
   // authority was retired (revoking it would lock them out). Zero: agents are not checked.
   absl::Duration agent_svid_ttl = absl::ZeroDuration();
+  // Called after every activation of a new authority (a rotation, or the first authority of
+  // a new server), from the thread that activated it; for metrics.
+  std::function<void(datastore::AuthorityKind)> authority_activated;
 };
 
 // One authority as the admin API shows it.

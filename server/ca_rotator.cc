@@ -266,6 +266,7 @@ absl::Status CaRotator::ActivateX509() {
                            common::X509SvidIssuer::Create(prepared->ca(), prepared->key, clock_));
   TRELLIS_RETURN_IF_ERROR(journal_->ActivateX509(std::move(issuer)));
   InstallActive();
+  if (options_.authority_activated) options_.authority_activated(datastore::AuthorityKind::kX509);
   std::function<void()> listener;
   {
     absl::MutexLock lock(&mu_);
@@ -311,6 +312,7 @@ absl::Status CaRotator::PrepareJwt() {
 absl::Status CaRotator::ActivateJwt() {
   TRELLIS_RETURN_IF_ERROR(journal_->ActivateJwt());
   InstallActive();
+  if (options_.authority_activated) options_.authority_activated(datastore::AuthorityKind::kJwt);
   return absl::OkStatus();
 }
 

@@ -29,20 +29,23 @@ void RateLimiter::PruneIdle(absl::Time now) {
 
 absl::Status RateLimiter::Take(const std::string& key, double cost, const std::string& what) {
   absl::Time now = clock_.Now();
-  absl::MutexLock lock(&mu_);
-  auto it = buckets_.find(key);
-  if (it == buckets_.end()) {
-    if (buckets_.size() >= options_.max_keys) PruneIdle(now);
-    it = buckets_.emplace(key, Bucket{options_.burst, now}).first;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = buckets_.find(key);
+    if (it == buckets_.end()) {
+      if (buckets_.size() >= options_.max_keys) PruneIdle(now);
+      it = buckets_.emplace(key, Bucket{options_.burst, now}).first;
+    }
+    Bucket& b = it->second;
+    Refill(b, now);
+    double needed = std::min(cost, options_.burst);
+    if (b.tokens >= needed) {
+      b.tokens -= needed;
+      return absl::OkStatus();
+    }
   }
-  Bucket& b = it->second;
-  Refill(b, now);
-  double needed = std::min(cost, options_.burst);
-  if (b.tokens < needed) {
-    return absl::ResourceExhaustedError(what + " rate limit exceeded for " + key);
-  }
-  b.tokens -= needed;
-  return absl::OkStatus();
+  if (options_.refused) options_.refused();
+  return absl::ResourceExhaustedError(what + " rate limit exceeded for " + key);
 }
 
 size_t RateLimiter::KeyCount() const {

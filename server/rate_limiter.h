@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <unordered_map>
 
@@ -19,9 +20,14 @@ namespace trellis::server {
 class RateLimiter {
  public:
   struct Options {
+    Options() = default;
+    Options(double rate, double burst_size, size_t keys)
+        : rate_per_second(rate), burst(burst_size), max_keys(keys) {}
     double rate_per_second = 1;
     double burst = 1;
     size_t max_keys = 10000;
+    // Called (outside the limiter's lock) after every refusal, for metrics.
+    std::function<void()> refused;
   };
 
   RateLimiter(Options options, const common::Clock& clock);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "prometheus/counter.h"
 #include "prometheus/exposer.h"
 #include "prometheus/family.h"
+#include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
@@ -41,42 +43,56 @@ std::string CodeName(grpc::StatusCode code) {
   return name.empty() ? "UNKNOWN" : name;
 }
 
-// Gauges whose value is read from their owner at scrape time, so they can never go stale.
-class CallbackGauges : public prometheus::Collectable {
+// Gauges and counters whose value is read from their owner at scrape time, so they can never
+// go stale. Series of one name are exported as one family, in the order they were added.
+class CallbackMetrics : public prometheus::Collectable {
  public:
-  void Add(std::string name, std::string help, std::function<double()> value) {
+  struct Series {
+    std::string name;
+    std::string help;
+    prometheus::MetricType type;
+    std::map<std::string, std::string> labels;
+    std::function<std::optional<double>()> value;
+  };
+  void Add(Series series) {
     absl::MutexLock lock(&mu_);
-    gauges_.push_back({std::move(name), std::move(help), std::move(value)});
+    series_.push_back(std::move(series));
   }
   void Clear() {
     // Collect() holds mu_ while calling back, so no callback runs once this returns.
     absl::MutexLock lock(&mu_);
-    gauges_.clear();
+    series_.clear();
   }
   std::vector<prometheus::MetricFamily> Collect() const override {
     absl::MutexLock lock(&mu_);
     std::vector<prometheus::MetricFamily> out;
-    for (const auto& g : gauges_) {
-      prometheus::MetricFamily family;
-      family.name = g.name;
-      family.help = g.help;
-      family.type = prometheus::MetricType::Gauge;
+    std::map<std::string, size_t> index;  // family name -> position in `out`
+    for (const auto& s : series_) {
+      auto [it, added] = index.emplace(s.name, out.size());
+      if (added) {
+        prometheus::MetricFamily family;
+        family.name = s.name;
+        family.help = s.help;
+        family.type = s.type;
+        out.push_back(std::move(family));
+      }
+      std::optional<double> value = s.value();
+      if (!value) continue;
       prometheus::ClientMetric metric;
-      metric.gauge.value = g.value();
-      family.metric.push_back(std::move(metric));
-      out.push_back(std::move(family));
+      for (const auto& [k, v] : s.labels) metric.label.push_back({k, v});
+      if (s.type == prometheus::MetricType::Counter) {
+        metric.counter.value = *value;
+      } else {
+        metric.gauge.value = *value;
+      }
+      out[it->second].metric.push_back(std::move(metric));
     }
     return out;
   }
 
  private:
-  struct Gauge {
-    std::string name;
-    std::string help;
-    std::function<double()> value;
-  };
   mutable absl::Mutex mu_;
-  std::vector<Gauge> gauges_ ABSL_GUARDED_BY(mu_);
+  std::vector<Series> series_ ABSL_GUARDED_BY(mu_);
 };
 
 // Resolves `host` to a numeric address civetweb can bind ("[v6]:port" for IPv6).
@@ -108,18 +124,26 @@ absl::StatusOr<std::string> ListenAddress(const std::string& host, uint16_t port
 
 struct Metrics::Impl {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::shared_ptr<CallbackGauges> callbacks = std::make_shared<CallbackGauges>();
+  std::shared_ptr<CallbackMetrics> callbacks = std::make_shared<CallbackMetrics>();
   std::unique_ptr<prometheus::Exposer> exposer;
   int port = 0;
 
   prometheus::Family<prometheus::Counter>* rpc_requests = nullptr;
   prometheus::Family<prometheus::Histogram>* rpc_duration = nullptr;
   prometheus::Family<prometheus::Histogram>* stream_duration = nullptr;
+  prometheus::Family<prometheus::Gauge>* open_streams = nullptr;
 
-  absl::Mutex counters_mu;
+  absl::Mutex families_mu;
   // By name.
   std::map<std::string, prometheus::Family<prometheus::Counter>*> counters
-      ABSL_GUARDED_BY(counters_mu);
+      ABSL_GUARDED_BY(families_mu);
+  std::map<std::string, prometheus::Family<prometheus::Histogram>*> histograms
+      ABSL_GUARDED_BY(families_mu);
+
+  // The open-streams gauge of one streaming method, raised while a call of it is open.
+  prometheus::Gauge* OpenStreams(const std::string& service, const std::string& method) {
+    return &open_streams->Add({{"service", service}, {"method", method}});
+  }
 
   void RecordRpc(const std::string& service, const std::string& method, bool stream,
                  grpc::StatusCode code, double seconds) {
@@ -150,6 +174,10 @@ class RpcInterceptor : public grpc::experimental::Interceptor {
       method_ = full;
     }
     stream_ = info->type() != grpc::experimental::ServerRpcInfo::Type::UNARY;
+    if (stream_) {
+      open_ = metrics_->OpenStreams(service_, method_);
+      open_->Increment();
+    }
   }
 
   ~RpcInterceptor() override {
@@ -168,6 +196,7 @@ class RpcInterceptor : public grpc::experimental::Interceptor {
  private:
   void Record(grpc::StatusCode code) {
     recorded_ = true;
+    if (open_ != nullptr) open_->Decrement();
     std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
     metrics_->RecordRpc(service_, method_, stream_, code, elapsed.count());
   }
@@ -178,6 +207,7 @@ class RpcInterceptor : public grpc::experimental::Interceptor {
   std::string method_;
   bool stream_ = false;
   bool recorded_ = false;
+  prometheus::Gauge* open_ = nullptr;  // streams only
 };
 
 class RpcInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -198,21 +228,34 @@ void Counter::Increment(double by) {
   if (impl_ != nullptr) static_cast<prometheus::Counter*>(impl_)->Increment(by);
 }
 
+void Histogram::Observe(double value) {
+  if (impl_ != nullptr) static_cast<prometheus::Histogram*>(impl_)->Observe(value);
+}
+
+const std::vector<double>& Metrics::LatencyBuckets() {
+  static const std::vector<double>* const buckets = new std::vector<double>(kRpcBuckets);
+  return *buckets;
+}
+
 absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Create(
-    const common::config::TelemetryConfig& config) {
+    const common::config::TelemetryConfig& config, const std::string& prefix) {
   auto impl = std::make_unique<Impl>();
   impl->rpc_requests = &prometheus::BuildCounter()
-                            .Name("trellis_rpc_requests_total")
+                            .Name(prefix + "_rpc_requests_total")
                             .Help("gRPC calls handled, by method and status code")
                             .Register(*impl->registry);
   impl->rpc_duration = &prometheus::BuildHistogram()
-                            .Name("trellis_rpc_duration_seconds")
+                            .Name(prefix + "_rpc_duration_seconds")
                             .Help("Unary gRPC call latency, arrival to status, in seconds")
                             .Register(*impl->registry);
   impl->stream_duration = &prometheus::BuildHistogram()
-                               .Name("trellis_rpc_stream_duration_seconds")
+                               .Name(prefix + "_rpc_stream_duration_seconds")
                                .Help("Streaming gRPC call lifetime in seconds")
                                .Register(*impl->registry);
+  impl->open_streams = &prometheus::BuildGauge()
+                            .Name(prefix + "_rpc_open_streams")
+                            .Help("Streaming gRPC calls open right now, by method")
+                            .Register(*impl->registry);
   if (config.prometheus) {
     const auto& prom = *config.prometheus;
     std::string where = prom.host + ":" + std::to_string(prom.port);
@@ -250,8 +293,8 @@ void Metrics::Instrument(grpc::ServerBuilder& builder) {
 }
 
 Counter Metrics::AddCounter(const std::string& name, const std::string& help,
-                            const std::map<std::string, std::string>& labels) {
-  absl::MutexLock lock(&impl_->counters_mu);
+                            const Labels& labels) {
+  absl::MutexLock lock(&impl_->families_mu);
   auto& family = impl_->counters[name];
   if (family == nullptr) {
     family = &prometheus::BuildCounter().Name(name).Help(help).Register(*impl_->registry);
@@ -259,9 +302,37 @@ Counter Metrics::AddCounter(const std::string& name, const std::string& help,
   return Counter(&family->Add(prometheus::Labels(labels.begin(), labels.end())));
 }
 
+Histogram Metrics::AddHistogram(const std::string& name, const std::string& help,
+                                const Labels& labels, const std::vector<double>& buckets) {
+  absl::MutexLock lock(&impl_->families_mu);
+  auto& family = impl_->histograms[name];
+  if (family == nullptr) {
+    family = &prometheus::BuildHistogram().Name(name).Help(help).Register(*impl_->registry);
+  }
+  return Histogram(&family->Add(prometheus::Labels(labels.begin(), labels.end()),
+                                prometheus::Histogram::BucketBoundaries(buckets)));
+}
+
 void Metrics::AddGaugeCallback(const std::string& name, const std::string& help,
                                std::function<double()> value) {
-  impl_->callbacks->Add(name, help, std::move(value));
+  impl_->callbacks->Add(
+      {name,
+       help,
+       prometheus::MetricType::Gauge,
+       {},
+       [value = std::move(value)]() -> std::optional<double> { return value(); }});
+}
+
+void Metrics::AddGaugeCallback(const std::string& name, const std::string& help,
+                               const Labels& labels, std::function<std::optional<double>()> value) {
+  impl_->callbacks->Add({name, help, prometheus::MetricType::Gauge, labels, std::move(value)});
+}
+
+void Metrics::AddCounterCallback(const std::string& name, const std::string& help,
+                                 const Labels& labels, std::function<double()> value) {
+  impl_->callbacks->Add(
+      {name, help, prometheus::MetricType::Counter, labels,
+       [value = std::move(value)]() -> std::optional<double> { return value(); }});
 }
 
 void Metrics::ClearCallbacks() { impl_->callbacks->Clear(); }

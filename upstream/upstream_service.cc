@@ -16,6 +16,16 @@ namespace trellis::upstream {
 namespace v1 = server::v1;
 using common::LogInfo;
 using common::LogWarn;
+using common::RpcLogScope;
+
+namespace {
+
+// Names the call on every line logged while serving it; Authorize adds the caller.
+RpcLogScope Rpc(std::string_view method) {
+  return RpcLogScope(common::GrpcMethodName(v1::Upstream::service_full_name(), method));
+}
+
+}  // namespace
 
 UpstreamService::UpstreamService(Options options, server::CaManager* ca)
     : options_(std::move(options)),
@@ -65,6 +75,7 @@ UpstreamService::~UpstreamService() { Shutdown(); }
 absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(
     const grpc::ServerContextBase& ctx) const {
   TRELLIS_ASSIGN_OR_RETURN(common::SpiffeId caller, options_.authenticate(ctx));
+  common::SetRpcLogCaller({{"caller_id", caller.String()}});
   if (!options_.is_downstream(caller)) {
     return absl::PermissionDeniedError(
         "caller " + caller.String() +
@@ -77,6 +88,7 @@ absl::StatusOr<common::SpiffeId> UpstreamService::Authorize(
 grpc::Status UpstreamService::MintX509CA(grpc::ServerContext* ctx,
                                          const v1::MintX509CARequest* req,
                                          v1::MintX509CAResponse* resp) {
+  RpcLogScope rpc = Rpc("MintX509CA");
   absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
   if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
   if (req->preferred_ttl() < 0) {
@@ -101,6 +113,7 @@ grpc::Status UpstreamService::MintX509CA(grpc::ServerContext* ctx,
 grpc::Status UpstreamService::PublishJWTAuthority(grpc::ServerContext* ctx,
                                                   const v1::PublishJWTAuthorityRequest* req,
                                                   v1::PublishJWTAuthorityResponse* resp) {
+  RpcLogScope rpc = Rpc("PublishJWTAuthority");
   absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
   if (!caller.ok()) return transport::ToGrpcStatus(caller.status());
   if (!req->has_authority()) {
@@ -123,6 +136,7 @@ grpc::Status UpstreamService::PublishJWTAuthority(grpc::ServerContext* ctx,
 
 grpc::ServerWriteReactor<v1::Bundle>* UpstreamService::WatchBundle(
     grpc::CallbackServerContext* ctx, const v1::WatchBundleRequest*) {
+  RpcLogScope rpc = Rpc("WatchBundle");
   absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
   if (!caller.ok()) return watches_.Refuse(transport::ToGrpcStatus(caller.status()));
   return watches_.Open(caller->String());
@@ -130,6 +144,7 @@ grpc::ServerWriteReactor<v1::Bundle>* UpstreamService::WatchBundle(
 
 grpc::ServerWriteReactor<v1::FederatedBundles>* UpstreamService::WatchFederatedBundles(
     grpc::CallbackServerContext* ctx, const v1::WatchBundleRequest*) {
+  RpcLogScope rpc = Rpc("WatchFederatedBundles");
   absl::StatusOr<common::SpiffeId> caller = Authorize(*ctx);
   if (!caller.ok()) return federated_watches_.Refuse(transport::ToGrpcStatus(caller.status()));
   return federated_watches_.Open(caller->String());

@@ -2,9 +2,37 @@
 // open streams that shutdown walks.
 #include "workload_api/identity_stream.h"
 
+#include "absl/strings/str_join.h"
 #include "common/status.h"
 
 namespace trellis::workload_api {
+
+std::string WorkloadApiMethod(std::string_view method) {
+  return common::GrpcMethodName(SpiffeWorkloadAPI::service_full_name(), method);
+}
+
+std::vector<common::LogField> CallerLogFields(const PeerRecord* caller,
+                                              const std::vector<std::string>& spiffe_ids) {
+  std::vector<common::LogField> out;
+  if (caller != nullptr) {
+    out.emplace_back("caller_pid", std::to_string(caller->creds.pid));
+    out.emplace_back("caller_uid", std::to_string(caller->creds.uid));
+  }
+  if (!spiffe_ids.empty()) out.emplace_back("caller_id", absl::StrJoin(spiffe_ids, ","));
+  return out;
+}
+
+void LogCallRefused(const std::string& method, const PeerRecord* caller, const absl::Status& st) {
+  common::RpcLogScope rpc(method, CallerLogFields(caller));
+  common::LogWarn("Workload API call refused", {{"code", absl::StatusCodeToString(st.code())},
+                                                {"error", std::string(st.message())}});
+}
+
+void LogIdentitiesServed(const std::string& method, const PeerRecord& caller,
+                         const std::vector<std::string>& spiffe_ids) {
+  common::RpcLogScope rpc(method, CallerLogFields(&caller, spiffe_ids));
+  common::LogDebug("Workload API identities served");
+}
 
 absl::Status CheckHeader(const grpc::ServerContext& ctx) {
   auto range = ctx.client_metadata().equal_range("workload.spiffe.io");

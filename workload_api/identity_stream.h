@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "common/log.h"
 #include "common/openssl_util.h"
 #include "transport/grpc_status.h"
 #include "workload.grpc.pb.h"
@@ -57,6 +58,17 @@ absl::Status CheckHeader(const grpc::ServerContext& ctx);
 // connection the listener does not know.
 absl::StatusOr<PeerRecord> CheckedCaller(const grpc::ServerContext& ctx, PeerListener* peers);
 
+// "/SpiffeWorkloadAPI/<method>", the name gRPC gives the call.
+std::string WorkloadApiMethod(std::string_view method);
+// The log fields naming a caller: its pid and uid (none when the connection is unknown) and,
+// once attested, the SPIFFE IDs it was served (comma-separated).
+std::vector<common::LogField> CallerLogFields(const PeerRecord* caller,
+                                              const std::vector<std::string>& spiffe_ids = {});
+// The lines a call writes: refused (warn) or identities served (debug).
+void LogCallRefused(const std::string& method, const PeerRecord* caller, const absl::Status& st);
+void LogIdentitiesServed(const std::string& method, const PeerRecord& caller,
+                         const std::vector<std::string>& spiffe_ids);
+
 // The SHA-256 of a message's encoding, so repeats are told apart without keeping the last
 // message (it holds private keys, and would cost its size per stream).
 std::string DigestOf(const google::protobuf::MessageLite& msg);
@@ -73,6 +85,7 @@ class IdentityStream final : public AsyncCall {
   struct Method {
     Request request;
     Render render;
+    const char* name;  // the method's name in the proto, for the log
   };
 
   // Waits for the method's next call; the stream deletes itself when its call is over.
@@ -169,6 +182,7 @@ class IdentityStream final : public AsyncCall {
     registered_ = true;
     absl::StatusOr<PeerRecord> caller = CheckedCaller(ctx_, deps_.peers);
     if (!caller.ok()) {
+      LogCallRefused(WorkloadApiMethod(method_.name), nullptr, caller.status());
       Close(state_, transport::ToGrpcStatus(caller.status()));
       absl::MutexLock lock(&state_->mu);
       begun_ = true;
@@ -181,7 +195,9 @@ class IdentityStream final : public AsyncCall {
       if (self == nullptr) return;
       self->state_->mu.AssertHeld();  // the same mutex: the stream's state is `state`
       if (self->closed_ || self->finish_called_ || self->finish_pending_) return;
+      self->caller_ = record;
       if (!selectors.ok()) {
+        LogCallRefused(WorkloadApiMethod(self->method_.name), &record, selectors.status());
         self->FinishLocked(transport::ToGrpcStatus(selectors.status()));
         return;
       }
@@ -256,14 +272,24 @@ class IdentityStream final : public AsyncCall {
     if (!first && snap.version <= last_version_) return;
     last_version_ = std::max(last_version_, snap.version);
     absl::StatusOr<Resp> resp = method_.render(snap, selectors_);
-    // A caller with no identity is refused (PERMISSION_DENIED) rather than streamed nothing.
-    if (resp.ok() && first && snap.IdentitiesFor(selectors_).empty()) {
-      WipeSecrets(&*resp);
-      resp = absl::PermissionDeniedError("no identity issued");
+    std::vector<std::string> served;  // for the log, on the first message only
+    if (resp.ok() && first) {
+      for (const Identity& id : snap.IdentitiesFor(selectors_)) {
+        served.emplace_back(id.entry->spiffe_id());
+      }
+      // A caller with no identity is refused (PERMISSION_DENIED) rather than streamed nothing.
+      if (served.empty()) {
+        WipeSecrets(&*resp);
+        resp = absl::PermissionDeniedError("no identity issued");
+      }
     }
     if (!resp.ok()) {
+      LogCallRefused(WorkloadApiMethod(method_.name), &caller_, resp.status());
       FinishLocked(transport::ToGrpcStatus(resp.status()));
       return;
+    }
+    if (first && common::LogEnabled(common::config::LogLevel::kDebug)) {
+      LogIdentitiesServed(WorkloadApiMethod(method_.name), caller_, served);
     }
     std::string digest;
     if (!last_digest_.empty()) {  // something was sent: skip a repeat of it
@@ -312,6 +338,7 @@ class IdentityStream final : public AsyncCall {
 
   // Begin has run to its end: only then may the stream be deleted.
   bool begun_ ABSL_GUARDED_BY(state_->mu) = false;
+  PeerRecord caller_ ABSL_GUARDED_BY(state_->mu);  // set once the caller is known
   std::vector<std::string> selectors_ ABSL_GUARDED_BY(state_->mu);
   uint64_t listener_id_ ABSL_GUARDED_BY(state_->mu) = 0;
   uint64_t last_version_ ABSL_GUARDED_BY(state_->mu) = 0;

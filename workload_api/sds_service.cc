@@ -99,13 +99,26 @@ void AttestCaller(const SdsService::Deps& deps, const grpc::CallbackServerContex
   if (!queued) (*shared_done)(absl::UnavailableError("the agent is shutting down"));
 }
 
+// The log fields naming an SDS caller (its pid and uid when the connection is known).
+std::vector<common::LogField> SdsCallerFields(const SdsService::Deps& deps,
+                                              const grpc::CallbackServerContext& ctx) {
+  absl::StatusOr<PeerRecord> peer = deps.peers->Lookup(ctx.peer());
+  return CallerLogFields(peer.ok() ? &*peer : nullptr);
+}
+
+const std::string& SdsMethod() {
+  static const std::string kMethod = common::GrpcMethodName(
+      envoy::service::secret::v3::SecretDiscoveryService::service_full_name(), "StreamSecrets");
+  return kMethod;
+}
+
 // One StreamSecrets call. All state is behind the shared State's mutex; the reactor is
 // deleted in OnDone, after which `stream` is null for anyone still holding the State.
 class SdsStream final
     : public grpc::ServerBidiReactor<discovery::DiscoveryRequest, discovery::DiscoveryResponse> {
  public:
   SdsStream(grpc::CallbackServerContext* ctx, const SdsService::Deps& deps)
-      : deps_(deps), state_(std::make_shared<State>()) {
+      : deps_(deps), state_(std::make_shared<State>()), caller_log_(SdsCallerFields(deps, *ctx)) {
     {
       absl::MutexLock lock(&state_->mu);
       state_->stream = this;
@@ -153,6 +166,7 @@ class SdsStream final
       StartRead(&in_);
       return;
     } else if (req.has_error_detail()) {
+      common::RpcLogScope rpc(SdsMethod(), caller_log_);
       LogWarn("Envoy rejected the secrets sent over SDS",
               {{"version", last_version_}, {"error", req.error_detail().message()}});
     }
@@ -197,6 +211,10 @@ class SdsStream final
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
     if (finished_) return;
     if (!selectors.ok()) {
+      common::RpcLogScope rpc(SdsMethod(), caller_log_);
+      LogWarn("Workload API call refused",
+              {{"code", absl::StatusCodeToString(selectors.status().code())},
+               {"error", std::string(selectors.status().message())}});
       FinishLocked(transport::ToGrpcStatus(selectors.status()));
       return;
     }
@@ -240,6 +258,7 @@ class SdsStream final
     resp.set_nonce(last_nonce_);
     out_ = std::move(resp);
     write_in_flight_ = true;
+    common::RpcLogScope rpc(SdsMethod(), caller_log_);
     LogDebug("SDS secrets sent",
              {{"version", last_version_}, {"resources", std::to_string(out_.resources_size())}});
     StartWrite(&out_);
@@ -253,6 +272,7 @@ class SdsStream final
 
   const SdsService::Deps deps_;
   const std::shared_ptr<State> state_;
+  const std::vector<common::LogField> caller_log_;
   discovery::DiscoveryRequest in_;
   discovery::DiscoveryResponse out_ ABSL_GUARDED_BY(state_->mu);
   std::vector<std::string> selectors_ ABSL_GUARDED_BY(state_->mu);

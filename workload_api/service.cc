@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/jwt.h"
+#include "common/log.h"
 #include "common/status.h"
 #include "transport/grpc_status.h"
 
@@ -81,26 +82,46 @@ class UnaryCall final : public AsyncCall {
 using FetchJwtCall = UnaryCall<JWTSVIDRequest, JWTSVIDResponse>;
 using ValidateCall = UnaryCall<ValidateJWTSVIDRequest, ValidateJWTSVIDResponse>;
 
+// Logs the outcome of a FetchJWTSVID call before answering it.
+void ReplyFetchJwt(FetchJwtCall* call, const PeerRecord* caller, const absl::Status& st) {
+  static const std::string kMethod = WorkloadApiMethod("FetchJWTSVID");
+  if (!st.ok()) {
+    LogCallRefused(kMethod, caller, st);
+  } else if (caller != nullptr && common::LogEnabled(common::config::LogLevel::kDebug)) {
+    std::vector<std::string> ids;
+    for (const JWTSVID& svid : call->response()->svids()) ids.push_back(svid.spiffe_id());
+    LogIdentitiesServed(kMethod, *caller, ids);
+  }
+  call->Reply(st);
+}
+
 void HandleFetchJwt(WorkloadApiService* service, FetchJwtCall* call) {
   const JWTSVIDRequest& req = call->request();
-  if (absl::Status h = CheckHeader(call->context()); !h.ok()) return call->Reply(h);
+  if (absl::Status h = CheckHeader(call->context()); !h.ok()) {
+    return ReplyFetchJwt(call, nullptr, h);
+  }
+  // Looked up first so refusals of a bad request name the caller too.
+  auto peer = service->deps().peers->Lookup(call->context().peer());
+  const PeerRecord* caller = peer.ok() ? &*peer : nullptr;
   if (req.audience().empty()) {
-    return call->Reply(absl::InvalidArgumentError("audience must be specified"));
+    return ReplyFetchJwt(call, caller, absl::InvalidArgumentError("audience must be specified"));
   }
   for (const std::string& aud : req.audience()) {
-    if (aud.empty()) return call->Reply(absl::InvalidArgumentError("audience is empty"));
+    if (aud.empty()) {
+      return ReplyFetchJwt(call, caller, absl::InvalidArgumentError("audience is empty"));
+    }
   }
   if (!req.spiffe_id().empty()) {
     if (auto id = common::SpiffeId::Parse(req.spiffe_id()); !id.ok()) {
-      return call->Reply(absl::InvalidArgumentError("invalid requested SPIFFE ID: " +
-                                                    std::string(id.status().message())));
+      return ReplyFetchJwt(call, caller,
+                           absl::InvalidArgumentError("invalid requested SPIFFE ID: " +
+                                                      std::string(id.status().message())));
     }
   }
-  auto peer = service->deps().peers->Lookup(call->context().peer());
-  if (!peer.ok()) return call->Reply(peer.status());
+  if (!peer.ok()) return ReplyFetchJwt(call, nullptr, peer.status());
   // Minting may wait on the server: never on the queue's threads.
   bool queued = service->deps().work->Post([service, call, record = *peer] {
-    call->Reply(service->FetchJwt(record, call->request(), call->response()));
+    ReplyFetchJwt(call, &record, service->FetchJwt(record, call->request(), call->response()));
   });
   // Answered even while the server stops, or the call would never be deleted.
   if (!queued) call->Reply(absl::UnavailableError("the Workload API is shutting down"));
@@ -123,9 +144,11 @@ void WorkloadApiService::AwaitCalls() {
   using X509BundleStream = IdentityStream<X509BundlesRequest, X509BundlesResponse>;
   using JwtBundleStream = IdentityStream<JWTBundlesRequest, JWTBundlesResponse>;
   using Service = SpiffeWorkloadAPI::AsyncService;
-  X509Stream::Await(deps_, {&Service::RequestFetchX509SVID, &RenderX509Svids});
-  X509BundleStream::Await(deps_, {&Service::RequestFetchX509Bundles, &RenderX509Bundles});
-  JwtBundleStream::Await(deps_, {&Service::RequestFetchJWTBundles, &RenderJwtBundles});
+  X509Stream::Await(deps_, {&Service::RequestFetchX509SVID, &RenderX509Svids, "FetchX509SVID"});
+  X509BundleStream::Await(
+      deps_, {&Service::RequestFetchX509Bundles, &RenderX509Bundles, "FetchX509Bundles"});
+  JwtBundleStream::Await(deps_,
+                         {&Service::RequestFetchJWTBundles, &RenderJwtBundles, "FetchJWTBundles"});
   FetchJwtCall::Await(this, &Service::RequestFetchJWTSVID, &HandleFetchJwt);
   ValidateCall::Await(this, &Service::RequestValidateJWTSVID, &HandleValidate);
 }

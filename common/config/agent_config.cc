@@ -101,10 +101,10 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> agent, top.Child("agent"));
   if (!agent.has_value()) return top.ErrorAt(doc.root.pos, "the agent { } block is required");
   Section& s = *agent;
-  TRELLIS_RETURN_IF_ERROR(s.AllowOnly({"trust_domain", "server_address", "server_port", "data_dir",
-                                       "socket_path", "trust_bundle_path", "trust_bundle_url",
-                                       "insecure_bootstrap", "trust_bundle_format", "join_token",
-                                       "log_level", "log_format", "server_connection_max_age"}));
+  TRELLIS_RETURN_IF_ERROR(s.AllowOnly(
+      {"trust_domain", "server_address", "server_port", "data_dir", "socket_path",
+       "trust_bundle_path", "trust_bundle_url", "insecure_bootstrap", "trust_bundle_format",
+       "join_token", "log_level", "log_format", "log_file", "server_connection_max_age"}));
 
   std::string td_text;
   TRELLIS_RETURN_IF_ERROR(s.ReadRequiredString("trust_domain", &td_text));
@@ -141,7 +141,7 @@ absl::StatusOr<AgentConfig> AgentConfigFromDocument(const Document& doc) {
   TRELLIS_RETURN_IF_ERROR(
       s.ReadEnum("trust_bundle_format", kFormats, false, &cfg.trust_bundle_format));
   TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("join_token", &cfg.join_token));
-  TRELLIS_RETURN_IF_ERROR(ReadLogSettings(s, &cfg.log_level, &cfg.log_format));
+  TRELLIS_RETURN_IF_ERROR(ReadLogSettings(s, &cfg.log_level, &cfg.log_format, &cfg.log_file));
   TRELLIS_RETURN_IF_ERROR(s.Finish());
 
   int bootstraps = (cfg.trust_bundle_path.empty() ? 0 : 1) +

@@ -69,6 +69,7 @@ struct AgentConfig {
   std::string join_token;
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
+  std::string log_file;  // empty: stderr
 
   // plugins { }
   AgentNodeAttestorConfig node_attestor;

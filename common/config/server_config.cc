@@ -320,10 +320,11 @@ absl::StatusOr<ServerConfig> ServerConfigFromDocument(const Document& doc) {
   TRELLIS_ASSIGN_OR_RETURN(std::optional<Section> server, top.Child("server"));
   if (!server.has_value()) return top.ErrorAt(doc.root.pos, "the server { } block is required");
 
-  TRELLIS_RETURN_IF_ERROR(server->AllowOnly(
-      {"trust_domain", "bind_address", "bind_port", "socket_path", "data_dir", "log_level",
-       "log_format", "ca_ttl", "default_x509_svid_ttl", "default_jwt_svid_ttl", "agent_ttl",
-       "ca_key_type", "jwt_key_type", "ca_subject", "jwt_issuer", "federation", "ratelimit"}));
+  TRELLIS_RETURN_IF_ERROR(
+      server->AllowOnly({"trust_domain", "bind_address", "bind_port", "socket_path", "data_dir",
+                         "log_level", "log_format", "log_file", "ca_ttl", "default_x509_svid_ttl",
+                         "default_jwt_svid_ttl", "agent_ttl", "ca_key_type", "jwt_key_type",
+                         "ca_subject", "jwt_issuer", "federation", "ratelimit"}));
   std::string td_text;
   TRELLIS_RETURN_IF_ERROR(server->ReadRequiredString("trust_domain", &td_text));
   absl::StatusOr<TrustDomain> td = TrustDomain::Parse(td_text);
@@ -337,7 +338,7 @@ absl::StatusOr<ServerConfig> ServerConfigFromDocument(const Document& doc) {
   TRELLIS_RETURN_IF_ERROR(s.ReadPort("bind_port", &cfg.bind_port));
   TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("socket_path", &cfg.socket_path));
   TRELLIS_RETURN_IF_ERROR(s.ReadNonEmptyString("data_dir", &cfg.data_dir));
-  TRELLIS_RETURN_IF_ERROR(ReadLogSettings(s, &cfg.log_level, &cfg.log_format));
+  TRELLIS_RETURN_IF_ERROR(ReadLogSettings(s, &cfg.log_level, &cfg.log_format, &cfg.log_file));
   TRELLIS_RETURN_IF_ERROR(ReadPositiveDuration(s, "ca_ttl", &cfg.ca_ttl));
   TRELLIS_RETURN_IF_ERROR(
       ReadPositiveDuration(s, "default_x509_svid_ttl", &cfg.default_x509_svid_ttl));

@@ -127,6 +127,7 @@ struct ServerConfig {
   std::string data_dir = "./data/server";
   LogLevel log_level = LogLevel::kInfo;
   LogFormat log_format = LogFormat::kText;
+  std::string log_file;  // empty: stderr
   absl::Duration ca_ttl = absl::Hours(24);
   absl::Duration default_x509_svid_ttl = absl::Hours(1);
   absl::Duration default_jwt_svid_ttl = absl::Minutes(5);

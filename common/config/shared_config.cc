@@ -2,6 +2,7 @@
 #include "common/config/shared_config.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -23,7 +24,8 @@ std::string LogLevelName(LogLevel level) {
   return "INFO";
 }
 
-absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* format) {
+absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* format,
+                             std::string* file) {
   static const std::map<std::string, LogLevel> kLevels = {{"DEBUG", LogLevel::kDebug},
                                                           {"INFO", LogLevel::kInfo},
                                                           {"WARN", LogLevel::kWarn},
@@ -31,7 +33,24 @@ absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* forma
   static const std::map<std::string, LogFormat> kFormats = {{"text", LogFormat::kText},
                                                             {"json", LogFormat::kJson}};
   TRELLIS_RETURN_IF_ERROR(section.ReadEnum("log_level", kLevels, true, level));
-  return section.ReadEnum("log_format", kFormats, true, format);
+  TRELLIS_RETURN_IF_ERROR(section.ReadEnum("log_format", kFormats, true, format));
+  TRELLIS_RETURN_IF_ERROR(section.ReadNonEmptyString("log_file", file));
+  if (file->empty()) return absl::OkStatus();
+  // The file itself is created at start-up; a missing directory is a mistake in the file.
+  std::filesystem::path dir = std::filesystem::path(*file).parent_path();
+  if (dir.empty()) dir = ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return section.ErrorAt(section.PositionOf("log_file"),
+                           section.KeyPath("log_file") + ": directory " +
+                               QuoteForError(dir.string()) + " does not exist");
+  }
+  if (std::filesystem::is_directory(*file, ec)) {
+    return section.ErrorAt(
+        section.PositionOf("log_file"),
+        section.KeyPath("log_file") + ": " + QuoteForError(*file) + " is a directory");
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<HealthChecksConfig> ReadHealthChecks(Section& s) {

@@ -37,8 +37,10 @@ struct TelemetryConfig {
   std::optional<PrometheusConfig> prometheus;
 };
 
-// Reads log_level (DEBUG|INFO|WARN|ERROR, any case) and log_format (text|json).
-absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* format);
+// Reads log_level (DEBUG|INFO|WARN|ERROR, any case), log_format (text|json) and log_file (a
+// path whose directory must exist; empty: stderr).
+absl::Status ReadLogSettings(Section& section, LogLevel* level, LogFormat* format,
+                             std::string* file);
 absl::StatusOr<HealthChecksConfig> ReadHealthChecks(Section& section);
 absl::StatusOr<TelemetryConfig> ReadTelemetry(Section& section);
 // Reads the optional top-level `health_checks` and `telemetry` blocks both binaries share,

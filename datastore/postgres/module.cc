@@ -19,6 +19,7 @@ extern "C" __attribute__((visibility("default"))) void trellis_datastore_postgre
   }
   trellis::common::SetLogLevel(args->log_level);
   trellis::common::SetLogFormat(args->log_format);
+  trellis::common::UseLogHooks(args->log_hooks);
   auto store =
       trellis::datastore::PostgresDataStore::Open(*args->connection_string, *args->options);
   if (!store.ok()) {

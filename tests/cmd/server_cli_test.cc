@@ -518,6 +518,45 @@ TEST_F(ServerCliTest, HealthcheckWithoutServerFails) {
 
 // Defined last: gtest runs a suite's tests in definition order, and under ctest each test
 // gets a server of its own, so stopping the shared server here never starves another test.
+TEST_F(ServerCliTest, LoggerGetPrintsTheCurrentAndTheLaunchLevel) {
+  Result r = Admin({"logger", "get"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "Logger Level : info\nLaunch Level : info\n");
+  Result json = Admin({"logger", "get", "-output", "json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(json.out, "{\"current_level\":\"INFO\",\"launch_level\":\"INFO\"}\n");
+}
+
+TEST_F(ServerCliTest, LoggerSetChangesTheLevelAndResetRestoresIt) {
+  Result set = Admin({"logger", "set", "-level", "debug"});
+  ASSERT_EQ(set.code, 0) << set.err;
+  EXPECT_EQ(set.out, "Logger Level : debug\nLaunch Level : info\n");
+  EXPECT_EQ(Admin({"logger", "get"}).out, "Logger Level : debug\nLaunch Level : info\n");
+  // A debug line of the server's, written only while the level is debug.
+  ASSERT_EQ(Admin({"entry", "show"}).code, 0);
+  Result reset = Admin({"logger", "reset"});
+  ASSERT_EQ(reset.code, 0) << reset.err;
+  EXPECT_EQ(reset.out, "Logger Level : info\nLaunch Level : info\n");
+  std::string log = Slurp(dir_ + "/server.err");
+  EXPECT_THAT(log,
+              HasSubstr("Log level set previous_level=INFO new_level=DEBUG caller_uid=" +
+                        std::to_string(getuid()) + " method=/trellis.server.v1.Admin/SetLogLevel"));
+  EXPECT_THAT(log, HasSubstr("debug Entries listed"));
+  EXPECT_THAT(log, HasSubstr("Log level reset to the launch level previous_level=DEBUG "
+                             "new_level=INFO"));
+}
+
+TEST_F(ServerCliTest, LoggerSetRefusesAnUnknownOrMissingLevel) {
+  Result bad = Admin({"logger", "set", "-level", "trace"});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_EQ(bad.err,
+            "Error: the value \"trace\" is not a valid log level (debug, info, warn, error)\n");
+  Result missing = Admin({"logger", "set"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_EQ(missing.err, "Error: -level is required\n");
+  EXPECT_EQ(Admin({"logger", "get"}).out, "Logger Level : info\nLaunch Level : info\n");
+}
+
 TEST_F(ServerCliTest, ZzSigtermStopsTheServerWithExitZero) {
   ASSERT_GT(server_pid_, 0);
   EXPECT_EQ(StopServer(), 0) << Slurp(dir_ + "/server.err");

@@ -23,6 +23,8 @@ std::vector<fs::path> ConfigFiles(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     std::string ext = entry.path().extension().string();
+    // Dashboards are JSON too, but not configurations.
+    if (entry.path().parent_path().filename() == "grafana") continue;
     if (entry.is_regular_file() && (ext == ".conf" || ext == ".json")) {
       files.push_back(entry.path());
     }

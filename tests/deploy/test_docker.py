@@ -73,6 +73,9 @@ def linked_packages(binary):
     needed = re.findall(r"^\s*NEEDED\s+(\S+)", objdump, re.M)
     ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
     resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", ldd, re.M))
+    # The dynamic loader is listed by its absolute path, without "=>".
+    for path in re.findall(r"^\s*(/\S+/(ld-linux[^\s/]*))\s", ldd, re.M):
+        resolved.setdefault(path[1], path[0])
     packages = set()
     for lib in needed:
         path = resolved.get(lib)

@@ -2,6 +2,8 @@
 // refusals as the downstream sees them, SVID rotation, and stopping while it still waits.
 #include "downstream/spire_upstream_authority.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -13,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/keys.h"
+#include "common/log.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testutil/status_matchers.h"
@@ -92,6 +95,33 @@ TEST_F(SpireUpstreamAuthorityTest, CallerWithoutADownstreamEntryIsRefusedNamingT
   datastore::JwtAuthority a{"k1", jwt_key->spki_der(), absl::Now() + absl::Hours(1), false};
   EXPECT_THAT(authority_->PublishJwtAuthority(a),
               StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr(upstream)));
+}
+
+// The upstream's line names the downstream server and the method; the line of the Workload
+// API the downstream took its SVID from names this process and the SPIFFE ID it was served.
+TEST_F(SpireUpstreamAuthorityTest, CallLinesNameTheCallerAndTheMethod) {
+  ASSERT_THAT(tier_->PublishSvid(kDownstreamId), IsOk());
+  common::SetLogLevel(common::config::LogLevel::kDebug);
+  ::testing::internal::CaptureStderr();
+  Connect(OptionsFor(*tier_));
+  absl::StatusOr<server::UpstreamAuthority::MintResult> minted = Mint();
+  std::string out = ::testing::internal::GetCapturedStderr();
+  common::SetLogLevel(common::config::LogLevel::kInfo);
+  ASSERT_THAT(minted, IsOk());
+  auto line_with = [&out](const std::string& msg) {
+    size_t at = out.find(msg);
+    return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+  };
+  std::string mint_line = line_with("Minted a downstream CA");
+  ASSERT_FALSE(mint_line.empty()) << out;
+  EXPECT_THAT(mint_line, HasSubstr(" caller_id=" + std::string(kDownstreamId)));
+  EXPECT_THAT(mint_line, HasSubstr(" method=/trellis.server.v1.Upstream/MintX509CA"));
+  std::string served = line_with("Workload API identities served");
+  ASSERT_FALSE(served.empty()) << out;
+  EXPECT_THAT(served, HasSubstr(" caller_pid=" + std::to_string(::getpid())));
+  EXPECT_THAT(served, HasSubstr(" caller_uid=" + std::to_string(::getuid())));
+  EXPECT_THAT(served, HasSubstr(" caller_id=" + std::string(kDownstreamId)));
+  EXPECT_THAT(served, HasSubstr(" method=/SpiffeWorkloadAPI/FetchX509SVID"));
 }
 
 TEST_F(SpireUpstreamAuthorityTest, WithoutAnSvidCallsFailUnavailableNamingTheSocket) {

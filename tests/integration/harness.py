@@ -407,9 +407,10 @@ class Agent:
     def __init__(self, deployment, name, server, node_attestor="join_token",
                  attestor_data=None, bundle_path=None, discover_workload_path=False,
                  also_servers=(), connection_max_age=None, extra_plugins="",
-                 attestor_block=None, health_port=None):
+                 attestor_block=None, health_port=None, extra_config=""):
         """extra_plugins: raw HCL appended inside plugins {} (e.g. more WorkloadAttestors).
-        attestor_block: raw HCL for the NodeAttestor's plugin_data body, for nested values."""
+        attestor_block: raw HCL for the NodeAttestor's plugin_data body, for nested values.
+        extra_config: raw top-level HCL appended to the file (e.g. telemetry { })."""
         self.deployment = deployment
         self.name = name
         self.server = server
@@ -457,6 +458,7 @@ class Agent:
         if health_port:
             config += ("\nhealth_checks {\n  listener_enabled = true\n"
                        "  bind_address = \"127.0.0.1\"\n  bind_port = \"%d\"\n}\n" % health_port)
+        config += extra_config
         with open(self.config_path, "w") as f:
             f.write(config)
         self.process = None

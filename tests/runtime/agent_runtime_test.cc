@@ -97,14 +97,27 @@ TEST_F(AgentRuntimeTest, TelemetryCountsSyncsWorkloadCallsAndCachedSvids) {
   } while (absl::Now() < deadline);
   EXPECT_GE(SampleValue(text, "trellis_agent_sync_total", {{"result", "ok"}}).value_or(0), 1);
   EXPECT_THAT(SampleValue(text, "trellis_agent_cached_svids", {}), ::testing::Optional(1.0));
-  EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
-                          {{"service", "SpiffeWorkloadAPI"},
-                           {"method", "FetchJWTSVID"},
-                           {"code", "OK"}}),
-              ::testing::Optional(1.0));
-  EXPECT_THAT(SampleValue(text, "trellis_rpc_requests_total",
+  EXPECT_THAT(
+      SampleValue(text, "trellis_agent_rpc_requests_total",
+                  {{"service", "SpiffeWorkloadAPI"}, {"method", "FetchJWTSVID"}, {"code", "OK"}}),
+      ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_rpc_requests_total",
                           {{"method", "FetchJWTSVID"}, {"code", "INVALID_ARGUMENT"}}),
               ::testing::Optional(1.0));
+  // The pipeline's own state: one entry, one minted SVID, the JWT-SVID fetched above, the
+  // agent SVID's remaining life and the sync that published them.
+  EXPECT_THAT(SampleValue(text, "trellis_agent_cached_entries", {}), ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_cached_jwt_svids", {}), ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_svids_minted_total", {}), ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_svid_remaining_lifetime_seconds", {}),
+              ::testing::Optional(::testing::Gt(0.0)));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_sync_duration_seconds_count", {}),
+              ::testing::Optional(::testing::Ge(1.0)));
+  EXPECT_THAT(SampleValue(text, "trellis_agent_last_sync_age_seconds", {}),
+              ::testing::Optional(::testing::Ge(0.0)));
+  // Unary Workload API calls are no open streams.
+  EXPECT_EQ(SampleValue(text, "trellis_agent_rpc_open_streams", {{"method", "FetchJWTSVID"}}),
+            std::nullopt);
 }
 
 TEST_F(AgentRuntimeTest, UnusableTelemetryAddressFailsStart) {

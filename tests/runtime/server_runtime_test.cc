@@ -188,18 +188,56 @@ TEST_F(RuntimeTest, TelemetryCountsAdminCallsByStatusCode) {
   ASSERT_EQ(stub->GetEntry(&ctx, req, &entry).error_code(), grpc::StatusCode::NOT_FOUND);
 
   std::string text = telemetry::testing::Scrape((*server)->metrics_port());
-  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_rpc_requests_total",
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_rpc_requests_total",
                                               {{"service", "trellis.server.v1.Admin"},
                                                {"method", "Health"},
                                                {"code", "OK"}}),
               ::testing::Optional(1.0));
-  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_rpc_requests_total",
+  EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_rpc_requests_total",
                                               {{"method", "GetEntry"}, {"code", "NOT_FOUND"}}),
               ::testing::Optional(1.0));
   EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_entries", {}),
               ::testing::Optional(0.0));
   EXPECT_THAT(telemetry::testing::SampleValue(text, "trellis_server_agents_connected", {}),
               ::testing::Optional(0.0));
+}
+
+TEST_F(RuntimeTest, TelemetryReportsAuthoritiesDatastoreAndReadiness) {
+  using telemetry::testing::SampleValue;
+  auto server = Server::Create(
+      Config("telemetry {\n  Prometheus {\n    host = \"127.0.0.1\"\n    port = 0\n  }\n}\n"));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE((*server)->Start().ok());
+  std::string text = telemetry::testing::Scrape((*server)->metrics_port());
+
+  // A new server activated its first CA and JWT key; neither is rotated yet.
+  EXPECT_THAT(SampleValue(text, "trellis_server_authority_rotations_total", {{"kind", "x509"}}),
+              ::testing::Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_server_authority_rotations_total", {{"kind", "jwt"}}),
+              ::testing::Optional(1.0));
+  for (const char* kind : {"x509", "jwt"}) {
+    std::optional<double> active =
+        SampleValue(text, "trellis_server_authority_remaining_lifetime_seconds",
+                    {{"kind", kind}, {"state", "active"}});
+    ASSERT_TRUE(active.has_value()) << kind;
+    EXPECT_GT(*active, 0) << kind;
+    EXPECT_EQ(SampleValue(text, "trellis_server_authority_remaining_lifetime_seconds",
+                          {{"kind", kind}, {"state", "prepared"}}),
+              std::nullopt)
+        << kind;
+  }
+  // Start-up read the federated bundles; nothing failed.
+  EXPECT_THAT(SampleValue(text, "trellis_server_datastore_call_duration_seconds_count",
+                          {{"operation", "ListBundles"}}),
+              ::testing::Optional(::testing::Ge(1.0)));
+  EXPECT_THAT(
+      SampleValue(text, "trellis_server_datastore_errors_total", {{"operation", "ListBundles"}}),
+      ::testing::Optional(0.0));
+  EXPECT_THAT(SampleValue(text, "trellis_server_rate_limited_total", {{"limiter", "signing"}}),
+              ::testing::Optional(0.0));
+  EXPECT_THAT(SampleValue(text, "trellis_server_ready", {}), ::testing::Optional(1.0));
+  // A root server has no upstream link.
+  EXPECT_EQ(SampleValue(text, "trellis_server_upstream_connected", {}), std::nullopt);
 }
 
 TEST_F(RuntimeTest, WithoutTelemetryNoMetricsPort) {

@@ -885,5 +885,71 @@ TEST_F(AgentServiceTest, WatchEndsCleanlyOnShutdown) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
+// ---- Log lines name the caller and the method ----------------------------------------------
+
+// The captured line holding `msg` (empty when none does).
+std::string LineWith(const std::string& captured, const std::string& msg) {
+  size_t at = captured.find(" " + msg);
+  if (at == std::string::npos) return "";
+  size_t start = captured.rfind('\n', at);
+  start = start == std::string::npos ? 0 : start + 1;
+  return captured.substr(start, captured.find('\n', at) - start);
+}
+
+TEST_F(AgentServiceTest, AttestationLineNamesTheAgentAndTheMethod) {
+  ::testing::internal::CaptureStderr();
+  std::string token;
+  AgentCreds a = AttestNew(&token);
+  std::string line = LineWith(::testing::internal::GetCapturedStderr(), "Agent attested");
+  ASSERT_FALSE(line.empty());
+  EXPECT_THAT(line, HasSubstr(" caller_id=spiffe://example.org/spire/agent/join_token/" + token));
+  EXPECT_THAT(line, HasSubstr(" caller_address="));
+  EXPECT_THAT(line, HasSubstr(" method=/trellis.server.v1.Agent/AttestAgent"));
+}
+
+TEST_F(AgentServiceTest, FailedAttestationLineNamesTheAddressAndTheMethod) {
+  common::PrivateKey key = Must(common::PrivateKey::Generate());
+  v1::AttestAgentResponse resp;
+  ::testing::internal::CaptureStderr();
+  grpc::Status st = Attest("join_token", "never-issued", Must(common::BuildCsr(key)), &resp);
+  std::string line = LineWith(::testing::internal::GetCapturedStderr(), "Node attestation failed");
+  ASSERT_FALSE(st.ok());
+  ASSERT_FALSE(line.empty());
+  EXPECT_THAT(line, HasSubstr(" caller_address=127.0.0.1 "));
+  EXPECT_THAT(line, HasSubstr(" method=/trellis.server.v1.Agent/AttestAgent"));
+  EXPECT_THAT(line, ::testing::Not(HasSubstr("caller_id=")));
+}
+
+TEST_F(AgentServiceTest, RenewalLineNamesTheCallerAndTheMethod) {
+  AgentCreds a = AttestNew();
+  ::testing::internal::CaptureStderr();
+  grpc::Status renewed;
+  Renew(a, &renewed);
+  std::string line = LineWith(::testing::internal::GetCapturedStderr(), "Agent SVID renewed");
+  ASSERT_TRUE(renewed.ok());
+  ASSERT_FALSE(line.empty());
+  EXPECT_THAT(line, HasSubstr(" caller_id=" + a.svid.spiffe_id()));
+  EXPECT_THAT(line, HasSubstr(" method=/trellis.server.v1.Agent/RenewAgent"));
+}
+
+TEST_F(AgentServiceTest, RefusalLineNamesTheCallerAndTheMethod) {
+  AgentCreds a = AttestNew();
+  datastore::AttestedNode ban;
+  ban.spiffe_id = a.svid.spiffe_id();
+  ban.banned = true;
+  datastore::NodeMask mask;
+  mask.banned = true;
+  ASSERT_TRUE(ds_->UpdateNode(ban, mask).ok());
+  ASSERT_TRUE(index_->Poll().ok());
+  v1::SyncAuthorizedEntriesResponse resp;
+  ::testing::internal::CaptureStderr();
+  grpc::Status st = Sync(a, {}, &resp);
+  std::string line = LineWith(::testing::internal::GetCapturedStderr(), "Agent refused");
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  ASSERT_FALSE(line.empty());
+  EXPECT_THAT(line, HasSubstr(" caller_id=" + a.svid.spiffe_id()));
+  EXPECT_THAT(line, HasSubstr(" method=/trellis.server.v1.Agent/SyncAuthorizedEntries"));
+}
+
 }  // namespace
 }  // namespace trellis::server

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <map>
+#include <memory>
 #include <thread>
 
 #include "common/csr.h"
@@ -90,6 +92,25 @@ TEST_F(CaManagerTest, ActivationBumpsGenerationAndCallsListener) {
   AdvanceAndTick(*ca, absl::Hours(20) + absl::Minutes(10));
   EXPECT_EQ(activations, 1);
   EXPECT_EQ(ca->X509Generation(), gen + 1);
+}
+
+TEST_F(CaManagerTest, TellsOfEveryActivationByKind) {
+  // Shared with the callback, which the manager keeps until it is destroyed.
+  auto counts = std::make_shared<std::map<datastore::AuthorityKind, int>>();
+  CaManager::Options options = DefaultOptions();
+  options.authority_activated = [counts](datastore::AuthorityKind kind) { ++(*counts)[kind]; };
+  auto ca = StartManager(std::move(options));
+  ASSERT_NE(ca, nullptr);
+  // A new server activates its first CA and JWT key.
+  EXPECT_EQ((*counts)[datastore::AuthorityKind::kX509], 1);
+  EXPECT_EQ((*counts)[datastore::AuthorityKind::kJwt], 1);
+  // Preparing is not activating.
+  AdvanceAndTick(*ca, absl::Hours(19) + absl::Minutes(50));
+  ASSERT_TRUE(ca->PreparedX509Ca().has_value());
+  EXPECT_EQ((*counts)[datastore::AuthorityKind::kX509], 1);
+  AdvanceAndTick(*ca, absl::Minutes(20));
+  EXPECT_EQ((*counts)[datastore::AuthorityKind::kX509], 2);
+  EXPECT_EQ((*counts)[datastore::AuthorityKind::kJwt], 2);
 }
 
 TEST_F(CaManagerTest, BundleListenerSeesIncreasingSequence) {

@@ -80,5 +80,21 @@ TEST_F(RateLimiterTest, BusyBucketsSurvivePruning) {
   EXPECT_FALSE(limiter.Take("a").ok());
 }
 
+TEST_F(RateLimiterTest, TellsOfEveryRefusalAndNothingElse) {
+  int refused = 0;
+  RateLimiter::Options options{1, 2, 100};
+  options.refused = [&refused] { ++refused; };
+  RateLimiter limiter(options, clock_);
+  ASSERT_TRUE(limiter.Take("a").ok());
+  ASSERT_TRUE(limiter.Take("a").ok());
+  EXPECT_EQ(refused, 0);
+  EXPECT_FALSE(limiter.Take("a").ok());
+  EXPECT_FALSE(limiter.Take("a").ok());
+  EXPECT_EQ(refused, 2);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_TRUE(limiter.Take("a").ok());
+  EXPECT_EQ(refused, 2);
+}
+
 }  // namespace
 }  // namespace trellis::server

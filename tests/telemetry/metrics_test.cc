@@ -10,8 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -47,8 +50,18 @@ class SyncAdmin : public v1::Admin::Service {
   }
 };
 
-// Callback-API service: a failing unary call and a stream that ends at once.
+// Callback-API service: a failing unary call, a stream that ends at once and one that stays
+// open until the client cancels it.
 class CallbackWorkload : public SpiffeWorkloadAPI::CallbackService {
+  grpc::ServerWriteReactor<JWTBundlesResponse>* FetchJWTBundles(grpc::CallbackServerContext*,
+                                                                const JWTBundlesRequest*) override {
+    class Reactor : public grpc::ServerWriteReactor<JWTBundlesResponse> {
+     public:
+      void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+      void OnDone() override { delete this; }
+    };
+    return new Reactor;
+  }
   grpc::ServerUnaryReactor* FetchJWTSVID(grpc::CallbackServerContext* ctx, const JWTSVIDRequest*,
                                          JWTSVIDResponse*) override {
     auto* reactor = ctx->DefaultReactor();
@@ -171,6 +184,155 @@ TEST_F(MetricsRpcTest, TimesStreamsInTheirOwnHistogram) {
               Optional(1.0));
   EXPECT_EQ(SampleValue(text, "trellis_rpc_duration_seconds_count", {{"method", "FetchX509SVID"}}),
             std::nullopt);
+}
+
+// Scrapes until `name{labels}` reads `want` (the server records a call's end on its own
+// threads), or gives up after 20 s; returns the last value read.
+std::optional<double> AwaitSample(int port, const std::string& name,
+                                  const std::map<std::string, std::string>& labels, double want) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  std::optional<double> value;
+  while (true) {
+    value = SampleValue(Scrape(port), name, labels);
+    if ((value && *value == want) || std::chrono::steady_clock::now() > deadline) return value;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+TEST_F(MetricsRpcTest, CountsOpenStreamsByMethodWhileTheyAreOpen) {
+  grpc::ClientContext ctx;
+  auto reader = workload_stub_->FetchJWTBundles(&ctx, JWTBundlesRequest());
+  const std::map<std::string, std::string> labels = {{"service", "SpiffeWorkloadAPI"},
+                                                     {"method", "FetchJWTBundles"}};
+  EXPECT_THAT(AwaitSample(metrics_->port(), "trellis_rpc_open_streams", labels, 1), Optional(1.0));
+  ctx.TryCancel();
+  JWTBundlesResponse msg;
+  while (reader->Read(&msg)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_THAT(AwaitSample(metrics_->port(), "trellis_rpc_open_streams", labels, 0), Optional(0.0));
+  // Unary calls never count as open streams.
+  grpc::ClientContext unary;
+  v1::CountEntriesResponse resp;
+  ASSERT_TRUE(admin_stub_->CountEntries(&unary, {}, &resp).ok());
+  EXPECT_EQ(SampleValue(Scrape(metrics_->port()), "trellis_rpc_open_streams",
+                        {{"method", "CountEntries"}}),
+            std::nullopt);
+}
+
+TEST(Metrics, NamesRpcMetricsWithThePrefix) {
+  auto metrics = Metrics::Create(LoopbackConfig(), "trellis_server");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  SyncAdmin admin;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&admin);
+  (*metrics)->Instrument(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::Admin::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  v1::CountEntriesResponse resp;
+  ASSERT_TRUE(stub->CountEntries(&ctx, {}, &resp).ok());
+
+  std::string text = Scrape((*metrics)->port());
+  EXPECT_THAT(SampleValue(text, "trellis_server_rpc_requests_total",
+                          {{"method", "CountEntries"}, {"code", "OK"}}),
+              Optional(1.0));
+  EXPECT_THAT(
+      SampleValue(text, "trellis_server_rpc_duration_seconds_count", {{"method", "CountEntries"}}),
+      Optional(1.0));
+  EXPECT_EQ(SampleValue(text, "trellis_rpc_requests_total", {}), std::nullopt);
+  server->Shutdown();
+}
+
+TEST(Metrics, HistogramsCountObservationsIntoLatencyBuckets) {
+  auto metrics = Metrics::Create(LoopbackConfig());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  Histogram read = (*metrics)->AddHistogram("trellis_test_seconds", "test", {{"op", "read"}});
+  Histogram write = (*metrics)->AddHistogram("trellis_test_seconds", "test", {{"op", "write"}});
+  read.Observe(0.002);
+  read.Observe(20);
+  write.Observe(0.0001);
+
+  std::string text = Scrape((*metrics)->port());
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_count", {{"op", "read"}}), Optional(2.0));
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_sum", {{"op", "read"}}), Optional(20.002));
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_bucket", {{"op", "read"}, {"le", "0.0025"}}),
+              Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_bucket", {{"op", "read"}, {"le", "10"}}),
+              Optional(1.0));
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_bucket", {{"op", "read"}, {"le", "+Inf"}}),
+              Optional(2.0));
+  EXPECT_THAT(SampleValue(text, "trellis_test_seconds_bucket", {{"op", "write"}, {"le", "0.0005"}}),
+              Optional(1.0));
+}
+
+TEST(Metrics, LatencyBucketsSpanHalfAMillisecondToTenSeconds) {
+  const std::vector<double>& buckets = Metrics::LatencyBuckets();
+  ASSERT_FALSE(buckets.empty());
+  EXPECT_EQ(buckets.front(), 0.0005);
+  EXPECT_EQ(buckets.back(), 10);
+  EXPECT_TRUE(std::is_sorted(buckets.begin(), buckets.end()));
+}
+
+TEST(Metrics, DefaultHandlesDoNothing) {
+  Counter counter;
+  counter.Increment();
+  Histogram histogram;
+  histogram.Observe(1);
+}
+
+// The lines of `text` that start with `prefix`.
+int CountLines(const std::string& text, const std::string& prefix) {
+  int n = 0;
+  for (size_t at = 0; at < text.size();) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) ++n;
+    at = end + 1;
+  }
+  return n;
+}
+
+TEST(Metrics, LabelledGaugeCallbacksShareOneFamilyAndSkipAbsentValues) {
+  auto metrics = Metrics::Create(LoopbackConfig());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  (*metrics)->AddGaugeCallback("trellis_test_lifetime", "test",
+                               {{"kind", "x509"}, {"state", "active"}},
+                               []() -> std::optional<double> { return 3600; });
+  (*metrics)->AddGaugeCallback("trellis_test_lifetime", "test",
+                               {{"kind", "x509"}, {"state", "prepared"}},
+                               []() -> std::optional<double> { return std::nullopt; });
+  (*metrics)->AddGaugeCallback("trellis_test_lifetime", "test",
+                               {{"kind", "jwt"}, {"state", "active"}},
+                               []() -> std::optional<double> { return -5; });
+
+  std::string text = Scrape((*metrics)->port());
+  EXPECT_EQ(CountLines(text, "# TYPE trellis_test_lifetime gauge"), 1);
+  EXPECT_THAT(SampleValue(text, "trellis_test_lifetime", {{"kind", "x509"}, {"state", "active"}}),
+              Optional(3600.0));
+  EXPECT_THAT(SampleValue(text, "trellis_test_lifetime", {{"kind", "jwt"}, {"state", "active"}}),
+              Optional(-5.0));
+  EXPECT_EQ(SampleValue(text, "trellis_test_lifetime", {{"state", "prepared"}}), std::nullopt);
+  EXPECT_EQ(CountLines(text, "trellis_test_lifetime{"), 2);
+}
+
+TEST(Metrics, CounterCallbacksAreExportedAsCounters) {
+  auto metrics = Metrics::Create(LoopbackConfig());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  double total = 4;
+  (*metrics)->AddCounterCallback("trellis_test_minted_total", "test", {},
+                                 [&total] { return total; });
+  std::string text = Scrape((*metrics)->port());
+  EXPECT_EQ(CountLines(text, "# TYPE trellis_test_minted_total counter"), 1);
+  EXPECT_THAT(SampleValue(text, "trellis_test_minted_total", {}), Optional(4.0));
+  total = 9;
+  EXPECT_THAT(SampleValue(Scrape((*metrics)->port()), "trellis_test_minted_total", {}),
+              Optional(9.0));
+  (*metrics)->ClearCallbacks();
 }
 
 TEST(Metrics, ServesDomainCountersAndGaugeCallbacks) {

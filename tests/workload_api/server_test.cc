@@ -19,12 +19,13 @@
 #include "common/bundle.h"
 #include "common/jwt.h"
 #include "common/keys.h"
+#include "common/log.h"
 #include "common/x509.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls_spiffe_validator_config.pb.h"
 #include "envoy/service/secret/v3/sds.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "workload.grpc.pb.h"
 #include "workload_api/sds_service.h"
 
@@ -32,6 +33,7 @@ namespace trellis::workload_api {
 namespace {
 
 using common::SpiffeId;
+using ::testing::HasSubstr;
 
 // Records the credentials the server hands over, and gives selectors from them.
 class RecordingAttestor final : public attestors::WorkloadAttestor {
@@ -308,6 +310,57 @@ TEST_F(WorkloadApiTest, NoMatchingEntryIsPermissionDenied) {
   X509SVIDResponse resp;
   EXPECT_FALSE(reader->Read(&resp));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// The line of a refused call names the calling process and the method.
+TEST_F(WorkloadApiTest, RefusedCallLineNamesTheCallerAndTheMethod) {
+  IdentitySnapshot snap = ReadySnapshot();
+  std::shared_ptr<const CachedEntry> e1 = snap.entries.at("e1");
+  snap.entries.Put(std::make_shared<const CachedEntry>(
+      Entry("e1", std::string(e1->spiffe_id()), {"unix:uid:999999"}, e1->created_at())));
+  cache_.Publish(snap);
+  StartServer();
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  ::testing::internal::CaptureStderr();
+  auto reader = stub->FetchX509SVID(&ctx, X509SVIDRequest());
+  X509SVIDResponse resp;
+  EXPECT_FALSE(reader->Read(&resp));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  std::string out = ::testing::internal::GetCapturedStderr();
+  size_t at = out.find("Workload API call refused");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string line = out.substr(at, out.find('\n', at) - at);
+  EXPECT_THAT(line, HasSubstr(" code=PERMISSION_DENIED"));
+  EXPECT_THAT(line, HasSubstr(" caller_pid=" + std::to_string(::getpid())));
+  EXPECT_THAT(line, HasSubstr(" caller_uid=" + std::to_string(::getuid())));
+  EXPECT_THAT(line, HasSubstr(" method=/SpiffeWorkloadAPI/FetchX509SVID"));
+}
+
+// At debug level, a served call names the SPIFFE IDs the caller received.
+TEST_F(WorkloadApiTest, ServedJwtCallLineNamesTheIdsServed) {
+  cache_.Publish(ReadySnapshot());
+  StartServer([](const CachedEntry&,
+                 const std::vector<std::string>&) -> absl::StatusOr<std::string> { return "t"; });
+  auto stub = Stub();
+  grpc::ClientContext ctx;
+  Header(&ctx);
+  JWTSVIDRequest req;
+  req.add_audience("svc");
+  JWTSVIDResponse resp;
+  common::SetLogLevel(common::config::LogLevel::kDebug);
+  ::testing::internal::CaptureStderr();
+  grpc::Status st = stub->FetchJWTSVID(&ctx, req, &resp);
+  std::string out = ::testing::internal::GetCapturedStderr();
+  common::SetLogLevel(common::config::LogLevel::kInfo);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  size_t at = out.find("Workload API identities served");
+  ASSERT_NE(at, std::string::npos) << out;
+  std::string line = out.substr(at, out.find('\n', at) - at);
+  EXPECT_THAT(line, HasSubstr(" caller_pid=" + std::to_string(::getpid())));
+  EXPECT_THAT(line, HasSubstr(" caller_id=spiffe://example.org/app"));
+  EXPECT_THAT(line, HasSubstr(" method=/SpiffeWorkloadAPI/FetchJWTSVID"));
 }
 
 TEST_F(WorkloadApiTest, NotSyncedYetIsUnavailable) {
