@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -54,8 +55,15 @@ T OrDie(absl::StatusOr<T> v, const std::string& what) {
 }
 
 // One value of the server's Prometheus text output (0 when absent).
+// A metric's value; a missing series ends the run, so a renamed metric cannot read as zero.
 double Metric(int port, const std::string& name) {
-  return telemetry::testing::SampleValue(telemetry::testing::Scrape(port), name, {}).value_or(0);
+  std::optional<double> v =
+      telemetry::testing::SampleValue(telemetry::testing::Scrape(port), name, {});
+  if (!v) {
+    std::fprintf(stderr, "metric %s is not exported on port %d\n", name.c_str(), port);
+    std::exit(1);
+  }
+  return *v;
 }
 
 // Progress on stderr, so a profiler can be attached to a phase.
@@ -399,7 +407,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
   // Steady state: every agent syncs every 5 s, spread evenly over the interval.
   Phase("steady state", d.server_pid());
   {
-    double tx0 = Metric(metrics_port, "trellis_server_datastore_transactions");
+    double tx0 = Metric(metrics_port, "trellis_server_datastore_transactions_total");
     int64_t ok0 = rec.syncs_ok.load();
     double cpu0 = ProcessCpuSeconds(d.server_pid());
     absl::Time start = absl::Now();
@@ -417,7 +425,7 @@ Figures Run(int n_agents, int n_entries, int steady_seconds) {
     f.rss_loaded_kib = RssKib(d.server_pid());
     f.threads = ProcStatusValue(d.server_pid(), "Threads");
     int64_t syncs = rec.syncs_ok.load() - ok0;
-    double tx = Metric(metrics_port, "trellis_server_datastore_transactions") - tx0;
+    double tx = Metric(metrics_port, "trellis_server_datastore_transactions_total") - tx0;
     f.ds_tx_per_sync = syncs > 0 ? tx / syncs : -1;
     f.loaded_sync = Summarize(rec.Take());
     if (rec.syncs_failed.load() > 0) {

@@ -68,7 +68,8 @@ std::string TextValue(const std::string& v) {
 }
 
 absl::StatusOr<int> OpenLogFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  int fd =
+      ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
   if (fd < 0) {
     return absl::FailedPreconditionError("cannot open log file " + path + ": " +
                                          std::strerror(errno));

@@ -259,7 +259,9 @@ struct Server::Impl {
   absl::Status CreateMetrics();
   absl::Status StartMetrics();
   // What the health listener's /ready reports; also the `ready` gauge.
-  HealthReport Readiness() const;
+  // `ask_datastore`: query the datastore now (health probes); without it the last poll of the
+  // entry index stands for it (metric scrapes, which must not wait on a database).
+  HealthReport Readiness(bool ask_datastore = true) const;
   absl::Status StartBundleEndpoint();
   absl::Status StartOidcDiscovery();
   std::map<std::string, AdminService::SubsystemHealth> Health() const;
@@ -293,13 +295,15 @@ std::map<std::string, AdminService::SubsystemHealth> Server::Impl::Health() cons
   return out;
 }
 
-HealthReport Server::Impl::Readiness() const {
+HealthReport Server::Impl::Readiness(bool ask_datastore) const {
   HealthReport r;
   for (const auto& [name, h] : Health()) r.subsystems[name] = {h.healthy, h.detail};
-  absl::StatusOr<int> v = ds->SchemaVersion();
-  // A datastore outage makes the server not ready, but it stays live: restarting it would not
-  // bring the database back.
-  r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
+  if (ask_datastore) {
+    absl::StatusOr<int> v = ds->SchemaVersion();
+    // A datastore outage makes the server not ready, but it stays live: restarting it would
+    // not bring the database back.
+    r.subsystems["datastore"] = {v.ok(), v.ok() ? "ok" : std::string(v.status().message())};
+  }
   r.live_excludes = {"datastore", "entry_index", "upstream"};
   if (upstream) {
     // A nested server whose tier above is unreachable keeps issuing from its current CA, but
@@ -689,13 +693,13 @@ absl::Status Server::Impl::StartMetrics() {
                               "Open WatchChanges streams (agents connected)",
                               [agents] { return static_cast<double>(agents->OpenWatches()); });
   const Impl* self = this;
-  s.metrics->AddGaugeCallback("trellis_server_ready", "1 when /ready would answer 200, else 0",
-                              [self] {
-                                for (const auto& [name, sub] : self->Readiness().subsystems) {
-                                  if (!sub.healthy) return 0.0;
-                                }
-                                return 1.0;
-                              });
+  s.metrics->AddGaugeCallback(
+      "trellis_server_ready", "1 when /ready would answer 200, else 0", [self] {
+        for (const auto& [name, sub] : self->Readiness(/*ask_datastore=*/false).subsystems) {
+          if (!sub.healthy) return 0.0;
+        }
+        return 1.0;
+      });
   CaManager* ca = s.ca.get();
   const common::Clock* clock = &s.clock;
   using States = CaManager::AuthorityStates;
@@ -821,10 +825,8 @@ void Server::Shutdown() {
   if (s.refresher) s.refresher->Stop();
   if (s.health) s.health->Stop();
   if (s.agent_server) s.agent_server->Wait();
-  if (s.admin_server) {
-    s.admin_server->Wait();
-    ::unlink(s.cfg.socket_path.c_str());
-  }
+  // The listener removes the socket file it bound, and only that one.
+  if (s.admin_server) s.admin_server->Wait();
   s.agent_server.reset();
   s.admin_server.reset();
   s.admin_listener.reset();

@@ -16,6 +16,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "common/log.h"
 
 namespace trellis::transport {
 
@@ -30,10 +32,21 @@ absl::StatusOr<std::unique_ptr<UnixPeerListener>> UnixPeerListener::Bind(const s
   if (l->listen_fd_ < 0) return absl::InternalError(std::string("socket: ") + strerror(errno));
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size());
+  // Linux creates the socket file with the socket's own mode (less the umask): set it first so
+  // the file is never more open than `mode`, even between bind and the chmod below.
+  if (::fchmod(l->listen_fd_, mode) != 0) {
+    return absl::InternalError(std::string("fchmod: ") + strerror(errno));
+  }
   if (::bind(l->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     return absl::FailedPreconditionError("cannot bind " + path + ": " + strerror(errno));
   }
-  l->socket_path_ = path;  // from here on Close() removes it
+  struct stat bound;
+  if (::stat(path.c_str(), &bound) != 0) {
+    return absl::FailedPreconditionError("cannot stat " + path + ": " + strerror(errno));
+  }
+  l->socket_path_ = path;  // from here on Close() removes it, while it is still ours
+  l->socket_inode_ = bound.st_ino;
+  // The umask may have removed bits `mode` grants (group access to the admin socket).
   if (::chmod(path.c_str(), mode) != 0) {
     return absl::FailedPreconditionError("cannot chmod " + path + ": " + strerror(errno));
   }
@@ -65,6 +78,11 @@ void UnixPeerListener::StopAccepting() {
     [[maybe_unused]] ssize_t n = ::write(wake_pipe_[1], &c, 1);
   }
   if (accept_thread_.joinable()) accept_thread_.join();
+  // Refuse new connections at once rather than leave them queued until Close().
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    listen_fd_ = -1;
+  }
 }
 
 void UnixPeerListener::Close() {
@@ -74,7 +92,11 @@ void UnixPeerListener::Close() {
     listen_fd_ = -1;
   }
   if (!socket_path_.empty()) {
-    ::unlink(socket_path_.c_str());
+    // Only the socket this listener bound: a newer process may already have bound its own.
+    struct stat st;
+    if (::lstat(socket_path_.c_str(), &st) == 0 && st.st_ino == socket_inode_) {
+      ::unlink(socket_path_.c_str());
+    }
     socket_path_.clear();
   }
   absl::MutexLock lock(&mu_);
@@ -86,7 +108,10 @@ void UnixPeerListener::AcceptLoop() {
   while (true) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_pipe_[0], POLLIN, 0}};
     int n = ::poll(fds, 2, 1000);
-    if (n < 0 && errno != EINTR) return;
+    if (n < 0 && errno != EINTR) {
+      common::LogError("Admin socket accept loop ended", {{"error", strerror(errno)}});
+      return;
+    }
     if (fds[1].revents != 0) return;
     if (n <= 0) {
       absl::MutexLock lock(&mu_);
@@ -95,7 +120,21 @@ void UnixPeerListener::AcceptLoop() {
     }
     while (true) {
       int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd < 0) break;
+      if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // The connection stays queued, so polling again at once would spin: wait a little
+          // (or for the stop) and let descriptors free up.
+          const absl::Time now = absl::Now();
+          if (now - last_resource_warning_ >= absl::Minutes(1)) {
+            last_resource_warning_ = now;
+            common::LogWarn("Admin socket cannot accept a connection",
+                            {{"error", strerror(errno)}});
+          }
+          pollfd wake = {wake_pipe_[0], POLLIN, 0};
+          ::poll(&wake, 1, 100);
+        }
+        break;
+      }
       ucred cred{};
       socklen_t len = sizeof(cred);
       struct stat st;

@@ -15,6 +15,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace grpc {
 class Server;
@@ -39,9 +40,11 @@ class UnixPeerListener {
 
   // Starts the accept loop; connections go to `server`, which must outlive StopAccepting().
   void Start(grpc::Server* server);
-  // Stops accepting (joins the accept loop).
+  // Stops accepting: joins the accept loop and closes the listening socket, so a client
+  // connecting from then on is refused at once instead of waiting in the queue.
   void StopAccepting();
-  // StopAccepting(), then closes and removes the socket and forgets every record.
+  // StopAccepting(), then removes the socket file (only the one this listener bound) and
+  // forgets every record.
   void Close();
 
   // The credentials of the connection a call came on (`peer` is ServerContext::peer());
@@ -59,6 +62,9 @@ class UnixPeerListener {
   };
 
   std::string socket_path_;
+  ino_t socket_inode_ = 0;  // of the file bind created, so Close() removes only that
+  // When the accept loop last warned that it ran out of descriptors (its thread only).
+  absl::Time last_resource_warning_ = absl::InfinitePast();
   int listen_fd_ = -1;
   int wake_pipe_[2] = {-1, -1};
   grpc::Server* server_ = nullptr;

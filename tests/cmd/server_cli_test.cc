@@ -22,8 +22,8 @@
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 using ::testing::MatchesRegex;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 struct Result {
@@ -230,8 +230,9 @@ TEST_F(ServerCliTest, BulkCreateThenDeleteFromFiles) {
             std::to_string(before + 2499) + " registration entries\n");
 
   std::string ids = "{\"ids\": [";
-  const std::regex created_id("Entry ID         : (\\S+)\nSPIFFE ID        : "
-                                     "spiffe://example.org/bulk/");
+  const std::regex created_id(
+      "Entry ID         : (\\S+)\nSPIFFE ID        : "
+      "spiffe://example.org/bulk/");
   std::sregex_iterator it(created.out.begin(), created.out.end(), created_id);
   int n = 0;
   for (; it != std::sregex_iterator(); ++it) ids += (n++ ? ",\"" : "\"") + (*it)[1].str() + "\"";
@@ -271,9 +272,8 @@ TEST_F(ServerCliTest, EntryUpdateReplacesFieldsAndBumpsRevision) {
   ASSERT_EQ(created.code, 0) << created.err;
   std::string id = EntryIdFrom(created.out);
   Result updated =
-      Admin({"entry", "update", "-entryID", id, "-parentID", "spiffe://example.org/p",
-             "-spiffeID", "spiffe://example.org/upd", "-selector", "unix:uid:2", "-jwtSVIDTTL",
-             "60"});
+      Admin({"entry", "update", "-entryID", id, "-parentID", "spiffe://example.org/p", "-spiffeID",
+             "spiffe://example.org/upd", "-selector", "unix:uid:2", "-jwtSVIDTTL", "60"});
   ASSERT_EQ(updated.code, 0) << updated.err;
   EXPECT_THAT(updated.out, HasSubstr("Revision         : 1\n"));
   EXPECT_THAT(updated.out, HasSubstr("JWT-SVID TTL     : 60\n"));
@@ -423,11 +423,10 @@ TEST_F(ServerCliTest, FederationCreateShowUpdateListDelete) {
   std::string pem = Admin({"bundle", "show"}).out;
   std::string bundle_path = dir_ + "/partner.pem";
   std::ofstream(bundle_path) << pem;
-  Result created = Admin({"federation", "create", "-trustDomain", "partner.test",
-                          "-bundleEndpointURL", "https://127.0.0.1:1/partner",
-                          "-bundleEndpointProfile", "https_spiffe", "-endpointSpiffeID",
-                          "spiffe://partner.test/spire/server", "-trustDomainBundlePath",
-                          bundle_path});
+  Result created = Admin(
+      {"federation", "create", "-trustDomain", "partner.test", "-bundleEndpointURL",
+       "https://127.0.0.1:1/partner", "-bundleEndpointProfile", "https_spiffe", "-endpointSpiffeID",
+       "spiffe://partner.test/spire/server", "-trustDomainBundlePath", bundle_path});
   ASSERT_EQ(created.code, 0) << created.err;
   EXPECT_EQ(created.out,
             "Trust domain              : partner.test\n"
@@ -439,9 +438,9 @@ TEST_F(ServerCliTest, FederationCreateShowUpdateListDelete) {
   Result show = Admin({"federation", "show", "-trustDomain", "partner.test", "-output", "json"});
   ASSERT_EQ(show.code, 0) << show.err;
   EXPECT_THAT(show.out, HasSubstr("\"bundle_endpoint_profile\":\"HTTPS_SPIFFE\""));
-  Result updated = Admin({"federation", "update", "-trustDomain", "partner.test",
-                          "-bundleEndpointURL", "https://127.0.0.1:1/bundles",
-                          "-bundleEndpointProfile", "https_web"});
+  Result updated =
+      Admin({"federation", "update", "-trustDomain", "partner.test", "-bundleEndpointURL",
+             "https://127.0.0.1:1/bundles", "-bundleEndpointProfile", "https_web"});
   ASSERT_EQ(updated.code, 0) << updated.err;
   EXPECT_THAT(updated.out, HasSubstr("Bundle endpoint profile   : https_web\n"));
   EXPECT_THAT(updated.out, Not(HasSubstr("Endpoint SPIFFE ID")));
@@ -516,8 +515,6 @@ TEST_F(ServerCliTest, HealthcheckWithoutServerFails) {
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1);
 }
 
-// Defined last: gtest runs a suite's tests in definition order, and under ctest each test
-// gets a server of its own, so stopping the shared server here never starves another test.
 TEST_F(ServerCliTest, LoggerGetPrintsTheCurrentAndTheLaunchLevel) {
   Result r = Admin({"logger", "get"});
   ASSERT_EQ(r.code, 0) << r.err;
@@ -557,6 +554,8 @@ TEST_F(ServerCliTest, LoggerSetRefusesAnUnknownOrMissingLevel) {
   EXPECT_EQ(Admin({"logger", "get"}).out, "Logger Level : info\nLaunch Level : info\n");
 }
 
+// Defined last: gtest runs a suite's tests in definition order, and under ctest each test
+// gets a server of its own, so stopping the shared server here never starves another test.
 TEST_F(ServerCliTest, ZzSigtermStopsTheServerWithExitZero) {
   ASSERT_GT(server_pid_, 0);
   EXPECT_EQ(StopServer(), 0) << Slurp(dir_ + "/server.err");
